@@ -1,0 +1,23 @@
+"""numbaconv: Numba-JIT convolution kernels for the CPU and CUDA, with PyTorch's
+functional signatures.
+
+    >>> import numpy as np, numbaconv
+    >>> x = np.random.rand(1, 3, 8, 8).astype(np.float32)
+    >>> w = np.random.rand(4, 3, 3, 3).astype(np.float32)
+    >>> numbaconv.conv2d(x, w, padding=1).shape
+    (1, 4, 8, 8)
+
+Importing numbaconv compiles nothing: each kernel compiles on its first call (and is
+cached on disk for the next process).
+"""
+
+__version__ = "0.1.0"
+
+from . import analysis, reference
+from .dispatch import to_device, to_host
+from .functional import conv1d, conv1d_backward, conv2d, conv2d_backward
+
+__all__ = [
+    "analysis", "reference", "to_device", "to_host",
+    "conv1d", "conv1d_backward", "conv2d", "conv2d_backward",
+]

@@ -1,0 +1,210 @@
+"""Device dispatch: which kernels run a call, decided from where its arrays live.
+
+* NumPy arrays (and anything NumPy can view without a copy, such as PyTorch CPU tensors)
+  run on the CPU kernels (``numbaconv.kernels.cpu``).
+* Anything exposing ``__cuda_array_interface__`` (numba device arrays, CuPy arrays,
+  PyTorch CUDA tensors; numba's simulated device arrays too) runs on the CUDA kernels
+  (``numbaconv.kernels.cuda``), imported only when the first such array arrives.
+* Arrays from both devices in one call: ``ValueError``, never a silent copy.
+
+A :class:`Backend` bundles a device's kernel module (the twin modules export the same
+names, so an op calls ``backend.kernels.conv2d_forward(...)`` whatever the device) with
+the few array helpers an op needs (allocate, make contiguous, reshape, flip).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+CPU = "cpu"
+CUDA = "cuda"
+
+
+# --------------------------------------------------------------------------- detection
+def _is_cuda_array(a) -> bool:
+    if hasattr(a, "__cuda_array_interface__"):
+        return True
+    # numba's simulator (NUMBA_ENABLE_CUDASIM=1) has device arrays without the interface
+    return type(a).__name__ == "FakeCUDAArray"
+
+
+def device_of(a) -> str:
+    """``'cuda'`` for arrays on the GPU, ``'cpu'`` for host arrays."""
+    if isinstance(a, np.ndarray):
+        return CPU
+    if _is_cuda_array(a):
+        return CUDA
+    if hasattr(a, "__array__") or hasattr(a, "__array_interface__"):
+        return CPU
+    raise TypeError(
+        f"expected an array (NumPy, or a GPU array with __cuda_array_interface__); "
+        f"got {type(a).__name__}"
+    )
+
+
+def device_for(op: str, **arrays) -> str:
+    """The one device that all non-None ``arrays`` live on; ``ValueError`` if they differ."""
+    devices = {name: device_of(a) for name, a in arrays.items() if a is not None}
+    found = set(devices.values())
+    if len(found) > 1:
+        desc = ", ".join(f"{n} on {d}" for n, d in devices.items())
+        raise ValueError(
+            f"{op}: all arrays must be on one device; got {desc}. "
+            f"Move them first with numbaconv.to_device() or numbaconv.to_host()."
+        )
+    return found.pop() if found else CPU
+
+
+# --------------------------------------------------------------------------- backends
+class CPUBackend:
+    """NumPy arrays, numba CPU kernels."""
+
+    name = CPU
+
+    def __init__(self):
+        from .kernels import cpu
+
+        self.kernels = _ThreadSafeKernels(cpu)
+
+    @staticmethod
+    def asarray(a):
+        """A C-contiguous NumPy view of ``a`` (a copy only when it is not contiguous)."""
+        return np.ascontiguousarray(a)
+
+    @staticmethod
+    def empty(shape, dtype):
+        return np.empty(shape, dtype=dtype)
+
+    @staticmethod
+    def zeros(shape, dtype):
+        return np.zeros(shape, dtype=dtype)
+
+    @staticmethod
+    def flip_spatial(w, ndim: int):
+        """A contiguous copy of ``w`` reversed along its last ``ndim`` axes."""
+        index = (slice(None),) * (w.ndim - ndim) + (slice(None, None, -1),) * ndim
+        return np.ascontiguousarray(w[index])
+
+
+class _ThreadSafeKernels:
+    """Forwards to the CPU kernel module; serializes calls if numba's threading layer is
+    ``workqueue``, the one layer that aborts when two Python threads run parallel kernels
+    at once.  With ``omp`` or ``tbb`` (the usual case) calls run concurrently."""
+
+    def __init__(self, module):
+        self._module = module
+        self._lock = threading.Lock()
+        self._layer = None
+
+    def __getattr__(self, name):
+        kernel = getattr(self._module, name)
+
+        def call(*args):
+            if self._layer is None:  # first call: the layer is chosen at first launch
+                with self._lock:
+                    kernel(*args)
+                    self._layer = threading_layer()
+                return
+            if self._layer == "workqueue":
+                with self._lock:
+                    return kernel(*args)
+            return kernel(*args)
+
+        call.__name__ = name
+        return call
+
+
+def threading_layer() -> str:
+    """The numba threading layer in use (``'omp'``, ``'tbb'`` or ``'workqueue'``), or
+    ``'not started'`` before the first parallel kernel ran."""
+    import numba
+
+    try:
+        return numba.threading_layer()
+    except ValueError:
+        return "not started"
+
+
+_backends: dict = {}
+_backends_lock = threading.Lock()
+
+
+def get_backend(device: str):
+    """The backend for ``device`` (created once).  CUDA without a usable GPU raises one
+    ``RuntimeError`` that says why."""
+    with _backends_lock:
+        if device not in _backends:
+            if device == CPU:
+                _backends[device] = CPUBackend()
+            else:
+                from ._cuda_backend import CUDABackend
+
+                _backends[device] = CUDABackend()
+        return _backends[device]
+
+
+def backend_for(op: str, **arrays):
+    """The backend that runs ``op`` on ``arrays`` (see :func:`device_for`)."""
+    return get_backend(device_for(op, **arrays))
+
+
+# --------------------------------------------------------------------------- moving data
+def cuda_available() -> tuple[bool, str]:
+    """(True, description) when a CUDA device (or the simulator) can run kernels, else
+    (False, the reason)."""
+    try:
+        from numba import cuda
+    except Exception as exc:  # pragma: no cover - numba-cuda is a dependency
+        return False, f"numba-cuda could not be imported: {exc}"
+    try:
+        if cuda.is_available():
+            return True, "simulator" if _simulator() else "gpu"
+        return False, _cuda_unavailable_reason(cuda)
+    except Exception as exc:  # pragma: no cover - driver errors vary
+        return False, str(exc).strip()
+
+
+def _simulator() -> bool:
+    from numba import config
+
+    return bool(getattr(config, "ENABLE_CUDASIM", False))
+
+
+def _cuda_unavailable_reason(cuda) -> str:
+    try:
+        cuda.detect()
+    except Exception as exc:
+        return " ".join(str(exc).split())
+    return "no CUDA-capable device was found"
+
+
+def require_cuda(op: str = "numbaconv"):
+    ok, why = cuda_available()
+    if not ok:
+        raise RuntimeError(
+            f"{op}: a CUDA array was given but CUDA is not available ({why}). "
+            f"Use NumPy arrays to run on the CPU."
+        )
+
+
+def to_device(a, stream=0):
+    """Copy a host array to the GPU (a numba device array); device arrays pass through."""
+    if device_of(a) == CUDA:
+        return a
+    require_cuda("to_device")
+    from numba import cuda
+
+    return cuda.to_device(np.ascontiguousarray(a), stream=stream)
+
+
+def to_host(a):
+    """Copy a GPU array to a NumPy array; NumPy arrays pass through."""
+    if device_of(a) == CPU:
+        return np.asarray(a)
+    if hasattr(a, "copy_to_host"):
+        return a.copy_to_host()
+    from numba import cuda
+
+    return cuda.as_cuda_array(a).copy_to_host()

@@ -1,0 +1,186 @@
+"""conv1d / conv2d and their backward, on whichever device the arrays live.
+
+Both run through the 2-D kernels (1-D data is viewed with a height of 1).  The backward
+is written once, here, from the three device-neutral primitives:
+
+* grad input  = ``conv2d_grad_input``  (the transposed convolution of grad_output)
+* grad weight = ``conv2d_grad_weight`` (input correlated with grad_output)
+* grad bias   = ``conv2d_grad_bias``   (grad_output summed over batch and space)
+
+``padding_mode`` other than ``'zeros'`` pads the input explicitly first (``pad2d_forward``)
+and folds the gradient back through the same padding (``pad2d_backward``).  ``flip=True``
+(true convolution) correlates with the spatially reversed kernel, and reverses the
+weight gradient back.
+"""
+
+from __future__ import annotations
+
+from .._args import ConvSpec, check_float_dtypes, check_shape, conv_spec
+from ..config import PAD_MODES
+from ..dispatch import backend_for
+
+
+# --------------------------------------------------------------------------- public API
+def conv1d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+           padding_mode="zeros", flip=False):
+    """1-D convolution (cross-correlation unless ``flip``) over ``(N, C, L)`` data.
+
+    Parameters
+    ----------
+    x : array, shape (N, C_in, L)
+    weight : array, shape (C_out, C_in // groups, kL)
+    bias : array, shape (C_out,), optional
+    stride, dilation : int or (int,)
+    padding : int, (int,), ((left, right),), 'same' or 'valid'
+    groups : int
+        ``C_in`` and ``C_out`` must both be divisible by it; ``groups == C_in`` is depthwise.
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}
+    flip : bool
+        True convolution: the kernel reversed before sliding.
+
+    Returns
+    -------
+    array, shape (N, C_out, L_out), on the input's device, in the input's dtype.
+    ``L_out = floor((L + pad_left + pad_right - dilation * (kL - 1) - 1) / stride) + 1``
+
+    Raises
+    ------
+    TypeError
+        Non-float or mixed dtypes.
+    ValueError
+        Wrong ndim, channel / group mismatch, bad stride / padding / dilation, an output
+        size below 1, arrays on different devices.
+    """
+    spec = conv_spec("conv1d", 1, x, weight, bias, stride, padding, dilation, groups,
+                     padding_mode, flip)
+    return _forward(spec, x, weight, bias)
+
+
+def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1,
+           padding_mode="zeros", flip=False):
+    """2-D convolution (cross-correlation unless ``flip``) over ``(N, C, H, W)`` data.
+
+    Parameters
+    ----------
+    x : array, shape (N, C_in, H, W)
+    weight : array, shape (C_out, C_in // groups, kH, kW)
+    bias : array, shape (C_out,), optional
+    stride, dilation : int or (int, int)
+    padding : int, (int, int), ((top, bottom), (left, right)), 'same' or 'valid'
+    groups : int
+        1x1, grouped and depthwise (``groups == C_in``) convolutions all go through here.
+    padding_mode : {'zeros', 'reflect', 'replicate', 'circular'}
+    flip : bool
+        True convolution: the kernel reversed along both spatial axes.
+
+    Returns
+    -------
+    array, shape (N, C_out, H_out, W_out), on the input's device, in the input's dtype.
+    ``H_out = floor((H + pad_top + pad_bottom - dilation_h * (kH - 1) - 1) / stride_h) + 1``
+    and likewise ``W_out``.
+
+    Raises
+    ------
+    TypeError
+        Non-float or mixed dtypes.
+    ValueError
+        Wrong ndim, channel / group mismatch, bad stride / padding / dilation, an output
+        size below 1, arrays on different devices.
+    """
+    spec = conv_spec("conv2d", 2, x, weight, bias, stride, padding, dilation, groups,
+                     padding_mode, flip)
+    return _forward(spec, x, weight, bias)
+
+
+def conv1d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dilation=1,
+                    groups=1, padding_mode="zeros", flip=False):
+    """Gradients of :func:`conv1d`: ``(grad_input, grad_weight, grad_bias)``.
+
+    ``grad_output`` has the forward output's shape ``(N, C_out, L_out)``; the other
+    arguments are those of the forward call.  ``grad_bias`` is None when ``bias`` is None.
+    """
+    spec = conv_spec("conv1d_backward", 1, x, weight, bias, stride, padding, dilation,
+                     groups, padding_mode, flip)
+    return _backward(spec, grad_output, x, weight, bias)
+
+
+def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dilation=1,
+                    groups=1, padding_mode="zeros", flip=False):
+    """Gradients of :func:`conv2d`: ``(grad_input, grad_weight, grad_bias)``.
+
+    ``grad_output`` has the forward output's shape ``(N, C_out, H_out, W_out)``; the
+    other arguments are those of the forward call.  ``grad_bias`` is None when ``bias``
+    is None.
+    """
+    spec = conv_spec("conv2d_backward", 2, x, weight, bias, stride, padding, dilation,
+                     groups, padding_mode, flip)
+    return _backward(spec, grad_output, x, weight, bias)
+
+
+# --------------------------------------------------------------------------- shared body
+def _as_4d(be, a, spec: ConvSpec):
+    """Contiguous, and 1-D data viewed as 2-D with a height of 1."""
+    a = be.asarray(a)
+    return a if spec.ndim == 2 else a.reshape(a.shape[:2] + (1,) + a.shape[2:])
+
+
+def _weight_4d(be, weight, spec: ConvSpec):
+    w = _as_4d(be, weight, spec)
+    return be.flip_spatial(w, 2) if spec.flip else w
+
+
+def _explicit_pad(spec: ConvSpec) -> bool:
+    return spec.padding_mode != "zeros" and any(p != (0, 0) for p in spec.pads)
+
+
+def _kernel_input(be, spec: ConvSpec, x4):
+    """The input the conv kernel reads: ``x4`` itself, or ``x4`` padded by ``padding_mode``."""
+    if not _explicit_pad(spec):
+        return x4
+    padded = be.empty(x4.shape[:2] + spec.padded_size, spec.dtype)
+    be.kernels.pad2d_forward(x4, padded, (spec.pads[0][0], spec.pads[1][0]),
+                             PAD_MODES[spec.padding_mode], 0.0)
+    return padded
+
+
+def _forward(spec: ConvSpec, x, weight, bias):
+    be = backend_for(spec.op, input=x, weight=weight, bias=bias)
+    x4 = _as_4d(be, x, spec)
+    w4 = _weight_4d(be, weight, spec)
+    b = be.zeros((spec.out_channels,), spec.dtype) if bias is None else be.asarray(bias)
+    out = be.empty((spec.batch, spec.out_channels) + spec.out_size, spec.dtype)
+    be.kernels.conv2d_forward(_kernel_input(be, spec, x4), w4, b, out,
+                              spec.kernel_geometry(_explicit_pad(spec)))
+    return out.reshape(spec.output_shape)
+
+
+def _backward(spec: ConvSpec, grad_output, x, weight, bias):
+    check_float_dtypes(spec.op, grad_output=grad_output, input=x, weight=weight, bias=bias)
+    check_shape(spec.op, "grad_output", grad_output, spec.output_shape)
+    be = backend_for(spec.op, grad_output=grad_output, input=x, weight=weight, bias=bias)
+    go = _as_4d(be, grad_output, spec)
+    x4 = _as_4d(be, x, spec)
+    w4 = _weight_4d(be, weight, spec)
+    explicit = _explicit_pad(spec)
+    geometry = spec.kernel_geometry(explicit)
+
+    if explicit:
+        grad_padded = be.empty(x4.shape[:2] + spec.padded_size, spec.dtype)
+        be.kernels.conv2d_grad_input(go, w4, grad_padded, geometry)
+        grad_x = be.empty(x4.shape, spec.dtype)
+        be.kernels.pad2d_backward(grad_padded, grad_x, (spec.pads[0][0], spec.pads[1][0]),
+                                  PAD_MODES[spec.padding_mode])
+    else:
+        grad_x = be.empty(x4.shape, spec.dtype)
+        be.kernels.conv2d_grad_input(go, w4, grad_x, geometry)
+
+    grad_w = be.empty(w4.shape, spec.dtype)
+    be.kernels.conv2d_grad_weight(_kernel_input(be, spec, x4), go, grad_w, geometry)
+    if spec.flip:
+        grad_w = be.flip_spatial(grad_w, 2)
+
+    grad_b = None
+    if bias is not None:
+        grad_b = be.empty((spec.out_channels,), spec.dtype)
+        be.kernels.conv2d_grad_bias(go, grad_b)
+    return grad_x.reshape(x.shape), grad_w.reshape(weight.shape), grad_b

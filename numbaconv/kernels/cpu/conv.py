@@ -1,0 +1,143 @@
+"""CPU convolution kernels (numba, parallel).
+
+Three primitives make every convolution and its backward:
+
+* ``conv2d_forward``     cross-correlation                    n c h w , k c r s -> n k oh ow
+* ``conv2d_grad_input``  its adjoint w.r.t. the input         n k oh ow , k c r s -> n c h w
+  (this *is* the transposed convolution)
+* ``conv2d_grad_weight`` its adjoint w.r.t. the weight        n c h w , n k oh ow -> k c r s
+
+plus ``conv2d_grad_bias`` (a sum over n, oh, ow).  1-D convs run through them with H = 1.
+
+Contract (the dispatch layer guarantees it): arrays are C-contiguous, of one float dtype,
+with shapes already checked; ``out`` is preallocated and fully overwritten;
+``geometry = (stride_h, stride_w, pad_h, pad_w, dil_h, dil_w, groups)`` where the pads
+are the *leading* pads (the trailing ones only shape the output, which ``out`` carries).
+
+Each parallel job owns one output plane (or one weight entry), so no two threads write
+the same element: results are deterministic and race-free.  The innermost loop runs
+along the output row over the range of positions whose input tap is in bounds, computed
+up front, so it is branch-free and, at stride 1, unit-stride (it vectorizes).
+"""
+
+from numba import njit, prange
+
+from ...config import CPU_FASTMATH
+
+
+@njit(inline="always")
+def _floor_div(a, b):
+    return a // b  # numba follows Python: rounds toward -inf
+
+
+@njit(inline="always")
+def valid_range(offset, stride, in_len, out_len):
+    """Outputs ``o`` in ``[lo, hi)`` whose input tap ``o * stride + offset`` is in ``[0, in_len)``."""
+    lo = -_floor_div(offset, stride)  # ceil(-offset / stride)
+    if lo < 0:
+        lo = 0
+    hi = _floor_div(in_len - 1 - offset, stride) + 1
+    if hi > out_len:
+        hi = out_len
+    return lo, hi
+
+
+@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+def conv2d_forward(x, weight, bias, out, geometry):
+    # n c h w , k c r s -> n k oh ow   (bias has length k; pass zeros for no bias)
+    sh, sw, ph, pw, dh, dw, groups = geometry
+    batch, _, in_h, in_w = x.shape
+    out_ch, ch_per_group, kh, kw = weight.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    out_per_group = out_ch // groups
+    for job in prange(batch * out_ch):
+        n = job // out_ch
+        k = job % out_ch
+        g = k // out_per_group
+        plane = out[n, k]
+        plane[:, :] = bias[k]
+        for c in range(ch_per_group):
+            x_plane = x[n, g * ch_per_group + c]
+            for r in range(kh):
+                oh_lo, oh_hi = valid_range(r * dh - ph, sh, in_h, out_h)
+                for s in range(kw):
+                    w = weight[k, c, r, s]
+                    offset = s * dw - pw
+                    ow_lo, ow_hi = valid_range(offset, sw, in_w, out_w)
+                    for oh in range(oh_lo, oh_hi):
+                        x_row = x_plane[oh * sh + r * dh - ph]
+                        out_row = plane[oh]
+                        for ow in range(ow_lo, ow_hi):
+                            out_row[ow] += w * x_row[ow * sw + offset]
+
+
+@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+def conv2d_grad_input(grad_out, weight, grad_in, geometry):
+    # n k oh ow , k c r s -> n c h w   (the transposed convolution)
+    sh, sw, ph, pw, dh, dw, groups = geometry
+    batch, in_ch, in_h, in_w = grad_in.shape
+    out_ch, ch_per_group, kh, kw = weight.shape
+    out_h, out_w = grad_out.shape[2], grad_out.shape[3]
+    out_per_group = out_ch // groups
+    for job in prange(batch * in_ch):
+        n = job // in_ch
+        ci = job % in_ch
+        g = ci // ch_per_group
+        c = ci % ch_per_group
+        plane = grad_in[n, ci]
+        plane[:, :] = 0
+        for kk in range(out_per_group):
+            k = g * out_per_group + kk
+            go_plane = grad_out[n, k]
+            for r in range(kh):
+                oh_lo, oh_hi = valid_range(r * dh - ph, sh, in_h, out_h)
+                for s in range(kw):
+                    w = weight[k, c, r, s]
+                    offset = s * dw - pw
+                    ow_lo, ow_hi = valid_range(offset, sw, in_w, out_w)
+                    for oh in range(oh_lo, oh_hi):
+                        gi_row = plane[oh * sh + r * dh - ph]
+                        go_row = go_plane[oh]
+                        for ow in range(ow_lo, ow_hi):
+                            gi_row[ow * sw + offset] += w * go_row[ow]
+
+
+@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+def conv2d_grad_weight(x, grad_out, grad_weight, geometry):
+    # n c h w , n k oh ow -> k c r s   (one job per weight entry: a deterministic dot product)
+    sh, sw, ph, pw, dh, dw, groups = geometry
+    batch, _, in_h, in_w = x.shape
+    out_ch, ch_per_group, kh, kw = grad_weight.shape
+    out_h, out_w = grad_out.shape[2], grad_out.shape[3]
+    out_per_group = out_ch // groups
+    taps = kh * kw
+    for job in prange(out_ch * ch_per_group * taps):
+        k = job // (ch_per_group * taps)
+        c = (job // taps) % ch_per_group
+        r = (job % taps) // kw
+        s = job % kw
+        ci = (k // out_per_group) * ch_per_group + c
+        offset = s * dw - pw
+        oh_lo, oh_hi = valid_range(r * dh - ph, sh, in_h, out_h)
+        ow_lo, ow_hi = valid_range(offset, sw, in_w, out_w)
+        acc = grad_weight.dtype.type(0)
+        for n in range(batch):
+            for oh in range(oh_lo, oh_hi):
+                x_row = x[n, ci, oh * sh + r * dh - ph]
+                go_row = grad_out[n, k, oh]
+                for ow in range(ow_lo, ow_hi):
+                    acc += go_row[ow] * x_row[ow * sw + offset]
+        grad_weight[k, c, r, s] = acc
+
+
+@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+def conv2d_grad_bias(grad_out, grad_bias):
+    # n k oh ow -> k
+    batch, out_ch, out_h, out_w = grad_out.shape
+    for k in prange(out_ch):
+        acc = grad_bias.dtype.type(0)
+        for n in range(batch):
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    acc += grad_out[n, k, oh, ow]
+        grad_bias[k] = acc
