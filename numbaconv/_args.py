@@ -155,6 +155,12 @@ def pool_output_size(size, kernel_size, stride=None, padding=0, dilation=1, ceil
 # --------------------------------------------------------------------------- arrays
 def check_float_dtypes(op: str, **arrays):
     """All non-None arrays share one float dtype (float32 or float64); return it."""
+    for name, a in arrays.items():
+        if a is not None and not (hasattr(a, "shape") and hasattr(a, "dtype")):
+            raise TypeError(
+                f"{op}: {name} must be an array (NumPy, or a GPU array with "
+                f"__cuda_array_interface__); got {type(a).__name__}"
+            )
     got = {name: np.dtype(a.dtype) for name, a in arrays.items() if a is not None}
     bad = {n: d for n, d in got.items() if d not in FLOAT_DTYPES}
     if bad:

@@ -15,3 +15,16 @@ CUDA_THREADS_PER_BLOCK = int(os.environ.get("NUMBACONV_CUDA_THREADS", "128"))
 
 # Pad codes shared by the CPU and CUDA pad kernels.
 PAD_MODES = {"constant": 0, "zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
+
+# Convolution algorithm on the CPU: 'auto' (``dispatch.choose_conv_algorithm``),
+# 'direct' or 'gemm'.  Tests patch it to run both paths over the same grid.
+CONV_ALGORITHM = "auto"
+
+# Largest im2col buffer the GEMM path allocates; the batch is processed in chunks of
+# images that fit (one image at least).
+IM2COL_CHUNK_BYTES = 16 * 1024 * 1024
+
+# 'auto' uses the GEMM path when a group's matrix product is at least this many
+# multiply-accumulates per output pixel (K_g * C_g * kH * kW); below it the direct
+# kernel wins (depthwise, tiny channel counts).
+GEMM_MIN_MACS_PER_PIXEL = 64

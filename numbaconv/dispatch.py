@@ -150,6 +150,32 @@ def backend_for(op: str, **arrays):
     return get_backend(device_for(op, **arrays))
 
 
+# --------------------------------------------------------------------------- algorithms
+def choose_conv_algorithm(device: str, spec) -> str:
+    """The one place that picks how a convolution runs.  Returns ``'direct'`` or ``'gemm'``.
+
+    Rules (CPU; CUDA always runs its direct kernels):
+
+    * ``config.CONV_ALGORITHM`` other than ``'auto'`` forces the choice (tests, benchmarks).
+    * depthwise and other thin groups, where a group's product has fewer than
+      ``config.GEMM_MIN_MACS_PER_PIXEL`` multiply-accumulates per output pixel
+      (``K_g * C_g * kH * kW``): ``'direct'``, a per-plane kernel that reads the input
+      once and needs no buffer.
+    * everything else, 1x1 included: ``'gemm'``, im2col per chunk of images plus one
+      BLAS matrix product per group (1x1 at stride 1 skips the im2col).
+    """
+    from . import config
+
+    if device != CPU:
+        return "direct"
+    if config.CONV_ALGORITHM != "auto":
+        return config.CONV_ALGORITHM
+    k_g = spec.out_channels // spec.groups
+    c_g = spec.in_channels // spec.groups
+    macs = k_g * c_g * spec.kernel[0] * spec.kernel[1]
+    return "gemm" if macs >= config.GEMM_MIN_MACS_PER_PIXEL else "direct"
+
+
 # --------------------------------------------------------------------------- moving data
 def cuda_available() -> tuple[bool, str]:
     """(True, description) when a CUDA device (or the simulator) can run kernels, else

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .._args import ConvSpec, check_float_dtypes, check_shape, conv_spec
 from ..config import PAD_MODES
-from ..dispatch import backend_for
+from ..dispatch import backend_for, choose_conv_algorithm
 
 
 # --------------------------------------------------------------------------- public API
@@ -143,13 +143,19 @@ def _kernel_input(be, spec: ConvSpec, x4):
     return padded
 
 
+def _kernel(be, spec: ConvSpec, name: str):
+    """The kernel ``name`` in the variant the algorithm chooser picks for ``spec``."""
+    algorithm = choose_conv_algorithm(be.name, spec)
+    return getattr(be.kernels, name if algorithm == "direct" else f"{name}_{algorithm}")
+
+
 def _forward(spec: ConvSpec, x, weight, bias):
     be = backend_for(spec.op, input=x, weight=weight, bias=bias)
     x4 = _as_4d(be, x, spec)
     w4 = _weight_4d(be, weight, spec)
     b = be.zeros((spec.out_channels,), spec.dtype) if bias is None else be.asarray(bias)
     out = be.empty((spec.batch, spec.out_channels) + spec.out_size, spec.dtype)
-    be.kernels.conv2d_forward(_kernel_input(be, spec, x4), w4, b, out,
+    _kernel(be, spec, "conv2d_forward")(_kernel_input(be, spec, x4), w4, b, out,
                               spec.kernel_geometry(_explicit_pad(spec)))
     return out.reshape(spec.output_shape)
 
@@ -166,16 +172,16 @@ def _backward(spec: ConvSpec, grad_output, x, weight, bias):
 
     if explicit:
         grad_padded = be.empty(x4.shape[:2] + spec.padded_size, spec.dtype)
-        be.kernels.conv2d_grad_input(go, w4, grad_padded, geometry)
+        _kernel(be, spec, "conv2d_grad_input")(go, w4, grad_padded, geometry)
         grad_x = be.empty(x4.shape, spec.dtype)
         be.kernels.pad2d_backward(grad_padded, grad_x, (spec.pads[0][0], spec.pads[1][0]),
                                   PAD_MODES[spec.padding_mode])
     else:
         grad_x = be.empty(x4.shape, spec.dtype)
-        be.kernels.conv2d_grad_input(go, w4, grad_x, geometry)
+        _kernel(be, spec, "conv2d_grad_input")(go, w4, grad_x, geometry)
 
     grad_w = be.empty(w4.shape, spec.dtype)
-    be.kernels.conv2d_grad_weight(_kernel_input(be, spec, x4), go, grad_w, geometry)
+    _kernel(be, spec, "conv2d_grad_weight")(_kernel_input(be, spec, x4), go, grad_w, geometry)
     if spec.flip:
         grad_w = be.flip_spatial(grad_w, 2)
 

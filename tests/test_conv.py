@@ -1,0 +1,304 @@
+"""conv1d / conv2d and their backward on the CPU, against the NumPy oracle, finite
+differences and PyTorch; every error path; inputs never mutated."""
+
+import threading
+
+import numpy as np
+import pytest
+from conftest import tolerance, torch
+
+import numbaconv as nc
+from numbaconv import reference as ref
+
+# (input shape, weight shape, params): every parameter and combinations of them.
+CASES_2D = [
+    ((2, 3, 6, 7), (4, 3, 3, 3), {}),
+    ((2, 3, 6, 7), (4, 3, 3, 2), dict(stride=2, padding=1)),
+    ((1, 4, 7, 6), (6, 2, 3, 3), dict(groups=2, padding=(1, 2), dilation=(2, 1))),
+    ((2, 4, 6, 6), (4, 1, 3, 3), dict(groups=4, padding=1)),                # depthwise
+    ((2, 4, 5, 5), (8, 1, 3, 3), dict(groups=4, stride=(1, 2))),            # depthwise x2
+    ((2, 5, 5, 4), (3, 5, 1, 1), {}),                                        # 1x1
+    ((1, 4, 6, 6), (4, 4, 1, 1), dict(stride=2, padding=1)),                 # strided 1x1
+    ((1, 2, 7, 7), (3, 2, 3, 3), dict(dilation=2, padding="same")),
+    ((2, 2, 6, 5), (3, 2, 4, 2), dict(padding="same")),                      # even kernel
+    ((1, 2, 6, 7), (3, 2, 3, 3), dict(padding="valid", stride=(2, 3))),
+    ((2, 3, 5, 6), (2, 3, 3, 3), dict(padding=((0, 2), (1, 0)))),            # per-side
+    ((2, 3, 5, 6), (4, 3, 3, 3), dict(padding=2, padding_mode="reflect")),
+    ((1, 2, 5, 6), (3, 2, 3, 3), dict(padding=(1, 3), padding_mode="replicate", stride=2)),
+    ((1, 2, 4, 5), (3, 2, 3, 2), dict(padding=((2, 1), (0, 3)), padding_mode="circular")),
+    ((2, 4, 6, 6), (4, 2, 3, 3), dict(groups=2, padding=1, padding_mode="reflect",
+                                      dilation=2, flip=True)),
+    ((2, 3, 5, 5), (2, 3, 2, 3), dict(flip=True, padding=1, stride=(2, 1))),
+    ((1, 1, 3, 3), (1, 1, 5, 5), dict(padding=1)),                           # kernel > input
+    ((3, 2, 1, 9), (2, 2, 1, 3), dict(dilation=3)),
+]
+
+CASES_1D = [
+    ((2, 3, 9), (4, 3, 3), {}),
+    ((2, 4, 10), (6, 2, 3), dict(groups=2, stride=2, padding=2, dilation=2)),
+    ((1, 3, 8), (3, 1, 5), dict(groups=3, padding="same")),
+    ((2, 2, 7), (3, 2, 4), dict(padding=((1, 2),), padding_mode="reflect", flip=True)),
+    ((1, 2, 6), (2, 2, 3), dict(padding=3, padding_mode="circular")),
+    ((1, 2, 6), (2, 2, 2), dict(padding=2, padding_mode="replicate", stride=3)),
+]
+
+ALL_CASES = [("conv2d", *c) for c in CASES_2D] + [("conv1d", *c) for c in CASES_1D]
+IDS = [f"{op}-{i}" for i, (op, *_) in enumerate(ALL_CASES)]
+
+
+def _arrays(rng, x_shape, w_shape, dtype, bias=True):
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype) if bias else None
+    return x, w, b
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("op, x_shape, w_shape, params", ALL_CASES, ids=IDS)
+def test_forward_and_backward_match_oracle(op, x_shape, w_shape, params, dtype, rng,
+                                           conv_algorithm):
+    x, w, b = _arrays(rng, x_shape, w_shape, dtype)
+    forward, backward = getattr(nc, op), getattr(nc, op + "_backward")
+    y = forward(x, w, b, **params)
+    expected = ref.conv(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
+                        **params)
+    assert y.dtype == dtype and y.shape == expected.shape
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(y, expected, rtol=rtol, atol=atol)
+
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    grads = backward(gy, x, w, b, **params)
+    expected_grads = ref.conv_backward(gy.astype(np.float64), x.astype(np.float64),
+                                       w.astype(np.float64), b.astype(np.float64), **params)
+    for got, want, name in zip(grads, expected_grads, ("input", "weight", "bias")):
+        assert got.dtype == dtype and got.shape == want.shape, name
+        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol * 10, err_msg=name)
+
+
+def _numeric_grad(f, a, eps=1e-6):
+    """Central differences of the scalar f() w.r.t. every element of a (in place)."""
+    g = np.zeros_like(a)
+    flat, gflat = a.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        keep = flat[i]
+        flat[i] = keep + eps
+        up = f()
+        flat[i] = keep - eps
+        down = f()
+        flat[i] = keep
+        gflat[i] = (up - down) / (2 * eps)
+    return g
+
+
+FD_CASES = [ALL_CASES[i] for i in (1, 2, 4, 6, 8, 11, 13, 14, 16, 18, 19, 21, 22)]
+
+
+@pytest.mark.parametrize("op, x_shape, w_shape, params", FD_CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(FD_CASES)])
+def test_backward_matches_finite_differences(op, x_shape, w_shape, params, rng,
+                                             conv_algorithm):
+    x, w, b = _arrays(rng, x_shape, w_shape, np.float64)
+    forward, backward = getattr(nc, op), getattr(nc, op + "_backward")
+    gy = rng.standard_normal(forward(x, w, b, **params).shape)
+
+    def loss():
+        return float(np.sum(forward(x, w, b, **params) * gy))
+
+    grads = backward(gy, x, w, b, **params)
+    for got, arr in zip(grads, (x, w, b)):
+        np.testing.assert_allclose(got, _numeric_grad(loss, arr), rtol=1e-6, atol=1e-7)
+
+
+def test_no_bias_gives_none_grad(rng):
+    x, w, _ = _arrays(rng, (1, 2, 5, 5), (3, 2, 3, 3), np.float64, bias=False)
+    y = nc.conv2d(x, w)
+    np.testing.assert_allclose(y, ref.conv(x, w), atol=1e-12)
+    gx, gw, gb = nc.conv2d_backward(np.ones_like(y), x, w)
+    assert gb is None and gx.shape == x.shape and gw.shape == w.shape
+
+
+def test_algorithms_agree_on_a_larger_shape(rng, monkeypatch):
+    """The chooser's two CPU paths give the same answer (and the GEMM path chunks)."""
+    from numbaconv import config
+
+    x, w, b = _arrays(rng, (5, 16, 12, 11), (24, 8, 3, 3), np.float32)
+    params = dict(stride=(1, 2), padding=1, groups=2, dilation=(1, 2))
+    results = {}
+    for algorithm in ("direct", "gemm"):
+        monkeypatch.setattr(config, "CONV_ALGORITHM", algorithm)
+        monkeypatch.setattr(config, "IM2COL_CHUNK_BYTES", 40_000)  # forces several chunks
+        y = nc.conv2d(x, w, b, **params)
+        results[algorithm] = (y,) + nc.conv2d_backward(np.ones_like(y), x, w, b, **params)
+    for direct, gemm in zip(results["direct"], results["gemm"]):
+        np.testing.assert_allclose(direct, gemm, rtol=1e-4, atol=1e-3)
+
+
+def test_chooser_rules():
+    from numbaconv._args import conv_spec
+    from numbaconv.dispatch import choose_conv_algorithm
+
+    def spec(c_in, c_out, groups, k=3):
+        x = np.zeros((1, c_in, 8, 8), np.float32)
+        w = np.zeros((c_out, c_in // groups, k, k), np.float32)
+        return conv_spec("conv2d", 2, x, w, None, 1, 0, 1, groups, "zeros", False)
+
+    assert choose_conv_algorithm("cpu", spec(32, 32, 32)) == "direct"  # depthwise
+    assert choose_conv_algorithm("cpu", spec(3, 2, 1)) == "direct"  # tiny
+    assert choose_conv_algorithm("cpu", spec(16, 32, 1)) == "gemm"
+    assert choose_conv_algorithm("cpu", spec(64, 64, 1, k=1)) == "gemm"  # 1x1
+    assert choose_conv_algorithm("cuda", spec(16, 32, 1)) == "direct"
+
+
+# --------------------------------------------------------------------------- drop-in
+def _torch_conv(op, x, w, b, params):
+    """PyTorch's answer: padding_mode / flip / per-side padding as API.md defines them."""
+    F = torch.nn.functional
+    nd = x.ndim - 2
+    params = dict(params)
+    mode = params.pop("padding_mode", "zeros")
+    flip = params.pop("flip", False)
+    padding = params.pop("padding", 0)
+    per_side = isinstance(padding, tuple) and isinstance(padding[0], tuple)
+    tx, tw = torch.from_numpy(x), torch.from_numpy(w)
+    tb = None if b is None else torch.from_numpy(b)
+    if flip:
+        tw = torch.flip(tw, dims=list(range(2, 2 + nd)))
+    if mode != "zeros" or per_side:
+        if isinstance(padding, str):
+            pairs = padding  # only 'same' here: let a module compute it
+            conv = getattr(torch.nn, f"Conv{nd}d")(x.shape[1], w.shape[0], w.shape[2:],
+                                                   padding=pairs, padding_mode=mode,
+                                                   bias=b is not None, **params)
+            with torch.no_grad():
+                conv.weight.copy_(tw)
+                if b is not None:
+                    conv.bias.copy_(tb)
+            return conv(tx).detach().numpy()
+        if not per_side:
+            padding = (padding,) * nd if isinstance(padding, int) else padding
+            padding = tuple((p, p) for p in padding)
+        flat = [v for pair in reversed(padding) for v in pair]  # last dim first
+        tx = F.pad(tx, flat, mode={"zeros": "constant"}.get(mode, mode))
+        padding = 0
+    return getattr(F, op)(tx, tw, tb, padding=padding, **params).numpy()
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+@pytest.mark.parametrize("op, x_shape, w_shape, params", ALL_CASES, ids=IDS)
+def test_matches_torch(op, x_shape, w_shape, params, rng):
+    x, w, b = _arrays(rng, x_shape, w_shape, np.float64)
+    np.testing.assert_allclose(getattr(nc, op)(x, w, b, **params),
+                               _torch_conv(op, x, w, b, params), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+@pytest.mark.parametrize("case", [1, 2, 3, 5, 7, 9, 18, 19], ids=str)
+def test_backward_matches_torch_autograd(case, rng):
+    op, x_shape, w_shape, params = ALL_CASES[case]
+    x, w, b = _arrays(rng, x_shape, w_shape, np.float64)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    y = getattr(torch.nn.functional, op)(tx, tw, tb, **params)
+    gy = rng.standard_normal(tuple(y.shape))
+    y.backward(torch.from_numpy(gy))
+    grads = getattr(nc, op + "_backward")(gy, x, w, b, **params)
+    for got, t in zip(grads, (tx, tw, tb)):
+        np.testing.assert_allclose(got, t.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+# --------------------------------------------------------------------------- inputs
+def test_inputs_are_not_mutated(rng):
+    x, w, b = _arrays(rng, (2, 4, 6, 6), (4, 2, 3, 3), np.float64)
+    params = dict(groups=2, padding=2, padding_mode="reflect", flip=True)
+    copies = [a.copy() for a in (x, w, b)]
+    y = nc.conv2d(x, w, b, **params)
+    gy = np.ones_like(y)
+    gy_copy = gy.copy()
+    nc.conv2d_backward(gy, x, w, b, **params)
+    for a, c in zip((x, w, b, gy), copies + [gy_copy]):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_non_contiguous_and_fortran_inputs(rng):
+    x, w, b = _arrays(rng, (2, 3, 8, 10), (4, 3, 3, 3), np.float64)
+    expected = ref.conv(x, w, b, padding=1)
+    np.testing.assert_allclose(nc.conv2d(np.asfortranarray(x), np.asfortranarray(w), b,
+                                         padding=1), expected, atol=1e-12)
+    big = np.zeros((2, 6, 16, 10))
+    big[:, ::2, ::2, :] = x
+    view = big[:, ::2, ::2, :]
+    assert not view.flags.c_contiguous
+    np.testing.assert_allclose(nc.conv2d(view, w[:, :, ::-1, ::-1], b, padding=1),
+                               ref.conv(x, w, b, padding=1, flip=True), atol=1e-12)
+
+
+def test_new_shapes_do_not_recompile(rng):
+    from numbaconv.kernels.cpu import conv2d_forward
+
+    nc.conv2d(*_arrays(rng, (1, 2, 5, 5), (2, 2, 3, 3), np.float32))
+    count = len(conv2d_forward.signatures)
+    for shape in [(3, 2, 9, 4), (1, 2, 17, 23)]:
+        nc.conv2d(*_arrays(rng, shape, (5, 2, 2, 3), np.float32), stride=2, padding=1)
+    assert len(conv2d_forward.signatures) == count
+
+
+def test_concurrent_calls_from_threads(rng):
+    x, w, b = _arrays(rng, (2, 8, 12, 12), (8, 8, 3, 3), np.float32)
+    expected = nc.conv2d(x, w, b, padding=1)
+    results, errors = [], []
+
+    def work():
+        try:
+            for _ in range(5):
+                results.append(nc.conv2d(x, w, b, padding=1))
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors and len(results) == 20
+    for r in results:
+        np.testing.assert_array_equal(r, expected)
+
+
+# --------------------------------------------------------------------------- errors
+X = np.zeros((2, 4, 6, 6), np.float32)
+W = np.zeros((4, 4, 3, 3), np.float32)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: nc.conv2d(X.astype(np.int32), W), TypeError, r"float32 or float64; got input=int32"),
+    (lambda: nc.conv2d(X.astype(np.complex64), W), TypeError, r"got input=complex64"),
+    (lambda: nc.conv2d(X, W.astype(np.float64)), TypeError, r"share one dtype.*input=float32, weight=float64"),
+    (lambda: nc.conv2d(X, W, np.zeros(4, np.float16)), TypeError, r"bias=float16"),
+    (lambda: nc.conv2d(X[0], W), ValueError, r"input must be 4-D \(N, C, H, W\); got shape \(4, 6, 6\)"),
+    (lambda: nc.conv1d(X, W), ValueError, r"conv1d: input must be 3-D"),
+    (lambda: nc.conv2d(X, W[:, :, 0]), ValueError, r"weight must be 4-D"),
+    (lambda: nc.conv2d(X, W[:, :3]), ValueError, r"weight.shape\[1\] must be C_in // groups = 4 // 1 = 4"),
+    (lambda: nc.conv2d(X, W, groups=3), ValueError, r"input channels \(4\) must be divisible by groups \(3\)"),
+    (lambda: nc.conv2d(X, W[:3, :2], groups=2), ValueError, r"out channels, 3\) must be divisible by groups \(2\)"),
+    (lambda: nc.conv2d(X, W, groups=0), ValueError, r"groups must be a positive int"),
+    (lambda: nc.conv2d(X, W, np.zeros(3, np.float32)), ValueError, r"bias must have shape \(4,\); got \(3,\)"),
+    (lambda: nc.conv2d(X, W, stride=0), ValueError, r"stride must be positive"),
+    (lambda: nc.conv2d(X, W, stride=(1, 2, 3)), ValueError, r"stride must be an int or a tuple of 2 ints"),
+    (lambda: nc.conv2d(X, W, dilation=-1), ValueError, r"dilation must be positive"),
+    (lambda: nc.conv2d(X, W, padding=-1), ValueError, r"padding must be >= 0"),
+    (lambda: nc.conv2d(X, W, padding="full"), ValueError, r"padding must be an int, a tuple"),
+    (lambda: nc.conv2d(X, W, padding="same", stride=2), ValueError, r"padding='same' needs stride 1"),
+    (lambda: nc.conv2d(X, W, padding_mode="mirror"), ValueError, r"padding_mode must be one of"),
+    (lambda: nc.conv2d(X, W, padding=6, padding_mode="reflect"), ValueError, r"'reflect' needs padding < input size"),
+    (lambda: nc.conv2d(X, W, padding=7, padding_mode="circular"), ValueError, r"'circular' needs padding <= input size"),
+    (lambda: nc.conv2d(X, W, dilation=3), ValueError, r"output size would be \(0, 0\)"),
+    (lambda: nc.conv2d(X, W, flip="yes"), ValueError, r"flip must be True or False"),
+    (lambda: nc.conv2d(X[:0], W), ValueError, r"non-empty batch"),
+    (lambda: nc.conv2d_backward(np.zeros((2, 4, 3, 3), np.float32), X, W), ValueError,
+     r"grad_output must have shape \(2, 4, 4, 4\); got \(2, 4, 3, 3\)"),
+    (lambda: nc.conv2d_backward(np.zeros((2, 4, 4, 4)), X, W), TypeError, r"grad_output=float64"),
+    (lambda: nc.conv2d([[1.0]], W), TypeError, r"input must be an array \(NumPy.*got list"),
+    (lambda: nc.conv2d("x", W), TypeError, r"input must be an array"),
+])
+def test_errors(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
