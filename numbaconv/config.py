@@ -13,6 +13,11 @@ CPU_FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
 # CUDA launch geometry: threads per block of the 1-D elementwise-style kernels.
 CUDA_THREADS_PER_BLOCK = int(os.environ.get("NUMBACONV_CUDA_THREADS", "128"))
 
+# CUDA stream every launch goes to (0: the default stream).  Set it to a numba stream
+# (``numba.cuda.stream()`` or ``cuda.external_stream(ptr)`` for a CuPy / PyTorch stream)
+# to order numbaconv's kernels with other work; see ``numbaconv.dispatch.use_stream``.
+CUDA_STREAM = 0
+
 # Pad codes shared by the CPU and CUDA pad kernels.
 PAD_MODES = {"constant": 0, "zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 

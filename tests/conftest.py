@@ -37,3 +37,44 @@ def conv_algorithm(request, monkeypatch):
 
     monkeypatch.setattr(config, "CONV_ALGORITHM", request.param)
     return request.param
+
+
+class Device:
+    """Moves test arrays to where a test body runs, and results back for comparison."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def put(self, *arrays):
+        import numbaconv
+
+        if self.name == "cpu":
+            return arrays
+        return tuple(None if a is None else numbaconv.to_device(a) for a in arrays)
+
+    def get(self, *arrays):
+        import numbaconv
+
+        out = tuple(None if a is None else numbaconv.to_host(a) for a in arrays)
+        return out if len(out) > 1 else out[0]
+
+
+@pytest.fixture(params=["cpu-direct", "cpu-gemm", "cuda"])
+def device(request, monkeypatch):
+    """Run a test body on every device (and on the CPU, with each conv algorithm).
+
+    CUDA runs under the simulator in CI, with threads per block patched small so tiny
+    inputs still span several blocks and the grid-stride loops wrap."""
+    from numbaconv import config
+
+    name, _, algorithm = request.param.partition("-")
+    if algorithm:
+        monkeypatch.setattr(config, "CONV_ALGORITHM", algorithm)
+    if name == "cuda":
+        from numbaconv.dispatch import cuda_available
+
+        ok, why = cuda_available()
+        if not ok:
+            pytest.skip(f"CUDA unavailable: {why}")
+        monkeypatch.setattr(config, "CUDA_THREADS_PER_BLOCK", 32)
+    return Device(name)

@@ -55,11 +55,10 @@ def _arrays(rng, x_shape, w_shape, dtype, bias=True):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("op, x_shape, w_shape, params", ALL_CASES, ids=IDS)
-def test_forward_and_backward_match_oracle(op, x_shape, w_shape, params, dtype, rng,
-                                           conv_algorithm):
+def test_forward_and_backward_match_oracle(op, x_shape, w_shape, params, dtype, rng, device):
     x, w, b = _arrays(rng, x_shape, w_shape, dtype)
     forward, backward = getattr(nc, op), getattr(nc, op + "_backward")
-    y = forward(x, w, b, **params)
+    y = device.get(forward(*device.put(x, w, b), **params))
     expected = ref.conv(x.astype(np.float64), w.astype(np.float64), b.astype(np.float64),
                         **params)
     assert y.dtype == dtype and y.shape == expected.shape
@@ -67,7 +66,7 @@ def test_forward_and_backward_match_oracle(op, x_shape, w_shape, params, dtype, 
     np.testing.assert_allclose(y, expected, rtol=rtol, atol=atol)
 
     gy = rng.standard_normal(y.shape).astype(dtype)
-    grads = backward(gy, x, w, b, **params)
+    grads = device.get(*backward(*device.put(gy, x, w, b), **params))
     expected_grads = ref.conv_backward(gy.astype(np.float64), x.astype(np.float64),
                                        w.astype(np.float64), b.astype(np.float64), **params)
     for got, want, name in zip(grads, expected_grads, ("input", "weight", "bias")):

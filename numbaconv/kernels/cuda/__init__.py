@@ -1,0 +1,12 @@
+"""CUDA kernels (numba-cuda).  Exports the same names, with the same signatures, as
+``kernels.cpu`` (see ``kernels.cpu.KERNELS``); each name is a launcher that picks the
+grid from the output size and ``config.CUDA_THREADS_PER_BLOCK`` at call time.
+
+Imported only when a GPU array is given (``dispatch.get_backend``), so importing
+numbaconv never touches the CUDA driver.
+"""
+
+from .conv import conv2d_forward, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
+from .im2col import col2im, im2col
+from .pad import pad2d_backward, pad2d_forward
+from .util import fill, flip_spatial_2d

@@ -1,0 +1,125 @@
+"""CUDA convolution kernels: the twins of ``kernels/cpu/conv.py`` (same names, same
+signatures, same contract), one thread per output element.
+
+* ``conv2d_forward``     n c h w , k c r s -> n k oh ow   (gather over c, r, s)
+* ``conv2d_grad_input``  n k oh ow , k c r s -> n c h w   (gather over k, r, s: each
+  input pixel collects the outputs whose window covers it; no atomics)
+* ``conv2d_grad_weight`` n c h w , n k oh ow -> k c r s   (one thread per weight entry
+  sums over n, oh, ow in a fixed order: bit-identical run after run)
+* ``conv2d_grad_bias``   n k oh ow -> k
+"""
+
+from numba import cuda
+
+from ._launch import launch_1d
+
+
+@cuda.jit
+def _conv2d_forward(total, x, weight, bias, out, geometry):
+    sh, sw, ph, pw, dh, dw, groups = geometry
+    in_h, in_w = x.shape[2], x.shape[3]
+    out_ch, ch_per_group, kh, kw = weight.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    out_per_group = out_ch // groups
+    for i in range(cuda.grid(1), total, cuda.gridsize(1)):
+        ow = i % out_w
+        oh = (i // out_w) % out_h
+        k = (i // (out_w * out_h)) % out_ch
+        n = i // (out_w * out_h * out_ch)
+        c0 = (k // out_per_group) * ch_per_group
+        acc = bias[k]
+        for c in range(ch_per_group):
+            for r in range(kh):
+                ih = oh * sh - ph + r * dh
+                if ih < 0 or ih >= in_h:
+                    continue
+                for s in range(kw):
+                    iw = ow * sw - pw + s * dw
+                    if 0 <= iw < in_w:
+                        acc += weight[k, c, r, s] * x[n, c0 + c, ih, iw]
+        out[n, k, oh, ow] = acc
+
+
+@cuda.jit
+def _conv2d_grad_input(total, grad_out, weight, grad_in, geometry):
+    sh, sw, ph, pw, dh, dw, groups = geometry
+    in_ch, in_h, in_w = grad_in.shape[1], grad_in.shape[2], grad_in.shape[3]
+    out_ch, ch_per_group, kh, kw = weight.shape
+    out_h, out_w = grad_out.shape[2], grad_out.shape[3]
+    out_per_group = out_ch // groups
+    for i in range(cuda.grid(1), total, cuda.gridsize(1)):
+        iw = i % in_w
+        ih = (i // in_w) % in_h
+        ci = (i // (in_w * in_h)) % in_ch
+        n = i // (in_w * in_h * in_ch)
+        g = ci // ch_per_group
+        c = ci % ch_per_group
+        acc = grad_in.dtype.type(0)  # typed zero: no float64 promotion in float32
+        for r in range(kh):
+            num_h = ih + ph - r * dh  # = oh * sh for the output row that reads ih
+            if num_h < 0 or num_h % sh != 0 or num_h // sh >= out_h:
+                continue
+            oh = num_h // sh
+            for s in range(kw):
+                num_w = iw + pw - s * dw
+                if num_w < 0 or num_w % sw != 0 or num_w // sw >= out_w:
+                    continue
+                ow = num_w // sw
+                for kk in range(out_per_group):
+                    k = g * out_per_group + kk
+                    acc += weight[k, c, r, s] * grad_out[n, k, oh, ow]
+        grad_in[n, ci, ih, iw] = acc
+
+
+@cuda.jit
+def _conv2d_grad_weight(total, x, grad_out, grad_weight, geometry):
+    sh, sw, ph, pw, dh, dw, groups = geometry
+    batch, in_h, in_w = x.shape[0], x.shape[2], x.shape[3]
+    out_ch, ch_per_group, kh, kw = grad_weight.shape
+    out_h, out_w = grad_out.shape[2], grad_out.shape[3]
+    out_per_group = out_ch // groups
+    for i in range(cuda.grid(1), total, cuda.gridsize(1)):
+        s = i % kw
+        r = (i // kw) % kh
+        c = (i // (kw * kh)) % ch_per_group
+        k = i // (kw * kh * ch_per_group)
+        ci = (k // out_per_group) * ch_per_group + c
+        acc = grad_weight.dtype.type(0)
+        for n in range(batch):
+            for oh in range(out_h):
+                ih = oh * sh - ph + r * dh
+                if ih < 0 or ih >= in_h:
+                    continue
+                for ow in range(out_w):
+                    iw = ow * sw - pw + s * dw
+                    if 0 <= iw < in_w:
+                        acc += grad_out[n, k, oh, ow] * x[n, ci, ih, iw]
+        grad_weight[k, c, r, s] = acc
+
+
+@cuda.jit
+def _conv2d_grad_bias(total, grad_out, grad_bias):
+    batch, _, out_h, out_w = grad_out.shape
+    for k in range(cuda.grid(1), total, cuda.gridsize(1)):
+        acc = grad_bias.dtype.type(0)
+        for n in range(batch):
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    acc += grad_out[n, k, oh, ow]
+        grad_bias[k] = acc
+
+
+def conv2d_forward(x, weight, bias, out, geometry):
+    launch_1d(_conv2d_forward, out.size, x, weight, bias, out, geometry)
+
+
+def conv2d_grad_input(grad_out, weight, grad_in, geometry):
+    launch_1d(_conv2d_grad_input, grad_in.size, grad_out, weight, grad_in, geometry)
+
+
+def conv2d_grad_weight(x, grad_out, grad_weight, geometry):
+    launch_1d(_conv2d_grad_weight, grad_weight.size, x, grad_out, grad_weight, geometry)
+
+
+def conv2d_grad_bias(grad_out, grad_bias):
+    launch_1d(_conv2d_grad_bias, grad_bias.size, grad_out, grad_bias)

@@ -1,0 +1,98 @@
+"""The dispatch layer: device detection, the mixed-device error, moving arrays, the twin
+kernel modules, and the error when CUDA is asked for and missing."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from conftest import torch
+
+import numbaconv as nc
+from numbaconv import dispatch
+
+
+class FakeGPUArray:
+    __cuda_array_interface__ = {"shape": (1,), "typestr": "<f4", "data": (0, False),
+                                "version": 3}
+
+
+def test_device_of():
+    assert dispatch.device_of(np.zeros(3)) == "cpu"
+    assert dispatch.device_of(FakeGPUArray()) == "cuda"
+    assert dispatch.device_of(nc.to_device(np.zeros(3))) == "cuda"  # simulator array
+    if torch is not None:
+        assert dispatch.device_of(torch.zeros(2)) == "cpu"
+    with pytest.raises(TypeError, match="expected an array"):
+        dispatch.device_of(object())
+
+
+def test_mixed_devices_raise_before_any_work():
+    x = np.zeros((1, 2, 4, 4), np.float32)
+    w = np.zeros((2, 2, 3, 3), np.float32)
+    with pytest.raises(ValueError, match=r"conv2d: all arrays must be on one device; "
+                                         r"got input on cpu, weight on cuda"):
+        nc.conv2d(x, nc.to_device(w))
+    with pytest.raises(ValueError, match=r"bias on cuda"):
+        nc.conv2d_backward(np.zeros((1, 2, 2, 2), np.float32), x, w,
+                           nc.to_device(np.zeros(2, np.float32)))
+
+
+def test_to_device_and_back(rng):
+    a = rng.standard_normal((2, 3, 4))
+    d = nc.to_device(a)
+    assert dispatch.device_of(d) == "cuda" and nc.to_device(d) is d
+    np.testing.assert_array_equal(nc.to_host(d), a)
+    assert nc.to_host(a) is a
+
+
+def test_cuda_results_stay_on_device(rng):
+    x = nc.to_device(rng.standard_normal((1, 2, 4, 4)).astype(np.float32))
+    w = nc.to_device(rng.standard_normal((3, 2, 3, 3)).astype(np.float32))
+    y = nc.conv2d(x, w, padding=1)
+    assert dispatch.device_of(y) == "cuda" and y.shape == (1, 3, 4, 4)
+    grads = nc.conv2d_backward(y, x, w, padding=1)
+    assert all(dispatch.device_of(g) == "cuda" for g in grads[:2]) and grads[2] is None
+
+
+def test_cuda_weight_gradient_is_deterministic(rng, monkeypatch):
+    from numbaconv import config
+
+    monkeypatch.setattr(config, "CUDA_THREADS_PER_BLOCK", 16)
+    x, w = (nc.to_device(rng.standard_normal(s).astype(np.float32))
+            for s in ((2, 2, 5, 5), (2, 2, 3, 3)))
+    gy = nc.to_device(rng.standard_normal((2, 2, 3, 3)).astype(np.float32))
+    first = [nc.to_host(g) for g in nc.conv2d_backward(gy, x, w)[:2]]
+    second = [nc.to_host(g) for g in nc.conv2d_backward(gy, x, w)[:2]]
+    for a, b in zip(first, second):
+        assert a.tobytes() == b.tobytes()
+
+
+def test_twin_kernel_modules_export_the_same_names():
+    import inspect
+
+    from numbaconv.kernels import cpu, cuda
+
+    for name in cpu.KERNELS:
+        cpu_fn, cuda_fn = getattr(cpu, name), getattr(cuda, name)
+        cpu_params = list(inspect.signature(cpu_fn.py_func).parameters)
+        assert list(inspect.signature(cuda_fn).parameters) == cpu_params, name
+
+
+def test_cuda_unavailable_is_one_clear_error(monkeypatch):
+    monkeypatch.setattr(dispatch, "cuda_available", lambda: (False, "no driver found"))
+    monkeypatch.setattr(dispatch, "_backends", {})
+    x = FakeGPUArray()
+    with pytest.raises(RuntimeError, match=r"CUDA is not available \(no driver found\)"):
+        dispatch.get_backend("cuda")
+    with pytest.raises(RuntimeError, match="to_device: a CUDA array was given"):
+        nc.to_device(np.zeros(2))
+    assert dispatch.device_of(x) == "cuda"
+
+
+def test_import_compiles_nothing_and_skips_cuda():
+    code = ("import sys, numbaconv\n"
+            "from numbaconv.kernels import cpu\n"
+            "assert all(not getattr(cpu, k).signatures for k in cpu.KERNELS)\n"
+            "assert 'numbaconv.kernels.cuda' not in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
