@@ -1,0 +1,46 @@
+"""JIT latency: the first conv2d call in a fresh process, with an empty kernel cache
+(compile) and with a warm one (load from disk); and the import time.  Each sample runs
+in a subprocess, so the benchmark process's own compiled kernels do not count."""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+FIRST_CALL = (
+    "import time, numpy as np\n"
+    "t0 = time.perf_counter()\n"
+    "import numbaconv\n"
+    "t1 = time.perf_counter()\n"
+    "numbaconv.conv2d(np.ones((1, 2, 6, 6), np.float32), np.ones((3, 2, 3, 3), np.float32),"
+    " padding=1)\n"
+    "t2 = time.perf_counter()\n"
+    "print(t1 - t0, t2 - t1)\n"
+)
+
+
+def _run(cache_dir):
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    out = subprocess.run([sys.executable, "-c", FIRST_CALL], env=env, check=True,
+                         capture_output=True, text=True).stdout.split()
+    return float(out[0]), float(out[1])
+
+
+class FirstCall:
+    unit = "seconds"
+    timeout = 300
+    number = 1
+    repeat = 1
+
+    def track_cold_first_conv2d(self):
+        with tempfile.TemporaryDirectory() as cache:
+            return _run(cache)[1]
+
+    def track_warm_first_conv2d(self):
+        with tempfile.TemporaryDirectory() as cache:
+            _run(cache)
+            return _run(cache)[1]
+
+    def track_import(self):
+        with tempfile.TemporaryDirectory() as cache:
+            return _run(cache)[0]

@@ -1,0 +1,55 @@
+"""Helpers shared by the benchmark modules: data on the right device, CUDA sync, skips.
+
+asv skips a parameter combination whose ``setup`` raises ``NotImplementedError``: that is
+how CUDA benchmarks skip on machines without a GPU, and PyTorch ones without PyTorch.
+"""
+
+import numpy as np
+
+import numbaconv
+from numbaconv.dispatch import cuda_available
+
+DEVICES = ["cpu", "cuda"]
+DTYPES = ["float32", "float64"]
+
+
+def require_device(device):
+    if device == "cuda":
+        ok, why = cuda_available()
+        if not ok or why != "gpu":
+            raise NotImplementedError(f"no GPU here ({why})")
+
+
+def make(device, dtype, *shapes, seed=0):
+    """Random arrays of ``shapes`` on ``device``, scaled so activations stay O(1)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for shape in shapes:
+        a = rng.standard_normal(shape).astype(dtype)
+        if len(shape) == 4 and shape is not shapes[0]:
+            a /= np.sqrt(np.prod(shape[1:]))
+        out.append(numbaconv.to_device(a) if device == "cuda" else a)
+    return out
+
+
+def sync(device):
+    """Wait for queued CUDA work, so a timing covers the kernels, not their launch."""
+    if device == "cuda":
+        from numba import cuda
+
+        cuda.synchronize()
+
+
+def require_torch():
+    try:
+        import torch
+    except ImportError as exc:
+        raise NotImplementedError("PyTorch not installed") from exc
+    torch.set_num_threads(numbaconv_threads())
+    return torch
+
+
+def numbaconv_threads():
+    import numba
+
+    return numba.config.NUMBA_NUM_THREADS
