@@ -14,10 +14,10 @@ cached on disk for the next process).
 __version__ = "0.1.0"
 
 from . import analysis, reference
-from .dispatch import to_device, to_host
+from .dispatch import to_device, to_host, use_stream
 from .functional import conv1d, conv1d_backward, conv2d, conv2d_backward
 
 __all__ = [
-    "analysis", "reference", "to_device", "to_host",
+    "analysis", "reference", "to_device", "to_host", "use_stream",
     "conv1d", "conv1d_backward", "conv2d", "conv2d_backward",
 ]

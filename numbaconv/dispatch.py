@@ -14,6 +14,7 @@ the few array helpers an op needs (allocate, make contiguous, reshape, flip).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import numpy as np
@@ -234,3 +235,21 @@ def to_host(a):
     from numba import cuda
 
     return cuda.as_cuda_array(a).copy_to_host()
+
+
+@contextlib.contextmanager
+def use_stream(stream):
+    """Launch numbaconv's CUDA kernels on ``stream`` inside the ``with`` block.
+
+    ``stream`` is a numba stream: ``numba.cuda.stream()``, or
+    ``numba.cuda.external_stream(ptr)`` wrapping a CuPy (``cupy.cuda.Stream().ptr``) or
+    PyTorch (``torch.cuda.current_stream().cuda_stream``) stream, so numbaconv's work is
+    ordered with theirs.  Library-wide (not per thread)."""
+    from . import config
+
+    previous = config.CUDA_STREAM
+    config.CUDA_STREAM = stream
+    try:
+        yield stream
+    finally:
+        config.CUDA_STREAM = previous

@@ -96,3 +96,20 @@ def test_import_compiles_nothing_and_skips_cuda():
             "assert all(not getattr(cpu, k).signatures for k in cpu.KERNELS)\n"
             "assert 'numbaconv.kernels.cuda' not in sys.modules\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_use_stream_routes_launches(rng):
+    from numba import cuda
+
+    from numbaconv import config
+
+    stream = cuda.stream()
+    x = nc.to_device(rng.standard_normal((1, 1, 4, 4)).astype(np.float32))
+    w = nc.to_device(rng.standard_normal((1, 1, 3, 3)).astype(np.float32))
+    with nc.use_stream(stream):
+        assert config.CUDA_STREAM is stream
+        y = nc.conv2d(x, w)
+    stream.synchronize()
+    assert config.CUDA_STREAM == 0
+    np.testing.assert_allclose(nc.to_host(y), nc.conv2d(nc.to_host(x), nc.to_host(w)),
+                               rtol=1e-5)

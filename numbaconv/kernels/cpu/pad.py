@@ -6,24 +6,10 @@ pads, the output shape carries the trailing ones.  Each job owns one (n, c) plan
 
 from numba import njit, prange
 
+from .._index import pad_source_index
 
-@njit(inline="always")
-def source_index(i, size, mode):
-    """Input index that padded position ``i`` (already shifted by the leading pad) reads;
-    -1 for a constant-filled position."""
-    if 0 <= i < size:
-        return i
-    if mode == 1:  # reflect: mirror without repeating the edge
-        period = 2 * (size - 1)
-        if period == 0:
-            return 0
-        i = i % period
-        return i if i < size else period - i
-    if mode == 2:  # replicate: clamp to the edge
-        return 0 if i < 0 else size - 1
-    if mode == 3:  # circular: wrap around
-        return i % size
-    return -1
+
+source_index = njit(inline="always")(pad_source_index)
 
 
 @njit(parallel=True, cache=True)

@@ -11,7 +11,10 @@ signatures, same contract), one thread per output element.
 
 from numba import cuda
 
+from .._index import unravel4
 from ._launch import launch_1d
+
+unravel = cuda.jit(device=True)(unravel4)
 
 
 @cuda.jit
@@ -22,10 +25,7 @@ def _conv2d_forward(total, x, weight, bias, out, geometry):
     out_h, out_w = out.shape[2], out.shape[3]
     out_per_group = out_ch // groups
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        ow = i % out_w
-        oh = (i // out_w) % out_h
-        k = (i // (out_w * out_h)) % out_ch
-        n = i // (out_w * out_h * out_ch)
+        n, k, oh, ow = unravel(i, out_ch, out_h, out_w)
         c0 = (k // out_per_group) * ch_per_group
         acc = bias[k]
         for c in range(ch_per_group):
@@ -48,10 +48,7 @@ def _conv2d_grad_input(total, grad_out, weight, grad_in, geometry):
     out_h, out_w = grad_out.shape[2], grad_out.shape[3]
     out_per_group = out_ch // groups
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        iw = i % in_w
-        ih = (i // in_w) % in_h
-        ci = (i // (in_w * in_h)) % in_ch
-        n = i // (in_w * in_h * in_ch)
+        n, ci, ih, iw = unravel(i, in_ch, in_h, in_w)
         g = ci // ch_per_group
         c = ci % ch_per_group
         acc = grad_in.dtype.type(0)  # typed zero: no float64 promotion in float32
@@ -79,10 +76,7 @@ def _conv2d_grad_weight(total, x, grad_out, grad_weight, geometry):
     out_h, out_w = grad_out.shape[2], grad_out.shape[3]
     out_per_group = out_ch // groups
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        s = i % kw
-        r = (i // kw) % kh
-        c = (i // (kw * kh)) % ch_per_group
-        k = i // (kw * kh * ch_per_group)
+        k, c, r, s = unravel(i, ch_per_group, kh, kw)
         ci = (k // out_per_group) * ch_per_group + c
         acc = grad_weight.dtype.type(0)
         for n in range(batch):

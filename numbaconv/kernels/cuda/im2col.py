@@ -3,7 +3,10 @@ thread per input pixel, over the window positions that read it): no atomics."""
 
 from numba import cuda
 
+from .._index import unravel4
 from ._launch import launch_1d
+
+unravel = cuda.jit(device=True)(unravel4)
 
 
 @cuda.jit
@@ -31,10 +34,7 @@ def _col2im(total, cols, x, geometry):
     kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w = geometry
     ch, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        iw = i % in_w
-        ih = (i // in_w) % in_h
-        c = (i // (in_w * in_h)) % ch
-        n = i // (in_w * in_h * ch)
+        n, c, ih, iw = unravel(i, ch, in_h, in_w)
         acc = x.dtype.type(0)
         for r in range(kh):
             num_h = ih + ph - r * dh

@@ -4,25 +4,13 @@ every padded position that copied it (no atomics)."""
 
 from numba import cuda
 
+from .._index import pad_source_index, unravel4
 from ._launch import launch_1d
 
+unravel = cuda.jit(device=True)(unravel4)
 
-@cuda.jit(device=True, inline=True)
-def source_index(i, size, mode):
-    """Input index that padded position ``i`` reads; -1 for a constant-filled position."""
-    if 0 <= i < size:
-        return i
-    if mode == 1:  # reflect
-        period = 2 * (size - 1)
-        if period == 0:
-            return 0
-        i = i % period
-        return i if i < size else period - i
-    if mode == 2:  # replicate
-        return 0 if i < 0 else size - 1
-    if mode == 3:  # circular
-        return i % size
-    return -1
+
+source_index = cuda.jit(device=True)(pad_source_index)
 
 
 @cuda.jit
@@ -31,10 +19,7 @@ def _pad2d_forward(total, x, out, pads, mode, value):
     in_h, in_w = x.shape[2], x.shape[3]
     ch, out_h, out_w = out.shape[1], out.shape[2], out.shape[3]
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        ow = i % out_w
-        oh = (i // out_w) % out_h
-        c = (i // (out_w * out_h)) % ch
-        n = i // (out_w * out_h * ch)
+        n, c, oh, ow = unravel(i, ch, out_h, out_w)
         ih = source_index(oh - top, in_h, mode)
         iw = source_index(ow - left, in_w, mode)
         if ih < 0 or iw < 0:
@@ -49,10 +34,7 @@ def _pad2d_backward(total, grad_out, grad_in, pads, mode):
     ch, in_h, in_w = grad_in.shape[1], grad_in.shape[2], grad_in.shape[3]
     out_h, out_w = grad_out.shape[2], grad_out.shape[3]
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        iw = i % in_w
-        ih = (i // in_w) % in_h
-        c = (i // (in_w * in_h)) % ch
-        n = i // (in_w * in_h * ch)
+        n, c, ih, iw = unravel(i, ch, in_h, in_w)
         acc = grad_in.dtype.type(0)
         for oh in range(out_h):
             if source_index(oh - top, in_h, mode) != ih:

@@ -3,7 +3,10 @@ of a 4-D weight (true convolution)."""
 
 from numba import cuda
 
+from .._index import unravel4
 from ._launch import launch_1d
+
+unravel = cuda.jit(device=True)(unravel4)
 
 
 @cuda.jit
@@ -17,10 +20,7 @@ def _flip_spatial_2d(total, w, out):
     kh, kw = w.shape[2], w.shape[3]
     c_in = w.shape[1]
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        s = i % kw
-        r = (i // kw) % kh
-        c = (i // (kw * kh)) % c_in
-        k = i // (kw * kh * c_in)
+        k, c, r, s = unravel(i, c_in, kh, kw)
         out[k, c, r, s] = w[k, c, kh - 1 - r, kw - 1 - s]
 
 
