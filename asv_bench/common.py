@@ -17,7 +17,8 @@ def require_device(device):
     if device == "cuda":
         ok, why = cuda_available()
         if not ok or why != "gpu":
-            raise NotImplementedError(f"no GPU here ({why})")
+            reason = why.splitlines()[0][:80] if why else "simulator"
+            raise NotImplementedError(f"no GPU here ({reason})")
 
 
 def make(device, dtype, *shapes, seed=0):
