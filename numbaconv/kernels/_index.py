@@ -29,3 +29,13 @@ def unravel4(i, d1, d2, d3):
     b = (i // (d3 * d2)) % d1
     a = i // (d3 * d2 * d1)
     return a, b, c, d
+
+
+def reading_output(i, pad, tap_offset, stride, out_len):
+    """The output position whose window tap at ``tap_offset`` (= tap * dilation) reads
+    input position ``i``, from ``i = o * stride - pad + tap_offset``; -1 if none does.
+    The gather form of a convolution's adjoint (grad input, col2im) on the GPU."""
+    num = i + pad - tap_offset
+    if num < 0 or num % stride != 0 or num // stride >= out_len:
+        return -1
+    return num // stride

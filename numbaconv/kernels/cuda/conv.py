@@ -11,10 +11,11 @@ signatures, same contract), one thread per output element.
 
 from numba import cuda
 
-from .._index import unravel4
+from .._index import reading_output, unravel4
 from ._launch import launch_1d
 
 unravel = cuda.jit(device=True)(unravel4)
+reader = cuda.jit(device=True)(reading_output)
 
 
 @cuda.jit
@@ -53,15 +54,13 @@ def _conv2d_grad_input(total, grad_out, weight, grad_in, geometry):
         c = ci % ch_per_group
         acc = grad_in.dtype.type(0)  # typed zero: no float64 promotion in float32
         for r in range(kh):
-            num_h = ih + ph - r * dh  # = oh * sh for the output row that reads ih
-            if num_h < 0 or num_h % sh != 0 or num_h // sh >= out_h:
+            oh = reader(ih, ph, r * dh, sh, out_h)
+            if oh < 0:
                 continue
-            oh = num_h // sh
             for s in range(kw):
-                num_w = iw + pw - s * dw
-                if num_w < 0 or num_w % sw != 0 or num_w // sw >= out_w:
+                ow = reader(iw, pw, s * dw, sw, out_w)
+                if ow < 0:
                     continue
-                ow = num_w // sw
                 for kk in range(out_per_group):
                     k = g * out_per_group + kk
                     acc += weight[k, c, r, s] * grad_out[n, k, oh, ow]

@@ -3,10 +3,11 @@ thread per input pixel, over the window positions that read it): no atomics."""
 
 from numba import cuda
 
-from .._index import unravel4
+from .._index import reading_output, unravel4
 from ._launch import launch_1d
 
 unravel = cuda.jit(device=True)(unravel4)
+reader = cuda.jit(device=True)(reading_output)
 
 
 @cuda.jit
@@ -37,14 +38,13 @@ def _col2im(total, cols, x, geometry):
         n, c, ih, iw = unravel(i, ch, in_h, in_w)
         acc = x.dtype.type(0)
         for r in range(kh):
-            num_h = ih + ph - r * dh
-            if num_h < 0 or num_h % sh != 0 or num_h // sh >= out_h:
+            oh = reader(ih, ph, r * dh, sh, out_h)
+            if oh < 0:
                 continue
             for s in range(kw):
-                num_w = iw + pw - s * dw
-                if num_w < 0 or num_w % sw != 0 or num_w // sw >= out_w:
-                    continue
-                acc += cols[n, (c * kh + r) * kw + s, (num_h // sh) * out_w + num_w // sw]
+                ow = reader(iw, pw, s * dw, sw, out_w)
+                if ow >= 0:
+                    acc += cols[n, (c * kh + r) * kw + s, oh * out_w + ow]
         x[n, c, ih, iw] = acc
 
 

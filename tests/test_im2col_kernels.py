@@ -1,0 +1,61 @@
+"""im2col / col2im kernels (no public op yet: unfold / fold come with the CPU-ops issue):
+CPU against the reference windows, col2im as the exact adjoint of im2col, CUDA twins
+against CPU."""
+
+import numpy as np
+import pytest
+
+import numbaconv as nc
+from numbaconv import analysis
+from numbaconv.kernels import cpu
+
+# (x shape, kernel, stride, leading pads, dilation)
+GEOMETRIES = [
+    ((2, 3, 5, 6), (3, 3), (1, 1), (1, 1), (1, 1)),
+    ((1, 2, 7, 5), (2, 3), (2, 1), (0, 2), (2, 1)),
+    ((1, 1, 6, 6), (1, 1), (3, 2), (1, 0), (1, 1)),
+]
+
+
+def _setup(x_shape, kernel, stride, pads, dilation, rng):
+    out = analysis.conv_output_size(x_shape[2:], kernel, stride,
+                                    tuple((p, p) for p in pads), dilation)
+    geometry = (*kernel, *stride, *pads, *dilation, *out)
+    x = rng.standard_normal(x_shape)
+    cols = np.empty((x_shape[0], x_shape[1] * kernel[0] * kernel[1], out[0] * out[1]))
+    return x, cols, geometry, out
+
+
+@pytest.mark.parametrize("case", GEOMETRIES, ids=str)
+def test_im2col_reads_the_conv_windows_and_col2im_is_its_adjoint(case, rng):
+    x, cols, geometry, out = _setup(*case, rng)
+    kernel, stride, pads, dilation = case[1:]
+    cpu.im2col(x, cols, geometry)
+    # conv as a product with the columns must equal the reference conv
+    w = rng.standard_normal((2, x.shape[1]) + kernel)
+    y = np.einsum("kr,nrl->nkl", w.reshape(2, -1), cols).reshape(x.shape[0], 2, *out)
+    np.testing.assert_allclose(y, nc.reference.conv(x, w, stride=stride, padding=pads,
+                                                    dilation=dilation), atol=1e-12)
+    c = rng.standard_normal(cols.shape)
+    back = np.empty_like(x)
+    cpu.col2im(c, back, geometry)
+    np.testing.assert_allclose(np.sum(cols * c), np.sum(x * back), rtol=1e-12)
+
+
+@pytest.mark.parametrize("case", GEOMETRIES, ids=str)
+def test_cuda_im2col_col2im_match_cpu(case, rng, monkeypatch):
+    from numbaconv import config
+    from numbaconv.kernels import cuda
+
+    monkeypatch.setattr(config, "CUDA_THREADS_PER_BLOCK", 16)
+    x, cols, geometry, _ = _setup(*case, rng)
+    cpu.im2col(x, cols, geometry)
+    d_cols = nc.to_device(np.zeros_like(cols))
+    cuda.im2col(nc.to_device(x), d_cols, geometry)
+    np.testing.assert_array_equal(nc.to_host(d_cols), cols)
+    c = rng.standard_normal(cols.shape)
+    expected = np.empty_like(x)
+    cpu.col2im(c, expected, geometry)
+    d_x = nc.to_device(np.zeros_like(x))
+    cuda.col2im(nc.to_device(c), d_x, geometry)
+    np.testing.assert_allclose(nc.to_host(d_x), expected, atol=1e-12)
