@@ -7,17 +7,16 @@ functional signatures.
     >>> numbaconv.conv2d(x, w, padding=1).shape
     (1, 4, 8, 8)
 
-Importing numbaconv compiles nothing: each kernel compiles on its first call (and is
-cached on disk for the next process).
+Every forward op has an ``<op>_backward(grad_output, *arrays, **params)`` returning one
+gradient per array argument.  Importing numbaconv compiles nothing: each kernel compiles
+on its first call (and is cached on disk for the next process).
 """
 
 __version__ = "0.1.0"
 
-from . import analysis, reference
+from . import analysis, functional, reference
 from .dispatch import to_device, to_host, use_stream
-from .functional import conv1d, conv1d_backward, conv2d, conv2d_backward
+from .functional import *  # noqa: F401,F403  (the ops, listed in functional.__all__)
 
-__all__ = [
-    "analysis", "reference", "to_device", "to_host", "use_stream",
-    "conv1d", "conv1d_backward", "conv2d", "conv2d_backward",
-]
+__all__ = ["analysis", "functional", "reference", "to_device", "to_host", "use_stream",
+           *functional.__all__]

@@ -39,6 +39,12 @@ class CUDABackend:
             )
         return a
 
+    def from_host(self, a):
+        """A host-built helper array (index tables) copied to the device."""
+        from . import config
+
+        return self._cuda.to_device(np.ascontiguousarray(a), stream=config.CUDA_STREAM)
+
     def empty(self, shape, dtype):
         from . import config
 

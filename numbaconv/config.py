@@ -21,7 +21,7 @@ CUDA_STREAM = 0
 # Pad codes shared by the CPU and CUDA pad kernels.
 PAD_MODES = {"constant": 0, "zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 
-# Convolution algorithm on the CPU: 'auto' (``dispatch.choose_conv_algorithm``),
+# Convolution algorithm on the CPU: 'auto' (``dispatch.choose_conv_algorithm``), 'depthwise',
 # 'direct' or 'gemm'.  Tests patch it to run both paths over the same grid.
 CONV_ALGORITHM = "auto"
 

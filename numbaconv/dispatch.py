@@ -75,6 +75,11 @@ class CPUBackend:
         return np.ascontiguousarray(a)
 
     @staticmethod
+    def from_host(a):
+        """A host-built helper array (index tables) where the kernels can read it."""
+        return np.ascontiguousarray(a)
+
+    @staticmethod
     def empty(shape, dtype):
         return np.empty(shape, dtype=dtype)
 
@@ -153,24 +158,41 @@ def backend_for(op: str, **arrays):
 
 # --------------------------------------------------------------------------- algorithms
 def choose_conv_algorithm(device: str, spec) -> str:
-    """The one place that picks how a convolution runs.  Returns ``'direct'`` or ``'gemm'``.
+    """The one place that picks how a convolution runs: ``'direct'``, ``'gemm'`` or
+    ``'depthwise'``.
 
-    Rules (CPU; CUDA always runs its direct kernels):
+    Rules (CPU; CUDA always runs its direct kernels), first match wins:
 
-    * ``config.CONV_ALGORITHM`` other than ``'auto'`` forces the choice (tests, benchmarks).
-    * depthwise and other thin groups, where a group's product has fewer than
+    * ``config.CONV_ALGORITHM`` other than ``'auto'`` forces the choice (tests,
+      benchmarks); ``'depthwise'`` forced on a non-depthwise conv means ``'direct'``.
+    * 1x1 at stride 1 without padding: ``'gemm'``, a plain matrix product per group
+      (the input already is the column matrix; no im2col).
+    * depthwise (``groups == C_in``, any channel multiplier): ``'depthwise'``, a
+      per-channel kernel that accumulates output rows in cache (forward; its backward
+      runs on the direct kernels).
+    * other thin groups, where a group's product has fewer than
       ``config.GEMM_MIN_MACS_PER_PIXEL`` multiply-accumulates per output pixel
-      (``K_g * C_g * kH * kW``): ``'direct'``, a per-plane kernel that reads the input
-      once and needs no buffer.
-    * everything else, 1x1 included: ``'gemm'``, im2col per chunk of images plus one
-      BLAS matrix product per group (1x1 at stride 1 skips the im2col).
+      (``K_g * C_g * kH * kW``): ``'direct'``, which reads the input once, no buffer.
+    * everything else: ``'gemm'``, im2col per chunk of images plus one BLAS matrix
+      product per group.
+
+    A kernel without a variant for the chosen algorithm runs its direct version.
     """
     from . import config
 
     if device != CPU:
         return "direct"
+    depthwise = spec.groups == spec.in_channels
     if config.CONV_ALGORITHM != "auto":
+        if config.CONV_ALGORITHM == "depthwise" and not depthwise:
+            return "direct"
         return config.CONV_ALGORITHM
+    pointwise = (spec.kernel == (1, 1) and spec.stride == (1, 1)
+                 and all(p == (0, 0) for p in spec.pads))
+    if pointwise:
+        return "gemm"
+    if depthwise:
+        return "depthwise"
     k_g = spec.out_channels // spec.groups
     c_g = spec.in_channels // spec.groups
     macs = k_g * c_g * spec.kernel[0] * spec.kernel[1]

@@ -141,10 +141,13 @@ def test_chooser_rules():
         w = np.zeros((c_out, c_in // groups, k, k), np.float32)
         return conv_spec("conv2d", 2, x, w, None, 1, 0, 1, groups, "zeros", False)
 
-    assert choose_conv_algorithm("cpu", spec(32, 32, 32)) == "direct"  # depthwise
+    assert choose_conv_algorithm("cpu", spec(32, 32, 32)) == "depthwise"
+    assert choose_conv_algorithm("cpu", spec(8, 16, 8)) == "depthwise"  # multiplier 2
+    assert choose_conv_algorithm("cpu", spec(32, 32, 16)) == "direct"  # thin groups
     assert choose_conv_algorithm("cpu", spec(3, 2, 1)) == "direct"  # tiny
     assert choose_conv_algorithm("cpu", spec(16, 32, 1)) == "gemm"
     assert choose_conv_algorithm("cpu", spec(64, 64, 1, k=1)) == "gemm"  # 1x1
+    assert choose_conv_algorithm("cpu", spec(2, 2, 1, k=1)) == "gemm"  # 1x1, however thin
     assert choose_conv_algorithm("cuda", spec(16, 32, 1)) == "direct"
 
 

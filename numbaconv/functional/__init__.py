@@ -1,6 +1,27 @@
-"""The functional ops: validate once (``numbaconv._args``), pick the device's kernels
-(``numbaconv.dispatch``), allocate, launch.  One module per op family."""
+"""The functional ops: validate once (``numbaconv._args`` / ``numbaconv._specs``), pick
+the device's kernels (``numbaconv.dispatch``), allocate, launch.  One module per op
+family; every forward ``op`` has an ``op_backward``."""
 
 from .conv import conv1d, conv1d_backward, conv2d, conv2d_backward
+from .fold import fold, fold_backward, unfold, unfold_backward
+from .interpolate import interpolate, interpolate_backward
+from .layout import channel_shuffle, channel_shuffle_backward, pad, pad_backward
+from .pool import (
+    adaptive_avg_pool1d, adaptive_avg_pool1d_backward, adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward, adaptive_max_pool1d, adaptive_max_pool1d_backward,
+    adaptive_max_pool2d, adaptive_max_pool2d_backward, avg_pool1d, avg_pool1d_backward,
+    avg_pool2d, avg_pool2d_backward, max_pool1d, max_pool1d_backward, max_pool2d,
+    max_pool2d_backward,
+)
+from .transpose import (
+    conv_transpose1d, conv_transpose1d_backward, conv_transpose2d, conv_transpose2d_backward,
+)
 
-__all__ = ["conv1d", "conv1d_backward", "conv2d", "conv2d_backward"]
+FORWARD_OPS = (
+    "conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d", "max_pool2d",
+    "avg_pool1d", "avg_pool2d", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+    "adaptive_max_pool1d", "adaptive_max_pool2d", "unfold", "fold", "interpolate",
+    "channel_shuffle", "pad",
+)
+
+__all__ = [name for op in FORWARD_OPS for name in (op, op + "_backward")]

@@ -18,6 +18,7 @@ from __future__ import annotations
 from .._args import ConvSpec, check_float_dtypes, check_shape, conv_spec
 from ..config import PAD_MODES
 from ..dispatch import backend_for, choose_conv_algorithm
+from ._common import as_4d
 
 
 # --------------------------------------------------------------------------- public API
@@ -118,14 +119,8 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
 
 
 # --------------------------------------------------------------------------- shared body
-def _as_4d(be, a, spec: ConvSpec):
-    """Contiguous, and 1-D data viewed as 2-D with a height of 1."""
-    a = be.asarray(a)
-    return a if spec.ndim == 2 else a.reshape(a.shape[:2] + (1,) + a.shape[2:])
-
-
 def _weight_4d(be, weight, spec: ConvSpec):
-    w = _as_4d(be, weight, spec)
+    w = as_4d(be, weight)
     return be.flip_spatial(w, 2) if spec.flip else w
 
 
@@ -144,14 +139,17 @@ def _kernel_input(be, spec: ConvSpec, x4):
 
 
 def _kernel(be, spec: ConvSpec, name: str):
-    """The kernel ``name`` in the variant the algorithm chooser picks for ``spec``."""
+    """The kernel ``name`` in the variant the algorithm chooser picks for ``spec`` (the
+    direct kernel when that algorithm has no variant of it)."""
     algorithm = choose_conv_algorithm(be.name, spec)
-    return getattr(be.kernels, name if algorithm == "direct" else f"{name}_{algorithm}")
+    if algorithm != "direct" and hasattr(be.kernels, f"{name}_{algorithm}"):
+        return getattr(be.kernels, f"{name}_{algorithm}")
+    return getattr(be.kernels, name)
 
 
 def _forward(spec: ConvSpec, x, weight, bias):
     be = backend_for(spec.op, input=x, weight=weight, bias=bias)
-    x4 = _as_4d(be, x, spec)
+    x4 = as_4d(be, x)
     w4 = _weight_4d(be, weight, spec)
     b = be.zeros((spec.out_channels,), spec.dtype) if bias is None else be.asarray(bias)
     out = be.empty((spec.batch, spec.out_channels) + spec.out_size, spec.dtype)
@@ -164,8 +162,8 @@ def _backward(spec: ConvSpec, grad_output, x, weight, bias):
     check_float_dtypes(spec.op, grad_output=grad_output, input=x, weight=weight, bias=bias)
     check_shape(spec.op, "grad_output", grad_output, spec.output_shape)
     be = backend_for(spec.op, grad_output=grad_output, input=x, weight=weight, bias=bias)
-    go = _as_4d(be, grad_output, spec)
-    x4 = _as_4d(be, x, spec)
+    go = as_4d(be, grad_output)
+    x4 = as_4d(be, x)
     w4 = _weight_4d(be, weight, spec)
     explicit = _explicit_pad(spec)
     geometry = spec.kernel_geometry(explicit)

@@ -39,3 +39,9 @@ def reading_output(i, pad, tap_offset, stride, out_len):
     if num < 0 or num % stride != 0 or num // stride >= out_len:
         return -1
     return num // stride
+
+
+def shuffled_channel(j, channels, groups):
+    """The input channel that output channel ``j`` of a channel shuffle copies."""
+    per_group = channels // groups
+    return (j % groups) * per_group + j // groups

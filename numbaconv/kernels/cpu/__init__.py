@@ -1,15 +1,24 @@
 """CPU kernels.  Exports the same names, with the same signatures, as ``kernels.cuda``."""
 
-from .conv import conv2d_forward, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
+from .conv import (add_channel_bias, conv2d_forward, conv2d_grad_bias, conv2d_grad_input,
+                   conv2d_grad_weight)
+from .depthwise import conv2d_forward_depthwise
 from .gemm_conv import conv2d_forward_gemm, conv2d_grad_input_gemm, conv2d_grad_weight_gemm
 from .im2col import col2im, im2col
 from .pad import pad2d_backward, pad2d_forward
+from .pool import (avg_pool2d_backward, avg_pool2d_forward, interpolate2d_backward,
+                   interpolate2d_forward, max_pool2d_backward, max_pool2d_forward)
+from .shuffle import channel_shuffle
 
 KERNELS = (
     "conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias",
-    "pad2d_forward", "pad2d_backward", "im2col", "col2im",
+    "add_channel_bias", "pad2d_forward", "pad2d_backward", "im2col", "col2im",
+    "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "interpolate2d_forward", "interpolate2d_backward", "channel_shuffle",
 )
 
-# CPU-only algorithms (BLAS-backed), chosen by ``dispatch.choose_conv_algorithm``; same
-# signatures as the direct kernels they replace.
+# CPU-only algorithms, chosen by ``dispatch.choose_conv_algorithm``, with the signatures
+# of the direct kernels they replace: BLAS-backed GEMM, and the depthwise forward (its
+# backward falls back to the direct kernels).
 GEMM_KERNELS = ("conv2d_forward_gemm", "conv2d_grad_input_gemm", "conv2d_grad_weight_gemm")
+DEPTHWISE_KERNELS = ("conv2d_forward_depthwise",)

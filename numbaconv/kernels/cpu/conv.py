@@ -141,3 +141,11 @@ def conv2d_grad_bias(grad_out, grad_bias):
                 for ow in range(out_w):
                     acc += grad_out[n, k, oh, ow]
         grad_bias[k] = acc
+
+
+@njit(parallel=True, cache=True)
+def add_channel_bias(out, bias):
+    # n k h w += k   (in place: the bias of a transposed convolution)
+    batch, ch = out.shape[0], out.shape[1]
+    for job in prange(batch * ch):
+        out[job // ch, job % ch] += bias[job % ch]

@@ -6,7 +6,11 @@ Imported only when a GPU array is given (``dispatch.get_backend``), so importing
 numbaconv never touches the CUDA driver.
 """
 
-from .conv import conv2d_forward, conv2d_grad_bias, conv2d_grad_input, conv2d_grad_weight
+from .conv import (add_channel_bias, conv2d_forward, conv2d_grad_bias, conv2d_grad_input,
+                   conv2d_grad_weight)
 from .im2col import col2im, im2col
 from .pad import pad2d_backward, pad2d_forward
+from .pool import (avg_pool2d_backward, avg_pool2d_forward, interpolate2d_backward,
+                   interpolate2d_forward, max_pool2d_backward, max_pool2d_forward)
+from .shuffle import channel_shuffle
 from .util import fill, flip_spatial_2d

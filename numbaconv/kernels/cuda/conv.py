@@ -116,3 +116,15 @@ def conv2d_grad_weight(x, grad_out, grad_weight, geometry):
 
 def conv2d_grad_bias(grad_out, grad_bias):
     launch_1d(_conv2d_grad_bias, grad_bias.size, grad_out, grad_bias)
+
+
+@cuda.jit
+def _add_channel_bias(total, out, bias):
+    ch, h, w = out.shape[1], out.shape[2], out.shape[3]
+    for i in range(cuda.grid(1), total, cuda.gridsize(1)):
+        n, k, oh, ow = unravel(i, ch, h, w)
+        out[n, k, oh, ow] += bias[k]
+
+
+def add_channel_bias(out, bias):
+    launch_1d(_add_channel_bias, out.size, out, bias)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._args import int_tuple, padding_pairs
+from .._args import int_tuple, padding_pairs
 
 _NP_PAD_MODE = {"zeros": "constant", "reflect": "reflect", "replicate": "edge",
                 "circular": "wrap"}
@@ -119,7 +119,69 @@ def conv_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dilati
     return grad_x, np.ascontiguousarray(grad_w), grad_b
 
 
-conv1d = conv
-conv2d = conv
-conv1d_backward = conv_backward
-conv2d_backward = conv_backward
+
+
+def _transpose_geometry(x, weight, stride, padding, output_padding, dilation):
+    nd = x.ndim - 2
+    kernel = weight.shape[2:]
+    s = int_tuple(stride, nd, "stride", "reference", 1)
+    p = int_tuple(padding, nd, "padding", "reference", 0)
+    op = int_tuple(output_padding, nd, "output_padding", "reference", 0)
+    d = int_tuple(dilation, nd, "dilation", "reference", 1)
+    # the output before cropping ``padding`` from each side
+    full = tuple((n - 1) * ss + dd * (kk - 1) + 1 + oo
+                 for n, ss, dd, kk, oo, pp in zip(x.shape[2:], s, d, kernel, op, p))
+    return nd, kernel, s, p, d, full
+
+
+def conv_transpose(x, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1,
+                   dilation=1):
+    """N-D transposed convolution, the definition: every input element stamps the kernel,
+    scaled by its value, onto the output::
+
+        yfull[n, g*C_og + co, i * s + t * d] += x[n, g*C_ig + ci, i] * w[g*C_ig + ci, co, t]
+
+    then ``padding`` is cropped from both ends of every spatial axis (``output_padding``
+    extends the far end first).  Weights are ``(C_in, C_out // groups, *kernel)``.
+    """
+    nd, kernel, s, p, d, full = _transpose_geometry(x, weight, stride, padding,
+                                                    output_padding, dilation)
+    c_in, c_og = weight.shape[:2]
+    c_ig = c_in // groups
+    yfull = np.zeros((x.shape[0], c_og * groups) + full, dtype=np.result_type(x, weight))
+    for n in range(x.shape[0]):
+        for ci in range(c_in):
+            g = ci // c_ig
+            for i in np.ndindex(*x.shape[2:]):
+                where = (n, slice(g * c_og, (g + 1) * c_og)) + _window(nd, i, kernel, s, d)
+                yfull[where] += x[(n, ci) + i] * weight[ci]
+    y = yfull[(Ellipsis,) + tuple(slice(pp, f - pp) for pp, f in zip(p, full))]
+    if bias is not None:
+        y = y + bias.reshape((1, -1) + (1,) * nd)
+    return np.ascontiguousarray(y)
+
+
+def conv_transpose_backward(grad_output, x, weight, bias=None, stride=1, padding=0,
+                            output_padding=0, groups=1, dilation=1):
+    """Gradients of :func:`conv_transpose`: each stamp's contribution traced back::
+
+        d x[n, ci, i]    = sum_{co, t} w[ci, co, t] * dyfull[n, g*C_og + co, i * s + t * d]
+        d w[ci, co, t]  += x[n, ci, i] * dyfull[n, g*C_og + co, i * s + t * d]
+    """
+    nd, kernel, s, p, d, full = _transpose_geometry(x, weight, stride, padding,
+                                                    output_padding, dilation)
+    c_in, c_og = weight.shape[:2]
+    c_ig = c_in // groups
+    gfull = np.zeros(grad_output.shape[:2] + full, dtype=grad_output.dtype)
+    gfull[(Ellipsis,) + tuple(slice(pp, f - pp) for pp, f in zip(p, full))] = grad_output
+    grad_x = np.zeros_like(x, dtype=grad_output.dtype)
+    grad_w = np.zeros_like(weight, dtype=grad_output.dtype)
+    for n in range(x.shape[0]):
+        for ci in range(c_in):
+            g = ci // c_ig
+            for i in np.ndindex(*x.shape[2:]):
+                patch = gfull[(n, slice(g * c_og, (g + 1) * c_og)) + _window(nd, i, kernel, s, d)]
+                grad_x[(n, ci) + i] = np.sum(patch * weight[ci])
+                grad_w[ci] += x[(n, ci) + i] * patch
+    grad_b = None if bias is None else grad_output.sum(axis=(0,) + tuple(range(2, 2 + nd)))
+    return grad_x, grad_w, grad_b

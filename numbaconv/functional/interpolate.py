@@ -1,0 +1,64 @@
+"""interpolate: nearest (1-D, 2-D), linear (1-D) and bilinear (2-D) resizing.
+
+The per-axis arithmetic (which inputs each output reads, with which weights) is done
+once per call on the host, by PyTorch's rules and in its precision
+(``_specs.interpolation_table``); the kernels then only gather with those tables, the
+backward as a gather too (each input sums the outputs that read it).  1-D data is 2-D
+data with a height of 1.
+
+Coordinates: with ``align_corners=False`` (the default) pixels are areas and output
+``o`` samples input ``(o + 0.5) * scale - 0.5`` (clamped at 0), where ``scale`` is
+``1 / scale_factor`` when a scale factor was given, else ``in / out``; with
+``align_corners=True`` the corner pixels' centres line up: ``o * (in - 1) / (out - 1)``.
+Nearest takes ``floor(o * scale)``.
+"""
+
+from __future__ import annotations
+
+from .._args import check_float_dtypes, check_shape
+from .._specs import InterpSpec, interpolate_spec, interpolation_table
+from ..dispatch import backend_for
+from ._common import as_4d, one_grad
+
+
+def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    """Resize ``(N, C, L)`` or ``(N, C, H, W)`` data to ``size``, or by ``scale_factor``
+    (output ``floor(n * scale_factor)``); give exactly one.
+
+    ``mode``: ``'nearest'`` (3-D or 4-D input), ``'linear'`` (3-D), ``'bilinear'`` (4-D).
+    ``align_corners`` (linear modes only, default False): see the module doc.
+    """
+    spec = interpolate_spec("interpolate", x, size, scale_factor, mode, align_corners)
+    be = backend_for(spec.op, input=x)
+    h, w = _tables(be, spec)
+    out = be.empty(spec.out_shape, spec.dtype)
+    be.kernels.interpolate2d_forward(as_4d(be, x), out, h[0], h[1], w[0], w[1],
+                                     spec.mode == "nearest")
+    return out.reshape(spec.output_shape)
+
+
+def interpolate_backward(grad_output, x, size=None, scale_factor=None, mode="nearest",
+                         align_corners=None):
+    """Gradient of :func:`interpolate`: ``(grad_input,)``."""
+    spec = interpolate_spec("interpolate_backward", x, size, scale_factor, mode,
+                            align_corners)
+    check_float_dtypes(spec.op, grad_output=grad_output, input=x)
+    check_shape(spec.op, "grad_output", grad_output, spec.output_shape)
+    be = backend_for(spec.op, grad_output=grad_output, input=x)
+    h, w = _tables(be, spec)
+    grad = be.empty(spec.in_shape, spec.dtype)
+    be.kernels.interpolate2d_backward(be.asarray(grad_output).reshape(spec.out_shape), grad,
+                                      *h, *w)
+    return one_grad(grad.reshape(x.shape))
+
+
+def _tables(be, spec: InterpSpec):
+    """(idx, lam, readers) for the height and the width axis, on ``be``'s device."""
+    tables = []
+    for axis in (0, 1):
+        in_len, out_len = spec.in_shape[2 + axis], spec.out_shape[2 + axis]
+        mode = spec.mode if (axis == 1 or spec.ndim == 2) else "nearest"
+        t = interpolation_table(in_len, out_len, spec.scales[axis], mode,
+                                spec.align_corners, spec.dtype)
+        tables.append(tuple(be.from_host(a) for a in t))
+    return tables
