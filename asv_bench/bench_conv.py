@@ -7,6 +7,7 @@ import numpy as np
 import numbaconv as nc
 
 from .common import DEVICES, make, require_device, require_torch, sync
+from .common import best_of as _best_of
 
 # name: (input shape, weight shape, params); realistic layer shapes, small enough that a
 # quick CI pass stays short.
@@ -71,18 +72,6 @@ class Conv1d:
     def time_forward(self, shape, device):
         nc.conv1d(self.x, self.w, padding="same", groups=self.groups)
         sync(self.device)
-
-
-def _best_of(fn, repeat=5):
-    import time
-
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best
 
 
 class ConvThroughput:

@@ -54,3 +54,16 @@ def numbaconv_threads():
     import numba
 
     return numba.config.NUMBA_NUM_THREADS
+
+
+def best_of(fn, repeat=5):
+    """Best wall time of ``repeat`` calls of ``fn`` after one warm-up call (seconds)."""
+    import time
+
+    fn()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - start)
+    return best

@@ -190,6 +190,7 @@ def build(jit):
 
     return SimpleNamespace(
         window=window, readers=readers, max_pool=max_pool, max_grad=max_grad,
-        avg_pool=avg_pool, avg_pool_grad=avg_pool_grad, interp=interp,
+        avg_window=avg_window, avg_divisor=avg_divisor, avg_pool=avg_pool,
+        avg_pool_grad=avg_pool_grad, interp=interp,
         interp_grad=interp_grad,
     )
