@@ -14,9 +14,9 @@ on its first call (and is cached on disk for the next process).
 
 __version__ = "0.1.0"
 
-from . import analysis, functional, reference
+from . import analysis, functional, nn, optim, reference
 from .dispatch import to_device, to_host, use_stream
 from .functional import *  # noqa: F401,F403  (the ops, listed in functional.__all__)
 
-__all__ = ["analysis", "functional", "reference", "to_device", "to_host", "use_stream",
+__all__ = ["analysis", "functional", "nn", "optim", "reference", "to_device", "to_host", "use_stream",
            *functional.__all__]

@@ -173,7 +173,95 @@ def checkerboard(kernel_size, stride, input_size=None, dilation=1):
     return Checkerboard(counts, period, bool(period.min() != period.max()))
 
 
+# --------------------------------------------------------------------------- model summary
+@dataclass(frozen=True)
+class LayerRow:
+    name: str
+    kind: str
+    output_shape: tuple
+    params: int
+    macs: int
+    activation_bytes: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Per-layer rows and totals of :func:`summary`; ``str()`` prints the table."""
+
+    input_shape: tuple
+    rows: tuple
+
+    @property
+    def total_params(self):
+        return sum(r.params for r in self.rows)
+
+    @property
+    def total_macs(self):
+        return sum(r.macs for r in self.rows)
+
+    @property
+    def total_activation_bytes(self):
+        return sum(r.activation_bytes for r in self.rows)
+
+    def __str__(self):
+        head = ("layer", "type", "output shape", "params", "MACs", "activations")
+        body = [(r.name, r.kind, str(r.output_shape), f"{r.params:,}", f"{r.macs:,}",
+                 _bytes(r.activation_bytes)) for r in self.rows]
+        total = ("total", "", "", f"{self.total_params:,}", f"{self.total_macs:,}",
+                 _bytes(self.total_activation_bytes))
+        widths = [max(len(row[i]) for row in [head, *body, total]) for i in range(6)]
+        fmt = lambda row: "  ".join(  # noqa: E731
+            c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+        rule = "-" * len(fmt(head))
+        return "\n".join([f"input {self.input_shape}", fmt(head), rule, *map(fmt, body),
+                          rule, fmt(total)])
+
+
+def _bytes(n):
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+
+
+def summary(model, input_shape, dtype=np.float32):
+    """Run ``model`` once (eval mode, on zeros of ``input_shape``, CPU) and report, per
+    leaf layer: output shape, parameters, multiply-accumulates (batch included) and
+    activation memory of its output; and the totals."""
+    rows = []
+    leaves = [(name, m) for name, m in model.named_modules() if not m._modules]
+    originals = {}
+
+    def recorder(name, m, forward):
+        def run(x):
+            y = forward(x)
+            macs = m.macs(tuple(x.shape), tuple(y.shape)) if hasattr(m, "macs") else 0
+            params = sum(int(np.prod(p.shape)) for p in m._parameters.values()
+                         if p is not None)
+            rows.append(LayerRow(name, type(m).__name__, tuple(y.shape), params, int(macs),
+                                 int(np.prod(y.shape)) * y.dtype.itemsize))
+            return y
+        return run
+
+    was_training = model.training
+    model.eval()
+    try:
+        for name, m in leaves:
+            originals[name] = m.__dict__.get("forward")
+            object.__setattr__(m, "forward", recorder(name, m, m.forward))
+        model(np.zeros(input_shape, dtype))
+    finally:
+        for name, m in leaves:
+            if originals[name] is None:
+                del m.__dict__["forward"]
+            else:
+                object.__setattr__(m, "forward", originals[name])
+        model.train(was_training)
+    return Summary(tuple(input_shape), tuple(rows))
+
+
 __all__ = [
     "conv_output_size", "conv_transpose_output_size", "pool_output_size", "conv_params",
     "conv_flops", "receptive_field", "ReceptiveField", "checkerboard", "Checkerboard",
+    "summary", "Summary",
 ]

@@ -51,16 +51,88 @@ def _run_probe():
     conv2d(np.zeros((1, 1, 3, 3), np.float32), np.zeros((1, 1, 1, 1), np.float32))
 
 
+def _train(args) -> int:
+    import time
+
+    from .data import DataError
+    from .train import run
+
+    if args.data == "mnist" and not args.data_dir:
+        print("numbaconv train: --data mnist needs --data-dir DIR (the four idx files)",
+              file=sys.stderr)
+        return 2
+    start = time.perf_counter()
+    try:
+        _, result = run(args.model, args.data, args.data_dir, args.epochs, args.batch_size,
+                        args.lr, args.seed, args.device, args.out)
+    except DataError as exc:
+        print(f"numbaconv train: {exc}", file=sys.stderr)
+        return 2
+    except (NotImplementedError, RuntimeError) as exc:
+        print(f"numbaconv train: {exc}", file=sys.stderr)
+        return 1
+    epochs = result["epoch_seconds"]
+    print(f"first epoch {epochs[0]:.1f} s (includes JIT compile), later epochs "
+          f"{(sum(epochs[1:]) / max(len(epochs) - 1, 1)):.2f} s each, total "
+          f"{time.perf_counter() - start:.1f} s")
+    if args.out:
+        print(f"model saved to {args.out}")
+    print(f"test accuracy: {100 * result['test_accuracy']:.1f}%")
+    return 0
+
+
+def _summary(args) -> int:
+    from .analysis import summary
+    from .models import build
+
+    try:
+        model = build(args.model)
+    except ValueError as exc:
+        print(f"numbaconv summary: {exc}", file=sys.stderr)
+        return 2
+    size = 28 if args.data == "mnist" else 8
+    print(summary(model, (args.batch_size, 1, size, size)))
+    return 0
+
+
+def _bench(args) -> int:
+    """A quick table: numbaconv vs PyTorch (if installed), CPU float32, best of N."""
+    from .bench import table
+
+    print(table(repeat=args.repeat))
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="numbaconv", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("info", help="versions, threads, CUDA devices, JIT cache")
+    from .models import MODELS
+
+    train = sub.add_parser("train", help="train a small CNN (default: bundled 8x8 digits)")
+    train.add_argument("--model", default="cnn", choices=sorted(MODELS))
+    train.add_argument("--data", default="digits", choices=["digits", "mnist"])
+    train.add_argument("--data-dir", help="directory with the MNIST idx files")
+    train.add_argument("--epochs", type=int, default=12)
+    train.add_argument("--batch-size", type=int, default=32)
+    train.add_argument("--lr", type=float, default=2e-3)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    train.add_argument("--out", default="numbaconv-model.npz",
+                       help="where to save the trained model (.npz); '' to skip")
+    summ = sub.add_parser("summary", help="per-layer shapes, parameters, MACs of a model")
+    summ.add_argument("model", choices=sorted(MODELS))
+    summ.add_argument("--data", default="digits", choices=["digits", "mnist"])
+    summ.add_argument("--batch-size", type=int, default=1)
+    bench = sub.add_parser("bench", help="quick timing table against PyTorch")
+    bench.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args(argv)
     if args.command == "info":
         _run_probe()
         for key, value in info().items():
             print(f"{key:>16}: {value}")
-    return 0
+        return 0
+    return {"train": _train, "summary": _summary, "bench": _bench}[args.command](args)
 
 
 if __name__ == "__main__":  # pragma: no cover

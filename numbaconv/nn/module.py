@@ -1,0 +1,228 @@
+"""``Parameter``, ``Module`` and ``Sequential``: the explicit forward / backward layer API.
+
+A module's ``forward(x)`` keeps what its backward needs; ``backward(grad_output)``
+returns the gradient w.r.t. the input and *adds* parameter gradients into
+``param.grad`` (so gradients of a parameter used twice, or over several batches, sum).
+Call ``zero_grad()`` between steps.  Attributes that are Parameters, Modules or
+registered buffers are found by name, as in PyTorch, so ``state_dict()`` keys match
+PyTorch's (``features.0.weight``, ``bn.running_mean``, ...).
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from ..dispatch import device_of, to_device, to_host
+
+_rng = np.random.default_rng()
+
+
+def manual_seed(seed: int):
+    """Seed the generator that initializes parameters (and drives ``Dropout``)."""
+    global _rng
+    _rng = np.random.default_rng(seed)
+
+
+def rng():
+    return _rng
+
+
+class Parameter:
+    """A trainable array (``.data``) and its accumulated gradient (``.grad``)."""
+
+    def __init__(self, data):
+        self.data = data
+        self.grad = None
+        self.zero_grad()
+
+    def zero_grad(self):
+        if device_of(self.data) == "cpu":
+            self.grad = np.zeros_like(self.data)
+        else:
+            from ..dispatch import get_backend
+
+            self.grad = get_backend("cuda").zeros(self.data.shape, self.data.dtype)
+
+    @property
+    def shape(self):
+        return tuple(self.data.shape)
+
+    def __repr__(self):
+        return f"Parameter(shape={self.shape}, dtype={self.data.dtype})"
+
+
+class Module:
+    """Base class: override ``forward`` and ``backward``."""
+
+    def __init__(self):
+        object.__setattr__(self, "_parameters", OrderedDict())
+        object.__setattr__(self, "_buffers", OrderedDict())
+        object.__setattr__(self, "_modules", OrderedDict())
+        object.__setattr__(self, "training", True)
+
+    # ------------------------------------------------------------------ registration
+    def __setattr__(self, name, value):
+        if "_parameters" not in self.__dict__:
+            raise RuntimeError(f"{type(self).__name__}: call Module.__init__() first")
+        if name in self._buffers and not isinstance(value, (Parameter, Module)):
+            object.__setattr__(self, name, value)  # a buffer stays a buffer when reassigned
+            return
+        for table in (self._parameters, self._modules, self._buffers):
+            table.pop(name, None)
+        if isinstance(value, Parameter):
+            self._parameters[name] = value
+        elif isinstance(value, Module):
+            self._modules[name] = value
+        object.__setattr__(self, name, value)
+
+    def register_buffer(self, name, array):
+        """A non-trainable array saved in the state dict (e.g. ``running_mean``)."""
+        object.__setattr__(self, name, array)
+        self._buffers[name] = True
+
+    # ------------------------------------------------------------------ calling
+    def forward(self, x):
+        raise NotImplementedError
+
+    def backward(self, grad_output):
+        raise NotImplementedError
+
+    def __call__(self, x):
+        return self.forward(x)
+
+    # ------------------------------------------------------------------ traversal
+    def children(self):
+        return iter(self._modules.values())
+
+    def named_modules(self, prefix=""):
+        yield prefix, self
+        for name, m in self._modules.items():
+            yield from m.named_modules(f"{prefix}.{name}" if prefix else name)
+
+    def named_parameters(self, prefix=""):
+        for mod_name, m in self.named_modules(prefix):
+            for name, p in m._parameters.items():
+                yield (f"{mod_name}.{name}" if mod_name else name), p
+
+    def parameters(self):
+        return [p for _, p in self.named_parameters()]
+
+    def zero_grad(self):
+        for p in self.parameters():
+            p.zero_grad()
+
+    def train(self, mode=True):
+        for _, m in self.named_modules():
+            object.__setattr__(m, "training", bool(mode))
+        return self
+
+    def eval(self):
+        return self.train(False)
+
+    # ------------------------------------------------------------------ devices
+    def to(self, device):
+        """Move every parameter and buffer to ``'cpu'`` or ``'cuda'`` (in place)."""
+        if device not in ("cpu", "cuda"):
+            raise ValueError(f"Module.to: device must be 'cpu' or 'cuda'; got {device!r}")
+        move = to_device if device == "cuda" else to_host
+        for _, m in self.named_modules():
+            for p in m._parameters.values():
+                p.data = move(p.data)
+                p.zero_grad()
+            for name in m._buffers:
+                object.__setattr__(m, name, move(getattr(m, name)))
+        return self
+
+    # ------------------------------------------------------------------ persistence
+    def state_dict(self):
+        """Name -> host copy of every parameter and buffer (PyTorch's names)."""
+        out = OrderedDict()
+        for mod_name, m in self.named_modules():
+            dot = f"{mod_name}." if mod_name else ""
+            for name, p in m._parameters.items():
+                out[dot + name] = np.array(to_host(p.data))
+            for name in m._buffers:
+                out[dot + name] = np.array(to_host(getattr(m, name)))
+        return out
+
+    def load_state_dict(self, state, strict=True):
+        """Copy arrays (NumPy, or anything ``np.asarray`` takes) into the model, by name."""
+        own = self.state_dict()
+        missing = [k for k in own if k not in state]
+        unexpected = [k for k in state if k not in own]
+        if strict and (missing or unexpected):
+            raise KeyError(f"load_state_dict: missing keys {missing}, unexpected keys "
+                           f"{unexpected}")
+        targets = {}
+        for mod_name, m in self.named_modules():
+            dot = f"{mod_name}." if mod_name else ""
+            for name in list(m._parameters) + list(m._buffers):
+                targets[dot + name] = (m, name)
+        for key, value in state.items():
+            if key not in targets:
+                continue
+            m, name = targets[key]
+            current = m._parameters[name].data if name in m._parameters else getattr(m, name)
+            value = np.asarray(value)
+            if value.shape != tuple(current.shape):
+                raise ValueError(f"load_state_dict: {key} must have shape "
+                                 f"{tuple(current.shape)}; got {value.shape}")
+            value = value.astype(current.dtype)
+            if device_of(current) == "cuda":
+                value = to_device(value)
+            if name in m._parameters:
+                m._parameters[name].data = value
+            else:
+                object.__setattr__(m, name, value)
+        return self
+
+    def save(self, path):
+        """Write the state dict to ``path`` (.npz)."""
+        np.savez(path, **self.state_dict())
+
+    def load(self, path):
+        """Read a state dict written by :meth:`save`."""
+        with np.load(path) as data:
+            return self.load_state_dict({k: data[k] for k in data.files})
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__}({self.extra_repr()}"]
+        for name, m in self._modules.items():
+            lines.append("  (" + name + "): " + repr(m).replace("\n", "\n  "))
+        return lines[0] + ")" if len(lines) == 1 else "\n".join(lines) + "\n)"
+
+    def extra_repr(self):
+        return ""
+
+
+class Sequential(Module):
+    """Modules applied in order; the backward runs them in reverse."""
+
+    def __init__(self, *modules):
+        super().__init__()
+        for i, m in enumerate(modules):
+            setattr(self, str(i), m)
+
+    def __iter__(self):
+        return iter(self._modules.values())
+
+    def __len__(self):
+        return len(self._modules)
+
+    def __getitem__(self, i):
+        return list(self._modules.values())[i]
+
+    def forward(self, x):
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def backward(self, grad_output):
+        for m in reversed(self._modules.values()):
+            grad_output = m.backward(grad_output)
+        return grad_output
+
+    def receptive_chain(self):
+        return list(self._modules.values())

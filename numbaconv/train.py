@@ -1,0 +1,90 @@
+"""Training loop behind ``numbaconv train``: minibatch Adam on a named model, with a
+progress bar, then the held-out accuracy."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+
+from . import models, nn, optim
+from .dispatch import to_device, to_host
+
+
+def _bar(done, total, width=24):
+    filled = int(width * done / total)
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def _interactive(stream):
+    """Redraw the bar every step on a terminal; once per epoch into a log file."""
+    return hasattr(stream, "isatty") and stream.isatty()
+
+
+def evaluate(model, x, y, batch_size=256, device="cpu"):
+    """Accuracy of ``model`` (in eval mode) on ``(x, y)``."""
+    model.eval()
+    correct = 0
+    for i in range(0, len(x), batch_size):
+        xb = x[i:i + batch_size]
+        logits = to_host(model(to_device(xb) if device == "cuda" else xb))
+        correct += int((np.argmax(logits, axis=1) == y[i:i + batch_size]).sum())
+    model.train()
+    return correct / len(x)
+
+
+def fit(model, data, epochs=10, batch_size=32, lr=2e-3, seed=0, device="cpu",
+        stream=sys.stderr):
+    """Train ``model`` on ``data = (x_train, y_train, x_test, y_test)``; returns a dict of
+    test accuracy, final loss and seconds per epoch."""
+    x_train, y_train, x_test, y_test = data
+    loss_fn = nn.CrossEntropyLoss()
+    opt = optim.Adam(model.parameters(), lr=lr)
+    rng = np.random.default_rng(seed)
+    steps = -(-len(x_train) // batch_size)
+    epoch_times = []
+    loss = float("nan")
+    for epoch in range(1, epochs + 1):
+        start = time.perf_counter()
+        order = rng.permutation(len(x_train))
+        seen = correct = 0
+        running = 0.0
+        for step in range(steps):
+            idx = order[step * batch_size:(step + 1) * batch_size]
+            xb, yb = x_train[idx], y_train[idx]
+            if device == "cuda":
+                xb = to_device(xb)
+            opt.zero_grad()
+            logits = to_host(model(xb))
+            loss = loss_fn(logits, yb)
+            grad = loss_fn.backward().astype(np.float32)
+            model.backward(to_device(grad) if device == "cuda" else grad)
+            opt.step()
+            seen += len(idx)
+            correct += int((np.argmax(logits, axis=1) == yb).sum())
+            running += loss * len(idx)
+            if stream is not None and (step + 1 == steps or _interactive(stream)):
+                stream.write(f"\repoch {epoch}/{epochs} {_bar(step + 1, steps)} "
+                             f"loss {running / seen:.4f} acc {100 * correct / seen:5.1f}%")
+                stream.flush()
+        epoch_times.append(time.perf_counter() - start)
+        if stream is not None:
+            stream.write(f"  ({epoch_times[-1]:.1f} s)\n")
+    accuracy = evaluate(model, x_test, y_test, device=device)
+    return {"test_accuracy": accuracy, "loss": loss, "epoch_seconds": epoch_times}
+
+
+def run(model_name="cnn", data="digits", data_dir=None, epochs=10, batch_size=32, lr=2e-3,
+        seed=0, device="cpu", out=None, stream=sys.stderr):
+    from . import data as datasets
+
+    nn.manual_seed(seed)
+    arrays = datasets.digits(seed=seed) if data == "digits" else datasets.mnist(data_dir)
+    model = models.build(model_name, in_channels=arrays[0].shape[1], num_classes=10)
+    if device == "cuda":
+        model.to("cuda")
+    result = fit(model, arrays, epochs, batch_size, lr, seed, device, stream)
+    if out:
+        model.save(out)
+    return model, result

@@ -1,0 +1,201 @@
+"""Layer API: every layer's and block's backward against finite differences (float64),
+layers against the functional ops, losses, optimizers against PyTorch's update rules,
+state-dict round trips and a short training run whose loss falls."""
+
+import numpy as np
+import pytest
+from conftest import torch
+
+import numbaconv as nc
+from numbaconv import nn, optim
+
+
+def _to64(model):
+    for p in model.parameters():
+        p.data = p.data.astype(np.float64)
+        p.zero_grad()
+    for _, m in model.named_modules():
+        for name in m._buffers:
+            value = getattr(m, name)
+            if value.dtype.kind == "f":
+                object.__setattr__(m, name, value.astype(np.float64))
+    return model
+
+
+LAYERS = [
+    (lambda: nn.Conv2d(3, 4, 3, stride=2, padding=1), (2, 3, 6, 6)),
+    (lambda: nn.Conv2d(4, 4, 3, padding=1, groups=2, padding_mode="reflect"), (1, 4, 5, 5)),
+    (lambda: nn.Conv1d(3, 2, 3, padding=1), (2, 3, 7)),
+    (lambda: nn.ConvTranspose2d(3, 2, 3, stride=2, padding=1, output_padding=1), (1, 3, 3, 3)),
+    (lambda: nn.MaxPool2d(2), (2, 2, 4, 6)),
+    (lambda: nn.AvgPool2d(3, stride=2, padding=1), (2, 2, 5, 5)),
+    (lambda: nn.AdaptiveAvgPool2d((2, 3)), (1, 2, 5, 7)),
+    (lambda: nn.BatchNorm2d(3), (4, 3, 3, 3)),
+    (lambda: nn.ReLU(), (2, 3, 4)),
+    (lambda: nn.LeakyReLU(0.2), (2, 3, 4)),
+    (lambda: nn.Sigmoid(), (2, 3, 4)),
+    (lambda: nn.Tanh(), (2, 3, 4)),
+    (lambda: nn.Linear(5, 3), (4, 5)),
+    (lambda: nn.Flatten(), (2, 3, 2, 2)),
+    (lambda: nn.Upsample(scale_factor=2, mode="bilinear"), (1, 2, 3, 3)),
+    (lambda: nn.ChannelShuffle(2), (1, 4, 2, 2)),
+    (lambda: nn.DepthwiseSeparableConv2d(3, 4), (1, 3, 5, 5)),
+    (lambda: nn.SpatiallySeparableConv2d(2, 3, 3), (1, 2, 5, 5)),
+    (lambda: nn.FlattenedConv2d(2, 3, 3), (1, 2, 5, 5)),
+    (lambda: nn.ResizeConv2d(2, 2, 3), (1, 2, 3, 3)),
+    (lambda: nn.ShuffleUnit(6, 6, groups=3), (2, 6, 4, 4)),
+    (lambda: nn.ShuffleUnit(6, 12, groups=3, stride=2), (2, 6, 4, 4)),
+    (lambda: nn.InceptionBlock(3, 2, 2, 3, 1, 2, 2), (2, 3, 4, 4)),
+    (lambda: nn.ResidualBlock(3, 3), (2, 3, 4, 4)),
+    (lambda: nn.ResidualBlock(3, 8, stride=2, bottleneck=True), (2, 3, 4, 4)),
+    (lambda: nn.HighwayBlock(2), (1, 2, 4, 4)),
+]
+
+
+@pytest.mark.parametrize("make, shape", LAYERS, ids=[f"layer-{i}" for i in range(len(LAYERS))])
+def test_backward_matches_finite_differences(make, shape, rng):
+    nn.manual_seed(0)
+    model = _to64(make())
+    x = rng.standard_normal(shape)
+    gy = rng.standard_normal(model(x).shape)
+
+    def loss():
+        return float(np.sum(model(x) * gy))
+
+    model.zero_grad()
+    model(x)
+    gx = model.backward(gy)
+    eps = 1e-6
+    for target, got in [(x, gx)] + [(p.data, p.grad) for p in model.parameters()]:
+        flat = target.reshape(-1)
+        for i in rng.choice(flat.size, size=min(flat.size, 12), replace=False):
+            keep = flat[i]
+            flat[i] = keep + eps
+            up = loss()
+            flat[i] = keep - eps
+            down = loss()
+            flat[i] = keep
+            assert got.reshape(-1)[i] == pytest.approx((up - down) / (2 * eps), rel=1e-5,
+                                                       abs=1e-6)
+
+
+def test_layers_call_the_functional_ops(rng):
+    conv = nn.Conv2d(3, 4, 3, stride=2, padding=1, dilation=1, groups=1)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    np.testing.assert_allclose(conv(x), nc.conv2d(x, conv.weight.data, conv.bias.data,
+                                                  stride=2, padding=1), rtol=1e-6)
+    assert conv.weight.shape == (4, 3, 3, 3) and conv.weight.data.dtype == np.float32
+    assert abs(conv.weight.data).max() <= 1 / np.sqrt(27)  # PyTorch's default init bound
+
+
+def test_batchnorm_running_statistics_and_eval(rng):
+    bn = nn.BatchNorm2d(2, momentum=0.5)
+    x = rng.standard_normal((4, 2, 3, 3)).astype(np.float32) * 3 + 1
+    y = bn(x)
+    np.testing.assert_allclose(y.mean(axis=(0, 2, 3)), 0, atol=1e-5)
+    np.testing.assert_allclose(bn.running_mean, 0.5 * x.mean(axis=(0, 2, 3)), rtol=1e-5)
+    np.testing.assert_allclose(bn.running_var, 0.5 + 0.5 * x.var(axis=(0, 2, 3), ddof=1),
+                               rtol=1e-5)
+    bn.eval()
+    expected = (x - bn.running_mean[None, :, None, None]) / np.sqrt(
+        bn.running_var[None, :, None, None] + bn.eps)
+    np.testing.assert_allclose(bn(x), expected, rtol=1e-5, atol=1e-5)
+    assert int(bn.num_batches_tracked) == 1
+
+
+def test_losses(rng):
+    logits = rng.standard_normal((5, 4))
+    labels = np.array([0, 3, 1, 1, 2])
+    ce = nn.CrossEntropyLoss()
+    p = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    assert ce(logits, labels) == pytest.approx(-np.log(p[np.arange(5), labels]).mean())
+    onehot = np.eye(4)[labels]
+    np.testing.assert_allclose(ce.backward(), (p - onehot) / 5, atol=1e-12)
+    mse = nn.MSELoss()
+    t = rng.standard_normal((5, 4))
+    assert mse(logits, t) == pytest.approx(np.mean((logits - t) ** 2))
+    np.testing.assert_allclose(mse.backward(), 2 * (logits - t) / 20)
+    with pytest.raises(ValueError, match="labels must be in"):
+        ce(logits, np.array([0, 4, 1, 1, 2]))
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+@pytest.mark.parametrize("name, kw", [
+    ("SGD", dict(lr=0.1)), ("SGD", dict(lr=0.1, momentum=0.9, weight_decay=0.01)),
+    ("SGD", dict(lr=0.1, momentum=0.9, nesterov=True)),
+    ("Adam", dict(lr=0.01)), ("Adam", dict(lr=0.01, betas=(0.8, 0.9), weight_decay=0.1)),
+])
+def test_optimizers_follow_torch_update_rules(name, kw, rng):
+    w0 = rng.standard_normal((3, 4))
+    grads = [rng.standard_normal((3, 4)) for _ in range(4)]
+    p = nn.Parameter(w0.copy())
+    opt = getattr(optim, name)([p], **kw)
+    t = torch.tensor(w0.copy(), requires_grad=True)
+    topt = getattr(torch.optim, name)([t], **kw)
+    for g in grads:
+        p.grad[...] = g
+        opt.step()
+        t.grad = torch.tensor(g)
+        topt.step()
+    np.testing.assert_allclose(p.data, t.detach().numpy(), rtol=1e-10, atol=1e-12)
+
+
+def test_state_dict_save_load_round_trip(tmp_path, rng):
+    from numbaconv.models import build
+
+    nn.manual_seed(1)
+    model = build("resnet")
+    x = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
+    model(x)  # moves the BN running stats
+    model.eval()
+    before = model(x)
+    path = tmp_path / "m.npz"
+    model.save(path)
+    nn.manual_seed(2)
+    other = build("resnet").load(path).eval()
+    np.testing.assert_array_equal(other(x), before)
+    keys = list(model.state_dict())
+    assert "0.weight" in keys and "3.body.0.1.running_mean" in keys
+    with pytest.raises(KeyError, match="missing keys"):
+        other.load_state_dict({"0.weight": np.zeros((32, 1, 3, 3))})
+    with pytest.raises(ValueError, match="must have shape"):
+        other.load_state_dict({**model.state_dict(), "0.weight": np.zeros((1, 1))})
+
+
+@pytest.mark.skipif(torch is None, reason="PyTorch not installed")
+def test_torch_state_dict_maps_by_name(rng):
+    tm = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
+                             torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(64, 3))
+    ours = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                         nn.Flatten(), nn.Linear(64, 3))
+    ours.load_state_dict({k: v.numpy() for k, v in tm.state_dict().items()})
+    x = rng.standard_normal((2, 1, 4, 4)).astype(np.float32)
+    tm.eval()
+    ours.eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(ours(x), tm(torch.tensor(x)).numpy(), rtol=1e-5, atol=1e-5)
+
+
+def test_short_training_run_lowers_the_loss():
+    from numbaconv.data import digits
+    from numbaconv.models import build
+    from numbaconv.train import fit
+
+    nn.manual_seed(0)
+    x, y, xt, yt = digits()
+    data = (x[:256], y[:256], xt[:128], yt[:128])
+    model = build("cnn")
+    loss_fn = nn.CrossEntropyLoss()
+    first = loss_fn(model(data[0]), data[1])  # training mode: batch statistics
+    result = fit(model, data, epochs=3, batch_size=32, stream=None)
+    assert loss_fn(model(data[0]), data[1]) < 0.5 * first
+    assert result["loss"] < 0.5 * first
+
+
+def test_elementwise_layers_refuse_cuda_arrays_clearly():
+    from numbaconv.dispatch import cuda_available
+
+    if not cuda_available()[0]:
+        pytest.skip("no CUDA / simulator")
+    with pytest.raises(NotImplementedError, match="CPU only for now"):
+        nn.ReLU()(nc.to_device(np.zeros((1, 2), np.float32)))
