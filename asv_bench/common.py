@@ -7,6 +7,7 @@ how CUDA benchmarks skip on machines without a GPU, and PyTorch ones without PyT
 import numpy as np
 
 import numbaconv
+from numbaconv.bench import best_of  # noqa: F401  (one timing loop for both)
 from numbaconv.dispatch import cuda_available
 
 DEVICES = ["cpu", "cuda"]
@@ -55,15 +56,3 @@ def numbaconv_threads():
 
     return numba.config.NUMBA_NUM_THREADS
 
-
-def best_of(fn, repeat=5):
-    """Best wall time of ``repeat`` calls of ``fn`` after one warm-up call (seconds)."""
-    import time
-
-    fn()
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        best = min(best, time.perf_counter() - start)
-    return best

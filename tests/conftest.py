@@ -25,6 +25,21 @@ def rng():
     return np.random.default_rng(12345)
 
 
+def numeric_grad(f, a, eps=1e-6):
+    """Central differences of the scalar f() w.r.t. every element of a (perturbed in place)."""
+    g = np.zeros_like(a)
+    flat, gflat = a.reshape(-1), g.reshape(-1)
+    for i in range(flat.size):
+        keep = flat[i]
+        flat[i] = keep + eps
+        up = f()
+        flat[i] = keep - eps
+        down = f()
+        flat[i] = keep
+        gflat[i] = (up - down) / (2 * eps)
+    return g
+
+
 def tolerance(dtype):
     """(rtol, atol) for comparing a kernel with the float64 oracle."""
     return (1e-4, 1e-4) if np.dtype(dtype) == np.float32 else (1e-10, 1e-10)

@@ -5,7 +5,7 @@ import threading
 
 import numpy as np
 import pytest
-from conftest import tolerance, torch
+from conftest import numeric_grad, tolerance, torch
 
 import numbaconv as nc
 from numbaconv import reference as ref
@@ -74,21 +74,6 @@ def test_forward_and_backward_match_oracle(op, x_shape, w_shape, params, dtype, 
         np.testing.assert_allclose(got, want, rtol=rtol, atol=atol * 10, err_msg=name)
 
 
-def _numeric_grad(f, a, eps=1e-6):
-    """Central differences of the scalar f() w.r.t. every element of a (in place)."""
-    g = np.zeros_like(a)
-    flat, gflat = a.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        keep = flat[i]
-        flat[i] = keep + eps
-        up = f()
-        flat[i] = keep - eps
-        down = f()
-        flat[i] = keep
-        gflat[i] = (up - down) / (2 * eps)
-    return g
-
-
 FD_CASES = [ALL_CASES[i] for i in (1, 2, 4, 6, 8, 11, 13, 14, 16, 18, 19, 21, 22)]
 
 
@@ -105,7 +90,7 @@ def test_backward_matches_finite_differences(op, x_shape, w_shape, params, rng,
 
     grads = backward(gy, x, w, b, **params)
     for got, arr in zip(grads, (x, w, b)):
-        np.testing.assert_allclose(got, _numeric_grad(loss, arr), rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(got, numeric_grad(loss, arr), rtol=1e-6, atol=1e-7)
 
 
 def test_no_bias_gives_none_grad(rng):

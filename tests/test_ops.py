@@ -4,7 +4,7 @@ backward against the NumPy oracle on every device, backward against finite diffe
 
 import numpy as np
 import pytest
-from conftest import tolerance, torch
+from conftest import numeric_grad, tolerance, torch
 
 import numbaconv as nc
 from numbaconv import reference as ref
@@ -121,20 +121,6 @@ def test_forward_and_backward_match_oracle(op, shapes, params, dtype, rng, devic
             np.testing.assert_array_equal(a, k)  # inputs untouched
 
 
-def _numeric_grad(f, a, eps=1e-6):
-    g = np.zeros_like(a)
-    flat, gflat = a.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
-        keep = flat[i]
-        flat[i] = keep + eps
-        up = f()
-        flat[i] = keep - eps
-        down = f()
-        flat[i] = keep
-        gflat[i] = (up - down) / (2 * eps)
-    return g
-
-
 @pytest.mark.parametrize("op, shapes, params", CASES, ids=IDS)
 def test_backward_matches_finite_differences(op, shapes, params, rng):
     arrays = _arrays(rng, shapes, np.float64)
@@ -146,7 +132,7 @@ def test_backward_matches_finite_differences(op, shapes, params, rng):
 
     for got, a in zip(backward(gy, *arrays, **params), arrays):
         if a is not None:
-            np.testing.assert_allclose(got, _numeric_grad(loss, a), rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(got, numeric_grad(loss, a), rtol=1e-6, atol=1e-7)
 
 
 def _torch_call(op, tensors, params):

@@ -2,10 +2,11 @@
 for each target by :func:`build` (``numba.njit(inline='always')`` for the CPU,
 ``numba.cuda.jit(device=True)`` for CUDA), so the CPU and CUDA twins cannot drift apart.
 
-The CPU kernels call them inside a ``prange`` over (n, c) planes; the CUDA kernels from
-one thread per element.  Backward bodies are *gathers*: one input element collects from
-every output that read it, so no two threads ever write one element (no atomics, no
-races, deterministic sums on both targets).
+The CPU kernels call the forward bodies inside a ``prange`` over (n, c) planes; the CUDA
+kernels call every body from one thread per element.  The backward bodies are *gathers*
+(one input element collects from every output that read it: no atomics, deterministic)
+and serve the CUDA kernels; the CPU backward kernels scatter instead, since one CPU
+thread owns a whole plane (``kernels/cpu/pool.py``), 10-20x faster there.
 
 Pool geometry, one tuple for every pooling op::
 
