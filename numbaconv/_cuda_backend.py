@@ -51,8 +51,11 @@ class CUDABackend:
         return self._cuda.device_array(shape, dtype=np.dtype(dtype), stream=config.CUDA_STREAM)
 
     def zeros(self, shape, dtype):
+        return self.full(shape, dtype, 0.0)
+
+    def full(self, shape, dtype, value):
         a = self.empty(shape, dtype)
-        self.kernels.fill(a, 0.0)
+        self.kernels.fill(a, value)
         return a
 
     def flip_spatial(self, w, ndim: int):

@@ -33,3 +33,19 @@ IM2COL_CHUNK_BYTES = 16 * 1024 * 1024
 # multiply-accumulates per output pixel (K_g * C_g * kH * kW); below it the direct
 # kernel wins (depthwise, tiny channel counts).
 GEMM_MIN_MACS_PER_PIXEL = 64
+
+# Activation codes shared by the CPU and CUDA activation kernels (kernels/_elementwise.py).
+ACTIVATIONS = {"leaky_relu": 0, "relu": 0, "sigmoid": 1, "tanh": 2}
+
+# Threads per block of the CUDA reduction kernels (one block per channel / row: a tree
+# reduction in shared memory, so a power of two, at most REDUCE_MAX_THREADS).
+CUDA_REDUCE_THREADS = int(os.environ.get("NUMBACONV_CUDA_REDUCE_THREADS", "256"))
+REDUCE_MAX_THREADS = 1024
+
+# Number of partial sums a whole-array reduction (sum of squares) splits into: a fixed
+# split, so the result does not depend on the thread count (one CUDA block per partial).
+REDUCE_PARTIALS = 64
+
+# Tile edge of the CUDA matrix product (Linear): a TILE x TILE block of threads, each
+# computing one output from TILE-wide shared-memory strips.  A kernel is built per value.
+CUDA_MATMUL_TILE = int(os.environ.get("NUMBACONV_CUDA_MATMUL_TILE", "16"))

@@ -88,6 +88,10 @@ class CPUBackend:
         return np.zeros(shape, dtype=dtype)
 
     @staticmethod
+    def full(shape, dtype, value):
+        return np.full(shape, value, dtype=dtype)
+
+    @staticmethod
     def flip_spatial(w, ndim: int):
         """A contiguous copy of ``w`` reversed along its last ``ndim`` axes."""
         index = (slice(None),) * (w.ndim - ndim) + (slice(None, None, -1),) * ndim

@@ -1,9 +1,11 @@
 """Optimizers with PyTorch's update rules; ``step()`` updates every parameter from its
-``.grad``, ``zero_grad()`` clears the gradients."""
+``.grad`` in place, with one fused kernel per parameter on the parameter's device
+(``kernels/_elementwise.py`` holds the per-element rules); ``zero_grad()`` clears the
+gradients."""
 
 from __future__ import annotations
 
-import numpy as np
+from .nn import _ops as ops
 
 
 class Optimizer:
@@ -35,18 +37,13 @@ class SGD(Optimizer):
 
     def step(self):
         for p, state in zip(self.params, self.state):
-            g = p.grad
-            if self.weight_decay:
-                g = g + self.weight_decay * p.data
-            if self.momentum:
-                buf = state.get("momentum_buffer")
-                if buf is None:
-                    buf = state["momentum_buffer"] = np.array(g, copy=True)
-                else:
-                    buf *= self.momentum
-                    buf += (1 - self.dampening) * g
-                g = g + self.momentum * buf if self.nesterov else buf
-            p.data -= (self.lr * g).astype(p.data.dtype)
+            first = "momentum_buffer" not in state
+            if first and self.momentum:  # set to g by the first step
+                state["momentum_buffer"] = ops.zeros_like(p.data)
+            # without momentum the kernel leaves ``buf`` as it is: pass the gradient
+            buf = state["momentum_buffer"] if self.momentum else p.grad
+            ops.sgd_step(p.data, p.grad, buf, self.lr, self.momentum, self.dampening,
+                         self.weight_decay, self.nesterov, first)
 
 
 class Adam(Optimizer):
@@ -63,15 +60,8 @@ class Adam(Optimizer):
         self.t += 1
         b1, b2 = self.betas
         for p, state in zip(self.params, self.state):
-            g = p.grad
-            if self.weight_decay:
-                g = g + self.weight_decay * p.data
-            m = state.setdefault("exp_avg", np.zeros_like(p.data))
-            v = state.setdefault("exp_avg_sq", np.zeros_like(p.data))
-            m *= b1
-            m += (1 - b1) * g
-            v *= b2
-            v += (1 - b2) * g * g
-            step = self.lr / (1 - b1 ** self.t)
-            denom = np.sqrt(v) / np.sqrt(1 - b2 ** self.t) + self.eps
-            p.data -= (step * m / denom).astype(p.data.dtype)
+            if "exp_avg" not in state:
+                state["exp_avg"] = ops.zeros_like(p.data)
+                state["exp_avg_sq"] = ops.zeros_like(p.data)
+            ops.adam_step(p.data, p.grad, state["exp_avg"], state["exp_avg_sq"], self.lr, b1,
+                          b2, self.eps, self.weight_decay, self.t)

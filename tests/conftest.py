@@ -91,5 +91,29 @@ def device(request, monkeypatch):
         ok, why = cuda_available()
         if not ok:
             pytest.skip(f"CUDA unavailable: {why}")
-        monkeypatch.setattr(config, "CUDA_THREADS_PER_BLOCK", 32)
+        small_cuda_launches(monkeypatch)
     return Device(name)
+
+
+def small_cuda_launches(monkeypatch):
+    """Launch geometry patched small, so tiny test inputs span several blocks, the
+    grid-stride loops wrap, the reduction trees fold several levels and the matmul
+    walks several tiles (and the simulator, one Python thread per CUDA thread, stays
+    quick)."""
+    from numbaconv import config
+
+    monkeypatch.setattr(config, "CUDA_THREADS_PER_BLOCK", 32)
+    monkeypatch.setattr(config, "CUDA_REDUCE_THREADS", 8)
+    monkeypatch.setattr(config, "CUDA_MATMUL_TILE", 4)
+
+
+@pytest.fixture
+def cuda(monkeypatch):
+    """For tests that compare a CUDA run with a CPU run: skips without CUDA (or the
+    simulator), small launches as in :func:`device`."""
+    from numbaconv.dispatch import cuda_available
+
+    ok, why = cuda_available()
+    if not ok:
+        pytest.skip(f"CUDA unavailable: {why}")
+    small_cuda_launches(monkeypatch)

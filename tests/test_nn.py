@@ -8,6 +8,7 @@ from conftest import torch
 
 import numbaconv as nc
 from numbaconv import nn, optim
+from numbaconv.dispatch import device_of
 
 
 def _to64(model):
@@ -192,10 +193,123 @@ def test_short_training_run_lowers_the_loss():
     assert result["loss"] < 0.5 * first
 
 
-def test_elementwise_layers_refuse_cuda_arrays_clearly():
-    from numbaconv.dispatch import cuda_available
+# --------------------------------------------------------------------------- on CUDA
+def _pair(make):
+    """The same model (same seed) twice, float64: one on the CPU, one moved to CUDA."""
+    models = []
+    for _ in range(2):
+        nn.manual_seed(0)
+        models.append(_to64(make()))
+    return models[0], models[1].to("cuda")
 
-    if not cuda_available()[0]:
-        pytest.skip("no CUDA / simulator")
-    with pytest.raises(NotImplementedError, match="CPU only for now"):
-        nn.ReLU()(nc.to_device(np.zeros((1, 2), np.float32)))
+
+def _close(got, want, what):
+    np.testing.assert_allclose(nc.to_host(got), want, rtol=1e-9, atol=1e-11, err_msg=what)
+
+
+@pytest.mark.parametrize("make, shape", LAYERS, ids=[f"layer-{i}" for i in range(len(LAYERS))])
+def test_layer_on_cuda_matches_cpu(make, shape, rng, cuda):
+    """Forward, input gradient, parameter gradients and buffers of every layer and block
+    moved with to('cuda') agree with the CPU model; no host array in between."""
+    cpu, gpu = _pair(make)
+    x = rng.standard_normal(shape)
+    y = cpu(x)
+    y_gpu = gpu(nc.to_device(x))
+    assert device_of(y_gpu) == "cuda"
+    gy = rng.standard_normal(y.shape)
+    gx, gx_gpu = cpu.backward(gy), gpu.backward(nc.to_device(gy))
+    assert device_of(gx_gpu) == "cuda"
+    _close(y_gpu, y, "forward")
+    _close(gx_gpu, gx, "grad input")
+    for (name, p), (_, q) in zip(cpu.named_parameters(), gpu.named_parameters()):
+        _close(q.grad, p.grad, name + ".grad")
+    for (name, a), (_, b) in zip(cpu.state_dict().items(), gpu.state_dict().items()):
+        _close(b, a, name)
+    cpu.eval(), gpu.eval()  # BatchNorm with running statistics
+    _close(gpu(nc.to_device(x)), cpu(x), "eval forward")
+
+
+def test_dropout_masks_agree_across_devices_and_keep_one_minus_p(rng, cuda):
+    x = rng.standard_normal((4, 3, 5, 5)).astype(np.float32)
+    outs = []
+    for put in (lambda a: a, nc.to_device):
+        nn.manual_seed(7)
+        drop = nn.Dropout(0.3)
+        outs.append(nc.to_host(drop(put(x))))
+        g = nc.to_host(drop.backward(put(np.ones_like(x))))
+        np.testing.assert_array_equal(g != 0, outs[-1] != 0)
+    np.testing.assert_array_equal(outs[0], outs[1])
+    kept = outs[0] != 0
+    np.testing.assert_allclose(outs[0][kept], x[kept] / np.float32(0.7), rtol=1e-6)
+    big = nn.Dropout(0.3)(np.ones(20000, np.float32))
+    assert abs((big != 0).mean() - 0.7) < 0.02
+    assert nn.Dropout(0.3).eval()(x) is x
+
+
+@pytest.mark.parametrize("name, kw", [("SGD", dict(lr=0.1, momentum=0.9, nesterov=True,
+                                                  weight_decay=0.01)),
+                                      ("SGD", dict(lr=0.1)),
+                                      ("Adam", dict(lr=0.01, weight_decay=0.1))])
+def test_optimizers_on_cuda_match_cpu(name, kw, rng, cuda):
+    params, start = [], rng.standard_normal((3, 5))
+    for put in (lambda a: a, nc.to_device):
+        p = nn.Parameter(put(start.copy()))
+        params.append((p, getattr(optim, name)([p], **kw), put))
+    grads = [rng.standard_normal((3, 5)) for _ in range(3)]
+    for g in grads:
+        for p, opt, put in params:
+            opt.zero_grad()
+            nn.layers._accumulate(p, put(g))
+            opt.step()
+    _close(params[1][0].data, params[0][0].data, name)
+
+
+def test_losses_on_cuda_match_cpu(rng, cuda):
+    logits = rng.standard_normal((6, 4))
+    labels = np.array([0, 3, 1, 1, 2, 0])
+    ce, ce_gpu = nn.CrossEntropyLoss(), nn.CrossEntropyLoss()
+    assert ce_gpu(nc.to_device(logits), nc.to_device(labels)) == pytest.approx(
+        ce(logits, labels), rel=1e-12)
+    assert ce_gpu.correct == ce.correct == int((logits.argmax(1) == labels).sum())
+    _close(ce_gpu.backward(), ce.backward(), "cross-entropy grad")
+    t = rng.standard_normal((6, 4))
+    mse, mse_gpu = nn.MSELoss(), nn.MSELoss()
+    assert mse_gpu(nc.to_device(logits), nc.to_device(t)) == pytest.approx(mse(logits, t),
+                                                                          rel=1e-12)
+    _close(mse_gpu.backward(), mse.backward(), "mse grad")
+    with pytest.raises(ValueError, match="labels must be in"):
+        ce_gpu(nc.to_device(logits), nc.to_device(np.array([0, 4, 1, 1, 2, 0])))
+    with pytest.raises(ValueError, match="one device"):
+        ce_gpu(nc.to_device(logits), labels)
+
+
+def test_training_on_cuda_follows_the_cpu_run(cuda):
+    """``fit(device='cuda')`` (data moved once per epoch, every step on the device)
+    reaches the CPU run's losses and accuracy: the whole path has CUDA kernels."""
+    from numbaconv.train import fit
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((12, 1, 4, 4)).astype(np.float32)
+    y = rng.integers(0, 3, 12)
+    data = (x, y, x[:6], y[:6])
+
+    def make():
+        # no conv bias before the batch norm: its gradient is rounding noise, which Adam
+        # would blow up to full-size steps that differ between devices
+        return nn.Sequential(nn.Conv2d(1, 2, 3, padding=1, bias=False), nn.BatchNorm2d(2),
+                             nn.ReLU(),
+                             nn.MaxPool2d(2), nn.Flatten(), nn.Dropout(0.2), nn.Linear(8, 3))
+
+    results = []
+    for device in ("cpu", "cuda"):
+        nn.manual_seed(0)
+        model = make()
+        if device == "cuda":
+            model.to("cuda")
+        results.append(fit(model, data, epochs=2, batch_size=4, device=device, stream=None))
+        results[-1]["state"] = model.state_dict()
+    assert results[1]["loss"] == pytest.approx(results[0]["loss"], rel=1e-4)
+    assert results[1]["test_accuracy"] == results[0]["test_accuracy"]
+    for key, value in results[0]["state"].items():
+        np.testing.assert_allclose(results[1]["state"][key], value, rtol=1e-4, atol=1e-5,
+                                   err_msg=key)

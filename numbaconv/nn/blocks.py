@@ -7,8 +7,7 @@ to the shared input, the chain rule for a fan-out.
 
 from __future__ import annotations
 
-import numpy as np
-
+from . import _ops as ops
 from .layers import (AvgPool2d, BatchNorm2d, ChannelShuffle, Conv2d, MaxPool2d, ReLU,
                      Sigmoid, Upsample)
 from .module import Module, Sequential
@@ -105,7 +104,7 @@ class _Sum:
     def of(*grads):
         total = grads[0]
         for g in grads[1:]:
-            total = total + g
+            total = ops.add(total, g)
         return total
 
 
@@ -130,7 +129,7 @@ class ResidualBlock(Module):
 
     def forward(self, x):
         skip = x if self.shortcut is None else self.shortcut(x)
-        return self.relu(self.body(x) + skip)
+        return self.relu(ops.add(self.body(x), skip))
 
     def backward(self, grad_output):
         g = self.relu.backward(grad_output)
@@ -162,13 +161,12 @@ class InceptionBlock(Module):
 
     def forward(self, x):
         outs = [b(x) for b in self._branches()]
-        self._splits = np.cumsum([o.shape[1] for o in outs])[:-1]
-        return np.concatenate(outs, axis=1)
+        self._sizes = [o.shape[1] for o in outs]
+        return ops.concat_channels(outs)
 
     def backward(self, grad_output):
-        parts = np.split(grad_output, self._splits, axis=1)
-        return _Sum.of(*(b.backward(np.ascontiguousarray(g))
-                         for b, g in zip(self._branches(), parts)))
+        parts = ops.split_channels(grad_output, self._sizes)
+        return _Sum.of(*(b.backward(g) for b, g in zip(self._branches(), parts)))
 
     def receptive_chain(self):
         return self.branch3.receptive_chain()  # the widest path
@@ -201,17 +199,16 @@ class ShuffleUnit(Module):
     def forward(self, x):
         y = self.body(x)
         if self.pool is None:
-            return self.relu(y + x)
+            return self.relu(ops.add(y, x))
         p = self.pool(x)
         self._split = p.shape[1]
-        return self.relu(np.concatenate([p, y], axis=1))
+        return self.relu(ops.concat_channels([p, y]))
 
     def backward(self, grad_output):
         g = self.relu.backward(grad_output)
         if self.pool is None:
             return _Sum.of(self.body.backward(g), g)
-        g_pool = np.ascontiguousarray(g[:, :self._split])
-        g_body = np.ascontiguousarray(g[:, self._split:])
+        g_pool, g_body = ops.split_channels(g, [self._split, g.shape[1] - self._split])
         return _Sum.of(self.pool.backward(g_pool), self.body.backward(g_body))
 
     def receptive_chain(self):
@@ -231,16 +228,17 @@ class HighwayBlock(Module):
         self.gate[0].bias.data[...] = gate_bias
 
     def forward(self, x):
-        self._x = x
         self._h = self.transform(x)
         self._t = self.gate(x)
-        return self._t * self._h + (1 - self._t) * x
+        self._h_minus_x = ops.axpby(1, self._h, -1, x)
+        return ops.add(ops.multiply(self._t, self._h_minus_x), x)  # t * (h - x) + x
 
     def backward(self, grad_output):
         g = grad_output
-        g_h = g * self._t
-        g_t = g * (self._h - self._x)
-        return _Sum.of(self.transform.backward(g_h), self.gate.backward(g_t), g * (1 - self._t))
+        g_h = ops.multiply(g, self._t)
+        g_t = ops.multiply(g, self._h_minus_x)
+        g_carry = ops.axpby(1, g, -1, g_h)  # g * (1 - t)
+        return _Sum.of(self.transform.backward(g_h), self.gate.backward(g_t), g_carry)
 
     def receptive_chain(self):
         return self.transform.receptive_chain()

@@ -1,7 +1,7 @@
 """Layers: PyTorch's constructor arguments and default initialization, parameter and
 buffer names as in PyTorch.  Convolution, pooling, resampling and shuffling call the
-functional ops (CPU or CUDA, from where the arrays live); the elementwise layers,
-batch-norm and linear are plain array math here.
+functional ops; the elementwise layers, batch-norm and linear call the layer kernels
+through ``nn._ops``.  Either way the device is where the arrays live.
 """
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import math
 import numpy as np
 
 from .. import functional as F
-from ..dispatch import device_of
+from ..dispatch import device_of, get_backend
+from . import _ops as ops
 from .module import Module, Parameter, rng
 
 
@@ -19,13 +20,8 @@ def _uniform(shape, bound, dtype):
     return rng().uniform(-bound, bound, size=shape).astype(dtype)
 
 
-def _host(x, layer):
-    """Elementwise layers run on the host for now: a clear error for GPU arrays."""
-    if device_of(x) != "cpu":
-        raise NotImplementedError(
-            f"{type(layer).__name__} runs on the CPU only for now; got a CUDA array. Keep "
-            f"the model on the CPU (the conv / pool ops themselves run on CUDA).")
-    return x
+def _data(param):
+    return None if param is None else param.data
 
 
 # --------------------------------------------------------------------------- convolution
@@ -100,12 +96,7 @@ class _ConvNd(Module):
 
 def _accumulate(param, grad):
     """param.grad += grad, on the parameter's device."""
-    if device_of(grad) == "cpu":
-        param.grad += grad
-    else:
-        from ..kernels.cuda.util import add_inplace
-
-        add_inplace(param.grad, grad)
+    ops.accumulate_into(param.grad, grad)
 
 
 class Conv1d(_ConvNd):
@@ -234,89 +225,68 @@ class BatchNorm2d(Module):
             self.register_buffer("running_mean", np.zeros(num_features, dtype))
             self.register_buffer("running_var", np.ones(num_features, dtype))
             self.register_buffer("num_batches_tracked", np.zeros((), np.int64))
+        else:
+            self.running_mean = self.running_var = None
 
     def forward(self, x):
-        _host(x, self)
-        if x.ndim != 4 or x.shape[1] != self.num_features:
+        if len(x.shape) != 4 or x.shape[1] != self.num_features:
             raise ValueError(f"BatchNorm2d: input must be (N, {self.num_features}, H, W); got "
-                             f"shape {x.shape}")
-        axes = (0, 2, 3)
-        if self.training or not self.track_running_stats:
-            mean = x.mean(axis=axes)
-            var = x.var(axis=axes)
-            if self.training and self.track_running_stats:
-                count = x.size // x.shape[1]
-                m = self.momentum
-                self.running_mean[...] = (1 - m) * self.running_mean + m * mean
-                self.running_var[...] = (1 - m) * self.running_var + m * var * count / max(
-                    count - 1, 1)
-                self.num_batches_tracked = np.asarray(self.num_batches_tracked + 1)
-        else:
-            mean, var = self.running_mean, self.running_var
-        inv_std = (1.0 / np.sqrt(var + self.eps)).astype(x.dtype)
-        self._xhat = (x - mean.reshape(1, -1, 1, 1)) * inv_std.reshape(1, -1, 1, 1)
-        self._inv_std, self._batch_stats = inv_std, self.training or not self.track_running_stats
-        if not self.affine:
-            return self._xhat
-        return self._xhat * self.weight.data.reshape(1, -1, 1, 1) + self.bias.data.reshape(
-            1, -1, 1, 1)
+                             f"shape {tuple(x.shape)}")
+        self._batch_stats = self.training or not self.track_running_stats
+        update = self.training and self.track_running_stats
+        y, self._xhat, self._inv_std = ops.batch_norm(
+            x, _data(self.weight), _data(self.bias), self.running_mean, self.running_var,
+            self._batch_stats, update, self.momentum, self.eps)
+        if update:
+            self.num_batches_tracked = np.asarray(self.num_batches_tracked + 1)
+        return y
 
     def backward(self, grad_output):
-        g = grad_output
-        axes = (0, 2, 3)
+        gx, gw, gb = ops.batch_norm_backward(grad_output, self._xhat, self._inv_std,
+                                             _data(self.weight), self._batch_stats)
         if self.affine:
-            self.weight.grad += (g * self._xhat).sum(axis=axes)
-            self.bias.grad += g.sum(axis=axes)
-            g = g * self.weight.data.reshape(1, -1, 1, 1)
-        inv_std = self._inv_std.reshape(1, -1, 1, 1)
-        if not self._batch_stats:  # eval: an affine map per channel
-            return g * inv_std
-        mean_g = g.mean(axis=axes, keepdims=True)
-        mean_gx = (g * self._xhat).mean(axis=axes, keepdims=True)
-        return (g - mean_g - self._xhat * mean_gx) * inv_std
+            _accumulate(self.weight, gw)
+            _accumulate(self.bias, gb)
+        return gx
 
 
 # --------------------------------------------------------------------------- activations
-class ReLU(Module):
+class _Activation(Module):
+    """``y = f(x)`` elementwise; the backward reads ``x`` (ReLU) or ``y`` (sigmoid, tanh)."""
+
+    kind = "relu"
+    alpha = 0.0
+
     def forward(self, x):
-        self._mask = _host(x, self) > 0
-        return x * self._mask
+        self._x = x
+        self._y = ops.activation(x, self.kind, self.alpha)
+        return self._y
 
     def backward(self, grad_output):
-        return grad_output * self._mask
+        return ops.activation_backward(grad_output, self._x, self._y, self.kind, self.alpha)
 
 
-class LeakyReLU(Module):
+class ReLU(_Activation):
+    kind = "relu"
+
+
+class LeakyReLU(_Activation):
+    kind = "leaky_relu"
+
     def __init__(self, negative_slope=0.01):
         super().__init__()
-        self.negative_slope = negative_slope
+        self.negative_slope = self.alpha = negative_slope
 
-    def forward(self, x):
-        self._pos = _host(x, self) > 0
-        return np.where(self._pos, x, x * x.dtype.type(self.negative_slope))
-
-    def backward(self, grad_output):
-        return np.where(self._pos, grad_output,
-                        grad_output * grad_output.dtype.type(self.negative_slope))
+    def extra_repr(self):
+        return f"negative_slope={self.negative_slope}"
 
 
-class Sigmoid(Module):
-    def forward(self, x):
-        _host(x, self)
-        self._y = (0.5 * (1 + np.tanh(0.5 * x))).astype(x.dtype)  # overflow-free
-        return self._y
-
-    def backward(self, grad_output):
-        return grad_output * self._y * (1 - self._y)
+class Sigmoid(_Activation):
+    kind = "sigmoid"
 
 
-class Tanh(Module):
-    def forward(self, x):
-        self._y = np.tanh(_host(x, self))
-        return self._y
-
-    def backward(self, grad_output):
-        return grad_output * (1 - self._y * self._y)
+class Tanh(_Activation):
+    kind = "tanh"
 
 
 # --------------------------------------------------------------------------- misc
@@ -329,15 +299,15 @@ class Linear(Module):
         self.bias = Parameter(_uniform((out_features,), bound, dtype)) if bias else None
 
     def forward(self, x):
-        self._x = _host(x, self)
-        y = x @ self.weight.data.T
-        return y if self.bias is None else y + self.bias.data
+        if len(x.shape) != 2 or x.shape[1] != self.in_features:
+            raise ValueError(f"Linear: input must be (N, {self.in_features}); got shape "
+                             f"{tuple(x.shape)}")
+        self._x = x
+        return ops.linear(x, self.weight.data, _data(self.bias))
 
     def backward(self, grad_output):
-        self.weight.grad += grad_output.T @ self._x
-        if self.bias is not None:
-            self.bias.grad += grad_output.sum(axis=0)
-        return grad_output @ self.weight.data
+        return ops.linear_backward(grad_output, self._x, self.weight.data, self.weight.grad,
+                                   None if self.bias is None else self.bias.grad)
 
     def macs(self, input_shape, output_shape):
         return math.prod(output_shape) * self.in_features
@@ -356,7 +326,7 @@ class Flatten(Module):
         nd = len(self._shape)
         end = self.end_dim % nd
         shape = self._shape[:self.start_dim] + (-1,) + self._shape[end + 1:]
-        return np.ascontiguousarray(_host(x, self)).reshape(shape)
+        return get_backend(device_of(x)).asarray(x).reshape(shape)
 
     def backward(self, grad_output):
         return grad_output.reshape(self._shape)
@@ -373,13 +343,13 @@ class Dropout(Module):
         self.p = p
 
     def forward(self, x):
-        _host(x, self)
         if not self.training or self.p == 0:
             self._mask = None
             return x
-        self._mask = (rng().random(x.shape) >= self.p).astype(x.dtype) / x.dtype.type(
-            1 - self.p)
-        return x * self._mask
+        # the seed comes from the module generator (numbaconv.nn.manual_seed); the mask is
+        # drawn where x lives, by a counter-based hash: no host copy on the GPU
+        self._mask = ops.dropout_mask(x, self.p, rng().integers(0, 2 ** 32))
+        return ops.multiply(x, self._mask)
 
     def backward(self, grad_output):
-        return grad_output if self._mask is None else grad_output * self._mask
+        return grad_output if self._mask is None else ops.multiply(grad_output, self._mask)

@@ -14,7 +14,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ..dispatch import device_of, to_device, to_host
+from ..dispatch import device_of, get_backend, to_device, to_host
 
 _rng = np.random.default_rng()
 
@@ -38,12 +38,15 @@ class Parameter:
         self.zero_grad()
 
     def zero_grad(self):
-        if device_of(self.data) == "cpu":
-            self.grad = np.zeros_like(self.data)
+        """Zero ``.grad`` in place (allocated on ``.data``'s device when missing or moved)."""
+        device = device_of(self.data)
+        if self.grad is None or device_of(self.grad) != device or tuple(
+                self.grad.shape) != tuple(self.data.shape) or self.grad.dtype != self.data.dtype:
+            self.grad = get_backend(device).zeros(self.data.shape, self.data.dtype)
+        elif device == "cpu":
+            self.grad[...] = 0
         else:
-            from ..dispatch import get_backend
-
-            self.grad = get_backend("cuda").zeros(self.data.shape, self.data.dtype)
+            get_backend(device).kernels.fill(self.grad, 0.0)
 
     @property
     def shape(self):
@@ -131,8 +134,10 @@ class Module:
             for p in m._parameters.values():
                 p.data = move(p.data)
                 p.zero_grad()
-            for name in m._buffers:
-                object.__setattr__(m, name, move(getattr(m, name)))
+            for name in m._buffers:  # 0-d counters (num_batches_tracked) stay on the host
+                value = getattr(m, name)
+                if len(value.shape):
+                    object.__setattr__(m, name, move(value))
         return self
 
     # ------------------------------------------------------------------ persistence
@@ -170,7 +175,7 @@ class Module:
                 raise ValueError(f"load_state_dict: {key} must have shape "
                                  f"{tuple(current.shape)}; got {value.shape}")
             value = value.astype(current.dtype)
-            if device_of(current) == "cuda":
+            if device_of(current) == "cuda" and value.ndim:
                 value = to_device(value)
             if name in m._parameters:
                 m._parameters[name].data = value

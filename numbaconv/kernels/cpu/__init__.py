@@ -4,10 +4,15 @@ from .conv import (add_channel_bias, conv2d_forward, conv2d_grad_bias, conv2d_gr
                    conv2d_grad_weight)
 from .depthwise import conv2d_forward_depthwise
 from .gemm_conv import conv2d_forward_gemm, conv2d_grad_input_gemm, conv2d_grad_weight_gemm
+from .elementwise import (activation_backward, activation_forward, adam_step, axpby,
+                          copy_channels, dropout_mask, multiply, sgd_step)
 from .im2col import col2im, im2col
 from .pad import pad2d_backward, pad2d_forward
 from .pool import (avg_pool2d_backward, avg_pool2d_forward, interpolate2d_backward,
                    interpolate2d_forward, max_pool2d_backward, max_pool2d_forward)
+from .reduce import (batch_norm_backward, batch_norm_finish, batch_norm_forward,
+                     channel_dot_sums, channel_moments, cross_entropy_rows, matmul,
+                     sum_squares)
 from .shuffle import channel_shuffle
 
 KERNELS = (
@@ -15,6 +20,12 @@ KERNELS = (
     "add_channel_bias", "pad2d_forward", "pad2d_backward", "im2col", "col2im",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
     "interpolate2d_forward", "interpolate2d_backward", "channel_shuffle",
+    # the layer API's kernels (numbaconv.nn._ops): activations, arithmetic, dropout,
+    # batch norm, cross-entropy, sums of squares, Linear's product, optimizer updates
+    "activation_forward", "activation_backward", "axpby", "multiply", "dropout_mask",
+    "copy_channels", "channel_moments", "channel_dot_sums", "batch_norm_finish",
+    "batch_norm_forward", "batch_norm_backward", "cross_entropy_rows", "sum_squares",
+    "matmul", "sgd_step", "adam_step",
 )
 
 # CPU-only algorithms, chosen by ``dispatch.choose_conv_algorithm``, with the signatures

@@ -33,13 +33,3 @@ def fill(a, value):
 def flip_spatial_2d(w, out):
     launch_1d(_flip_spatial_2d, w.size, w, out)
 
-
-@cuda.jit
-def _add_inplace(total, a, b):
-    for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        a[i] += b[i]
-
-
-def add_inplace(a, b):
-    """``a += b`` for contiguous device arrays of one shape (gradient accumulation)."""
-    launch_1d(_add_inplace, a.size, a.reshape(a.size), b.reshape(b.size))

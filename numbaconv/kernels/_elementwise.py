@@ -1,0 +1,75 @@
+"""Per-element arithmetic of the training kernels (activations, dropout's random numbers,
+the optimizer updates), written once as plain Python and compiled for each target by
+:func:`build` (``numba.njit(inline='always')`` for the CPU, ``numba.cuda.jit(device=True)``
+for CUDA), so the twins compute the same formula in the same order.
+
+Activation codes (``config.ACTIVATIONS``): 0 leaky ReLU (ReLU is slope 0), 1 sigmoid,
+2 tanh.
+"""
+
+import math
+from types import SimpleNamespace
+
+_MASK32 = 0xFFFFFFFF
+
+
+def build(jit):
+    """The element functions compiled with ``jit`` (a decorator); returns a namespace."""
+
+    @jit
+    def activation(op, v, alpha):
+        """The activation ``op`` at ``v``; ``alpha`` is leaky ReLU's negative slope."""
+        if op == 0:
+            return v if v > 0 else v * alpha
+        if op == 1:  # sigmoid through tanh: no overflow for large |v|
+            return 0.5 * (1.0 + math.tanh(0.5 * v))
+        return math.tanh(v)
+
+    @jit
+    def activation_grad(op, g, x, y, alpha):
+        """``g * f'(x)``: ReLU from the input ``x``, sigmoid and tanh from the output ``y``."""
+        if op == 0:
+            return g if x > 0 else g * alpha
+        if op == 1:
+            return g * y * (1 - y)
+        return g * (1 - y * y)
+
+    @jit
+    def pcg_hash(v):
+        """A 32-bit integer hash (the PCG output permutation).  Written with masks so that
+        every product stays below 2**63: the same integers on the CPU, on the GPU and in the
+        CUDA simulator (which runs this as Python)."""
+        state = (v * 747796405 + 2891336453) & _MASK32
+        word = (((state >> ((state >> 28) + 4)) ^ state) * 277803737) & _MASK32
+        return ((word >> 22) ^ word) & _MASK32
+
+    @jit
+    def keep_element(seed, i, threshold):
+        """Dropout's coin for element ``i``: kept when its hash of ``(seed, i)`` is at least
+        ``threshold = p * 2**32``.  Counter-based, so any thread can draw any element."""
+        return pcg_hash((pcg_hash(i & _MASK32) + seed) & _MASK32) >= threshold
+
+    @jit
+    def sgd_update(p, g, buf, lr, momentum, dampening, weight_decay, nesterov, first):
+        """One element of ``torch.optim.SGD``; returns the new ``(p, buf)``."""
+        g = g + weight_decay * p
+        if momentum != 0:
+            buf = g if first else momentum * buf + (1 - dampening) * g
+            g = g + momentum * buf if nesterov else buf
+        return p - lr * g, buf
+
+    @jit
+    def adam_update(p, g, m, v, lr, beta1, beta2, eps, weight_decay, bias1, bias2_sqrt):
+        """One element of ``torch.optim.Adam`` (L2 weight decay added to the gradient);
+        ``bias1 = 1 - beta1**t``, ``bias2_sqrt = sqrt(1 - beta2**t)``.  Returns the new
+        ``(p, m, v)``."""
+        g = g + weight_decay * p
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        denom = math.sqrt(v) / bias2_sqrt + eps
+        return p - (lr / bias1) * m / denom, m, v
+
+    return SimpleNamespace(
+        activation=activation, activation_grad=activation_grad, pcg_hash=pcg_hash,
+        keep_element=keep_element, sgd_update=sgd_update, adam_update=adam_update,
+    )
