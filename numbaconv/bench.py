@@ -37,12 +37,17 @@ def make_inputs(shapes, seed=0, dtype=np.float32):
             for i, s in enumerate(shapes)]
 
 
-def best_of(fn, repeat=5):
+def best_of(fn, repeat=5, sync=None):
+    """Best wall time of ``fn()`` over ``repeat`` calls after one warm-up; ``sync`` (a
+    device synchronize) runs before the clock starts and before it stops."""
+    sync = sync or (lambda: None)
     fn()
     best = float("inf")
     for _ in range(repeat):
+        sync()
         start = time.perf_counter()
         fn()
+        sync()
         best = min(best, time.perf_counter() - start)
     return best
 

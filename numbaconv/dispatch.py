@@ -279,3 +279,47 @@ def use_stream(stream):
         yield stream
     finally:
         config.CUDA_STREAM = previous
+
+
+# --------------------------------------------------------------------------- result types
+def _foreign_library(a):
+    """``'cupy'`` or ``'torch'`` for a GPU array of that library, else None."""
+    if hasattr(a, "copy_to_host") or not hasattr(a, "__cuda_array_interface__"):
+        return None  # numba device arrays (and host arrays) stay as they are
+    library = type(a).__module__.partition(".")[0]
+    return library if library in ("cupy", "torch") else None
+
+
+def like_caller(result, caller):
+    """``result`` (a numba device array) as the GPU array type of ``caller``, without a
+    copy: a CuPy array for CuPy input, a PyTorch CUDA tensor for a tensor; both view the
+    same memory through ``__cuda_array_interface__`` and keep ``result`` alive."""
+    library = _foreign_library(caller)
+    if library is None or result is None:
+        return result
+    if library == "cupy":
+        import cupy
+
+        return cupy.asarray(result)
+    import torch
+
+    return torch.as_tensor(result, device=caller.device)
+
+
+def returns_caller_type(op):
+    """Decorate a functional op so that its array results come back as the array type
+    of its first GPU argument (CuPy in, CuPy out; torch in, torch out).  NumPy and numba
+    inputs pass through untouched: the check is a type look-up per call."""
+    import functools
+
+    @functools.wraps(op)
+    def wrapper(*args, **kwargs):
+        result = op(*args, **kwargs)
+        caller = next((a for a in (*args, *kwargs.values()) if _foreign_library(a)), None)
+        if caller is None:
+            return result
+        if isinstance(result, tuple):
+            return tuple(like_caller(r, caller) for r in result)
+        return like_caller(result, caller)
+
+    return wrapper

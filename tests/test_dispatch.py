@@ -113,3 +113,32 @@ def test_use_stream_routes_launches(rng):
     assert config.CUDA_STREAM == 0
     np.testing.assert_allclose(nc.to_host(y), nc.conv2d(nc.to_host(x), nc.to_host(w)),
                                rtol=1e-5)
+
+
+def test_results_come_back_as_the_callers_gpu_array_type(monkeypatch, rng):
+    """CuPy in -> CuPy out, torch in -> torch out (zero copy through the interface);
+    numba and NumPy inputs are returned as they are.  Fake libraries stand in for CuPy
+    and PyTorch CUDA, which CI does not have."""
+    import sys
+    import types
+
+    seen = []
+    for library in ("cupy", "torch"):
+        fake = types.ModuleType(library)
+        fake.asarray = lambda a: ("cupy array of", a)
+        fake.as_tensor = lambda a, device: ("tensor of", a, device)
+        monkeypatch.setitem(sys.modules, library, fake)
+        cls = type("GPUArray", (), {"__module__": f"{library}._core",
+                                    "__cuda_array_interface__": {}, "device": "cuda:0"})
+        seen.append(cls())
+
+    def op(x, weight=None):
+        return "result", ("grad", x)
+
+    wrapped = dispatch.returns_caller_type(op)
+    assert wrapped(seen[0]) == (("cupy array of", "result"), ("cupy array of", ("grad", seen[0])))
+    assert wrapped(np.zeros(2), weight=seen[1])[0] == ("tensor of", "result", "cuda:0")
+    x = nc.to_device(np.zeros(2))
+    assert wrapped(x) == ("result", ("grad", x))
+    assert dispatch.like_caller("r", FakeGPUArray()) == "r"
+    assert nc.conv2d.__wrapped__ is not None  # every public op goes through it

@@ -2,6 +2,7 @@
 the device's kernels (``numbaconv.dispatch``), allocate, launch.  One module per op
 family; every forward ``op`` has an ``op_backward``."""
 
+from ..dispatch import returns_caller_type
 from .conv import conv1d, conv1d_backward, conv2d, conv2d_backward
 from .fold import fold, fold_backward, unfold, unfold_backward
 from .interpolate import interpolate, interpolate_backward
@@ -25,3 +26,9 @@ FORWARD_OPS = (
 )
 
 __all__ = [name for op in FORWARD_OPS for name in (op, op + "_backward")]
+
+# CuPy in, CuPy out; PyTorch CUDA tensors in, tensors out (zero copy): every public op
+# returns its caller's GPU array type (``dispatch.returns_caller_type``).
+for _name in __all__:
+    globals()[_name] = returns_caller_type(globals()[_name])
+del _name

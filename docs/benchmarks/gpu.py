@@ -1,0 +1,132 @@
+"""Real-GPU check and timings: run on a machine with an NVIDIA GPU.
+
+1. Runs the whole test suite on the device (``NUMBACONV_REAL_GPU=1``: the simulator off,
+   so every CUDA test runs the compiled kernels).
+2. Times every op of ``numbaconv.bench.OPS``, forward and backward, on the GPU against
+   PyTorch on the same GPU, with cuDNN's TF32 off (the like-for-like float32 comparison)
+   and with PyTorch's defaults; best of ``--repeat`` after a warm-up, synchronized.
+3. Writes the table to ``docs/benchmarks/gpu.md`` (and prints it).
+
+    python docs/benchmarks/gpu.py [--repeat 20] [--skip-tests]
+
+Needs PyTorch with CUDA for the comparison columns (numbaconv's own timings run without).
+"""
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_tests():
+    env = dict(os.environ, NUMBACONV_REAL_GPU="1")
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    tail = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-500:]
+    return done.returncode, tail
+
+
+def time_ours(name, repeat):
+    from numba import cuda
+
+    import numbaconv as nc
+    from numbaconv import functional as F
+    from numbaconv.bench import OPS, best_of, make_inputs
+
+    op, shapes, params = OPS[name]
+    arrays = [nc.to_device(a) for a in make_inputs(shapes)]
+    forward, backward = getattr(F, op), getattr(F, op + "_backward")
+    saved = {}
+    if op == "max_pool2d":
+        y, saved["indices"] = forward(*arrays, return_indices=True, **params)
+    else:
+        y = forward(*arrays, **params)
+    sync = cuda.synchronize
+    return (best_of(lambda: forward(*arrays, **params), repeat, sync),
+            best_of(lambda: backward(y, *arrays, **params, **saved), repeat, sync))
+
+
+def time_torch(torch, name, repeat, tf32):
+    from numbaconv.bench import OPS, best_of, make_inputs, torch_function
+
+    torch.backends.cudnn.allow_tf32 = tf32
+    torch.backends.cuda.matmul.allow_tf32 = tf32
+    op, shapes, params = OPS[name]
+    fn = torch_function(torch, op, params)
+    tensors = [torch.from_numpy(a).cuda().requires_grad_() for a in make_inputs(shapes)]
+    sync = torch.cuda.synchronize
+    with torch.no_grad():
+        fwd = best_of(lambda: fn(*tensors), repeat, sync)
+    out = fn(*tensors)
+    gy = torch.randn_like(out)
+
+    def backward():
+        for t in tensors:
+            t.grad = None
+        torch.autograd.grad(out, tensors, gy, retain_graph=True)
+
+    return fwd, best_of(backward, repeat, sync)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=20)
+    ap.add_argument("--skip-tests", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "benchmarks" / "gpu.md"))
+    args = ap.parse_args()
+    os.environ.pop("NUMBA_ENABLE_CUDASIM", None)
+    from numba import cuda
+
+    from numbaconv.bench import OPS
+
+    if not cuda.is_available():
+        sys.exit("no CUDA GPU here: this script needs one (numbaconv info says why)")
+    device = cuda.get_current_device()
+    lines = [f"# numbaconv on {device.name.decode() if isinstance(device.name, bytes) else device.name}",
+             "", f"Python {platform.python_version()}, float32, best of {args.repeat} "
+             "(synchronized). Ratio = PyTorch time / numbaconv time (above 1: numbaconv "
+             "faster).", ""]
+    if not args.skip_tests:
+        code, tail = run_tests()
+        lines += [f"Test suite on the real GPU (NUMBACONV_REAL_GPU=1): exit {code}, `{tail}`",
+                  ""]
+    try:
+        import torch
+
+        have_torch = torch.cuda.is_available()
+    except ImportError:
+        torch, have_torch = None, False
+    head = "| op | fwd ms | bwd ms |"
+    rule = "|---|---|---|"
+    if have_torch:
+        head += (" torch fwd ms (TF32 off) | torch bwd ms (TF32 off) | fwd ratio | bwd ratio "
+                 "| torch fwd ms (default) | torch bwd ms (default) |")
+        rule += "---|---|---|---|---|---|"
+    lines += [head, rule]
+    ratios = []
+    for name in OPS:
+        f, b = time_ours(name, args.repeat)
+        row = f"| {name} | {f * 1e3:.3f} | {b * 1e3:.3f} |"
+        if have_torch:
+            tf, tb = time_torch(torch, name, args.repeat, tf32=False)
+            df, db = time_torch(torch, name, args.repeat, tf32=True)
+            ratios += [tf / f, tb / b]
+            row += (f" {tf * 1e3:.3f} | {tb * 1e3:.3f} | {tf / f:.2f} | {tb / b:.2f} | "
+                    f"{df * 1e3:.3f} | {db * 1e3:.3f} |")
+        lines.append(row)
+    if ratios:
+        lines += ["", f"Geometric mean ratio (TF32 off): {np.exp(np.mean(np.log(ratios))):.2f}"]
+    text = "\n".join(lines) + "\n"
+    Path(args.out).write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
