@@ -1,7 +1,14 @@
-"""``numbaconv bench``: a quick side-by-side timing table of the main ops on the CPU
-(float32, one realistic shape each, best of ``repeat`` after a warm-up), against
-PyTorch with the same thread count when it is installed.  The asv suite
-(``asv_bench/``) tracks the same table over time."""
+"""``numbaconv bench``: side-by-side timings against PyTorch CPU (same process, same
+thread count, after a warm-up), as printable tables.
+
+* :data:`SUITE` / :func:`suite_table`: the performance suite of the conv family (dense
+  3x3 / 5x5 / 1x1 layers of ResNet / VGG shapes at several batch sizes, depthwise,
+  grouped, dilated, transposed, pooling, float64, small layers): forward and
+  forward + backward, median of repeats, and the geometric mean of the ratios.  This is
+  ``numbaconv bench``; ``docs/benchmarks/cpu.md`` records a run.
+* :data:`OPS` / :func:`table`: one realistic shape per functional op, best of
+  ``repeat`` (``numbaconv bench --ops``); the asv suite (``asv_bench/``) tracks it.
+"""
 
 from __future__ import annotations
 
@@ -112,4 +119,116 @@ def table(repeat=5, names=None):
         lines.append(line)
     if torch is None:
         lines.append("(PyTorch not installed: no comparison)")
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the suite
+# name -> (op, input shapes, params, dtype)
+SUITE = {
+    "3x3 64->64 56x56 b1": ("conv2d", [(1, 64, 56, 56), (64, 64, 3, 3)], dict(padding=1), "f4"),
+    "3x3 64->64 56x56 b8": ("conv2d", [(8, 64, 56, 56), (64, 64, 3, 3)], dict(padding=1), "f4"),
+    "3x3 128->128 28x28 b32": ("conv2d", [(32, 128, 28, 28), (128, 128, 3, 3)],
+                               dict(padding=1), "f4"),
+    "3x3 256->256 14x14 b8": ("conv2d", [(8, 256, 14, 14), (256, 256, 3, 3)],
+                              dict(padding=1), "f4"),
+    "3x3 s2 64->128 56x56 b8": ("conv2d", [(8, 64, 56, 56), (128, 64, 3, 3)],
+                                dict(stride=2, padding=1), "f4"),
+    "5x5 32->64 28x28 b8": ("conv2d", [(8, 32, 28, 28), (64, 32, 5, 5)], dict(padding=2), "f4"),
+    "1x1 256->64 14x14 b8": ("conv2d", [(8, 256, 14, 14), (64, 256, 1, 1)], {}, "f4"),
+    "1x1 64->256 28x28 b32": ("conv2d", [(32, 64, 28, 28), (256, 64, 1, 1)], {}, "f4"),
+    "stem 7x7 s2 3->64 224 b1": ("conv2d", [(1, 3, 224, 224), (64, 3, 7, 7)],
+                                 dict(stride=2, padding=3), "f4"),
+    "small 3x3 16->16 32x32 b2": ("conv2d", [(2, 16, 32, 32), (16, 16, 3, 3)],
+                                  dict(padding=1), "f4"),
+    "depthwise 3x3 64 56x56 b8": ("conv2d", [(8, 64, 56, 56), (64, 1, 3, 3)],
+                                  dict(padding=1, groups=64), "f4"),
+    "depthwise 3x3 s2 128 28x28 b8": ("conv2d", [(8, 128, 28, 28), (128, 1, 3, 3)],
+                                      dict(stride=2, padding=1, groups=128), "f4"),
+    "grouped g8 3x3 128 28x28 b8": ("conv2d", [(8, 128, 28, 28), (128, 16, 3, 3)],
+                                    dict(padding=1, groups=8), "f4"),
+    "dilated d2 3x3 64 28x28 b8": ("conv2d", [(8, 64, 28, 28), (64, 64, 3, 3)],
+                                   dict(padding=2, dilation=2), "f4"),
+    "transposed k4 s2 64->32 28x28 b8": ("conv_transpose2d", [(8, 64, 28, 28), (64, 32, 4, 4)],
+                                         dict(stride=2, padding=1), "f4"),
+    "float64 3x3 32->32 28x28 b8": ("conv2d", [(8, 32, 28, 28), (32, 32, 3, 3)],
+                                    dict(padding=1), "f8"),
+    "max_pool 3x3 s2 64 112x112 b8": ("max_pool2d", [(8, 64, 112, 112)],
+                                      dict(kernel_size=3, stride=2, padding=1), "f4"),
+    "avg_pool 2x2 64 56x56 b8": ("avg_pool2d", [(8, 64, 56, 56)], dict(kernel_size=2), "f4"),
+}
+
+
+def median_of(fn, repeat=7, sync=None):
+    """Median wall time of ``fn()`` over ``repeat`` calls after one warm-up."""
+    sync = sync or (lambda: None)
+    fn()
+    times = []
+    for _ in range(repeat):
+        sync()
+        start = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def measure_case(name, repeat=7, torch=None):
+    """(ours forward s, ours forward+backward s, torch forward s, torch forward+backward
+    s) for :data:`SUITE` entry ``name``; the torch entries None without PyTorch."""
+    op, shapes, params, dtype = SUITE[name]
+    arrays = make_inputs(shapes, dtype=np.dtype(dtype))
+    forward, backward = getattr(F, op), getattr(F, op + "_backward")
+    kw = dict(return_indices=True) if op == "max_pool2d" else {}
+
+    def step():
+        out = forward(*arrays, **params, **kw)
+        y, saved = (out[0], dict(indices=out[1])) if kw else (out, {})
+        backward(y, *arrays, **params, **saved)
+
+    ours = (median_of(lambda: forward(*arrays, **params), repeat), median_of(step, repeat))
+    if torch is None:
+        return ours + (None, None)
+    fn = torch_function(torch, op, params)
+    tensors = [torch.from_numpy(a).requires_grad_() for a in arrays]
+
+    def torch_step():
+        out = fn(*tensors)
+        out.backward(torch.ones_like(out))
+
+    with torch.no_grad():
+        fwd = median_of(lambda: fn(*tensors), repeat)
+    return ours + (fwd, median_of(torch_step, repeat))
+
+
+def geometric_mean(values):
+    values = [v for v in values if v]
+    return float(np.exp(np.mean(np.log(values)))) if values else float("nan")
+
+
+def suite_table(repeat=7, names=None):
+    """The printable suite table (Markdown) with the geometric mean of the ratios."""
+    import numba
+
+    try:
+        import torch
+
+        torch.set_num_threads(numba.get_num_threads())
+    except ImportError:
+        torch = None
+    lines = [f"CPU, {numba.get_num_threads()} threads, median of {repeat}; ratio = PyTorch "
+             f"time / numbaconv time (above 1: numbaconv faster)", "",
+             "| case | fwd ms | fwd+bwd ms | torch fwd ms | torch fwd+bwd ms | fwd ratio | "
+             "fwd+bwd ratio |", "|---|---|---|---|---|---|---|"]
+    ratios = []
+    for name in names or SUITE:
+        f, fb, tf, tfb = measure_case(name, repeat, torch)
+        if torch is None:
+            lines.append(f"| {name} | {f * 1e3:.2f} | {fb * 1e3:.2f} | | | | |")
+            continue
+        ratios += [tf / f, tfb / fb]
+        lines.append(f"| {name} | {f * 1e3:.2f} | {fb * 1e3:.2f} | {tf * 1e3:.2f} | "
+                     f"{tfb * 1e3:.2f} | {tf / f:.2f} | {tfb / fb:.2f} |")
+    lines.append("")
+    lines.append(f"geometric mean of the ratios: {geometric_mean(ratios):.2f}" if ratios
+                 else "(PyTorch not installed: no comparison)")
     return "\n".join(lines)

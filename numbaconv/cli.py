@@ -96,10 +96,17 @@ def _summary(args) -> int:
 
 
 def _bench(args) -> int:
-    """A quick table: numbaconv vs PyTorch (if installed), CPU float32, best of N."""
-    from .bench import table
+    """The conv-family suite against PyTorch (if installed), or the per-op table."""
+    from .bench import SUITE, suite_table, table
 
-    print(table(repeat=args.repeat))
+    if args.ops:
+        print(table(repeat=args.repeat))
+        return 0
+    names = [n for n in SUITE if args.filter in n] if args.filter else None
+    if names == []:
+        print(f"numbaconv bench: no case matches {args.filter!r}", file=sys.stderr)
+        return 2
+    print(suite_table(repeat=args.repeat, names=names))
     return 0
 
 
@@ -124,8 +131,11 @@ def main(argv=None) -> int:
     summ.add_argument("model", choices=sorted(MODELS))
     summ.add_argument("--data", default="digits", choices=["digits", "mnist"])
     summ.add_argument("--batch-size", type=int, default=1)
-    bench = sub.add_parser("bench", help="quick timing table against PyTorch")
-    bench.add_argument("--repeat", type=int, default=5)
+    bench = sub.add_parser("bench", help="timing tables against PyTorch CPU")
+    bench.add_argument("--repeat", type=int, default=7)
+    bench.add_argument("--ops", action="store_true",
+                       help="one shape per functional op (default: the conv suite)")
+    bench.add_argument("--filter", default="", help="only suite cases whose name has this")
     args = parser.parse_args(argv)
     if args.command == "info":
         _run_probe()

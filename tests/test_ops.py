@@ -213,6 +213,11 @@ def test_conv_transpose_is_the_adjoint_of_conv(rng):
 @pytest.mark.parametrize("x_shape, w_shape, params", [
     ((2, 4, 7, 6), (4, 1, 3, 3), dict(groups=4, padding=1)),
     ((1, 3, 8, 9), (6, 1, 3, 2), dict(groups=3, stride=(2, 1), dilation=(1, 2), padding=2)),
+    ((2, 3, 5, 7), (6, 1, 4, 2), dict(groups=3, padding="same")),  # flat path, uneven pads
+    ((1, 2, 6, 6), (2, 1, 3, 3), dict(groups=2, dilation=2, padding=(3, 1))),
+    ((1, 2, 3, 3), (2, 1, 5, 5), dict(groups=2, padding=1)),  # kernel wider than the input
+    ((2, 2, 5, 6), (2, 1, 3, 3), dict(groups=2, stride=2, padding=1)),
+    ((1, 2, 9, 1), (4, 1, 3, 1), dict(groups=2, padding=(0, 0))),  # a column
     ((2, 5, 6, 6), (7, 5, 1, 1), {}),
     ((1, 6, 5, 4), (4, 3, 1, 1), dict(groups=2)),
 ])

@@ -2,7 +2,8 @@
 
 from .conv import (add_channel_bias, conv2d_forward, conv2d_grad_bias, conv2d_grad_input,
                    conv2d_grad_weight)
-from .depthwise import conv2d_forward_depthwise
+from .depthwise import (conv2d_forward_depthwise, conv2d_grad_input_depthwise,
+                        conv2d_grad_weight_depthwise)
 from .gemm_conv import conv2d_forward_gemm, conv2d_grad_input_gemm, conv2d_grad_weight_gemm
 from .elementwise import (activation_backward, activation_forward, adam_step, axpby,
                           copy_channels, dropout_mask, multiply, sgd_step)
@@ -29,7 +30,7 @@ KERNELS = (
 )
 
 # CPU-only algorithms, chosen by ``dispatch.choose_conv_algorithm``, with the signatures
-# of the direct kernels they replace: BLAS-backed GEMM, and the depthwise forward (its
-# backward falls back to the direct kernels).
+# of the direct kernels they replace: BLAS-backed GEMM, and depthwise.
 GEMM_KERNELS = ("conv2d_forward_gemm", "conv2d_grad_input_gemm", "conv2d_grad_weight_gemm")
-DEPTHWISE_KERNELS = ("conv2d_forward_depthwise",)
+DEPTHWISE_KERNELS = ("conv2d_forward_depthwise", "conv2d_grad_input_depthwise",
+                     "conv2d_grad_weight_depthwise")

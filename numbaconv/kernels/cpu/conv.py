@@ -17,7 +17,10 @@ are the *leading* pads (the trailing ones only shape the output, which ``out`` c
 Each parallel job owns one output plane (or one weight entry), so no two threads write
 the same element: results are deterministic and race-free.  The innermost loop runs
 along the output row over the range of positions whose input tap is in bounds, computed
-up front, so it is branch-free and, at stride 1, unit-stride (it vectorizes).
+up front, so it is branch-free and, at stride 1, unit-stride.  It runs through
+:func:`axpy` / :func:`dot` on row *views* indexed from 0: numba wraps negative indices
+around, and with an index LLVM cannot prove non-negative that check stops the loop from
+vectorizing (measured: scalar ``vfmadd..ss`` only, 2-3x slower).
 """
 
 from numba import njit, prange
@@ -42,6 +45,42 @@ def valid_range(offset, stride, in_len, out_len):
     return lo, hi
 
 
+@njit(inline="always")
+def row_view(row, start, step, count):
+    """``row[start : start + count * step : step]``, a view (``start`` >= 0)."""
+    if step == 1:
+        return row[start:start + count]
+    return row[start:start + (count - 1) * step + 1:step]
+
+
+@njit(inline="always")
+def axpy(dst, src, a):
+    """``dst += a * src`` over views of one length, indexed from 0 (vectorizes)."""
+    for i in range(dst.shape[0]):
+        dst[i] += a * src[i]
+
+
+@njit(inline="always")
+def copy(dst, src):
+    """``dst[:] = src`` over views of one length, indexed from 0 (vectorizes)."""
+    for i in range(dst.shape[0]):
+        dst[i] = src[i]
+
+
+@njit(inline="always")
+def fill(dst, value):
+    for i in range(dst.shape[0]):
+        dst[i] = value
+
+
+@njit(inline="always")
+def dot(a, b, acc):
+    """``acc + sum(a * b)`` over views of one length, indexed from 0 (vectorizes)."""
+    for i in range(a.shape[0]):
+        acc += a[i] * b[i]
+    return acc
+
+
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
 def conv2d_forward(x, weight, bias, out, geometry):
     # n c h w , k c r s -> n k oh ow   (bias has length k; pass zeros for no bias)
@@ -64,11 +103,13 @@ def conv2d_forward(x, weight, bias, out, geometry):
                     w = weight[k, c, r, s]
                     offset = s * dw - pw
                     ow_lo, ow_hi = valid_range(offset, sw, in_w, out_w)
+                    count = ow_hi - ow_lo
+                    if count <= 0:
+                        continue
                     for oh in range(oh_lo, oh_hi):
-                        x_row = x_plane[oh * sh + r * dh - ph]
-                        out_row = plane[oh]
-                        for ow in range(ow_lo, ow_hi):
-                            out_row[ow] += w * x_row[ow * sw + offset]
+                        axpy(plane[oh, ow_lo:ow_hi],
+                             row_view(x_plane[oh * sh + r * dh - ph], ow_lo * sw + offset, sw,
+                                      count), w)
 
 
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
@@ -95,11 +136,12 @@ def conv2d_grad_input(grad_out, weight, grad_in, geometry):
                     w = weight[k, c, r, s]
                     offset = s * dw - pw
                     ow_lo, ow_hi = valid_range(offset, sw, in_w, out_w)
+                    count = ow_hi - ow_lo
+                    if count <= 0:
+                        continue
                     for oh in range(oh_lo, oh_hi):
-                        gi_row = plane[oh * sh + r * dh - ph]
-                        go_row = go_plane[oh]
-                        for ow in range(ow_lo, ow_hi):
-                            gi_row[ow * sw + offset] += w * go_row[ow]
+                        axpy(row_view(plane[oh * sh + r * dh - ph], ow_lo * sw + offset, sw,
+                                      count), go_plane[oh, ow_lo:ow_hi], w)
 
 
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
@@ -121,12 +163,13 @@ def conv2d_grad_weight(x, grad_out, grad_weight, geometry):
         oh_lo, oh_hi = valid_range(r * dh - ph, sh, in_h, out_h)
         ow_lo, ow_hi = valid_range(offset, sw, in_w, out_w)
         acc = grad_weight.dtype.type(0)
-        for n in range(batch):
-            for oh in range(oh_lo, oh_hi):
-                x_row = x[n, ci, oh * sh + r * dh - ph]
-                go_row = grad_out[n, k, oh]
-                for ow in range(ow_lo, ow_hi):
-                    acc += go_row[ow] * x_row[ow * sw + offset]
+        count = ow_hi - ow_lo
+        if count > 0:
+            for n in range(batch):
+                for oh in range(oh_lo, oh_hi):
+                    acc = dot(grad_out[n, k, oh, ow_lo:ow_hi],
+                              row_view(x[n, ci, oh * sh + r * dh - ph], ow_lo * sw + offset,
+                                       sw, count), acc)
         grad_weight[k, c, r, s] = acc
 
 
