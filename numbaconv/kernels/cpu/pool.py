@@ -8,29 +8,85 @@ races, where a GPU thread per input element has to gather.  Same sums, same orde
 plane: deterministic.
 """
 
+import numpy as np
 from numba import njit, prange
 
 from .._window import build
+from .conv import copy
 
 _el = build(njit(inline="always"))
 _max_pool, _avg_pool, _interp = _el.max_pool, _el.avg_pool, _el.interp
 _avg_window, _avg_divisor = _el.avg_window, _el.avg_divisor
 
 
+@njit(inline="always")
+def _tap_range(o, stride, pad, dil, k, in_len):
+    """Taps ``[lo, hi)`` of window ``o`` that land inside ``[0, in_len)``."""
+    start = o * stride - pad
+    lo = 0
+    while lo < k and start + lo * dil < 0:
+        lo += 1
+    hi = k
+    while hi > lo and start + (hi - 1) * dil >= in_len:
+        hi -= 1
+    return start, lo, hi
+
+
 @njit(parallel=True, cache=True)
 def max_pool2d_forward(x, out, indices, geometry):
     # n c h w -> n c oh ow (values), n c oh ow (flat arg-max per plane, int64)
-    batch, ch = x.shape[0], x.shape[1]
-    out_h, out_w = out.shape[2], out.shape[3]
+    kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, adaptive = geometry
+    batch, ch, in_h, in_w = x.shape
+    empty = False  # a window with no tap inside the input (argument checks rule it out)
+    for o in range(out_w):
+        _, lo, hi = _tap_range(o, sw, pw, dw, kw, in_w)
+        empty = empty or hi <= lo
+    for o in range(out_h):
+        _, lo, hi = _tap_range(o, sh, ph, dh, kh, in_h)
+        empty = empty or hi <= lo
     for job in prange(batch * ch):
         n = job // ch
         c = job % ch
         plane = x[n, c]
-        for oh in range(out_h):
+        if adaptive or empty:  # the general per-output body, shared with CUDA
+            for oh in range(out_h):
+                for ow in range(out_w):
+                    v, i = _max_pool(plane, oh, ow, geometry)
+                    out[n, c, oh, ow] = v
+                    indices[n, c, oh, ow] = i
+            continue
+        # Separable: the max of each row's window first, then the max over the rows.
+        # Same scan rule in both passes (strictly greater, or NaN: the first maximum and
+        # the last NaN win), so value and index equal a row-major scan of the window.
+        row_max = np.empty((in_h, out_w), x.dtype)
+        row_arg = np.empty((in_h, out_w), np.int64)
+        for ih in range(in_h):
+            row = plane[ih]
             for ow in range(out_w):
-                v, i = _max_pool(plane, oh, ow, geometry)
-                out[n, c, oh, ow] = v
-                indices[n, c, oh, ow] = i
+                start, lo, hi = _tap_range(ow, sw, pw, dw, kw, in_w)
+                arg = start + lo * dw
+                best = row[arg]
+                for t in range(lo + 1, hi):
+                    v = row[start + t * dw]
+                    take = (v > best) | (v != v)  # branch-free: random data mispredicts
+                    best = v if take else best
+                    arg = start + t * dw if take else arg
+                row_max[ih, ow] = best
+                row_arg[ih, ow] = ih * in_w + arg
+        for oh in range(out_h):
+            start, lo, hi = _tap_range(oh, sh, ph, dh, kh, in_h)
+            best_row = out[n, c, oh]
+            arg_row = indices[n, c, oh]
+            copy(best_row, row_max[start + lo * dh])
+            copy(arg_row, row_arg[start + lo * dh])
+            for t in range(lo + 1, hi):
+                vals = row_max[start + t * dh]
+                args = row_arg[start + t * dh]
+                for ow in range(out_w):
+                    v = vals[ow]
+                    take = (v > best_row[ow]) | (v != v)
+                    best_row[ow] = v if take else best_row[ow]
+                    arg_row[ow] = args[ow] if take else arg_row[ow]
 
 
 @njit(parallel=True, cache=True)
