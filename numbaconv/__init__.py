@@ -24,6 +24,11 @@ import os as _os
 # the policy.  It must be set before the OpenMP runtime loads (numba loads it lazily, at
 # the first parallel kernel), hence here.
 _os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# The same on OpenBLAS's side: its threads spin for about 2**28 cycles after each matrix
+# product, slowing the numba kernel that follows (and any other library's threads).
+# 2**4 cycles: they sleep at once.  OpenBLAS reads this when it loads, so it only takes
+# effect when numbaconv is imported before NumPy (the command line does).
+_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 from . import analysis, functional, nn, optim, reference
 from .dispatch import to_device, to_host, use_stream

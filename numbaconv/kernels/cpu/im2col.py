@@ -4,12 +4,13 @@
 matrix product ``W (C_out, C*kH*kW) @ cols (C*kH*kW, OH*OW)``; ``col2im`` is its adjoint:
 it sums every column entry back onto the input pixel it was read from (overlapping
 windows add).  ``geometry = (kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)``,
-pads are the leading ones.  Jobs own one (n, c) input plane: no races.
+pads are the leading ones.  Jobs own one (n, c) input plane: no races.  Row copies run
+through ``conv.py``'s view helpers (indexed from 0, so they vectorize).
 """
 
 from numba import njit, prange
 
-from .conv import valid_range
+from .conv import axpy, copy, fill, row_view, valid_range
 
 
 @njit(parallel=True, cache=True)
@@ -27,12 +28,16 @@ def im2col(x, cols, geometry):
                 offset = s * dw - pw
                 ow_lo, ow_hi = valid_range(offset, sw, in_w, out_w)
                 col = cols[n, row]
-                col[:] = 0
+                count = ow_hi - ow_lo
+                if count < out_w or oh_hi - oh_lo < out_h:  # some taps fall in the padding
+                    fill(col, cols.dtype.type(0))
+                if count <= 0:
+                    continue
                 for oh in range(oh_lo, oh_hi):
-                    x_row = x[n, c, oh * sh + r * dh - ph]
                     base = oh * out_w
-                    for ow in range(ow_lo, ow_hi):
-                        col[base + ow] = x_row[ow * sw + offset]
+                    copy(col[base + ow_lo:base + ow_hi],
+                         row_view(x[n, c, oh * sh + r * dh - ph], ow_lo * sw + offset, sw,
+                                  count))
 
 
 @njit(parallel=True, cache=True)
@@ -51,8 +56,10 @@ def col2im(cols, x, geometry):
                 col = cols[n, (c * kh + r) * kw + s]
                 offset = s * dw - pw
                 ow_lo, ow_hi = valid_range(offset, sw, in_w, out_w)
+                count = ow_hi - ow_lo
+                if count <= 0:
+                    continue
                 for oh in range(oh_lo, oh_hi):
-                    x_row = plane[oh * sh + r * dh - ph]
                     base = oh * out_w
-                    for ow in range(ow_lo, ow_hi):
-                        x_row[ow * sw + offset] += col[base + ow]
+                    axpy(row_view(plane[oh * sh + r * dh - ph], ow_lo * sw + offset, sw, count),
+                         col[base + ow_lo:base + ow_hi], cols.dtype.type(1))
