@@ -18,7 +18,7 @@ Each parallel job owns one output plane (or one weight entry), so no two threads
 the same element: results are deterministic and race-free.  The innermost loop runs
 along the output row over the range of positions whose input tap is in bounds, computed
 up front, so it is branch-free and, at stride 1, unit-stride.  It runs through
-:func:`axpy` / :func:`dot` on row *views* indexed from 0: numba wraps negative indices
+:func:`axpy` / :func:`dot` (and their strided forms) on row *views* indexed from 0: numba wraps negative indices
 around, and with an index LLVM cannot prove non-negative that check stops the loop from
 vectorizing (measured: scalar ``vfmadd..ss`` only, 2-3x slower).
 """
@@ -46,11 +46,9 @@ def valid_range(offset, stride, in_len, out_len):
 
 
 @njit(inline="always")
-def row_view(row, start, step, count):
-    """``row[start : start + count * step : step]``, a view (``start`` >= 0)."""
-    if step == 1:
-        return row[start:start + count]
-    return row[start:start + (count - 1) * step + 1:step]
+def _span(start, step, count):
+    """The stop of ``count`` elements from ``start`` every ``step``."""
+    return start + (count - 1) * step + 1
 
 
 @njit(inline="always")
@@ -81,6 +79,54 @@ def dot(a, b, acc):
     return acc
 
 
+# Strided forms: one of the rows is read or written every ``step`` elements from
+# ``start``.  Each branches on ``step == 1`` and calls the loop with a contiguous view
+# there: a helper returning either view would unify both to the strided array type, and
+# the contiguous case would stop vectorizing.
+@njit(inline="always")
+def axpy_from(dst, src, start, step, a):
+    """``dst[i] += a * src[start + i * step]``."""
+    if step == 1:
+        axpy(dst, src[start:start + dst.shape[0]], a)
+    else:
+        axpy(dst, src[start:_span(start, step, dst.shape[0]):step], a)
+
+
+@njit(inline="always")
+def axpy_into(dst, start, step, src, a):
+    """``dst[start + i * step] += a * src[i]``."""
+    if step == 1:
+        axpy(dst[start:start + src.shape[0]], src, a)
+    else:
+        axpy(dst[start:_span(start, step, src.shape[0]):step], src, a)
+
+
+@njit(inline="always")
+def copy_from(dst, src, start, step):
+    """``dst[i] = src[start + i * step]``."""
+    if step == 1:
+        copy(dst, src[start:start + dst.shape[0]])
+    else:
+        copy(dst, src[start:_span(start, step, dst.shape[0]):step])
+
+
+@njit(inline="always")
+def copy_into(dst, start, step, src):
+    """``dst[start + i * step] = src[i]``."""
+    if step == 1:
+        copy(dst[start:start + src.shape[0]], src)
+    else:
+        copy(dst[start:_span(start, step, src.shape[0]):step], src)
+
+
+@njit(inline="always")
+def dot_from(a, src, start, step, acc):
+    """``acc + sum(a[i] * src[start + i * step])``."""
+    if step == 1:
+        return dot(a, src[start:start + a.shape[0]], acc)
+    return dot(a, src[start:_span(start, step, a.shape[0]):step], acc)
+
+
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
 def conv2d_forward(x, weight, bias, out, geometry):
     # n c h w , k c r s -> n k oh ow   (bias has length k; pass zeros for no bias)
@@ -107,9 +153,8 @@ def conv2d_forward(x, weight, bias, out, geometry):
                     if count <= 0:
                         continue
                     for oh in range(oh_lo, oh_hi):
-                        axpy(plane[oh, ow_lo:ow_hi],
-                             row_view(x_plane[oh * sh + r * dh - ph], ow_lo * sw + offset, sw,
-                                      count), w)
+                        axpy_from(plane[oh, ow_lo:ow_hi], x_plane[oh * sh + r * dh - ph],
+                                  ow_lo * sw + offset, sw, w)
 
 
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
@@ -140,8 +185,8 @@ def conv2d_grad_input(grad_out, weight, grad_in, geometry):
                     if count <= 0:
                         continue
                     for oh in range(oh_lo, oh_hi):
-                        axpy(row_view(plane[oh * sh + r * dh - ph], ow_lo * sw + offset, sw,
-                                      count), go_plane[oh, ow_lo:ow_hi], w)
+                        axpy_into(plane[oh * sh + r * dh - ph], ow_lo * sw + offset, sw,
+                                  go_plane[oh, ow_lo:ow_hi], w)
 
 
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
@@ -167,9 +212,9 @@ def conv2d_grad_weight(x, grad_out, grad_weight, geometry):
         if count > 0:
             for n in range(batch):
                 for oh in range(oh_lo, oh_hi):
-                    acc = dot(grad_out[n, k, oh, ow_lo:ow_hi],
-                              row_view(x[n, ci, oh * sh + r * dh - ph], ow_lo * sw + offset,
-                                       sw, count), acc)
+                    acc = dot_from(grad_out[n, k, oh, ow_lo:ow_hi],
+                                   x[n, ci, oh * sh + r * dh - ph], ow_lo * sw + offset, sw,
+                                   acc)
         grad_weight[k, c, r, s] = acc
 
 

@@ -10,7 +10,7 @@ through ``conv.py``'s view helpers (indexed from 0, so they vectorize).
 
 from numba import njit, prange
 
-from .conv import axpy, copy, fill, row_view, valid_range
+from .conv import axpy_into, copy_from, fill, valid_range
 
 
 @njit(parallel=True, cache=True)
@@ -35,9 +35,8 @@ def im2col(x, cols, geometry):
                     continue
                 for oh in range(oh_lo, oh_hi):
                     base = oh * out_w
-                    copy(col[base + ow_lo:base + ow_hi],
-                         row_view(x[n, c, oh * sh + r * dh - ph], ow_lo * sw + offset, sw,
-                                  count))
+                    copy_from(col[base + ow_lo:base + ow_hi], x[n, c, oh * sh + r * dh - ph],
+                              ow_lo * sw + offset, sw)
 
 
 @njit(parallel=True, cache=True)
@@ -61,5 +60,5 @@ def col2im(cols, x, geometry):
                     continue
                 for oh in range(oh_lo, oh_hi):
                     base = oh * out_w
-                    axpy(row_view(plane[oh * sh + r * dh - ph], ow_lo * sw + offset, sw, count),
-                         col[base + ow_lo:base + ow_hi], cols.dtype.type(1))
+                    axpy_into(plane[oh * sh + r * dh - ph], ow_lo * sw + offset, sw,
+                              col[base + ow_lo:base + ow_hi], cols.dtype.type(1))
