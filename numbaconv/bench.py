@@ -172,32 +172,76 @@ def median_of(fn, repeat=7, sync=None):
     return float(np.median(times))
 
 
+def paired_medians(first, second, repeat=7):
+    """Median times of two callables measured alternately (first, second, first, ...)
+    after a warm-up of each, so that machine noise and drift hit both alike."""
+    first(), second()
+    times = ([], [])
+    for _ in range(repeat):
+        for fn, out in zip((first, second), times):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return float(np.median(times[0])), float(np.median(times[1]))
+
+
 def measure_case(name, repeat=7, torch=None):
     """(ours forward s, ours forward+backward s, torch forward s, torch forward+backward
-    s) for :data:`SUITE` entry ``name``; the torch entries None without PyTorch."""
+    s) for :data:`SUITE` entry ``name``, ours and PyTorch timed alternately; the torch
+    entries None without PyTorch."""
     op, shapes, params, dtype = SUITE[name]
     arrays = make_inputs(shapes, dtype=np.dtype(dtype))
     forward, backward = getattr(F, op), getattr(F, op + "_backward")
     kw = dict(return_indices=True) if op == "max_pool2d" else {}
 
-    def step():
+    def ours_forward():
+        forward(*arrays, **params)
+
+    def ours_step():
         out = forward(*arrays, **params, **kw)
         y, saved = (out[0], dict(indices=out[1])) if kw else (out, {})
         backward(y, *arrays, **params, **saved)
 
-    ours = (median_of(lambda: forward(*arrays, **params), repeat), median_of(step, repeat))
     if torch is None:
-        return ours + (None, None)
+        return median_of(ours_forward, repeat), median_of(ours_step, repeat), None, None
     fn = torch_function(torch, op, params)
     tensors = [torch.from_numpy(a).requires_grad_() for a in arrays]
+
+    def torch_forward():
+        with torch.no_grad():
+            fn(*tensors)
 
     def torch_step():
         out = fn(*tensors)
         out.backward(torch.ones_like(out))
 
-    with torch.no_grad():
-        fwd = median_of(lambda: fn(*tensors), repeat)
-    return ours + (fwd, median_of(torch_step, repeat))
+    f, tf = paired_medians(ours_forward, torch_forward, repeat)
+    fb, tfb = paired_medians(ours_step, torch_step, repeat)
+    return f, fb, tf, tfb
+
+
+def peak_memory_ratio(name):
+    """Peak memory NumPy allocates during one forward + backward of :data:`SUITE` entry
+    ``name`` (outputs, gradients, workspaces; ``tracemalloc`` sees NumPy's allocations),
+    divided by the bytes of its inputs + output."""
+    import tracemalloc
+
+    op, shapes, params, dtype = SUITE[name]
+    arrays = make_inputs(shapes, dtype=np.dtype(dtype))
+    forward, backward = getattr(F, op), getattr(F, op + "_backward")
+    kw = dict(return_indices=True) if op == "max_pool2d" else {}
+    out = forward(*arrays, **params, **kw)  # compiled, workspaces warm
+    y = out[0] if kw else out
+    io_bytes = sum(a.nbytes for a in arrays) + y.nbytes
+    del out, y
+    tracemalloc.start()
+    out = forward(*arrays, **params, **kw)
+    y, saved = (out[0], dict(indices=out[1])) if kw else (out, {})
+    grads = backward(y, *arrays, **params, **saved)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    del grads
+    return peak / io_bytes
 
 
 def geometric_mean(values):
@@ -215,19 +259,21 @@ def suite_table(repeat=7, names=None):
         torch.set_num_threads(numba.get_num_threads())
     except ImportError:
         torch = None
-    lines = [f"CPU, {numba.get_num_threads()} threads, median of {repeat}; ratio = PyTorch "
-             f"time / numbaconv time (above 1: numbaconv faster)", "",
+    lines = [f"CPU, {numba.get_num_threads()} threads, median of {repeat}, numbaconv and "
+             f"PyTorch timed alternately; ratio = PyTorch time / numbaconv time (above 1: "
+             f"numbaconv faster)", "",
              "| case | fwd ms | fwd+bwd ms | torch fwd ms | torch fwd+bwd ms | fwd ratio | "
-             "fwd+bwd ratio |", "|---|---|---|---|---|---|---|"]
+             "fwd+bwd ratio | peak mem / (in+out) |", "|---|---|---|---|---|---|---|---|"]
     ratios = []
     for name in names or SUITE:
         f, fb, tf, tfb = measure_case(name, repeat, torch)
+        mem = f"{peak_memory_ratio(name):.2f}"
         if torch is None:
-            lines.append(f"| {name} | {f * 1e3:.2f} | {fb * 1e3:.2f} | | | | |")
+            lines.append(f"| {name} | {f * 1e3:.2f} | {fb * 1e3:.2f} | | | | | {mem} |")
             continue
         ratios += [tf / f, tfb / fb]
         lines.append(f"| {name} | {f * 1e3:.2f} | {fb * 1e3:.2f} | {tf * 1e3:.2f} | "
-                     f"{tfb * 1e3:.2f} | {tf / f:.2f} | {tfb / fb:.2f} |")
+                     f"{tfb * 1e3:.2f} | {tf / f:.2f} | {tfb / fb:.2f} | {mem} |")
     lines.append("")
     lines.append(f"geometric mean of the ratios: {geometric_mean(ratios):.2f}" if ratios
                  else "(PyTorch not installed: no comparison)")

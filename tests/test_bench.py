@@ -1,0 +1,36 @@
+"""The benchmark helpers behind ``numbaconv bench``: they run, report a geometric mean,
+and the memory measurement holds the "small constant factor" rule (a property of the
+code, not a timing: no whole-batch workspaces)."""
+
+import numpy as np
+import pytest
+
+from numbaconv import bench
+from numbaconv.cli import main
+
+
+def test_suite_table_runs_one_case_and_reports_the_geometric_mean():
+    text = bench.suite_table(repeat=1, names=["small 3x3 16->16 32x32 b2"])
+    assert "| small 3x3 16->16 32x32 b2 |" in text
+    assert "geometric mean" in text or "not installed" in text
+
+
+def test_geometric_mean():
+    assert bench.geometric_mean([2.0, 0.5, None]) == pytest.approx(1.0)
+    assert np.isnan(bench.geometric_mean([]))
+
+
+@pytest.mark.parametrize("name", ["small 3x3 16->16 32x32 b2", "depthwise 3x3 s2 128 28x28 b8"])
+def test_forward_backward_memory_is_a_small_multiple_of_inputs_and_outputs(name):
+    assert bench.peak_memory_ratio(name) < 2.5
+
+
+def test_paired_medians_alternate():
+    calls = []
+    bench.paired_medians(lambda: calls.append("a"), lambda: calls.append("b"), repeat=2)
+    assert calls == ["a", "b", "a", "b", "a", "b"]
+
+
+def test_bench_filter_without_match_is_an_error(capsys):
+    assert main(["bench", "--filter", "no such case"]) == 2
+    assert "no case matches" in capsys.readouterr().err
