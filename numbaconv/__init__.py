@@ -14,21 +14,9 @@ on its first call (and is cached on disk for the next process).
 
 __version__ = "0.1.0"
 
-import os as _os
+from ._threads import quiet_blas_import as _quiet_blas_import
 
-# numba's OpenMP threads and OpenBLAS's threads take turns on the same cores (a parallel
-# kernel, a BLAS matrix product, the next kernel...).  Under libgomp's default wait
-# policy an OpenMP thread that finished spins for a while, taking the core BLAS needs:
-# measured here, the digits CNN trained 4x slower per epoch (2.9 s vs 0.66 s) and a 3x3
-# conv ran 1.3x slower.  Idle OpenMP threads sleep at once instead, unless the user set
-# the policy.  It must be set before the OpenMP runtime loads (numba loads it lazily, at
-# the first parallel kernel), hence here.
-_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-# The same on OpenBLAS's side: its threads spin for about 2**28 cycles after each matrix
-# product, slowing the numba kernel that follows (and any other library's threads).
-# 2**4 cycles: they sleep at once.  OpenBLAS reads this when it loads, so it only takes
-# effect when numbaconv is imported before NumPy (the command line does).
-_os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+_quiet_blas_import()
 
 from . import analysis, functional, nn, optim, reference
 from .dispatch import to_device, to_host, use_stream

@@ -37,9 +37,21 @@ def info() -> dict:
         "numpy": numpy.__version__,
         "cpu threads": numba.config.NUMBA_NUM_THREADS,
         "threading layer": threading_layer(),
+        "idle threads": _idle_threads(),
         "cuda": devices if ok else f"unavailable ({why})",
         "jit cache": numba.config.CACHE_DIR or "beside each kernel's source (__pycache__)",
     }
+
+
+def _idle_threads() -> str:
+    """Whether the thread pools sleep when idle (see ``numbaconv._threads``)."""
+    from . import _threads
+
+    if _threads.blas_quiet:
+        return "OpenMP and OpenBLAS sleep when idle"
+    return ("OpenBLAS spins when idle: NumPy was imported before numbaconv; set "
+            "OPENBLAS_THREAD_TIMEOUT=4 or import numbaconv first (CPU ops up to ~4x faster "
+            "on few cores)")
 
 
 def _run_probe():

@@ -65,8 +65,10 @@ class CPUBackend:
     name = CPU
 
     def __init__(self):
+        from ._threads import start_numba_threads
         from .kernels import cpu
 
+        start_numba_threads()
         self.kernels = _ThreadSafeKernels(cpu)
 
     @staticmethod

@@ -142,3 +142,22 @@ def test_results_come_back_as_the_callers_gpu_array_type(monkeypatch, rng):
     assert wrapped(x) == ("result", ("grad", x))
     assert dispatch.like_caller("r", FakeGPUArray()) == "r"
     assert nc.conv2d.__wrapped__ is not None  # every public op goes through it
+
+
+def test_thread_wait_policies_are_scoped_to_the_two_runtime_loads():
+    """numbaconv sets OPENBLAS_THREAD_TIMEOUT / OMP_WAIT_POLICY only around loading
+    NumPy's OpenBLAS and numba's OpenMP pool: nothing is left in the environment for
+    other libraries, and a value the user set is kept."""
+    code = ("import os\n"
+            "os.environ['OMP_WAIT_POLICY'] = 'ACTIVE'\n"
+            "import numbaconv, numpy as np\n"
+            "numbaconv.conv2d(np.ones((1, 1, 3, 3), np.float32), np.ones((1, 1, 1, 1), np.float32))\n"
+            "print(os.environ['OMP_WAIT_POLICY'], 'OPENBLAS_THREAD_TIMEOUT' in os.environ,\n"
+            "      numbaconv._threads.blas_quiet)\n")
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout.split()
+    assert out == ["ACTIVE", "False", "True"]
+    code = "import numpy, numbaconv\nprint(numbaconv._threads.blas_quiet)\n"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout.split()
+    assert out == ["False"]

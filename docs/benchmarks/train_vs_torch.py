@@ -10,11 +10,11 @@ Needs PyTorch (``pip install torch``); writes nothing, prints a Markdown table.
 import argparse
 import time
 
-import numpy as np
-import torch
-
-import numbaconv as nc
+import numbaconv as nc  # first: it sets the thread wait policies before NumPy loads BLAS
 from numbaconv import data, models, nn, optim
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 
 
 def torch_cnn(num_classes=10):

@@ -1,0 +1,65 @@
+"""Thread pools that take turns on the same cores, set to sleep when idle.
+
+A CPU op here alternates numba parallel kernels (numba's OpenMP pool) with OpenBLAS
+matrix products (OpenBLAS's own pool).  Both pools busy-wait after their work by
+default, so each steals the cores the other needs next: measured on 2 cores, the digits
+CNN trained ~4x slower per epoch (2.9 s vs 0.7 s) and PyTorch timings in the same
+process turned bimodal.  Both runtimes read their wait policy from the environment once,
+when they load, so it is set just around those two loads and then restored: nothing
+else in the process (PyTorch's own OpenMP copy, other BLAS copies) sees it, and a value
+the user set is left alone.
+
+* :func:`quiet_blas_import`: NumPy's OpenBLAS with ``OPENBLAS_THREAD_TIMEOUT=4`` (its
+  threads sleep after 2**4 idle cycles).  Only effective when NumPy is first imported by
+  numbaconv; ``numbaconv info`` says whether it took.
+* :func:`start_numba_threads`: numba's threading layer started with
+  ``OMP_WAIT_POLICY=PASSIVE`` (for the ``omp`` layer; ``tbb`` and ``workqueue`` do not
+  spin).  Called once, before the first CPU kernel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import threading
+
+_started = False
+_lock = threading.Lock()
+blas_quiet = None  # True / False once NumPy is imported: whether the timeout applied
+
+
+@contextlib.contextmanager
+def _environ(name, value):
+    """``os.environ[name] = value`` inside the block, unless the user set it already."""
+    if name in os.environ:
+        yield
+        return
+    os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.pop(name, None)
+
+
+def quiet_blas_import():
+    global blas_quiet
+    fresh = "numpy" not in sys.modules
+    with _environ("OPENBLAS_THREAD_TIMEOUT", "4"):
+        import numpy  # noqa: F401  (loads OpenBLAS, which reads the timeout now)
+    blas_quiet = fresh or "OPENBLAS_THREAD_TIMEOUT" in os.environ
+
+
+def start_numba_threads():
+    """Start numba's thread pool with idle threads sleeping (once per process)."""
+    global _started
+    if _started:
+        return
+    with _lock:
+        if _started:
+            return
+        from numba.np.ufunc import parallel
+
+        with _environ("OMP_WAIT_POLICY", "PASSIVE"):
+            parallel._launch_threads()
+        _started = True
