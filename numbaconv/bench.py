@@ -172,16 +172,22 @@ def median_of(fn, repeat=7, sync=None):
     return float(np.median(times))
 
 
-def paired_medians(first, second, repeat=7):
-    """Median times of two callables measured alternately (first, second, first, ...)
-    after a warm-up of each, so that machine noise and drift hit both alike."""
-    first(), second()
+def paired_medians(first, second, repeat=7, blocks=3):
+    """Median times of two callables, measured in alternating blocks (``repeat`` calls
+    of each in all, split into ``blocks`` blocks: first x k, second x k, first x k, ...),
+    so that drift on a noisy machine hits both alike while each library still runs
+    back to back, as in real use.  Each block starts with an untimed call: it absorbs
+    the other library's thread pool still spinning on the cores (PyTorch's OpenMP
+    threads busy-wait after each op by default) and wakes this library's pool."""
+    per_block = max(1, -(-repeat // blocks))
     times = ([], [])
-    for _ in range(repeat):
+    for _ in range(blocks):
         for fn, out in zip((first, second), times):
-            start = time.perf_counter()
             fn()
-            out.append(time.perf_counter() - start)
+            for _ in range(per_block):
+                start = time.perf_counter()
+                fn()
+                out.append(time.perf_counter() - start)
     return float(np.median(times[0])), float(np.median(times[1]))
 
 
@@ -259,8 +265,8 @@ def suite_table(repeat=7, names=None):
         torch.set_num_threads(numba.get_num_threads())
     except ImportError:
         torch = None
-    lines = [f"CPU, {numba.get_num_threads()} threads, median of {repeat}, numbaconv and "
-             f"PyTorch timed alternately; ratio = PyTorch time / numbaconv time (above 1: "
+    lines = [f"CPU, {numba.get_num_threads()} threads, median of {repeat}+, numbaconv and "
+             f"PyTorch timed in alternating blocks; ratio = PyTorch time / numbaconv time (above 1: "
              f"numbaconv faster)", "",
              "| case | fwd ms | fwd+bwd ms | torch fwd ms | torch fwd+bwd ms | fwd ratio | "
              "fwd+bwd ratio | peak mem / (in+out) |", "|---|---|---|---|---|---|---|---|"]

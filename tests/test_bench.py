@@ -25,10 +25,11 @@ def test_forward_backward_memory_is_a_small_multiple_of_inputs_and_outputs(name)
     assert bench.peak_memory_ratio(name) < 2.5
 
 
-def test_paired_medians_alternate():
+def test_paired_medians_alternate_blocks_each_led_by_an_untimed_call():
     calls = []
-    bench.paired_medians(lambda: calls.append("a"), lambda: calls.append("b"), repeat=2)
-    assert calls == ["a", "b", "a", "b", "a", "b"]
+    bench.paired_medians(lambda: calls.append("a"), lambda: calls.append("b"), repeat=4,
+                         blocks=2)
+    assert "".join(calls) == "aaabbbaaabbb"
 
 
 def test_bench_filter_without_match_is_an_error(capsys):
