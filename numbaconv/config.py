@@ -34,6 +34,11 @@ IM2COL_CHUNK_BYTES = 16 * 1024 * 1024
 # kernel wins (depthwise, tiny channel counts).
 GEMM_MIN_MACS_PER_PIXEL = 64
 
+# 'auto' runs 3x3 stride-1 layers through Winograd F(2x2, 3x3) when both channel counts
+# are at least this: below it the 16 matrix products are too thin to pay for the
+# transforms.
+WINOGRAD_MIN_CHANNELS = 16
+
 # Activation codes shared by the CPU and CUDA activation kernels (kernels/_elementwise.py).
 ACTIVATIONS = {"leaky_relu": 0, "relu": 0, "sigmoid": 1, "tanh": 2}
 

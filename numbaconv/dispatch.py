@@ -163,6 +163,16 @@ def backend_for(op: str, **arrays):
 
 
 # --------------------------------------------------------------------------- algorithms
+# The algorithm a kernel falls back to when the chosen one has no variant of it.
+CONV_FALLBACK = {"winograd": "gemm", "gemm": "direct", "depthwise": "direct"}
+
+
+def _winograd_applies(spec) -> bool:
+    from .kernels.cpu.winograd import applies
+
+    return applies(spec.kernel, spec.stride, spec.dilation, spec.groups, spec.pads)
+
+
 def choose_conv_algorithm(device: str, spec) -> str:
     """The one place that picks how a convolution runs: ``'direct'``, ``'gemm'`` or
     ``'depthwise'``.
@@ -176,13 +186,18 @@ def choose_conv_algorithm(device: str, spec) -> str:
     * depthwise (``groups == C_in``, any channel multiplier): ``'depthwise'``, a
       per-channel kernel that accumulates output rows in cache (forward; its backward
       runs on the direct kernels).
+    * 3x3, stride 1, undilated, ungrouped, leading pads <= 2, with at least
+      ``config.WINOGRAD_MIN_CHANNELS`` input and output channels: ``'winograd'``,
+      F(2x2, 3x3) with its 16 products through BLAS (forward and grad input; the grad
+      weight runs on ``'gemm'``).
     * other thin groups, where a group's product has fewer than
       ``config.GEMM_MIN_MACS_PER_PIXEL`` multiply-accumulates per output pixel
       (``K_g * C_g * kH * kW``): ``'direct'``, which reads the input once, no buffer.
     * everything else: ``'gemm'``, im2col per chunk of images plus one BLAS matrix
       product per group.
 
-    A kernel without a variant for the chosen algorithm runs its direct version.
+    A kernel without a variant for the chosen algorithm runs the next one in
+    :data:`CONV_FALLBACK` (winograd -> gemm -> direct; depthwise -> direct).
     """
     from . import config
 
@@ -192,6 +207,8 @@ def choose_conv_algorithm(device: str, spec) -> str:
     if config.CONV_ALGORITHM != "auto":
         if config.CONV_ALGORITHM == "depthwise" and not depthwise:
             return "direct"
+        if config.CONV_ALGORITHM == "winograd" and not _winograd_applies(spec):
+            return "gemm"
         return config.CONV_ALGORITHM
     pointwise = (spec.kernel == (1, 1) and spec.stride == (1, 1)
                  and all(p == (0, 0) for p in spec.pads))
@@ -199,6 +216,9 @@ def choose_conv_algorithm(device: str, spec) -> str:
         return "gemm"
     if depthwise:
         return "depthwise"
+    if _winograd_applies(spec) and min(spec.in_channels, spec.out_channels) >= \
+            config.WINOGRAD_MIN_CHANNELS:
+        return "winograd"
     k_g = spec.out_channels // spec.groups
     c_g = spec.in_channels // spec.groups
     macs = k_g * c_g * spec.kernel[0] * spec.kernel[1]

@@ -117,6 +117,25 @@ def test_algorithms_agree_on_a_larger_shape(rng, monkeypatch):
         np.testing.assert_allclose(direct, gemm, rtol=1e-4, atol=1e-3)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_matches_the_oracle_across_chunks(dtype, rng, monkeypatch):
+    """F(2x2, 3x3) against the oracle at the dtype's tolerance, with the batch split in
+    chunks (odd sizes: cropped edge tiles), forward and grad input (grad weight: GEMM)."""
+    from numbaconv import config
+
+    monkeypatch.setattr(config, "IM2COL_CHUNK_BYTES", 60_000)
+    x, w, b = _arrays(rng, (3, 16, 9, 7), (18, 16, 3, 3), dtype)
+    params = dict(padding=(1, 2))
+    y = nc.conv2d(x, w, b, **params)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    got = (y,) + nc.conv2d_backward(gy, x, w, b, **params)
+    want = (ref.conv2d(x, w, b, **params),) + ref.conv2d_backward(gy, x, w, b, **params)
+    rtol, atol = tolerance(dtype)
+    for g, e in zip(got, want):
+        assert g.dtype == dtype
+        np.testing.assert_allclose(g, e, rtol=rtol, atol=atol * 10)
+
+
 def test_chooser_rules():
     from numbaconv._args import conv_spec
     from numbaconv.dispatch import choose_conv_algorithm
@@ -130,7 +149,9 @@ def test_chooser_rules():
     assert choose_conv_algorithm("cpu", spec(8, 16, 8)) == "depthwise"  # multiplier 2
     assert choose_conv_algorithm("cpu", spec(32, 32, 16)) == "direct"  # thin groups
     assert choose_conv_algorithm("cpu", spec(3, 2, 1)) == "direct"  # tiny
-    assert choose_conv_algorithm("cpu", spec(16, 32, 1)) == "gemm"
+    assert choose_conv_algorithm("cpu", spec(16, 32, 1)) == "winograd"  # 3x3 stride 1
+    assert choose_conv_algorithm("cpu", spec(8, 32, 1)) == "gemm"  # too thin for Winograd
+    assert choose_conv_algorithm("cpu", spec(16, 32, 1, k=5)) == "gemm"
     assert choose_conv_algorithm("cpu", spec(64, 64, 1, k=1)) == "gemm"  # 1x1
     assert choose_conv_algorithm("cpu", spec(2, 2, 1, k=1)) == "gemm"  # 1x1, however thin
     assert choose_conv_algorithm("cuda", spec(16, 32, 1)) == "direct"

@@ -210,18 +210,22 @@ def test_conv_transpose_is_the_adjoint_of_conv(rng):
 
 
 # --------------------------------------------------------------------------- fast paths
-@pytest.mark.parametrize("x_shape, w_shape, params", [
-    ((2, 4, 7, 6), (4, 1, 3, 3), dict(groups=4, padding=1)),
-    ((1, 3, 8, 9), (6, 1, 3, 2), dict(groups=3, stride=(2, 1), dilation=(1, 2), padding=2)),
-    ((2, 3, 5, 7), (6, 1, 4, 2), dict(groups=3, padding="same")),  # flat path, uneven pads
-    ((1, 2, 6, 6), (2, 1, 3, 3), dict(groups=2, dilation=2, padding=(3, 1))),
-    ((1, 2, 3, 3), (2, 1, 5, 5), dict(groups=2, padding=1)),  # kernel wider than the input
-    ((2, 2, 5, 6), (2, 1, 3, 3), dict(groups=2, stride=2, padding=1)),
-    ((1, 2, 9, 1), (4, 1, 3, 1), dict(groups=2, padding=(0, 0))),  # a column
-    ((2, 5, 6, 6), (7, 5, 1, 1), {}),
-    ((1, 6, 5, 4), (4, 3, 1, 1), dict(groups=2)),
+@pytest.mark.parametrize("x_shape, w_shape, params, algorithm", [
+    ((2, 4, 7, 6), (4, 1, 3, 3), dict(groups=4, padding=1), "depthwise"),
+    ((1, 3, 8, 9), (6, 1, 3, 2), dict(groups=3, stride=(2, 1), dilation=(1, 2), padding=2),
+     "depthwise"),
+    ((2, 3, 5, 7), (6, 1, 4, 2), dict(groups=3, padding="same"), "depthwise"),  # uneven pads
+    ((1, 2, 6, 6), (2, 1, 3, 3), dict(groups=2, dilation=2, padding=(3, 1)), "depthwise"),
+    ((1, 2, 3, 3), (2, 1, 5, 5), dict(groups=2, padding=1), "depthwise"),  # kernel > input
+    ((2, 2, 5, 6), (2, 1, 3, 3), dict(groups=2, stride=2, padding=1), "depthwise"),
+    ((1, 2, 9, 1), (4, 1, 3, 1), dict(groups=2, padding=(0, 0)), "depthwise"),  # a column
+    ((2, 5, 6, 6), (7, 5, 1, 1), {}, "gemm"),
+    ((1, 6, 5, 4), (4, 3, 1, 1), dict(groups=2), "gemm"),
+    ((2, 16, 7, 6), (16, 16, 3, 3), dict(padding=1), "winograd"),  # odd width: cropped tiles
+    ((1, 16, 5, 9), (20, 16, 3, 3), dict(padding=((2, 0), (0, 1))), "winograd"),
+    ((1, 16, 2, 3), (16, 16, 3, 3), dict(padding=2), "winograd"),  # input smaller than a tile
 ])
-def test_fast_paths_give_the_general_paths_answer(x_shape, w_shape, params, rng,
+def test_fast_paths_give_the_general_paths_answer(x_shape, w_shape, params, algorithm, rng,
                                                    monkeypatch):
     from numbaconv import config
     from numbaconv._args import conv_spec
@@ -231,8 +235,7 @@ def test_fast_paths_give_the_general_paths_answer(x_shape, w_shape, params, rng,
     b = rng.standard_normal(w_shape[0])
     spec = conv_spec("conv2d", 2, x, w, b, params.get("stride", 1), params.get("padding", 0),
                      params.get("dilation", 1), params.get("groups", 1), "zeros", False)
-    chosen = choose_conv_algorithm("cpu", spec)
-    assert chosen == ("gemm" if w_shape[2:] == (1, 1) else "depthwise")
+    assert choose_conv_algorithm("cpu", spec) == algorithm
     fast = nc.conv2d(x, w, b, **params)
     gy = rng.standard_normal(fast.shape)
     fast_grads = nc.conv2d_backward(gy, x, w, b, **params)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from .._args import ConvSpec, check_float_dtypes, check_shape, conv_spec
 from ..config import PAD_MODES
-from ..dispatch import backend_for, choose_conv_algorithm
+from ..dispatch import CONV_FALLBACK, backend_for, choose_conv_algorithm
 from ._common import as_4d
 
 
@@ -139,11 +139,13 @@ def _kernel_input(be, spec: ConvSpec, x4):
 
 
 def _kernel(be, spec: ConvSpec, name: str):
-    """The kernel ``name`` in the variant the algorithm chooser picks for ``spec`` (the
-    direct kernel when that algorithm has no variant of it)."""
+    """The kernel ``name`` in the variant the algorithm chooser picks for ``spec``, or
+    in the first fallback that has one (``dispatch.CONV_FALLBACK``; direct last)."""
     algorithm = choose_conv_algorithm(be.name, spec)
-    if algorithm != "direct" and hasattr(be.kernels, f"{name}_{algorithm}"):
-        return getattr(be.kernels, f"{name}_{algorithm}")
+    while algorithm != "direct":
+        if hasattr(be.kernels, f"{name}_{algorithm}"):
+            return getattr(be.kernels, f"{name}_{algorithm}")
+        algorithm = CONV_FALLBACK[algorithm]
     return getattr(be.kernels, name)
 
 

@@ -15,6 +15,7 @@ from .reduce import (batch_norm_backward, batch_norm_finish, batch_norm_forward,
                      channel_dot_sums, channel_moments, cross_entropy_rows, matmul,
                      sum_squares)
 from .shuffle import channel_shuffle
+from .winograd import conv2d_forward_winograd, conv2d_grad_input_winograd
 
 KERNELS = (
     "conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias",
@@ -34,3 +35,4 @@ KERNELS = (
 GEMM_KERNELS = ("conv2d_forward_gemm", "conv2d_grad_input_gemm", "conv2d_grad_weight_gemm")
 DEPTHWISE_KERNELS = ("conv2d_forward_depthwise", "conv2d_grad_input_depthwise",
                      "conv2d_grad_weight_depthwise")
+WINOGRAD_KERNELS = ("conv2d_forward_winograd", "conv2d_grad_input_winograd")

@@ -44,17 +44,26 @@ def _columns(x, n0, nb, buffer, cols_geometry, pointwise):
 _workspace = threading.local()
 
 
+def scratch(key, shape, dtype):
+    """An array carved from a per-thread workspace named ``key``, reused across calls
+    (grown when too small): a fresh buffer per call would pay a page fault per 4 KiB
+    on every call.  Contents are undefined; one buffer per key at a time."""
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    spaces = getattr(_workspace, "spaces", None)
+    if spaces is None:
+        spaces = _workspace.spaces = {}
+    space = spaces.get(key)
+    if space is None or space.size < nbytes:
+        space = spaces[key] = np.empty(nbytes, np.uint8)
+    return space[:nbytes].view(dtype).reshape(shape)
+
+
 def _buffer(x, weight_shape, out_len, chunk, pointwise):
-    """The column buffer, carved from a per-thread workspace that is reused across calls:
-    a fresh buffer per call would pay a page fault per 4 KiB on every call."""
+    """The column buffer (a per-thread workspace, see :func:`scratch`)."""
     if pointwise:
         return None
     shape = (chunk, x.shape[1] * weight_shape[2] * weight_shape[3], out_len)
-    nbytes = int(np.prod(shape)) * x.itemsize
-    space = getattr(_workspace, "bytes", None)
-    if space is None or space.size < nbytes:
-        space = _workspace.bytes = np.empty(nbytes, np.uint8)
-    return space[:nbytes].view(x.dtype).reshape(shape)
+    return scratch("columns", shape, x.dtype)
 
 
 def conv2d_forward_gemm(x, weight, bias, out, geometry):
