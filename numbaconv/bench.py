@@ -67,19 +67,29 @@ def torch_function(torch, op, params):
     return lambda *t: getattr(tf, op)(*t, **params)
 
 
-def measure(name, repeat=5, torch=None):
-    """(numbaconv forward s, numbaconv backward s, torch forward s, torch backward s);
-    torch entries None without PyTorch.  Backward times exclude the forward."""
+def op_calls(name, put=None):
+    """(forward, backward, inputs, output) for :data:`OPS` entry ``name``: zero-argument
+    calls of the op and of its backward (on the forward's output, with max-pool's
+    indices), the inputs made by :func:`make_inputs` and moved with ``put`` (e.g.
+    ``numbaconv.to_device``)."""
     op, shapes, params = OPS[name]
-    arrays = make_inputs(shapes)
+    arrays = [put(a) for a in make_inputs(shapes)] if put else make_inputs(shapes)
     forward, backward = getattr(F, op), getattr(F, op + "_backward")
     saved = {}
     if op == "max_pool2d":
         y, saved["indices"] = forward(*arrays, return_indices=True, **params)
     else:
         y = forward(*arrays, **params)
-    ours = (best_of(lambda: forward(*arrays, **params), repeat),
-            best_of(lambda: backward(y, *arrays, **params, **saved), repeat))
+    return (lambda: forward(*arrays, **params),
+            lambda: backward(y, *arrays, **params, **saved), arrays, y)
+
+
+def measure(name, repeat=5, torch=None):
+    """(numbaconv forward s, numbaconv backward s, torch forward s, torch backward s);
+    torch entries None without PyTorch.  Backward times exclude the forward."""
+    op, shapes, params = OPS[name]
+    forward, backward, arrays, y = op_calls(name)
+    ours = (best_of(forward, repeat), best_of(backward, repeat))
     if torch is None:
         return ours + (None, None)
     fn = torch_function(torch, op, params)

@@ -37,20 +37,11 @@ def time_ours(name, repeat):
     from numba import cuda
 
     import numbaconv as nc
-    from numbaconv import functional as F
-    from numbaconv.bench import OPS, best_of, make_inputs
+    from numbaconv.bench import best_of, op_calls
 
-    op, shapes, params = OPS[name]
-    arrays = [nc.to_device(a) for a in make_inputs(shapes)]
-    forward, backward = getattr(F, op), getattr(F, op + "_backward")
-    saved = {}
-    if op == "max_pool2d":
-        y, saved["indices"] = forward(*arrays, return_indices=True, **params)
-    else:
-        y = forward(*arrays, **params)
-    sync = cuda.synchronize
-    return (best_of(lambda: forward(*arrays, **params), repeat, sync),
-            best_of(lambda: backward(y, *arrays, **params, **saved), repeat, sync))
+    forward, backward, _, _ = op_calls(name, put=nc.to_device)
+    return (best_of(forward, repeat, cuda.synchronize),
+            best_of(backward, repeat, cuda.synchronize))
 
 
 def time_torch(torch, name, repeat, tf32):

@@ -1,5 +1,5 @@
 """Per-element arithmetic of the training kernels (activations, dropout's random numbers,
-the optimizer updates), written once as plain Python and compiled for each target by
+the optimizer updates, a row of softmax cross-entropy), written once as plain Python and compiled for each target by
 :func:`build` (``numba.njit(inline='always')`` for the CPU, ``numba.cuda.jit(device=True)``
 for CUDA), so the twins compute the same formula in the same order.
 
@@ -69,7 +69,34 @@ def build(jit):
         denom = math.sqrt(v) / bias2_sqrt + eps
         return p - (lr / bias1) * m / denom, m, v
 
+    @jit
+    def cross_entropy_row(logits, target, scale, grad, stats, i):
+        """Row ``i`` of softmax cross-entropy: ``stats[i, 0]`` = logsumexp - the target's
+        logit, ``stats[i, 1]`` = 1 if the first argmax is the target, 0 if not, -1 if the
+        label is out of range (loss NaN); ``grad[i]`` = (softmax - onehot) * scale."""
+        classes = logits.shape[1]
+        t = target[i]
+        best = logits[i, 0]
+        arg = 0
+        for j in range(1, classes):
+            if logits[i, j] > best:
+                best = logits[i, j]
+                arg = j
+        total = 0.0
+        for j in range(classes):
+            total += math.exp(logits[i, j] - best)
+        lse = best + math.log(total)
+        for j in range(classes):
+            grad[i, j] = (math.exp(logits[i, j] - lse) - (1.0 if j == t else 0.0)) * scale
+        if t < 0 or t >= classes:
+            stats[i, 0] = math.nan
+            stats[i, 1] = -1.0
+        else:
+            stats[i, 0] = lse - logits[i, t]
+            stats[i, 1] = 1.0 if arg == t else 0.0
+
     return SimpleNamespace(
         activation=activation, activation_grad=activation_grad, pcg_hash=pcg_hash,
         keep_element=keep_element, sgd_update=sgd_update, adam_update=adam_update,
+        cross_entropy_row=cross_entropy_row,
     )

@@ -11,6 +11,10 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from .._elementwise import build
+
+_cross_entropy_row = build(njit(inline="always")).cross_entropy_row
+
 
 @njit(parallel=True, cache=True)
 def channel_moments(x, mean, var):
@@ -85,30 +89,9 @@ def batch_norm_backward(g, xhat, weight, inv_std, mean_g, mean_gx, gx):
 
 @njit(parallel=True, cache=True)
 def cross_entropy_rows(logits, target, scale, grad, stats):
-    # per row i: stats[i, 0] = logsumexp(row) - row[target]; stats[i, 1] = 1 if the first
-    # argmax is the target, 0 if not, -1 if the label is out of range;
-    # grad[i] = (softmax(row) - onehot(target)) * scale
-    rows, classes = logits.shape
-    for i in prange(rows):
-        t = target[i]
-        best = logits[i, 0]
-        arg = 0
-        for j in range(1, classes):
-            if logits[i, j] > best:
-                best = logits[i, j]
-                arg = j
-        total = 0.0
-        for j in range(classes):
-            total += math.exp(logits[i, j] - best)
-        lse = best + math.log(total)
-        for j in range(classes):
-            grad[i, j] = (math.exp(logits[i, j] - lse) - (1.0 if j == t else 0.0)) * scale
-        if t < 0 or t >= classes:
-            stats[i, 0] = np.nan
-            stats[i, 1] = -1.0
-        else:
-            stats[i, 0] = lse - logits[i, t]
-            stats[i, 1] = 1.0 if arg == t else 0.0
+    # per row: loss and hit in stats, gradient in grad (kernels/_elementwise.py)
+    for i in prange(logits.shape[0]):
+        _cross_entropy_row(logits, target, scale, grad, stats, i)
 
 
 @njit(parallel=True, cache=True)

@@ -12,7 +12,10 @@ import math
 from numba import cuda, float64
 
 from ... import config
+from .._elementwise import build
 from ._launch import MAX_BLOCKS, launch_1d
+
+_cross_entropy_row = build(cuda.jit(device=True)).cross_entropy_row
 
 _SHARED = config.REDUCE_MAX_THREADS
 
@@ -134,27 +137,8 @@ def _batch_norm_backward(total, g, xhat, weight, inv_std, mean_g, mean_gx, gx):
 
 @cuda.jit
 def _cross_entropy_rows(total, logits, target, scale, grad, stats):
-    classes = logits.shape[1]
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        t = target[i]
-        best = logits[i, 0]
-        arg = 0
-        for j in range(1, classes):
-            if logits[i, j] > best:
-                best = logits[i, j]
-                arg = j
-        acc = 0.0
-        for j in range(classes):
-            acc += math.exp(logits[i, j] - best)
-        lse = best + math.log(acc)
-        for j in range(classes):
-            grad[i, j] = (math.exp(logits[i, j] - lse) - (1.0 if j == t else 0.0)) * scale
-        if t < 0 or t >= classes:
-            stats[i, 0] = math.nan
-            stats[i, 1] = -1.0
-        else:
-            stats[i, 0] = lse - logits[i, t]
-            stats[i, 1] = 1.0 if arg == t else 0.0
+        _cross_entropy_row(logits, target, scale, grad, stats, i)
 
 
 def channel_moments(x, mean, var):
