@@ -246,10 +246,11 @@ def peak_memory_ratio(name):
     arrays = make_inputs(shapes, dtype=np.dtype(dtype))
     forward, backward = getattr(F, op), getattr(F, op + "_backward")
     kw = dict(return_indices=True) if op == "max_pool2d" else {}
-    out = forward(*arrays, **params, **kw)  # compiled, workspaces warm
-    y = out[0] if kw else out
+    out = forward(*arrays, **params, **kw)  # compiled (numba's compiler allocates too),
+    y, saved = (out[0], dict(indices=out[1])) if kw else (out, {})  # workspaces warm
+    backward(y, *arrays, **params, **saved)
     io_bytes = sum(a.nbytes for a in arrays) + y.nbytes
-    del out, y
+    del out, y, saved
     tracemalloc.start()
     out = forward(*arrays, **params, **kw)
     y, saved = (out[0], dict(indices=out[1])) if kw else (out, {})
