@@ -22,7 +22,10 @@ PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
 
 # --------------------------------------------------------------------------- scalars
 def _is_int(v) -> bool:
-    return isinstance(v, numbers.Integral) and not isinstance(v, bool)
+    t = type(v)
+    if t is int:  # the common case, without the abstract-class check (~1 us each)
+        return True
+    return t is not bool and isinstance(v, numbers.Integral)
 
 
 def int_tuple(value, ndim: int, name: str, op: str, minimum: int = 0) -> tuple[int, ...]:
@@ -102,11 +105,14 @@ def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
     s = int_tuple(stride, nd, "stride", "conv_output_size", 1)
     d = int_tuple(dilation, nd, "dilation", "conv_output_size", 1)
     p = padding_pairs(padding, nd, "conv_output_size", k, d, s)
-    out = tuple(
-        (n + pb + pe - dd * (kk - 1) - 1) // ss + 1
-        for n, kk, ss, (pb, pe), dd in zip(sizes, k, s, p, d)
-    )
+    out = _conv_out(sizes, k, s, p, d)
     return out[0] if scalar else out
+
+
+def _conv_out(sizes, kernel, stride, pads, dilation):
+    """The formula of :func:`conv_output_size` on normalized tuples."""
+    return tuple((n + pb + pe - dd * (kk - 1) - 1) // ss + 1
+                 for n, kk, ss, (pb, pe), dd in zip(sizes, kernel, stride, pads, dilation))
 
 
 def conv_transpose_output_size(size, kernel_size, stride=1, padding=0, output_padding=0, dilation=1):
@@ -279,7 +285,7 @@ def conv_spec(op, ndim, x, weight, bias, stride, padding, dilation, groups, padd
             f"{op}: padding_mode='circular' needs padding <= input size in every dim; "
             f"got padding {p} for input size {in_size}"
         )
-    out = conv_output_size(in_size, kernel, s, p, d)
+    out = _conv_out(in_size, kernel, s, p, d)
     if any(o < 1 for o in out):
         raise ValueError(
             f"{op}: output size would be {out} (< 1): input size {in_size} with padding {p} is "
