@@ -4,7 +4,7 @@ forward and backward per device, and the speed ratio against PyTorch on the CPU 
 thread count; backward timed alone, with max-pool indices kept from the forward)."""
 
 import numbaconv as nc
-from numbaconv.bench import OPS, make_inputs, measure
+from numbaconv.bench import OPS, measure, op_calls
 
 from .common import DEVICES, require_device, require_torch, sync
 
@@ -16,25 +16,19 @@ class Ops:
 
     def setup(self, name, device):
         require_device(device)
-        op, shapes, self.kw = OPS[name]
         self.device = device
-        self.forward, self.backward = getattr(nc, op), getattr(nc, op + "_backward")
-        self.arrays = [nc.to_device(a) if device == "cuda" else a for a in make_inputs(shapes)]
-        self.saved = {}
-        if op == "max_pool2d":
-            self.y, self.saved["indices"] = self.forward(*self.arrays, return_indices=True,
-                                                         **self.kw)
-        else:
-            self.y = self.forward(*self.arrays, **self.kw)
+        put = nc.to_device if device == "cuda" else None
+        self.forward, self.backward, _, _ = op_calls(name, put=put)
         sync(device)
 
     def time_forward(self, name, device):
-        self.forward(*self.arrays, **self.kw)
+        self.forward()
         sync(self.device)
 
     def time_backward(self, name, device):
-        self.backward(self.y, *self.arrays, **self.kw, **self.saved)
+        self.backward()
         sync(self.device)
+
 
 class OpsVersusTorch:
     """PyTorch time / numbaconv time (above 1: numbaconv is faster), CPU, float32."""
