@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._window import build
-from .conv import copy
+from .conv import axpy, copy, fill
 
 _el = build(njit(inline="always"))
 _max_pool, _avg_pool, _interp = _el.max_pool, _el.avg_pool, _el.interp
@@ -104,18 +104,57 @@ def max_pool2d_backward(grad_out, indices, grad_in, geometry):
                 flat[indices[n, c, oh, ow]] += grad_out[n, c, oh, ow]
 
 
+@njit(cache=True)
+def _avg_axis(in_len, out_len, k, stride, pad, adaptive):
+    """Per-output (first, stop, padded size) of the averaging windows along one axis."""
+    lo = np.empty(out_len, np.int64)
+    hi = np.empty(out_len, np.int64)
+    size = np.empty(out_len, np.int64)
+    for o in range(out_len):
+        lo[o], hi[o], size[o] = _avg_window(o, in_len, out_len, k, stride, pad, adaptive)
+    return lo, hi, size
+
+
 @njit(parallel=True, cache=True)
 def avg_pool2d_forward(x, out, geometry, count_include_pad, divisor_override):
-    batch, ch = x.shape[0], x.shape[1]
-    out_h, out_w = out.shape[2], out.shape[3]
+    # Separable: window sums along each row first, then over the window's rows (one
+    # vector add per row).  Windows and divisors are per-axis, as PyTorch's.
+    kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, adaptive = geometry
+    batch, ch, in_h, in_w = x.shape
+    h_lo, h_hi, h_size = _avg_axis(in_h, out_h, kh, sh, ph, adaptive)
+    w_lo, w_hi, w_size = _avg_axis(in_w, out_w, kw, sw, pw, adaptive)
+    divisor = np.empty((out_h, out_w), x.dtype)  # of every output
+    for oh in range(out_h):
+        for ow in range(out_w):
+            if divisor_override > 0:
+                div = divisor_override
+            elif count_include_pad:
+                div = h_size[oh] * w_size[ow]
+            else:
+                div = (h_hi[oh] - h_lo[oh]) * (w_hi[ow] - w_lo[ow])
+            divisor[oh, ow] = div
+    # one buffer for all planes (out_w / in_w of the input's size): no allocation per
+    # plane, which dominated small planes (a global pool of 7x7 planes)
+    sums = np.empty((batch * ch, in_h, out_w), x.dtype)
     for job in prange(batch * ch):
         n = job // ch
         c = job % ch
         plane = x[n, c]
-        for oh in range(out_h):
+        row_sums = sums[job]
+        for ih in range(in_h):
+            row = plane[ih]
             for ow in range(out_w):
-                out[n, c, oh, ow] = _avg_pool(plane, oh, ow, geometry, count_include_pad,
-                                              divisor_override)
+                acc = x.dtype.type(0)
+                for iw in range(w_lo[ow], w_hi[ow]):
+                    acc += row[iw]
+                row_sums[ih, ow] = acc
+        for oh in range(out_h):
+            dst, div_row = out[n, c, oh], divisor[oh]
+            fill(dst, x.dtype.type(0))
+            for ih in range(h_lo[oh], h_hi[oh]):
+                axpy(dst, row_sums[ih], x.dtype.type(1))
+            for ow in range(out_w):
+                dst[ow] = dst[ow] / div_row[ow]
 
 
 @njit(parallel=True, cache=True)
