@@ -44,10 +44,13 @@ def applies(kernel, stride, dilation, groups, pads):
 
 
 def _filter_transform(weight):
-    """U (16, K, C) = G g G^T for every (k, c), in the weight's dtype."""
-    u = np.einsum("ir,kcrs,js->ijkc", _G, weight.astype(np.float64), _G)
-    return np.ascontiguousarray(u.reshape(16, weight.shape[0], weight.shape[1]),
-                                dtype=weight.dtype)
+    """U (16, K, C) = G g G^T for every (k, c), in the weight's dtype (G's entries are
+    0, +-1/2 and 1: exact in float32): two BLAS products over all filters at once."""
+    k, c = weight.shape[:2]
+    g = _G.astype(weight.dtype)
+    t = (weight.reshape(k * c * 3, 3) @ g.T).reshape(k * c, 3, 4)  # g G^T
+    u = np.tensordot(g, t, axes=([1], [1]))  # G (g G^T): (4, k*c, 4)
+    return np.ascontiguousarray(u.transpose(0, 2, 1)).reshape(16, k, c)
 
 
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
