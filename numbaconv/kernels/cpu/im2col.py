@@ -13,52 +13,95 @@ from numba import njit, prange
 from .conv import axpy_into, copy_from, fill, valid_range
 
 
+@njit(inline="always")
+def _plane_to_columns(plane, c, flat, row_stride, start, geometry):
+    """Input plane of channel ``c`` -> its ``kh * kw`` column rows: row
+    ``(c * kh + r) * kw + s`` is ``flat[row * row_stride + start :][: out_h * out_w]``."""
+    kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w = geometry
+    in_h, in_w = plane.shape
+    length = out_h * out_w
+    for r in range(kh):
+        oh_lo, oh_hi = valid_range(r * dh - ph, sh, in_h, out_h)
+        for s in range(kw):
+            offset = s * dw - pw
+            ow_lo, ow_hi = valid_range(offset, sw, in_w, out_w)
+            at = ((c * kh + r) * kw + s) * row_stride + start
+            col = flat[at:at + length]
+            count = ow_hi - ow_lo
+            if count < out_w or oh_hi - oh_lo < out_h:  # some taps fall in the padding
+                fill(col, flat.dtype.type(0))
+            if count <= 0:
+                continue
+            for oh in range(oh_lo, oh_hi):
+                base = oh * out_w
+                copy_from(col[base + ow_lo:base + ow_hi], plane[oh * sh + r * dh - ph],
+                          ow_lo * sw + offset, sw)
+
+
+@njit(inline="always")
+def _columns_to_plane(flat, row_stride, start, c, plane, geometry):
+    """The adjoint of :func:`_plane_to_columns`: sums the column rows of channel ``c``
+    back onto its plane (overwritten)."""
+    kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w = geometry
+    in_h, in_w = plane.shape
+    plane[:, :] = 0
+    for r in range(kh):
+        oh_lo, oh_hi = valid_range(r * dh - ph, sh, in_h, out_h)
+        for s in range(kw):
+            offset = s * dw - pw
+            ow_lo, ow_hi = valid_range(offset, sw, in_w, out_w)
+            if ow_hi <= ow_lo:
+                continue
+            at = ((c * kh + r) * kw + s) * row_stride + start
+            for oh in range(oh_lo, oh_hi):
+                base = at + oh * out_w
+                axpy_into(plane[oh * sh + r * dh - ph], ow_lo * sw + offset, sw,
+                          flat[base + ow_lo:base + ow_hi], flat.dtype.type(1))
+
+
 @njit(parallel=True, cache=True)
 def im2col(x, cols, geometry):
-    # n c h w -> n (c r s) (oh ow);  cols must be (N, C*kh*kw, OH*OW) with OH*OW given by out_hw
-    kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w = geometry
-    batch, ch, in_h, in_w = x.shape
+    # n c h w -> n (c r s) (oh ow);  cols is (N, C*kh*kw, OH*OW)
+    batch, ch = x.shape[0], x.shape[1]
+    rows, length = cols.shape[1], cols.shape[2]
+    flat = cols.reshape(cols.size)
     for job in prange(batch * ch):
         n = job // ch
-        c = job % ch
-        for r in range(kh):
-            oh_lo, oh_hi = valid_range(r * dh - ph, sh, in_h, out_h)
-            for s in range(kw):
-                row = (c * kh + r) * kw + s
-                offset = s * dw - pw
-                ow_lo, ow_hi = valid_range(offset, sw, in_w, out_w)
-                col = cols[n, row]
-                count = ow_hi - ow_lo
-                if count < out_w or oh_hi - oh_lo < out_h:  # some taps fall in the padding
-                    fill(col, cols.dtype.type(0))
-                if count <= 0:
-                    continue
-                for oh in range(oh_lo, oh_hi):
-                    base = oh * out_w
-                    copy_from(col[base + ow_lo:base + ow_hi], x[n, c, oh * sh + r * dh - ph],
-                              ow_lo * sw + offset, sw)
+        _plane_to_columns(x[n, job % ch], job % ch, flat, length, n * rows * length,
+                          geometry)
 
 
 @njit(parallel=True, cache=True)
 def col2im(cols, x, geometry):
     # n (c r s) (oh ow) -> n c h w, overlapping windows summed
-    kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w = geometry
-    batch, ch, in_h, in_w = x.shape
+    batch, ch = x.shape[0], x.shape[1]
+    rows, length = cols.shape[1], cols.shape[2]
+    flat = cols.reshape(cols.size)
     for job in prange(batch * ch):
         n = job // ch
-        c = job % ch
-        plane = x[n, c]
-        plane[:, :] = 0
-        for r in range(kh):
-            oh_lo, oh_hi = valid_range(r * dh - ph, sh, in_h, out_h)
-            for s in range(kw):
-                col = cols[n, (c * kh + r) * kw + s]
-                offset = s * dw - pw
-                ow_lo, ow_hi = valid_range(offset, sw, in_w, out_w)
-                count = ow_hi - ow_lo
-                if count <= 0:
-                    continue
-                for oh in range(oh_lo, oh_hi):
-                    base = oh * out_w
-                    axpy_into(plane[oh * sh + r * dh - ph], ow_lo * sw + offset, sw,
-                              col[base + ow_lo:base + ow_hi], cols.dtype.type(1))
+        _columns_to_plane(flat, length, n * rows * length, job % ch, x[n, job % ch],
+                          geometry)
+
+
+# The GEMM convolution's layout (CPU only): the columns of images n0 .. n0+nb side by
+# side, ``(C*kh*kw, nb * OH*OW)``, so one matrix product covers the whole chunk.
+@njit(parallel=True, cache=True)
+def im2col_wide(x, n0, nb, flat, geometry):
+    # x[n0:n0+nb]: n c h w -> (c r s) (n oh ow), flat 1-D
+    ch = x.shape[1]
+    length = geometry[8] * geometry[9]
+    for job in prange(nb * ch):
+        i = job // ch
+        _plane_to_columns(x[n0 + i, job % ch], job % ch, flat, nb * length, i * length,
+                          geometry)
+
+
+@njit(parallel=True, cache=True)
+def col2im_wide(flat, n0, nb, x, geometry):
+    # (c r s) (n oh ow) -> x[n0:n0+nb]: n c h w, overlapping windows summed
+    ch = x.shape[1]
+    length = geometry[8] * geometry[9]
+    for job in prange(nb * ch):
+        i = job // ch
+        _columns_to_plane(flat, nb * length, i * length, job % ch, x[n0 + i, job % ch],
+                          geometry)
