@@ -174,6 +174,24 @@ def test_max_pool_ties_take_the_first_maximum_and_nan_wins():
     assert g.tolist() == [[[[0, 1, 0, 0], [0, 0, 1, 0]]]]
 
 
+@pytest.mark.parametrize("op, params", [
+    ("max_pool2d", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    ("max_pool2d", dict(kernel_size=(2, 3), stride=(1, 2), dilation=(2, 1))),
+    ("max_pool2d", dict(kernel_size=2, stride=1)),
+    ("adaptive_max_pool2d", dict(output_size=(3, 4))),
+])
+def test_max_pool_indices_equal_a_row_major_scan_with_ties_and_nans(op, params, rng, device):
+    """Small integers make ties everywhere and NaNs sit in many windows, some twice:
+    values and indices must equal the oracle's row-major scan (first maximum, last NaN)
+    on every device, whatever order a kernel reduces in (the CPU one is separable)."""
+    x = rng.integers(0, 3, (2, 3, 7, 8)).astype(np.float64)
+    x[rng.random(x.shape) < 0.08] = np.nan
+    y, idx = getattr(nc, op)(*device.put(x), **params, return_indices=True)
+    want_y, want_idx = getattr(ref, op)(x, **params, return_indices=True)
+    np.testing.assert_array_equal(device.get(idx), want_idx)
+    np.testing.assert_array_equal(device.get(y), want_y)  # NaN == NaN here
+
+
 def test_max_pool_backward_accepts_forward_indices(rng):
     x = rng.standard_normal((2, 3, 6, 6))
     y, idx = nc.max_pool2d(x, 3, stride=2, padding=1, return_indices=True)

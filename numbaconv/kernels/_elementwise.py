@@ -1,5 +1,5 @@
 """Per-element arithmetic of the training kernels (activations, dropout's random numbers,
-the optimizer updates, a row of softmax cross-entropy), written once as plain Python and compiled for each target by
+the optimizer updates, batch norm, a row of softmax cross-entropy), written once as plain Python and compiled for each target by
 :func:`build` (``numba.njit(inline='always')`` for the CPU, ``numba.cuda.jit(device=True)``
 for CUDA), so the twins compute the same formula in the same order.
 
@@ -70,6 +70,30 @@ def build(jit):
         return p - (lr / bias1) * m / denom, m, v
 
     @jit
+    def batch_norm_channel(c, mean, var, eps, momentum, unbiased, update, running_mean,
+                           running_var, inv_std):
+        """Channel ``c``: ``inv_std = 1 / sqrt(var + eps)``; with ``update`` the running
+        statistics move by ``momentum`` (the variance made unbiased by ``unbiased``)."""
+        if update:
+            running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean[c]
+            running_var[c] = (1 - momentum) * running_var[c] + momentum * var[c] * unbiased
+        inv_std[c] = 1.0 / math.sqrt(var[c] + eps)
+
+    @jit
+    def batch_norm_element(x, mean, inv_std, weight, bias, xhat, y, n, c, s):
+        """``xhat = (x - mean) * inv_std``, ``y = xhat * weight + bias`` at (n, c, s)."""
+        v = (x[n, c, s] - mean[c]) * inv_std[c]
+        xhat[n, c, s] = v
+        y[n, c, s] = v * weight[c] + bias[c]
+
+    @jit
+    def batch_norm_grad_element(g, xhat, weight, inv_std, mean_g, mean_gx, gx, n, c, s):
+        """``gx = (g - mean_g - xhat * mean_gx) * weight * inv_std`` at (n, c, s) (the
+        means are zero in eval mode, where the statistics are constants)."""
+        gx[n, c, s] = ((g[n, c, s] - mean_g[c] - xhat[n, c, s] * mean_gx[c])
+                       * (weight[c] * inv_std[c]))
+
+    @jit
     def cross_entropy_row(logits, target, scale, grad, stats, i):
         """Row ``i`` of softmax cross-entropy: ``stats[i, 0]`` = logsumexp - the target's
         logit, ``stats[i, 1]`` = 1 if the first argmax is the target, 0 if not, -1 if the
@@ -98,5 +122,6 @@ def build(jit):
     return SimpleNamespace(
         activation=activation, activation_grad=activation_grad, pcg_hash=pcg_hash,
         keep_element=keep_element, sgd_update=sgd_update, adam_update=adam_update,
-        cross_entropy_row=cross_entropy_row,
+        cross_entropy_row=cross_entropy_row, batch_norm_channel=batch_norm_channel,
+        batch_norm_element=batch_norm_element, batch_norm_grad_element=batch_norm_grad_element,
     )

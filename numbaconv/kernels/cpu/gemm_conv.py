@@ -56,7 +56,8 @@ def scratch(key, shape, dtype):
     return space[:nbytes].view(dtype).reshape(shape)
 
 
-def _chunks(batch, chunk):
+def chunks(batch, chunk):
+    """(first image, images) of each chunk of ``chunk`` images."""
     for n0 in range(0, batch, chunk):
         yield n0, min(chunk, batch - n0)
 
@@ -80,7 +81,7 @@ def conv2d_forward_gemm(x, weight, bias, out, geometry):
         x.shape, weight.shape, out.shape, geometry, x.itemsize)
     w = weight.reshape(groups, k_g, rows)
     b = bias.reshape(1, groups, k_g, 1)
-    for n0, nb in _chunks(x.shape[0], chunk):
+    for n0, nb in chunks(x.shape[0], chunk):
         o = out[n0:n0 + nb].reshape(nb, groups, k_g, out_len)
         if pointwise:
             np.matmul(w, x[n0:n0 + nb].reshape(nb, groups, rows, out_len), out=o)
@@ -98,7 +99,7 @@ def conv2d_grad_weight_gemm(x, grad_out, grad_weight, geometry):
     gw = grad_weight.reshape(groups, k_g, rows)
     gw[...] = 0
     partial = np.empty_like(gw)
-    for n0, nb in _chunks(x.shape[0], chunk):  # summed in chunk order: deterministic
+    for n0, nb in chunks(x.shape[0], chunk):  # summed in chunk order: deterministic
         if pointwise:
             cols = x[n0:n0 + nb].reshape(nb, groups, rows, out_len)
             dy = grad_out[n0:n0 + nb].reshape(nb, groups, k_g, out_len)
@@ -116,7 +117,7 @@ def conv2d_grad_input_gemm(grad_out, weight, grad_in, geometry):
     groups, k_g, rows, out_len, cols_geometry, pointwise, chunk = _layout(
         grad_in.shape, weight.shape, grad_out.shape, geometry, grad_in.itemsize)
     w_t = weight.reshape(groups, k_g, rows).transpose(0, 2, 1)
-    for n0, nb in _chunks(grad_in.shape[0], chunk):
+    for n0, nb in chunks(grad_in.shape[0], chunk):
         if pointwise:
             dy = grad_out[n0:n0 + nb].reshape(nb, groups, k_g, out_len)
             np.matmul(w_t, dy, out=grad_in[n0:n0 + nb].reshape(nb, groups, rows, out_len))

@@ -16,20 +16,21 @@ from .conv import axpy, copy, fill
 
 _el = build(njit(inline="always"))
 _max_pool, _avg_pool, _interp = _el.max_pool, _el.avg_pool, _el.interp
-_avg_window, _avg_divisor = _el.avg_window, _el.avg_divisor
+_avg_window, _avg_divisor, _window = _el.avg_window, _el.avg_divisor, _el.window
 
 
 @njit(inline="always")
-def _tap_range(o, stride, pad, dil, k, in_len):
-    """Taps ``[lo, hi)`` of window ``o`` that land inside ``[0, in_len)``."""
-    start = o * stride - pad
+def _tap_range(o, in_len, out_len, k, stride, pad, dil, adaptive):
+    """Window ``o`` along one axis, from the shared body (``_window.window``): its
+    first position, its step, and the taps ``[lo, hi)`` that land inside the input."""
+    start, taps, step = _window(o, in_len, out_len, k, stride, pad, dil, adaptive)
     lo = 0
-    while lo < k and start + lo * dil < 0:
+    while lo < taps and start + lo * step < 0:
         lo += 1
-    hi = k
-    while hi > lo and start + (hi - 1) * dil >= in_len:
+    hi = taps
+    while hi > lo and start + (hi - 1) * step >= in_len:
         hi -= 1
-    return start, lo, hi
+    return start, step, lo, hi
 
 
 @njit(parallel=True, cache=True)
@@ -39,16 +40,16 @@ def max_pool2d_forward(x, out, indices, geometry):
     batch, ch, in_h, in_w = x.shape
     empty = False  # a window with no tap inside the input (argument checks rule it out)
     for o in range(out_w):
-        _, lo, hi = _tap_range(o, sw, pw, dw, kw, in_w)
+        _, _, lo, hi = _tap_range(o, in_w, out_w, kw, sw, pw, dw, adaptive)
         empty = empty or hi <= lo
     for o in range(out_h):
-        _, lo, hi = _tap_range(o, sh, ph, dh, kh, in_h)
+        _, _, lo, hi = _tap_range(o, in_h, out_h, kh, sh, ph, dh, adaptive)
         empty = empty or hi <= lo
     for job in prange(batch * ch):
         n = job // ch
         c = job % ch
         plane = x[n, c]
-        if adaptive or empty:  # the general per-output body, shared with CUDA
+        if empty:  # the general per-output body, shared with CUDA
             for oh in range(out_h):
                 for ow in range(out_w):
                     v, i = _max_pool(plane, oh, ow, geometry)
@@ -63,25 +64,25 @@ def max_pool2d_forward(x, out, indices, geometry):
         for ih in range(in_h):
             row = plane[ih]
             for ow in range(out_w):
-                start, lo, hi = _tap_range(ow, sw, pw, dw, kw, in_w)
-                arg = start + lo * dw
+                start, step, lo, hi = _tap_range(ow, in_w, out_w, kw, sw, pw, dw, adaptive)
+                arg = start + lo * step
                 best = row[arg]
                 for t in range(lo + 1, hi):
-                    v = row[start + t * dw]
+                    v = row[start + t * step]
                     take = (v > best) | (v != v)  # branch-free: random data mispredicts
                     best = v if take else best
-                    arg = start + t * dw if take else arg
+                    arg = start + t * step if take else arg
                 row_max[ih, ow] = best
                 row_arg[ih, ow] = ih * in_w + arg
         for oh in range(out_h):
-            start, lo, hi = _tap_range(oh, sh, ph, dh, kh, in_h)
+            start, step, lo, hi = _tap_range(oh, in_h, out_h, kh, sh, ph, dh, adaptive)
             best_row = out[n, c, oh]
             arg_row = indices[n, c, oh]
-            copy(best_row, row_max[start + lo * dh])
-            copy(arg_row, row_arg[start + lo * dh])
+            copy(best_row, row_max[start + lo * step])
+            copy(arg_row, row_arg[start + lo * step])
             for t in range(lo + 1, hi):
-                vals = row_max[start + t * dh]
-                args = row_arg[start + t * dh]
+                vals = row_max[start + t * step]
+                args = row_arg[start + t * step]
                 for ow in range(out_w):
                     v = vals[ow]
                     take = (v > best_row[ow]) | (v != v)
@@ -106,13 +107,13 @@ def max_pool2d_backward(grad_out, indices, grad_in, geometry):
 
 @njit(cache=True)
 def _avg_axis(in_len, out_len, k, stride, pad, adaptive):
-    """Per-output (first, stop, padded size) of the averaging windows along one axis."""
+    """Per-output clipped window ``[lo, hi)`` of the averaging windows along one axis
+    (the shared ``_window.avg_window``)."""
     lo = np.empty(out_len, np.int64)
     hi = np.empty(out_len, np.int64)
-    size = np.empty(out_len, np.int64)
     for o in range(out_len):
-        lo[o], hi[o], size[o] = _avg_window(o, in_len, out_len, k, stride, pad, adaptive)
-    return lo, hi, size
+        lo[o], hi[o], _ = _avg_window(o, in_len, out_len, k, stride, pad, adaptive)
+    return lo, hi
 
 
 @njit(parallel=True, cache=True)
@@ -121,18 +122,13 @@ def avg_pool2d_forward(x, out, geometry, count_include_pad, divisor_override):
     # vector add per row).  Windows and divisors are per-axis, as PyTorch's.
     kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, adaptive = geometry
     batch, ch, in_h, in_w = x.shape
-    h_lo, h_hi, h_size = _avg_axis(in_h, out_h, kh, sh, ph, adaptive)
-    w_lo, w_hi, w_size = _avg_axis(in_w, out_w, kw, sw, pw, adaptive)
-    divisor = np.empty((out_h, out_w), x.dtype)  # of every output
+    h_lo, h_hi = _avg_axis(in_h, out_h, kh, sh, ph, adaptive)
+    w_lo, w_hi = _avg_axis(in_w, out_w, kw, sw, pw, adaptive)
+    divisor = np.empty((out_h, out_w), x.dtype)  # of every output: the shared rule
     for oh in range(out_h):
         for ow in range(out_w):
-            if divisor_override > 0:
-                div = divisor_override
-            elif count_include_pad:
-                div = h_size[oh] * w_size[ow]
-            else:
-                div = (h_hi[oh] - h_lo[oh]) * (w_hi[ow] - w_lo[ow])
-            divisor[oh, ow] = div
+            divisor[oh, ow] = _avg_divisor(oh, ow, in_h, in_w, geometry, count_include_pad,
+                                           divisor_override)
     # one buffer for all planes (out_w / in_w of the input's size): no allocation per
     # plane, which dominated small planes (a global pool of 7x7 planes)
     sums = np.empty((batch * ch, in_h, out_w), x.dtype)

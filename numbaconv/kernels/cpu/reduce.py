@@ -6,14 +6,15 @@ same run after run (and the CUDA twins in ``kernels/cuda/reduce.py`` reduce in a
 order too).  Activations are ``(N, C, S)`` views (S = H * W).
 """
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
 from .._elementwise import build
 
-_cross_entropy_row = build(njit(inline="always")).cross_entropy_row
+_el = build(njit(inline="always"))
+_cross_entropy_row, _batch_norm_channel = _el.cross_entropy_row, _el.batch_norm_channel
+_batch_norm_element = _el.batch_norm_element
+_batch_norm_grad_element = _el.batch_norm_grad_element
 
 
 @njit(parallel=True, cache=True)
@@ -56,10 +57,8 @@ def batch_norm_finish(mean, var, eps, momentum, unbiased, update, running_mean, 
                       inv_std):
     # inv_std = 1 / sqrt(var + eps); with ``update`` also the running statistics
     for c in range(mean.size):
-        if update:
-            running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean[c]
-            running_var[c] = (1 - momentum) * running_var[c] + momentum * var[c] * unbiased
-        inv_std[c] = 1.0 / math.sqrt(var[c] + eps)
+        _batch_norm_channel(c, mean, var, eps, momentum, unbiased, update, running_mean,
+                               running_var, inv_std)
 
 
 @njit(parallel=True, cache=True)
@@ -67,12 +66,9 @@ def batch_norm_forward(x, mean, inv_std, weight, bias, xhat, y):
     # xhat = (x - mean) * inv_std; y = xhat * weight + bias   (per channel)
     batch, ch, size = x.shape
     for job in prange(batch * ch):
-        n = job // ch
-        c = job % ch
         for s in range(size):
-            v = (x[n, c, s] - mean[c]) * inv_std[c]
-            xhat[n, c, s] = v
-            y[n, c, s] = v * weight[c] + bias[c]
+            _batch_norm_element(x, mean, inv_std, weight, bias, xhat, y, job // ch,
+                                   job % ch, s)
 
 
 @njit(parallel=True, cache=True)
@@ -80,11 +76,9 @@ def batch_norm_backward(g, xhat, weight, inv_std, mean_g, mean_gx, gx):
     # gx = (g - mean_g - xhat * mean_gx) * weight * inv_std  (mean_* zero in eval mode)
     batch, ch, size = g.shape
     for job in prange(batch * ch):
-        n = job // ch
-        c = job % ch
-        scale = weight[c] * inv_std[c]
         for s in range(size):
-            gx[n, c, s] = (g[n, c, s] - mean_g[c] - xhat[n, c, s] * mean_gx[c]) * scale
+            _batch_norm_grad_element(g, xhat, weight, inv_std, mean_g, mean_gx, gx,
+                                        job // ch, job % ch, s)
 
 
 @njit(parallel=True, cache=True)

@@ -30,7 +30,7 @@ from numba import njit, prange
 from ... import config
 from ...config import CPU_FASTMATH
 from .conv import copy_from, copy_into, valid_range
-from .gemm_conv import scratch
+from .gemm_conv import chunks, scratch
 
 # G (4x3): the filter transform
 _G = np.array([[1.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.0, 0.0, 1.0]])
@@ -147,8 +147,7 @@ def _winograd(x, u, bias, out, ph, pw):
     per_image = tiles_h * tiles_w
     bytes_per_image = 16 * (ch + out_ch) * per_image * x.itemsize
     chunk = max(1, min(batch, config.IM2COL_CHUNK_BYTES // max(bytes_per_image, 1)))
-    for n0 in range(0, batch, chunk):
-        nb = min(chunk, batch - n0)
+    for n0, nb in chunks(batch, chunk):
         v = scratch("winograd_in", (16, ch, nb * per_image), x.dtype)
         m = scratch("winograd_out", (16, out_ch, nb * per_image), x.dtype)
         _input_transform(x, n0, nb, v, ph, pw, tiles_h, tiles_w)

@@ -7,15 +7,16 @@ atomics anywhere.  Block size: ``config.CUDA_REDUCE_THREADS`` rounded down to a 
 two, read at call time.  Accumulators are float64, as on the CPU.
 """
 
-import math
-
 from numba import cuda, float64
 
 from ... import config
 from .._elementwise import build
 from ._launch import MAX_BLOCKS, launch_1d
 
-_cross_entropy_row = build(cuda.jit(device=True)).cross_entropy_row
+_el = build(cuda.jit(device=True))
+_cross_entropy_row, _batch_norm_channel = _el.cross_entropy_row, _el.batch_norm_channel
+_batch_norm_element = _el.batch_norm_element
+_batch_norm_grad_element = _el.batch_norm_grad_element
 
 _SHARED = config.REDUCE_MAX_THREADS
 
@@ -106,33 +107,24 @@ def _sum_squares(x, partials):
 def _batch_norm_finish(total, mean, var, eps, momentum, unbiased, update, running_mean,
                        running_var, inv_std):
     for c in range(cuda.grid(1), total, cuda.gridsize(1)):
-        if update:
-            running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean[c]
-            running_var[c] = (1 - momentum) * running_var[c] + momentum * var[c] * unbiased
-        inv_std[c] = 1.0 / math.sqrt(var[c] + eps)
+        _batch_norm_channel(c, mean, var, eps, momentum, unbiased, update, running_mean,
+                            running_var, inv_std)
 
 
 @cuda.jit
 def _batch_norm_forward(total, x, mean, inv_std, weight, bias, xhat, y):
     ch, size = x.shape[1], x.shape[2]
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        s = i % size
-        c = (i // size) % ch
-        n = i // (size * ch)
-        v = (x[n, c, s] - mean[c]) * inv_std[c]
-        xhat[n, c, s] = v
-        y[n, c, s] = v * weight[c] + bias[c]
+        _batch_norm_element(x, mean, inv_std, weight, bias, xhat, y, i // (size * ch),
+                            (i // size) % ch, i % size)
 
 
 @cuda.jit
 def _batch_norm_backward(total, g, xhat, weight, inv_std, mean_g, mean_gx, gx):
     ch, size = g.shape[1], g.shape[2]
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        s = i % size
-        c = (i // size) % ch
-        n = i // (size * ch)
-        gx[n, c, s] = ((g[n, c, s] - mean_g[c] - xhat[n, c, s] * mean_gx[c])
-                       * (weight[c] * inv_std[c]))
+        _batch_norm_grad_element(g, xhat, weight, inv_std, mean_g, mean_gx, gx,
+                                 i // (size * ch), (i // size) % ch, i % size)
 
 
 @cuda.jit
