@@ -25,11 +25,12 @@ def rng():
     return np.random.default_rng(12345)
 
 
-def numeric_grad(f, a, eps=1e-6):
-    """Central differences of the scalar f() w.r.t. every element of a (perturbed in place)."""
+def numeric_grad(f, a, eps=1e-6, indices=None):
+    """Central differences of the scalar f() w.r.t. the elements of a (perturbed in
+    place) at the flat ``indices`` (all by default; the others stay 0)."""
     g = np.zeros_like(a)
     flat, gflat = a.reshape(-1), g.reshape(-1)
-    for i in range(flat.size):
+    for i in range(flat.size) if indices is None else indices:
         keep = flat[i]
         flat[i] = keep + eps
         up = f()
