@@ -29,15 +29,18 @@ CONV_ALGORITHM = "auto"
 # images that fit (one image at least).
 IM2COL_CHUNK_BYTES = 16 * 1024 * 1024
 
+# Output pixels per job of the 'tiled' convolution: the tile of their receptive fields
+# (pixels x C_g*kH*kW values) is built and multiplied while it sits in the thread's cache.
+TILED_PIXELS = 64
+
+# 'auto' picks the tiled convolution when a group has at least this many input channels
+# (each tap of a tile row is a run of C_g values: short runs cost more than they save).
+TILED_MIN_CHANNELS = 8
+
 # 'auto' uses the GEMM path when a group's matrix product is at least this many
 # multiply-accumulates per output pixel (K_g * C_g * kH * kW); below it the direct
 # kernel wins (depthwise, tiny channel counts).
 GEMM_MIN_MACS_PER_PIXEL = 64
-
-# 'auto' runs 3x3 stride-1 layers through Winograd F(2x2, 3x3) when both channel counts
-# are at least this: below it the 16 matrix products are too thin to pay for the
-# transforms.
-WINOGRAD_MIN_CHANNELS = 16
 
 # Activation codes shared by the CPU and CUDA activation kernels (kernels/_elementwise.py).
 ACTIVATIONS = {"leaky_relu": 0, "relu": 0, "sigmoid": 1, "tanh": 2}

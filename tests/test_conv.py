@@ -102,19 +102,20 @@ def test_no_bias_gives_none_grad(rng):
 
 
 def test_algorithms_agree_on_a_larger_shape(rng, monkeypatch):
-    """The chooser's two CPU paths give the same answer (and the GEMM path chunks)."""
+    """The chooser's CPU paths give the same answer (and the GEMM path chunks)."""
     from numbaconv import config
 
     x, w, b = _arrays(rng, (5, 16, 12, 11), (24, 8, 3, 3), np.float32)
     params = dict(stride=(1, 2), padding=1, groups=2, dilation=(1, 2))
     results = {}
-    for algorithm in ("direct", "gemm"):
+    for algorithm in ("direct", "gemm", "tiled"):
         monkeypatch.setattr(config, "CONV_ALGORITHM", algorithm)
         monkeypatch.setattr(config, "IM2COL_CHUNK_BYTES", 40_000)  # forces several chunks
         y = nc.conv2d(x, w, b, **params)
         results[algorithm] = (y,) + nc.conv2d_backward(np.ones_like(y), x, w, b, **params)
-    for direct, gemm in zip(results["direct"], results["gemm"]):
-        np.testing.assert_allclose(direct, gemm, rtol=1e-4, atol=1e-3)
+    for algorithm in ("gemm", "tiled"):
+        for direct, other in zip(results["direct"], results[algorithm]):
+            np.testing.assert_allclose(direct, other, rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -123,6 +124,7 @@ def test_winograd_matches_the_oracle_across_chunks(dtype, rng, monkeypatch):
     chunks (odd sizes: cropped edge tiles), forward and grad input (grad weight: GEMM)."""
     from numbaconv import config
 
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "winograd")
     monkeypatch.setattr(config, "IM2COL_CHUNK_BYTES", 60_000)
     x, w, b = _arrays(rng, (3, 16, 9, 7), (18, 16, 3, 3), dtype)
     params = dict(padding=(1, 2))
@@ -134,6 +136,52 @@ def test_winograd_matches_the_oracle_across_chunks(dtype, rng, monkeypatch):
     for g, e in zip(got, want):
         assert g.dtype == dtype
         np.testing.assert_allclose(g, e, rtol=rtol, atol=atol * 10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, params", [
+    ((3, 8, 9, 7), (10, 8, 3, 3), dict(padding=(1, 2))),  # K_g % 4 != 0, uneven pads
+    ((2, 24, 8, 9), (9, 8, 2, 3), dict(groups=3, dilation=(2, 1), padding=1)),
+    ((2, 8, 11, 10), (8, 8, 3, 3), dict(stride=2, padding=1)),  # grad input: GEMM path
+    ((1, 8, 6, 5), (5, 8, 5, 5), dict(padding=(5, 1))),  # pads beyond the kernel's reach
+])
+def test_tiled_matches_the_oracle_across_tiles(x_shape, w_shape, params, dtype, rng,
+                                                monkeypatch):
+    """The tiled kernels against the oracle with tiles smaller than an image (6 pixels:
+    partial 4-pixel blocks at every tile's end), forward and both gradients."""
+    from numbaconv import config
+    from numbaconv._args import conv_spec
+    from numbaconv.dispatch import choose_conv_algorithm
+
+    monkeypatch.setattr(config, "TILED_PIXELS", 6)
+    monkeypatch.setattr(config, "IM2COL_CHUNK_BYTES", 4_000)  # grad weight: several chunks
+    x, w, b = _arrays(rng, x_shape, w_shape, dtype)
+    spec = conv_spec("conv2d", 2, x, w, b, params.get("stride", 1), params.get("padding", 0),
+                     params.get("dilation", 1), params.get("groups", 1), "zeros", False)
+    assert choose_conv_algorithm("cpu", spec) == "tiled"
+    y = nc.conv2d(x, w, b, **params)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    got = (y,) + nc.conv2d_backward(gy, x, w, b, **params)
+    want = (ref.conv2d(x, w, b, **params),) + ref.conv2d_backward(gy, x, w, b, **params)
+    rtol, atol = tolerance(dtype)
+    for g, e in zip(got, want):
+        assert g.dtype == dtype
+        np.testing.assert_allclose(g, e, rtol=rtol, atol=atol * 10)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("groups, m, n, k", [(1, 8, 12, 33), (3, 5, 7, 4), (2, 4, 1, 1)])
+def test_gemm_nt_matches_numpy(groups, m, n, k, dtype, rng):
+    """numba's dot-product GEMM, full 4x4 blocks and edge rows / columns, on strided
+    operands (only the last axis is unit-stride)."""
+    from numbaconv.kernels.cpu.gemm import gemm_nt
+
+    a = rng.standard_normal((groups, m, 2 * k)).astype(dtype)[:, :, ::2].copy()
+    b = rng.standard_normal((groups, 2 * n, k)).astype(dtype)[:, ::2]
+    c = np.full((groups, m, n), np.nan, dtype)
+    gemm_nt(a, b, c)
+    rtol, atol = tolerance(dtype)
+    np.testing.assert_allclose(c, a @ b.transpose(0, 2, 1), rtol=rtol, atol=atol)
 
 
 def test_chooser_rules():
@@ -149,9 +197,11 @@ def test_chooser_rules():
     assert choose_conv_algorithm("cpu", spec(8, 16, 8)) == "depthwise"  # multiplier 2
     assert choose_conv_algorithm("cpu", spec(32, 32, 16)) == "direct"  # thin groups
     assert choose_conv_algorithm("cpu", spec(3, 2, 1)) == "direct"  # tiny
-    assert choose_conv_algorithm("cpu", spec(16, 32, 1)) == "winograd"  # 3x3 stride 1
-    assert choose_conv_algorithm("cpu", spec(8, 32, 1)) == "gemm"  # too thin for Winograd
-    assert choose_conv_algorithm("cpu", spec(16, 32, 1, k=5)) == "gemm"
+    assert choose_conv_algorithm("cpu", spec(16, 32, 1)) == "tiled"  # 3x3 stride 1
+    assert choose_conv_algorithm("cpu", spec(8, 32, 1)) == "tiled"
+    assert choose_conv_algorithm("cpu", spec(16, 32, 1, k=5)) == "tiled"
+    assert choose_conv_algorithm("cpu", spec(64, 64, 8)) == "tiled"  # 8 channels a group
+    assert choose_conv_algorithm("cpu", spec(4, 32, 1)) == "gemm"  # few input channels
     assert choose_conv_algorithm("cpu", spec(64, 64, 1, k=1)) == "gemm"  # 1x1
     assert choose_conv_algorithm("cpu", spec(2, 2, 1, k=1)) == "gemm"  # 1x1, however thin
     assert choose_conv_algorithm("cuda", spec(16, 32, 1)) == "direct"

@@ -239,6 +239,10 @@ def test_conv_transpose_is_the_adjoint_of_conv(rng):
     ((1, 2, 9, 1), (4, 1, 3, 1), dict(groups=2, padding=(0, 0)), "depthwise"),  # a column
     ((2, 5, 6, 6), (7, 5, 1, 1), {}, "gemm"),
     ((1, 6, 5, 4), (4, 3, 1, 1), dict(groups=2), "gemm"),
+    ((2, 16, 7, 6), (16, 16, 3, 3), dict(padding=1), "tiled"),
+    ((1, 16, 9, 5), (6, 8, 3, 2), dict(groups=2, stride=(1, 2), padding=(2, 0)), "tiled"),
+    ((1, 3, 9, 9), (8, 3, 3, 3), dict(stride=2, padding=1), "gemm"),  # an RGB stem
+    # Winograd is picked only when forced (config.CONV_ALGORITHM)
     ((2, 16, 7, 6), (16, 16, 3, 3), dict(padding=1), "winograd"),  # odd width: cropped tiles
     ((1, 16, 5, 9), (20, 16, 3, 3), dict(padding=((2, 0), (0, 1))), "winograd"),
     ((1, 16, 2, 3), (16, 16, 3, 3), dict(padding=2), "winograd"),  # input smaller than a tile
@@ -253,6 +257,8 @@ def test_fast_paths_give_the_general_paths_answer(x_shape, w_shape, params, algo
     b = rng.standard_normal(w_shape[0])
     spec = conv_spec("conv2d", 2, x, w, b, params.get("stride", 1), params.get("padding", 0),
                      params.get("dilation", 1), params.get("groups", 1), "zeros", False)
+    if algorithm == "winograd":
+        monkeypatch.setattr(config, "CONV_ALGORITHM", algorithm)
     assert choose_conv_algorithm("cpu", spec) == algorithm
     fast = nc.conv2d(x, w, b, **params)
     gy = rng.standard_normal(fast.shape)

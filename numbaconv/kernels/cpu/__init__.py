@@ -15,6 +15,7 @@ from .reduce import (batch_norm_backward, batch_norm_finish, batch_norm_forward,
                      channel_dot_sums, channel_moments, cross_entropy_rows, matmul,
                      sum_squares)
 from .shuffle import channel_shuffle
+from .tiled import conv2d_forward_tiled, conv2d_grad_input_tiled, conv2d_grad_weight_tiled
 from .winograd import conv2d_forward_winograd, conv2d_grad_input_winograd
 
 KERNELS = (
@@ -31,7 +32,9 @@ KERNELS = (
 )
 
 # CPU-only algorithms, chosen by ``dispatch.choose_conv_algorithm``, with the signatures
-# of the direct kernels they replace: BLAS-backed GEMM, and depthwise.
+# of the direct kernels they replace: im2col tiles with numba's GEMM, BLAS-backed GEMM,
+# depthwise, Winograd.
+TILED_KERNELS = ("conv2d_forward_tiled", "conv2d_grad_input_tiled", "conv2d_grad_weight_tiled")
 GEMM_KERNELS = ("conv2d_forward_gemm", "conv2d_grad_input_gemm", "conv2d_grad_weight_gemm")
 DEPTHWISE_KERNELS = ("conv2d_forward_depthwise", "conv2d_grad_input_depthwise",
                      "conv2d_grad_weight_depthwise")
