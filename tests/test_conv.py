@@ -142,8 +142,9 @@ def test_winograd_matches_the_oracle_across_chunks(dtype, rng, monkeypatch):
 @pytest.mark.parametrize("x_shape, w_shape, params", [
     ((3, 8, 9, 7), (10, 8, 3, 3), dict(padding=(1, 2))),  # K_g % 4 != 0, uneven pads
     ((2, 24, 8, 9), (9, 8, 2, 3), dict(groups=3, dilation=(2, 1), padding=1)),
-    ((2, 8, 11, 10), (8, 8, 3, 3), dict(stride=2, padding=1)),  # grad input: GEMM path
-    ((1, 8, 6, 5), (5, 8, 5, 5), dict(padding=(5, 1))),  # pads beyond the kernel's reach
+    ((2, 8, 11, 10), (8, 8, 3, 3), dict(stride=2, padding=1)),  # grad input: 4 phases
+    ((1, 8, 6, 5), (5, 8, 5, 5), dict(padding=(5, 1))),  # grad input: a negative pad
+    ((2, 16, 7, 9), (8, 8, 3, 4), dict(groups=2, stride=(3, 2), dilation=(2, 3), padding=(2, 1))),
 ])
 def test_tiled_matches_the_oracle_across_tiles(x_shape, w_shape, params, dtype, rng,
                                                 monkeypatch):

@@ -18,13 +18,15 @@ output entry is one dot product in a fixed order: deterministic.
 
 Backward:
 
-* grad input at stride 1 is this forward run on ``grad_out`` with the weights flipped
-  and transposed (``w'[c, k, r', s'] = w[k, c, R-1-r', S-1-s']``) and leading pads
-  ``d*(R-1) - p``; at other strides (or pads beyond the kernel's reach) it is the GEMM
-  path's product + col2im.
+* grad input (which is also the transposed convolution's forward) is this forward run
+  on ``grad_out`` with the weights flipped and transposed, once per stride phase of the
+  input (:func:`conv2d_grad_input_tiled`); leading pads may be negative (the tile
+  builder bounds-checks every tap).
 * grad weight is the GEMM path's chunked columns with the product in
   :func:`.gemm.gemm_nt` (a long reduction over the chunk's pixels).
 """
+
+import math
 
 import numba
 import numpy as np
@@ -34,8 +36,7 @@ from ... import config
 from ...config import CPU_FASTMATH
 from .conv import copy, fill
 from .gemm import BLOCK, _block_into, _dot, gemm_nt
-from .gemm_conv import (_layout, _wide_columns, _wide_grad, chunks, conv2d_grad_input_gemm,
-                        scratch)
+from .gemm_conv import _layout, _wide_columns, _wide_grad, chunks, scratch
 
 
 @njit(parallel=True, cache=True)
@@ -90,8 +91,9 @@ def _forward_tiles(xt, wp, bias, out, tiles, geometry, kh, kw):
             _fill_tile(xt, n, g, p0, count, tile, geometry, kh, kw, out_w)
             w = wp[g]
             c = out[n].reshape(out.shape[1], length)[g * k_g:(g + 1) * k_g, p0:p0 + count]
-            for i0 in range(0, count, BLOCK):
-                for m0 in range(0, k_g, BLOCK):
+            # 4 weight rows stay in L1 while the tile (in L2) streams past them
+            for m0 in range(0, k_g, BLOCK):
+                for i0 in range(0, count, BLOCK):
                     if m0 + BLOCK <= k_g and i0 + BLOCK <= count:
                         _block_into(w, m0, tile, i0, c, m0, i0)
                     else:
@@ -112,43 +114,66 @@ def _pack(weight, groups):
     return np.ascontiguousarray(packed).reshape(groups, k_g, kh * kw * c_g)
 
 
-def _run(x, packed, bias, out, geometry, kh, kw):
+def _channels_last(x):
     xt = scratch("channels_last", (x.shape[0], x.shape[2], x.shape[3], x.shape[1]), x.dtype)
     to_channels_last(x, xt)
+    return xt
+
+
+def _run(xt, packed, bias, out, geometry, kh, kw):
     tiles = scratch("tiles", (numba.get_num_threads(), config.TILED_PIXELS, packed.shape[2]),
-                    x.dtype)
+                    xt.dtype)
     _forward_tiles(xt, packed, bias, out, tiles, geometry, kh, kw)
 
 
 def conv2d_forward_tiled(x, weight, bias, out, geometry):
     groups = geometry[6]
-    _run(x, _pack(weight, groups), bias, out, geometry, weight.shape[2], weight.shape[3])
+    _run(_channels_last(x), _pack(weight, groups), bias, out, geometry, weight.shape[2],
+         weight.shape[3])
 
 
-def _flipped_geometry(weight, geometry):
-    """The stride-1 grad input as a forward conv: its geometry, or None when the
-    leading pads would be negative (or the stride is not 1)."""
-    sh, sw, ph, pw, dh, dw, groups = geometry
-    pad_h, pad_w = dh * (weight.shape[2] - 1) - ph, dw * (weight.shape[3] - 1) - pw
-    if sh != 1 or sw != 1 or pad_h < 0 or pad_w < 0:
-        return None
-    return (1, 1, pad_h, pad_w, dh, dw, groups)
+def _phase_taps(phase, stride, pad, dilation, size):
+    """The taps that reach the input positions ``i * stride + phase`` (a stride phase),
+    in the order a stride-1 forward conv over ``grad_out`` meets them (descending), and
+    that conv's leading pad and dilation: tap ``t`` reads ``grad_out[i + q_t]`` with
+    ``q_t = (phase + pad - t * dilation) / stride``, an integer for these taps only."""
+    taps = [t for t in range(size - 1, -1, -1) if (phase + pad - t * dilation) % stride == 0]
+    if not taps:
+        return taps, 0, 1
+    step = stride // math.gcd(stride, dilation)
+    return taps, -((phase + pad - taps[0] * dilation) // stride), dilation * step // stride
 
 
 def conv2d_grad_input_tiled(grad_out, weight, grad_in, geometry):
-    flipped = _flipped_geometry(weight, geometry)
-    if flipped is None:
-        conv2d_grad_input_gemm(grad_out, weight, grad_in, geometry)
-        return
-    groups = geometry[6]
+    """The adjoint of the forward as forward convs over ``grad_out``, one per stride
+    phase ``(a, b)`` of the input: input rows ``i * sh + a`` get exactly the taps
+    ``r`` with ``(a + ph - r * dh) % sh == 0``, a stride-1 conv with the flipped,
+    transposed sub-kernel ``w'[c, k, r', s'] = w[k, c, taps_r[r'], taps_s[s']]``.  No
+    zero-inserted input, no scatter: each phase's pixels are computed once, then copied
+    into place (at stride 1 the one phase is ``grad_in`` itself)."""
+    sh, sw, ph, pw, dh, dw, groups = geometry
     out_ch, c_g, kh, kw = weight.shape
     k_g = out_ch // groups
-    # w'[g, c, (r', s', k)] = w[g*K_g + k, c, R-1-r', S-1-s']
-    w = weight.reshape(groups, k_g, c_g, kh, kw)[:, :, :, ::-1, ::-1]
-    packed = np.ascontiguousarray(w.transpose(0, 2, 3, 4, 1)).reshape(groups, c_g,
-                                                                      kh * kw * k_g)
-    bias = np.zeros(grad_in.shape[1], grad_in.dtype)
-    _run(grad_out, packed, bias, grad_in, flipped, kh, kw)
+    batch, in_ch, in_h, in_w = grad_in.shape
+    w = weight.reshape(groups, k_g, c_g, kh, kw)
+    zero_bias = np.zeros(in_ch, grad_in.dtype)
+    gt = _channels_last(grad_out)
+    for a in range(sh):
+        taps_r, pad_h, dil_h = _phase_taps(a, sh, ph, dh, kh)
+        for b in range(sw):
+            taps_s, pad_w, dil_w = _phase_taps(b, sw, pw, dw, kw)
+            target = grad_in[:, :, a::sh, b::sw]
+            if not taps_r or not taps_s or target.size == 0:
+                target[...] = 0
+                continue
+            sub = w[:, :, :, taps_r][:, :, :, :, taps_s]  # (G, K_g, C_g, R', S')
+            packed = np.ascontiguousarray(sub.transpose(0, 2, 3, 4, 1)).reshape(
+                groups, c_g, len(taps_r) * len(taps_s) * k_g)
+            out = grad_in if sh == sw == 1 else scratch("phase", target.shape, grad_in.dtype)
+            _run(gt, packed, zero_bias, out, (1, 1, pad_h, pad_w, dil_h, dil_w, groups),
+                 len(taps_r), len(taps_s))
+            if out is not grad_in:
+                target[...] = out
 
 
 def conv2d_grad_weight_tiled(x, grad_out, grad_weight, geometry):
