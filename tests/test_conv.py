@@ -118,16 +118,8 @@ def test_algorithms_agree_on_a_larger_shape(rng, monkeypatch):
             np.testing.assert_allclose(direct, other, rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_winograd_matches_the_oracle_across_chunks(dtype, rng, monkeypatch):
-    """F(2x2, 3x3) against the oracle at the dtype's tolerance, with the batch split in
-    chunks (odd sizes: cropped edge tiles), forward and grad input (grad weight: GEMM)."""
-    from numbaconv import config
-
-    monkeypatch.setattr(config, "CONV_ALGORITHM", "winograd")
-    monkeypatch.setattr(config, "IM2COL_CHUNK_BYTES", 60_000)
-    x, w, b = _arrays(rng, (3, 16, 9, 7), (18, 16, 3, 3), dtype)
-    params = dict(padding=(1, 2))
+def _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng):
+    """conv2d and conv2d_backward (as the chooser now runs them) against the oracle."""
     y = nc.conv2d(x, w, b, **params)
     gy = rng.standard_normal(y.shape).astype(dtype)
     got = (y,) + nc.conv2d_backward(gy, x, w, b, **params)
@@ -139,12 +131,26 @@ def test_winograd_matches_the_oracle_across_chunks(dtype, rng, monkeypatch):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_winograd_matches_the_oracle_across_chunks(dtype, rng, monkeypatch):
+    """F(2x2, 3x3) against the oracle at the dtype's tolerance, with the batch split in
+    chunks (odd sizes: cropped edge tiles), forward and grad input (grad weight: GEMM)."""
+    from numbaconv import config
+
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "winograd")
+    monkeypatch.setattr(config, "IM2COL_CHUNK_BYTES", 60_000)
+    x, w, b = _arrays(rng, (3, 16, 9, 7), (18, 16, 3, 3), dtype)
+    params = dict(padding=(1, 2))
+    _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, w_shape, params", [
     ((3, 8, 9, 7), (10, 8, 3, 3), dict(padding=(1, 2))),  # K_g % 4 != 0, uneven pads
     ((2, 24, 8, 9), (9, 8, 2, 3), dict(groups=3, dilation=(2, 1), padding=1)),
     ((2, 8, 11, 10), (8, 8, 3, 3), dict(stride=2, padding=1)),  # grad input: 4 phases
     ((1, 8, 6, 5), (5, 8, 5, 5), dict(padding=(5, 1))),  # grad input: a negative pad
-    ((2, 16, 7, 9), (8, 8, 3, 4), dict(groups=2, stride=(3, 2), dilation=(2, 3), padding=(2, 1))),
+    ((2, 16, 7, 9), (8, 8, 3, 4),
+     dict(groups=2, stride=(3, 2), dilation=(2, 3), padding=(2, 1))),
 ])
 def test_tiled_matches_the_oracle_across_tiles(x_shape, w_shape, params, dtype, rng,
                                                 monkeypatch):
@@ -160,14 +166,7 @@ def test_tiled_matches_the_oracle_across_tiles(x_shape, w_shape, params, dtype, 
     spec = conv_spec("conv2d", 2, x, w, b, params.get("stride", 1), params.get("padding", 0),
                      params.get("dilation", 1), params.get("groups", 1), "zeros", False)
     assert choose_conv_algorithm("cpu", spec) == "tiled"
-    y = nc.conv2d(x, w, b, **params)
-    gy = rng.standard_normal(y.shape).astype(dtype)
-    got = (y,) + nc.conv2d_backward(gy, x, w, b, **params)
-    want = (ref.conv2d(x, w, b, **params),) + ref.conv2d_backward(gy, x, w, b, **params)
-    rtol, atol = tolerance(dtype)
-    for g, e in zip(got, want):
-        assert g.dtype == dtype
-        np.testing.assert_allclose(g, e, rtol=rtol, atol=atol * 10)
+    _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

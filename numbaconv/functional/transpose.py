@@ -11,7 +11,8 @@ the convolution whose *input* is the transposed conv's output):
 
 The weight is ``(C_in, C_out // groups, kH, kW)`` (PyTorch's layout), which is exactly
 the layout of the adjoint convolution's weight ``(C_out', C_in' // groups, ...)``.  The
-algorithm chooser picks direct or GEMM kernels for it as for any convolution.
+algorithm chooser picks its kernels as for any convolution (on the CPU usually the tiled
+grad input: one stride-1 convolution per stride phase of the output).
 """
 
 from __future__ import annotations

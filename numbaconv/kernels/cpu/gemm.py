@@ -83,6 +83,18 @@ def _block_into(a, m0, b, n0, c, cm, cn):
     c[cm + 3, cn + 3] = s33
 
 
+@njit(inline="always", fastmath=CPU_FASTMATH)
+def block(a, m0, b, n0, c, cm, cn, rows, cols):
+    """``c[cm:cm+4, cn:cn+4] = a[m0:m0+4] @ b[n0:n0+4].T`` clipped to a ``rows x cols``
+    product: the register block when whole, single dot products at the edges."""
+    if m0 + BLOCK <= rows and n0 + BLOCK <= cols:
+        _block_into(a, m0, b, n0, c, cm, cn)
+        return
+    for i in range(min(BLOCK, rows - m0)):
+        for j in range(min(BLOCK, cols - n0)):
+            c[cm + i, cn + j] = _dot(a[m0 + i], b[n0 + j])
+
+
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
 def gemm_nt(a, b, c):
     """``c[g] = a[g] @ b[g].T`` for ``a (G, M, K)``, ``b (G, N, K)``, ``c (G, M, N)``;
@@ -94,10 +106,4 @@ def gemm_nt(a, b, c):
         g = job // (nb * mb)
         m0 = (job % mb) * BLOCK
         n0 = ((job // mb) % nb) * BLOCK
-        ag, bg, cg = a[g], b[g], c[g]
-        if m0 + BLOCK <= rows and n0 + BLOCK <= cols:
-            _block_into(ag, m0, bg, n0, cg, m0, n0)
-        else:
-            for m in range(m0, min(m0 + BLOCK, rows)):
-                for n in range(n0, min(n0 + BLOCK, cols)):
-                    cg[m, n] = _dot(ag[m], bg[n])
+        block(a[g], m0, b[g], n0, c[g], m0, n0, rows, cols)

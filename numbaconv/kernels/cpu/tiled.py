@@ -35,8 +35,8 @@ from numba import njit, prange
 from ... import config
 from ...config import CPU_FASTMATH
 from .conv import copy, fill
-from .gemm import BLOCK, _block_into, _dot, gemm_nt
-from .gemm_conv import _layout, _wide_columns, _wide_grad, chunks, scratch
+from .gemm import BLOCK, block, gemm_nt
+from .gemm_conv import grad_weight_chunks, scratch
 
 
 @njit(parallel=True, cache=True)
@@ -94,12 +94,7 @@ def _forward_tiles(xt, wp, bias, out, tiles, geometry, kh, kw):
             # 4 weight rows stay in L1 while the tile (in L2) streams past them
             for m0 in range(0, k_g, BLOCK):
                 for i0 in range(0, count, BLOCK):
-                    if m0 + BLOCK <= k_g and i0 + BLOCK <= count:
-                        _block_into(w, m0, tile, i0, c, m0, i0)
-                    else:
-                        for m in range(m0, min(m0 + BLOCK, k_g)):
-                            for i in range(i0, min(i0 + BLOCK, count)):
-                                c[m, i] = _dot(w[m], tile[i])
+                    block(w, m0, tile, i0, c, m0, i0, k_g, count)
             for m in range(k_g):
                 b = bias[g * k_g + m]
                 for i in range(count):
@@ -177,13 +172,4 @@ def conv2d_grad_input_tiled(grad_out, weight, grad_in, geometry):
 
 
 def conv2d_grad_weight_tiled(x, grad_out, grad_weight, geometry):
-    groups, k_g, rows, out_len, cols_geometry, pointwise, chunk = _layout(
-        x.shape, grad_weight.shape, grad_out.shape, geometry, x.itemsize)
-    gw = grad_weight.reshape(groups, k_g, rows)
-    gw[...] = 0
-    partial = np.empty_like(gw)
-    for n0, nb in chunks(x.shape[0], chunk):  # summed in chunk order: deterministic
-        cols = _wide_columns(x, n0, nb, groups, rows, out_len, cols_geometry)
-        dy = _wide_grad(grad_out, n0, nb, groups, k_g, out_len)
-        gemm_nt(dy, cols, partial)
-        gw += partial
+    grad_weight_chunks(x, grad_out, grad_weight, geometry, gemm_nt)
