@@ -190,10 +190,11 @@ def choose_conv_algorithm(device: str, spec) -> str:
       kernels on stride-phase planes (forward, grad input, grad weight).
     * at least ``config.TILED_MIN_CHANNELS`` input channels per group: ``'tiled'``,
       im2col tiles multiplied in cache by numba's register-blocked dot-product GEMM
-      (forward; grad input at stride 1; grad weight), any kernel, stride, dilation,
-      groups.  Measured 1.1-2.3x faster than the GEMM path and 1.05-1.4x faster than
-      Winograd on every 3x3 / 5x5 / dilated / grouped / strided layer of the bench
-      suite, so Winograd is no longer picked (it stays reachable by forcing).
+      (forward; grad input, one stride-1 conv per stride phase, so also the transposed
+      conv's forward; grad weight), any kernel, stride, dilation, groups.  Measured
+      1.0-2.5x faster than the GEMM path and 1.0-1.6x faster than Winograd on every
+      3x3 / 5x5 / dilated / grouped / strided layer of the bench suite, so Winograd is
+      no longer picked (it stays reachable by forcing).
     * thinner groups, where a group's product has fewer than
       ``config.GEMM_MIN_MACS_PER_PIXEL`` multiply-accumulates per output pixel
       (``K_g * C_g * kH * kW``): ``'direct'``, which reads the input once, no buffer.
@@ -203,7 +204,7 @@ def choose_conv_algorithm(device: str, spec) -> str:
 
     A kernel without a variant for the chosen algorithm runs the next one in
     :data:`CONV_FALLBACK` (tiled -> gemm -> direct; winograd -> gemm; depthwise ->
-    direct).  The tiled grad input itself runs the GEMM path's at strides above 1.
+    direct).
     """
     from . import config
 

@@ -7,17 +7,21 @@ LLVM's loop vectorizer turns each of those scalar reductions into a vector accum
 held in a register (16 of AVX-512's 32), reading 4 + 4 rows for 16 fused multiply-adds.
 This is what an array of accumulators could not do: numba's arrays carry no ``noalias``,
 so accumulators kept in an array stay in memory (a register-blocked direct kernel written
-that way measured 60-78 GFLOP/s here).  Measured on this 2-core machine, float32:
+that way measured 60-78 GFLOP/s here).  Measured on this 2-core machine, float32,
+interleaved with OpenBLAS over two runs (this VM swings 15-30% between runs):
 
     (M, K, N)            numba gemm_nt     OpenBLAS sgemm
-    (64, 576, 6272)      187 GFLOP/s       147
-    (64, 800, 6272)      167               143
-    (16, 144, 6272)      126                61     (a grouped conv's thin product)
+    (64, 576, 6272)      152-187 GFLOP/s   147-174
+    (64, 800, 6272)      147-167           143-164
+    (16, 144, 6272)       94-126            61-83     (a grouped conv's thin product)
+    (576, 64, 6272)       77                171       (short reduction: not used)
 
-It runs inside numba's parallel region, so the GEMM convolution path needs no BLAS call
-and its thread pool never hands the cores to OpenBLAS's and back.  Each entry of ``c``
-is one thread's dot product in a fixed order: deterministic.  Edge rows and columns
-(``M`` or ``N`` not a multiple of 4) take single dot products.
+The last row is why a short reduction (a grad input's ``K_g``) does not go through it:
+the 16 horizontal sums at the end of every block cost as much as a 64-long loop.  It
+runs inside numba's parallel region, so the tiled convolution (``tiled.py``) needs no
+BLAS call and numba's thread pool never hands the cores to OpenBLAS's.  Each entry of
+``c`` is one thread's dot product in a fixed order: deterministic.  Edge rows and
+columns (``M`` or ``N`` not a multiple of 4) take single dot products.
 """
 
 from numba import njit, prange

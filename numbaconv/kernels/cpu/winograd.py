@@ -24,7 +24,7 @@ transposed (C_in and C_out swapped).  The grad weight has no variant here: the c
 falls back to the GEMM kernel for it.
 
 The chooser runs this path only when forced (``config.CONV_ALGORITHM = "winograd"``):
-the tiled kernels (``tiled.py``) measured 1.05-1.4x faster on every 3x3 layer of the
+the tiled kernels (``tiled.py``) measured 1.0-1.6x faster on every 3x3 layer of the
 bench suite, because these 16 products have inner dimension C only and go through BLAS.
 """
 
