@@ -8,8 +8,10 @@ Forward, per job (one image, one group, ``config.TILED_PIXELS`` output pixels)::
     tile[p, (r, s, c)] = x[n, g*C_g + c, oh*sh + r*dh - ph, ow*sw + s*dw - pw]  (0 outside)
     out[n, g*K_g + k, p] = sum over (r, s, c) of w[g, k, (r, s, c)] * tile[p, (r, s, c)]
 
-The input is first copied channels-last, so each tap of a tile row is one contiguous
-run of ``C_g`` values; the weights are packed ``(G, K_g, R*S*C_g)`` in the same
+The input is first copied into a frame (:func:`to_padded_groups`): channels last within
+each group, zero-padded (or cropped) to exactly the positions the conv reads.  A tile
+row is then built without bounds checks, each kernel row one contiguous run of
+``kW * C_g`` values (``C_g`` per tap when dilated along W); the weights are packed ``(G, K_g, R*S*C_g)`` in the same
 ``(r, s, c)`` order.  The product runs :mod:`.gemm`'s dot-product blocks on the tile
 while it sits in the thread's cache: no whole-chunk column buffer goes to memory and
 back, and no BLAS call, so numba's thread pool never hands the cores to OpenBLAS's.
@@ -20,8 +22,8 @@ Backward:
 
 * grad input (which is also the transposed convolution's forward) is this forward run
   on ``grad_out`` with the weights flipped and transposed, once per stride phase of the
-  input (:func:`conv2d_grad_input_tiled`); leading pads may be negative (the tile
-  builder bounds-checks every tap).
+  input (:func:`conv2d_grad_input_tiled`), all phases reading one frame of
+  ``grad_out`` (their leading pads may be negative: the frame then crops).
 * grad weight is the GEMM path's chunked columns with the product in
   :func:`.gemm.gemm_nt` (a long reduction over the chunk's pixels).
 """
@@ -40,42 +42,61 @@ from .gemm_conv import grad_weight_chunks, scratch
 
 
 @njit(parallel=True, cache=True)
-def to_channels_last(x, xt):
-    """``xt[n, h, w, c] = x[n, c, h, w]``."""
-    batch, ch, height, width = x.shape
-    for job in prange(batch * height):
-        n, h = job // height, job % height
-        for c in range(ch):
-            src = x[n, c, h]
-            for w in range(width):
-                xt[n, h, w, c] = src[w]
+def to_padded_groups(x, xg, lo_h, lo_w):
+    """``xg[n, g, i, j*C_g + c] = x[n, g*C_g + c, i + lo_h, j + lo_w]``, 0 outside ``x``:
+    each group's channels last, in a frame that holds every position a conv reads
+    (``lo`` < 0 pads, ``lo`` > 0 crops), so a tile row is built without bounds checks."""
+    batch, ch, in_h, in_w = x.shape
+    groups, height = xg.shape[1], xg.shape[2]
+    c_g = ch // groups
+    width = xg.shape[3] // c_g
+    zero = xg.dtype.type(0)
+    j0 = min(max(-lo_w, 0), width)  # buffer columns j0 .. j1-1 hold input columns
+    j1 = max(min(in_w - lo_w, width), j0)
+    for job in prange(batch * groups * height):
+        n, g, i = job // (groups * height), (job // height) % groups, job % height
+        dst = xg[n, g, i]
+        ih = i + lo_h
+        if ih < 0 or ih >= in_h:
+            fill(dst, zero)
+        else:
+            fill(dst[:j0 * c_g], zero)
+            fill(dst[j1 * c_g:], zero)
+            src = x[n, g * c_g:(g + 1) * c_g, ih]
+            # gather a column's channels, write contiguously (2-3x faster than the
+            # reverse on this machine: the writes are what the cache has to keep)
+            for j in range(j0, j1):
+                run = dst[j * c_g:(j + 1) * c_g]
+                for c in range(c_g):
+                    run[c] = src[c, j + lo_w]
 
 
 @njit(inline="always")
-def _fill_tile(xt, n, g, p0, count, tile, geometry, kh, kw, out_w):
-    """Rows ``0 .. count-1`` of ``tile``: the receptive fields of pixels ``p0 ..``."""
+def _fill_tile(xg, n, g, p0, count, tile, geometry, kh, kw, out_w):
+    """Rows ``0 .. count-1`` of ``tile``: the receptive fields of pixels ``p0 ..``, in
+    ``(r, s, c)`` order.  ``geometry``'s pads are minus the frame's offsets (``<= 0``), so
+    every tap lies inside ``xg``; at dilation 1 along W a tap row is one run of
+    ``kW * C_g`` values."""
     sh, sw, ph, pw, dh, dw, groups = geometry
-    in_h, in_w, ch = xt.shape[1], xt.shape[2], xt.shape[3]
-    c_g = ch // groups
-    c0 = g * c_g
-    zero = tile.dtype.type(0)
+    c_g = tile.shape[1] // (kh * kw)
+    run = kw * c_g
     for i in range(count):
         oh, ow = (p0 + i) // out_w, (p0 + i) % out_w
         row = tile[i]
+        left = (ow * sw - pw) * c_g
         for r in range(kh):
-            ih = oh * sh + r * dh - ph
-            for s in range(kw):
-                iw = ow * sw + s * dw - pw
-                at = (r * kw + s) * c_g
-                if 0 <= ih < in_h and 0 <= iw < in_w:
-                    copy(row[at:at + c_g], xt[n, ih, iw, c0:c0 + c_g])
-                else:
-                    fill(row[at:at + c_g], zero)
+            src = xg[n, g, oh * sh + r * dh - ph]
+            if dw == 1:
+                copy(row[r * run:(r + 1) * run], src[left:left + run])
+            else:
+                for s in range(kw):
+                    at = left + s * dw * c_g
+                    copy(row[r * run + s * c_g:r * run + (s + 1) * c_g], src[at:at + c_g])
 
 
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
-def _forward_tiles(xt, wp, bias, out, tiles, geometry, kh, kw):
-    # xt (N, H, W, C) channels-last; wp (G, K_g, kh*kw*C_g); out (N, K, OH, OW)
+def _forward_tiles(xg, wp, bias, out, tiles, geometry, kh, kw):
+    # xg (N, G, H', W'*C_g) framed channels-last; wp (G, K_g, kh*kw*C_g); out (N, K, OH, OW)
     groups, k_g = wp.shape[0], wp.shape[1]
     batch, out_h, out_w = out.shape[0], out.shape[2], out.shape[3]
     length = out_h * out_w
@@ -88,7 +109,7 @@ def _forward_tiles(xt, wp, bias, out, tiles, geometry, kh, kw):
             n, g = job // (groups * per_image), (job // per_image) % groups
             p0 = (job % per_image) * tile_pixels
             count = min(tile_pixels, length - p0)
-            _fill_tile(xt, n, g, p0, count, tile, geometry, kh, kw, out_w)
+            _fill_tile(xg, n, g, p0, count, tile, geometry, kh, kw, out_w)
             w = wp[g]
             c = out[n].reshape(out.shape[1], length)[g * k_g:(g + 1) * k_g, p0:p0 + count]
             # 4 weight rows stay in L1 while the tile (in L2) streams past them
@@ -109,22 +130,41 @@ def _pack(weight, groups):
     return np.ascontiguousarray(packed).reshape(groups, k_g, kh * kw * c_g)
 
 
-def _channels_last(x):
-    xt = scratch("channels_last", (x.shape[0], x.shape[2], x.shape[3], x.shape[1]), x.dtype)
-    to_channels_last(x, xt)
-    return xt
+def _reach(out_size, stride, dilation, taps, pad):
+    """First and one-past-last input index a conv reads along one axis (either may lie
+    outside the input: the frame pads or crops)."""
+    return -pad, (out_size - 1) * stride + (taps - 1) * dilation - pad + 1
 
 
-def _run(xt, packed, bias, out, geometry, kh, kw):
+def _framed(x, groups, rows, cols):
+    """``x`` copied into the frame ``rows = (lo, hi)``, ``cols = (lo, hi)`` of input
+    positions, channels last per group (:func:`to_padded_groups`)."""
+    batch, ch = x.shape[0], x.shape[1]
+    xg = scratch("framed", (batch, groups, rows[1] - rows[0], (cols[1] - cols[0]) * (ch // groups)),
+                 x.dtype)
+    to_padded_groups(x, xg, rows[0], cols[0])
+    return xg
+
+
+def _run(xg, origin, packed, bias, out, geometry, kh, kw):
+    """The tiled forward of ``geometry`` on ``xg``, a frame whose first row and column
+    are input position ``origin``."""
+    sh, sw, ph, pw, dh, dw, groups = geometry
     tiles = scratch("tiles", (numba.get_num_threads(), config.TILED_PIXELS, packed.shape[2]),
-                    xt.dtype)
-    _forward_tiles(xt, packed, bias, out, tiles, geometry, kh, kw)
+                    xg.dtype)
+    _forward_tiles(xg, packed, bias, out, tiles,
+                   (sh, sw, ph + origin[0], pw + origin[1], dh, dw, groups), kh, kw)
 
 
 def conv2d_forward_tiled(x, weight, bias, out, geometry):
-    groups = geometry[6]
-    _run(_channels_last(x), _pack(weight, groups), bias, out, geometry, weight.shape[2],
-         weight.shape[3])
+    sh, sw, ph, pw, dh, dw, groups = geometry
+    kh, kw = weight.shape[2], weight.shape[3]
+    if out.size == 0:
+        return
+    rows = _reach(out.shape[2], sh, dh, kh, ph)
+    cols = _reach(out.shape[3], sw, dw, kw, pw)
+    _run(_framed(x, groups, rows, cols), (rows[0], cols[0]), _pack(weight, groups), bias,
+         out, geometry, kh, kw)
 
 
 def _phase_taps(phase, stride, pad, dilation, size):
@@ -152,7 +192,7 @@ def conv2d_grad_input_tiled(grad_out, weight, grad_in, geometry):
     batch, in_ch, in_h, in_w = grad_in.shape
     w = weight.reshape(groups, k_g, c_g, kh, kw)
     zero_bias = np.zeros(in_ch, grad_in.dtype)
-    gt = _channels_last(grad_out)
+    phases = []  # (target, taps_r, taps_s, the phase conv's geometry)
     for a in range(sh):
         taps_r, pad_h, dil_h = _phase_taps(a, sh, ph, dh, kh)
         for b in range(sw):
@@ -160,15 +200,25 @@ def conv2d_grad_input_tiled(grad_out, weight, grad_in, geometry):
             target = grad_in[:, :, a::sh, b::sw]
             if not taps_r or not taps_s or target.size == 0:
                 target[...] = 0
-                continue
-            sub = w[:, :, :, taps_r][:, :, :, :, taps_s]  # (G, K_g, C_g, R', S')
-            packed = np.ascontiguousarray(sub.transpose(0, 2, 3, 4, 1)).reshape(
-                groups, c_g, len(taps_r) * len(taps_s) * k_g)
-            out = grad_in if sh == sw == 1 else scratch("phase", target.shape, grad_in.dtype)
-            _run(gt, packed, zero_bias, out, (1, 1, pad_h, pad_w, dil_h, dil_w, groups),
-                 len(taps_r), len(taps_s))
-            if out is not grad_in:
-                target[...] = out
+            else:
+                phases.append((target, taps_r, taps_s, (1, 1, pad_h, pad_w, dil_h, dil_w, groups)))
+    if not phases:
+        return
+    # one frame of grad_out that covers what every phase reads
+    reach_r = [_reach(t.shape[2], 1, geo[4], len(tr), geo[2]) for t, tr, _, geo in phases]
+    reach_s = [_reach(t.shape[3], 1, geo[5], len(ts), geo[3]) for t, _, ts, geo in phases]
+    rows = (min(r[0] for r in reach_r), max(r[1] for r in reach_r))
+    cols = (min(r[0] for r in reach_s), max(r[1] for r in reach_s))
+    framed = _framed(grad_out, groups, rows, cols)
+    for target, taps_r, taps_s, phase_geometry in phases:
+        sub = w[:, :, :, taps_r][:, :, :, :, taps_s]  # (G, K_g, C_g, R', S')
+        packed = np.ascontiguousarray(sub.transpose(0, 2, 3, 4, 1)).reshape(
+            groups, c_g, len(taps_r) * len(taps_s) * k_g)
+        out = grad_in if sh == sw == 1 else scratch("phase", target.shape, grad_in.dtype)
+        _run(framed, (rows[0], cols[0]), packed, zero_bias, out, phase_geometry, len(taps_r),
+             len(taps_s))
+        if out is not grad_in:
+            target[...] = out
 
 
 def conv2d_grad_weight_tiled(x, grad_out, grad_weight, geometry):
