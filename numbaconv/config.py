@@ -33,6 +33,11 @@ IM2COL_CHUNK_BYTES = 16 * 1024 * 1024
 # (pixels x C_g*kH*kW values) is built and multiplied while it sits in the thread's cache.
 TILED_PIXELS = 64
 
+# Output pixels (whole output rows of the batch, at least one) per job of the tiled grad
+# weight: the reduction length of its products (longer runs amortize each dot product's
+# horizontal sum), whose im2col columns are built per job.
+TILED_GRAD_PIXELS = 1024
+
 # 'auto' picks the tiled convolution when a group has at least this many input channels
 # (each tap of a tile row is a run of C_g values: short runs cost more than they save).
 TILED_MIN_CHANNELS = 8

@@ -155,13 +155,14 @@ def test_winograd_matches_the_oracle_across_chunks(dtype, rng, monkeypatch):
 def test_tiled_matches_the_oracle_across_tiles(x_shape, w_shape, params, dtype, rng,
                                                 monkeypatch):
     """The tiled kernels against the oracle with tiles smaller than an image (6 pixels:
-    partial 4-pixel blocks at every tile's end), forward and both gradients."""
+    partial 4-pixel blocks at every tile's end; grad weight jobs of 1-2 output rows, a
+    short last one), forward and both gradients."""
     from numbaconv import config
     from numbaconv._args import conv_spec
     from numbaconv.dispatch import choose_conv_algorithm
 
     monkeypatch.setattr(config, "TILED_PIXELS", 6)
-    monkeypatch.setattr(config, "IM2COL_CHUNK_BYTES", 4_000)  # grad weight: several chunks
+    monkeypatch.setattr(config, "TILED_GRAD_PIXELS", 12)  # grad weight: 1-2 rows per job
     x, w, b = _arrays(rng, x_shape, w_shape, dtype)
     spec = conv_spec("conv2d", 2, x, w, b, params.get("stride", 1), params.get("padding", 0),
                      params.get("dilation", 1), params.get("groups", 1), "zeros", False)
@@ -172,16 +173,17 @@ def test_tiled_matches_the_oracle_across_tiles(x_shape, w_shape, params, dtype, 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("groups, m, n, k", [(1, 8, 12, 33), (3, 5, 7, 4), (2, 4, 1, 1)])
 def test_gemm_nt_matches_numpy(groups, m, n, k, dtype, rng):
-    """numba's dot-product GEMM, full 4x4 blocks and edge rows / columns, on strided
-    operands (only the last axis is unit-stride)."""
+    """numba's dot-product GEMM (it accumulates into ``c``), full 4x4 blocks and edge
+    rows / columns, on strided operands (only the last axis is unit-stride)."""
     from numbaconv.kernels.cpu.gemm import gemm_nt
 
     a = rng.standard_normal((groups, m, 2 * k)).astype(dtype)[:, :, ::2].copy()
     b = rng.standard_normal((groups, 2 * n, k)).astype(dtype)[:, ::2]
-    c = np.full((groups, m, n), np.nan, dtype)
+    c0 = rng.standard_normal((groups, m, n)).astype(dtype)
+    c = c0.copy()
     gemm_nt(a, b, c)
     rtol, atol = tolerance(dtype)
-    np.testing.assert_allclose(c, a @ b.transpose(0, 2, 1), rtol=rtol, atol=atol)
+    np.testing.assert_allclose(c, c0 + a @ b.transpose(0, 2, 1), rtol=rtol, atol=atol)
 
 
 def test_chooser_rules():

@@ -1,4 +1,4 @@
-"""A matrix product written in numba, in dot-product form: ``c[g] = a[g] @ b[g].T``.
+"""A matrix product written in numba, in dot-product form: ``c[g] += a[g] @ b[g].T``.
 
 Both operands are read along their contiguous last axis (the reduction axis), so every
 entry of ``c`` is a dot product of two unit-stride rows.  A job computes a 4 x 4 block of
@@ -41,12 +41,14 @@ def _dot(a, b):
 
 @njit(inline="always", fastmath=CPU_FASTMATH)
 def _block_into(a, m0, b, n0, c, cm, cn):
-    """``c[cm:cm+4, cn:cn+4] = a[m0:m0+4] @ b[n0:n0+4].T``: 16 scalar reductions."""
+    """``c[cm:cm+4, cn:cn+4] += a[m0:m0+4] @ b[n0:n0+4].T``: 16 scalar reductions."""
     a0, a1, a2, a3 = a[m0], a[m0 + 1], a[m0 + 2], a[m0 + 3]
     b0, b1, b2, b3 = b[n0], b[n0 + 1], b[n0 + 2], b[n0 + 3]
-    zero = a.dtype.type(0)
-    s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
-    s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
+    c0, c1, c2, c3 = c[cm, cn:cn + 4], c[cm + 1, cn:cn + 4], c[cm + 2, cn:cn + 4], c[cm + 3, cn:cn + 4]
+    s00, s01, s02, s03 = c0[0], c0[1], c0[2], c0[3]
+    s10, s11, s12, s13 = c1[0], c1[1], c1[2], c1[3]
+    s20, s21, s22, s23 = c2[0], c2[1], c2[2], c2[3]
+    s30, s31, s32, s33 = c3[0], c3[1], c3[2], c3[3]
     for k in range(a.shape[1]):
         x0, x1, x2, x3 = b0[k], b1[k], b2[k], b3[k]
         y = a0[k]
@@ -69,40 +71,28 @@ def _block_into(a, m0, b, n0, c, cm, cn):
         s31 += y * x1
         s32 += y * x2
         s33 += y * x3
-    c[cm, cn] = s00
-    c[cm, cn + 1] = s01
-    c[cm, cn + 2] = s02
-    c[cm, cn + 3] = s03
-    c[cm + 1, cn] = s10
-    c[cm + 1, cn + 1] = s11
-    c[cm + 1, cn + 2] = s12
-    c[cm + 1, cn + 3] = s13
-    c[cm + 2, cn] = s20
-    c[cm + 2, cn + 1] = s21
-    c[cm + 2, cn + 2] = s22
-    c[cm + 2, cn + 3] = s23
-    c[cm + 3, cn] = s30
-    c[cm + 3, cn + 1] = s31
-    c[cm + 3, cn + 2] = s32
-    c[cm + 3, cn + 3] = s33
+    c0[0], c0[1], c0[2], c0[3] = s00, s01, s02, s03
+    c1[0], c1[1], c1[2], c1[3] = s10, s11, s12, s13
+    c2[0], c2[1], c2[2], c2[3] = s20, s21, s22, s23
+    c3[0], c3[1], c3[2], c3[3] = s30, s31, s32, s33
 
 
 @njit(inline="always", fastmath=CPU_FASTMATH)
 def block(a, m0, b, n0, c, cm, cn, rows, cols):
-    """``c[cm:cm+4, cn:cn+4] = a[m0:m0+4] @ b[n0:n0+4].T`` clipped to a ``rows x cols``
+    """``c[cm:cm+4, cn:cn+4] += a[m0:m0+4] @ b[n0:n0+4].T`` clipped to a ``rows x cols``
     product: the register block when whole, single dot products at the edges."""
     if m0 + BLOCK <= rows and n0 + BLOCK <= cols:
         _block_into(a, m0, b, n0, c, cm, cn)
         return
     for i in range(min(BLOCK, rows - m0)):
         for j in range(min(BLOCK, cols - n0)):
-            c[cm + i, cn + j] = _dot(a[m0 + i], b[n0 + j])
+            c[cm + i, cn + j] += _dot(a[m0 + i], b[n0 + j])
 
 
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
 def gemm_nt(a, b, c):
-    """``c[g] = a[g] @ b[g].T`` for ``a (G, M, K)``, ``b (G, N, K)``, ``c (G, M, N)``;
-    the last axis of ``a`` and ``b`` unit-stride (any strides elsewhere)."""
+    """``c[g] += a[g] @ b[g].T`` for ``a (G, M, K)``, ``b (G, N, K)``, ``c (G, M, N)``;
+    the last axis of ``a``, ``b`` and ``c`` unit-stride (any strides elsewhere)."""
     groups, rows, cols = c.shape
     mb, nb = (rows + BLOCK - 1) // BLOCK, (cols + BLOCK - 1) // BLOCK
     # m-blocks vary fastest: the 4 rows of b stay in cache while every row of a meets them

@@ -93,35 +93,26 @@ def conv2d_forward_gemm(x, weight, bias, out, geometry):
         np.add(product.reshape(groups, k_g, nb, out_len).transpose(2, 0, 1, 3), b, out=o)
 
 
-def _blas_product_nt(a, b, out):
-    np.matmul(a, b.transpose(0, 2, 1), out=out)
-
-
-def grad_weight_chunks(x, grad_out, grad_weight, geometry, product_nt):
-    """The grad weight summed over chunks of images, ``product_nt(dy, cols, out)``
-    computing ``out[g] = dy[g] @ cols[g].T`` (BLAS here, numba's ``gemm_nt`` for the
-    tiled path)."""
+def conv2d_grad_weight_gemm(x, grad_out, grad_weight, geometry):
+    """The grad weight summed over chunks of images (in chunk order: deterministic),
+    one BLAS product ``dy[g] @ cols[g].T`` per chunk."""
     groups, k_g, rows, out_len, cols_geometry, pointwise, chunk = _layout(
         x.shape, grad_weight.shape, grad_out.shape, geometry, x.itemsize)
     gw = grad_weight.reshape(groups, k_g, rows)
     gw[...] = 0
     partial = np.empty_like(gw)
-    for n0, nb in chunks(x.shape[0], chunk):  # summed in chunk order: deterministic
+    for n0, nb in chunks(x.shape[0], chunk):
         if pointwise:
             cols = x[n0:n0 + nb].reshape(nb, groups, rows, out_len)
             dy = grad_out[n0:n0 + nb].reshape(nb, groups, k_g, out_len)
             for i in range(nb):
-                product_nt(dy[i], cols[i], partial)
+                np.matmul(dy[i], cols[i].transpose(0, 2, 1), out=partial)
                 gw += partial
             continue
         cols = _wide_columns(x, n0, nb, groups, rows, out_len, cols_geometry)
         dy = _wide_grad(grad_out, n0, nb, groups, k_g, out_len)
-        product_nt(dy, cols, partial)
+        np.matmul(dy, cols.transpose(0, 2, 1), out=partial)
         gw += partial
-
-
-def conv2d_grad_weight_gemm(x, grad_out, grad_weight, geometry):
-    grad_weight_chunks(x, grad_out, grad_weight, geometry, _blas_product_nt)
 
 
 def conv2d_grad_input_gemm(grad_out, weight, grad_in, geometry):

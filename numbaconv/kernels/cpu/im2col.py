@@ -14,7 +14,7 @@ from .conv import axpy_into, copy_from, fill, valid_range
 
 
 @njit(inline="always")
-def _plane_to_columns(plane, c, flat, row_stride, start, geometry):
+def plane_to_columns(plane, c, flat, row_stride, start, geometry):
     """Input plane of channel ``c`` -> its ``kh * kw`` column rows: row
     ``(c * kh + r) * kw + s`` is ``flat[row * row_stride + start :][: out_h * out_w]``."""
     kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w = geometry
@@ -40,7 +40,7 @@ def _plane_to_columns(plane, c, flat, row_stride, start, geometry):
 
 @njit(inline="always")
 def _columns_to_plane(flat, row_stride, start, c, plane, geometry):
-    """The adjoint of :func:`_plane_to_columns`: sums the column rows of channel ``c``
+    """The adjoint of :func:`plane_to_columns`: sums the column rows of channel ``c``
     back onto its plane (overwritten)."""
     kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w = geometry
     in_h, in_w = plane.shape
@@ -67,7 +67,7 @@ def im2col(x, cols, geometry):
     flat = cols.reshape(cols.size)
     for job in prange(batch * ch):
         n = job // ch
-        _plane_to_columns(x[n, job % ch], job % ch, flat, length, n * rows * length,
+        plane_to_columns(x[n, job % ch], job % ch, flat, length, n * rows * length,
                           geometry)
 
 
@@ -92,7 +92,7 @@ def im2col_wide(x, n0, nb, flat, geometry):
     length = geometry[8] * geometry[9]
     for job in prange(nb * ch):
         i = job // ch
-        _plane_to_columns(x[n0 + i, job % ch], job % ch, flat, nb * length, i * length,
+        plane_to_columns(x[n0 + i, job % ch], job % ch, flat, nb * length, i * length,
                           geometry)
 
 

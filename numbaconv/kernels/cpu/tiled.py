@@ -24,8 +24,9 @@ Backward:
   on ``grad_out`` with the weights flipped and transposed, once per stride phase of the
   input (:func:`conv2d_grad_input_tiled`), all phases reading one frame of
   ``grad_out`` (their leading pads may be negative: the frame then crops).
-* grad weight is the GEMM path's chunked columns with the product in
-  :func:`.gemm.gemm_nt` (a long reduction over the chunk's pixels).
+* grad weight (:func:`conv2d_grad_weight_tiled`) builds, per job, the im2col columns
+  of a few output rows in cache and adds their product with the same rows of
+  ``grad_out`` (a reduction over pixels) into a per-thread partial sum.
 """
 
 import math
@@ -37,8 +38,9 @@ from numba import njit, prange
 from ... import config
 from ...config import CPU_FASTMATH
 from .conv import copy, fill
-from .gemm import BLOCK, block, gemm_nt
-from .gemm_conv import grad_weight_chunks, scratch
+from .gemm import BLOCK, block
+from .gemm_conv import scratch
+from .im2col import plane_to_columns
 
 
 @njit(parallel=True, cache=True)
@@ -112,14 +114,15 @@ def _forward_tiles(xg, wp, bias, out, tiles, geometry, kh, kw):
             _fill_tile(xg, n, g, p0, count, tile, geometry, kh, kw, out_w)
             w = wp[g]
             c = out[n].reshape(out.shape[1], length)[g * k_g:(g + 1) * k_g, p0:p0 + count]
+            for m in range(k_g):
+                fill(c[m], bias[g * k_g + m])
             # 4 weight rows stay in L1 while the tile (in L2) streams past them
             for m0 in range(0, k_g, BLOCK):
                 for i0 in range(0, count, BLOCK):
                     block(w, m0, tile, i0, c, m0, i0, k_g, count)
-            for m in range(k_g):
-                b = bias[g * k_g + m]
-                for i in range(count):
-                    c[m, i] += b
+
+
+L2_PANEL = 65536  # values of a product's re-read operand kept in L2 (256 KiB in float32)
 
 
 def _pack(weight, groups):
@@ -221,5 +224,69 @@ def conv2d_grad_input_tiled(grad_out, weight, grad_in, geometry):
             target[...] = out
 
 
+@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+def _grad_weight_tiles(x, dy, partials, work, geometry, kh, kw, out_w, chunk_rows):
+    """``partials[t]``: thread ``t``'s share of the grad weight, ``(G, K_g, C_g*kh*kw)``.
+
+    A job is one group and ``chunk_rows`` output rows of the batch (the rows of all
+    images in a row, so small images still make long jobs): it copies those rows of
+    ``grad_out`` (``K_g`` x pixels) and builds the matching im2col columns
+    (``C_g*kh*kw`` x pixels) in the thread's ``work`` buffer, then adds their product
+    over the pixels (``gemm``'s dot-product blocks) into the thread's partial sum."""
+    sh, sw, ph, pw, dh, dw, groups = geometry
+    threads, k_g, rows = partials.shape[0], partials.shape[2], partials.shape[3]
+    c_g = rows // (kh * kw)
+    batch, out_len = dy.shape[0], dy.shape[2]
+    out_h = out_len // out_w
+    total = batch * out_h  # output rows of the whole batch
+    per_group = (total + chunk_rows - 1) // chunk_rows
+    for t in prange(threads):
+        partial = partials[t]
+        fill(partial.reshape(partial.size), partial.dtype.type(0))
+        for job in range(t, groups * per_group, threads):
+            g, q0 = job // per_group, (job % per_group) * chunk_rows
+            q1 = min(q0 + chunk_rows, total)
+            length = (q1 - q0) * out_w
+            a = work[t, :k_g * length].reshape(k_g, length)
+            flat = work[t, k_g * length:(k_g + rows) * length]
+            q = q0
+            while q < q1:  # one image's rows at a time
+                n, oh0 = q // out_h, q % out_h
+                count = min(q1 - q, out_h - oh0)
+                at, src = (q - q0) * out_w, oh0 * out_w
+                for m in range(k_g):
+                    copy(a[m, at:at + count * out_w], dy[n, g * k_g + m, src:src + count * out_w])
+                columns = (kh, kw, sh, sw, ph - oh0 * sh, pw, dh, dw, count, out_w)
+                for c in range(c_g):
+                    plane_to_columns(x[n, g * c_g + c], c, flat, length, at, columns)
+                q += count
+            b = flat.reshape(rows, length)
+            # GEMM cache blocking: a panel of grad_out rows stays in L2 (the rows that
+            # fit in L2_PANEL values), 4 column rows at a time in L1 stream past it
+            panel = max(BLOCK, L2_PANEL // length // BLOCK * BLOCK)
+            for mp in range(0, k_g, panel):
+                for i0 in range(0, rows, BLOCK):
+                    for m0 in range(mp, min(mp + panel, k_g), BLOCK):
+                        block(a, m0, b, i0, partial[g], m0, i0, k_g, rows)
+
+
 def conv2d_grad_weight_tiled(x, grad_out, grad_weight, geometry):
-    grad_weight_chunks(x, grad_out, grad_weight, geometry, gemm_nt)
+    """The grad weight as per-thread sums over jobs of output rows (about
+    ``config.TILED_GRAD_PIXELS`` pixels each), added in thread order: deterministic for
+    a given thread count.  No whole-chunk column buffer, no transposed copy of
+    ``grad_out``."""
+    groups = geometry[6]
+    out_ch, c_g, kh, kw = grad_weight.shape
+    batch, _, out_h, out_w = grad_out.shape
+    rows = c_g * kh * kw
+    if grad_out.size == 0:
+        grad_weight[...] = 0
+        return
+    chunk_rows = max(1, config.TILED_GRAD_PIXELS // out_w)
+    threads = numba.get_num_threads()
+    partials = scratch("partials", (threads, groups, out_ch // groups, rows), grad_weight.dtype)
+    work = scratch("grad_tiles", (threads, (out_ch // groups + rows) * min(chunk_rows, batch * out_h) * out_w),
+                   grad_weight.dtype)
+    _grad_weight_tiles(x, grad_out.reshape(batch, out_ch, out_h * out_w), partials, work,
+                       geometry, kh, kw, out_w, chunk_rows)
+    np.sum(partials, axis=0, out=grad_weight.reshape(groups, out_ch // groups, rows))
