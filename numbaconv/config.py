@@ -39,7 +39,7 @@ TILED_PIXELS = 64
 TILED_GRAD_PIXELS = 1024
 
 # 'auto' picks the tiled convolution when a group has at least this many input channels
-# (each tap of a tile row is a run of C_g values: short runs cost more than they save).
+# (thinner groups give short reductions, and the grad input's products few rows).
 TILED_MIN_CHANNELS = 8
 
 # 'auto' uses the GEMM path when a group's matrix product is at least this many

@@ -170,6 +170,29 @@ def test_tiled_matches_the_oracle_across_tiles(x_shape, w_shape, params, dtype, 
     _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
 
 
+def test_tiled_grad_weight_is_deterministic_for_a_thread_count(rng, monkeypatch):
+    """Per-thread partial sums added in thread order: repeated calls give the same bits,
+    and one thread (one partial) agrees with the oracle too."""
+    import numba
+
+    from numbaconv import config
+
+    monkeypatch.setattr(config, "TILED_GRAD_PIXELS", 16)  # many jobs per thread
+    x, w, _ = _arrays(rng, (3, 8, 9, 7), (6, 8, 3, 3), np.float32, bias=False)
+    gy = rng.standard_normal((3, 6, 9, 7)).astype(np.float32)
+    runs = [nc.conv2d_backward(gy, x, w, None, padding=1)[1] for _ in range(3)]
+    assert all(np.array_equal(runs[0], r) for r in runs[1:])
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        single = nc.conv2d_backward(gy, x, w, None, padding=1)[1]
+    finally:
+        numba.set_num_threads(threads)
+    want = ref.conv2d_backward(gy, x, w, None, padding=1)[1]
+    rtol, atol = tolerance(np.float32)
+    np.testing.assert_allclose(single, want, rtol=rtol, atol=atol * 10)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("groups, m, n, k", [(1, 8, 12, 33), (3, 5, 7, 4), (2, 4, 1, 1)])
 def test_gemm_nt_matches_numpy(groups, m, n, k, dtype, rng):

@@ -17,11 +17,20 @@ interleaved with OpenBLAS over two runs (this VM swings 15-30% between runs):
     (576, 64, 6272)       77                171       (short reduction: not used)
 
 The last row is why a short reduction (a grad input's ``K_g``) does not go through it:
-the 16 horizontal sums at the end of every block cost as much as a 64-long loop.  It
-runs inside numba's parallel region, so the tiled convolution (``tiled.py``) needs no
-BLAS call and numba's thread pool never hands the cores to OpenBLAS's.  Each entry of
-``c`` is one thread's dot product in a fixed order: deterministic.  Edge rows and
-columns (``M`` or ``N`` not a multiple of 4) take single dot products.
+the 16 horizontal sums at the end of every block cost as much as a 64-long loop (the
+block alone: 188 GFLOP/s at K = 576, 142 at K = 144).  The tiled convolution
+(``tiled.py``) calls :func:`block` inside its own parallel region, on tiles it builds in
+cache, so it needs no BLAS call and numba's thread pool never hands the cores to
+OpenBLAS's; :func:`gemm_nt` is the same block as a standalone parallel product, the form
+the table was measured with.  Blocks accumulate (``c += ...``): the forward starts from
+the bias, the grad weight sums its jobs into a per-thread partial.  Each entry of ``c``
+gets one dot product per call, in a fixed order: deterministic.  Edge rows and columns
+(``M`` or ``N`` not a multiple of 4) take single dot products.
+
+A product in the other form, ``c[m, :] += a[m, k] * b[k, :]`` (vectors along ``c``'s
+rows, no horizontal sums), was tried for short reductions: 80-110 GFLOP/s for a 4x4
+block, because every step loads and stores ``c`` and LLVM guards the loop with runtime
+alias checks (and leaves it scalar, ~11 GFLOP/s, when a row is not typed contiguous).
 """
 
 from numba import njit, prange
