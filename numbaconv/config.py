@@ -38,6 +38,10 @@ TILED_PIXELS = 64
 # horizontal sum), whose im2col columns are built per job.
 TILED_GRAD_PIXELS = 1024
 
+# ... but fewer where a job's grad_out rows and columns ((K_g + C_g*kH*kW) values per
+# pixel) would pass this many bytes per thread (wide layers: 406 pixels at 256 channels).
+TILED_GRAD_BYTES = 4 * 1024 * 1024
+
 # 'auto' picks the tiled convolution when a group has at least this many input channels
 # (thinner groups give short reductions, and the grad input's products few rows).
 TILED_MIN_CHANNELS = 8

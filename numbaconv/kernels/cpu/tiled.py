@@ -272,8 +272,9 @@ def _grad_weight_tiles(x, dy, partials, work, geometry, kh, kw, out_w, chunk_row
 
 def conv2d_grad_weight_tiled(x, grad_out, grad_weight, geometry):
     """The grad weight as per-thread sums over jobs of output rows (about
-    ``config.TILED_GRAD_PIXELS`` pixels each), added in thread order: deterministic for
-    a given thread count.  No whole-chunk column buffer, no transposed copy of
+    ``config.TILED_GRAD_PIXELS`` pixels each, fewer where their buffers would pass
+    ``config.TILED_GRAD_BYTES``), added in thread order: deterministic for a given
+    thread count.  No whole-chunk column buffer, no transposed copy of
     ``grad_out``."""
     groups = geometry[6]
     out_ch, c_g, kh, kw = grad_weight.shape
@@ -282,7 +283,9 @@ def conv2d_grad_weight_tiled(x, grad_out, grad_weight, geometry):
     if grad_out.size == 0:
         grad_weight[...] = 0
         return
-    chunk_rows = max(1, config.TILED_GRAD_PIXELS // out_w)
+    pixels = min(config.TILED_GRAD_PIXELS,
+                 config.TILED_GRAD_BYTES // ((out_ch // groups + rows) * grad_weight.itemsize))
+    chunk_rows = max(1, pixels // out_w)
     threads = numba.get_num_threads()
     partials = scratch("partials", (threads, groups, out_ch // groups, rows), grad_weight.dtype)
     work = scratch("grad_tiles", (threads, (out_ch // groups + rows) * min(chunk_rows, batch * out_h) * out_w),
