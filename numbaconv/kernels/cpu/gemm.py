@@ -36,16 +36,9 @@ alias checks (and leaves it scalar, ~11 GFLOP/s, when a row is not typed contigu
 from numba import njit, prange
 
 from ...config import CPU_FASTMATH
+from .conv import dot
 
 BLOCK = 4
-
-
-@njit(inline="always", fastmath=CPU_FASTMATH)
-def _dot(a, b):
-    acc = a.dtype.type(0)
-    for k in range(a.shape[0]):
-        acc += a[k] * b[k]
-    return acc
 
 
 @njit(inline="always", fastmath=CPU_FASTMATH)
@@ -53,7 +46,8 @@ def _block_into(a, m0, b, n0, c, cm, cn):
     """``c[cm:cm+4, cn:cn+4] += a[m0:m0+4] @ b[n0:n0+4].T``: 16 scalar reductions."""
     a0, a1, a2, a3 = a[m0], a[m0 + 1], a[m0 + 2], a[m0 + 3]
     b0, b1, b2, b3 = b[n0], b[n0 + 1], b[n0 + 2], b[n0 + 3]
-    c0, c1, c2, c3 = c[cm, cn:cn + 4], c[cm + 1, cn:cn + 4], c[cm + 2, cn:cn + 4], c[cm + 3, cn:cn + 4]
+    c0, c1 = c[cm, cn:cn + 4], c[cm + 1, cn:cn + 4]
+    c2, c3 = c[cm + 2, cn:cn + 4], c[cm + 3, cn:cn + 4]
     s00, s01, s02, s03 = c0[0], c0[1], c0[2], c0[3]
     s10, s11, s12, s13 = c1[0], c1[1], c1[2], c1[3]
     s20, s21, s22, s23 = c2[0], c2[1], c2[2], c2[3]
@@ -95,7 +89,7 @@ def block(a, m0, b, n0, c, cm, cn, rows, cols):
         return
     for i in range(min(BLOCK, rows - m0)):
         for j in range(min(BLOCK, cols - n0)):
-            c[cm + i, cn + j] += _dot(a[m0 + i], b[n0 + j])
+            c[cm + i, cn + j] = dot(a[m0 + i], b[n0 + j], c[cm + i, cn + j])
 
 
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)

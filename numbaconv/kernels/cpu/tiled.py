@@ -11,8 +11,9 @@ Forward, per job (one image, one group, ``config.TILED_PIXELS`` output pixels)::
 The input is first copied into a frame (:func:`to_padded_groups`): channels last within
 each group, zero-padded (or cropped) to exactly the positions the conv reads.  A tile
 row is then built without bounds checks, each kernel row one contiguous run of
-``kW * C_g`` values (``C_g`` per tap when dilated along W); the weights are packed ``(G, K_g, R*S*C_g)`` in the same
-``(r, s, c)`` order.  The product runs :mod:`.gemm`'s dot-product blocks on the tile
+``kW * C_g`` values (``C_g`` per tap when dilated along W); the weights are packed
+``(G, K_g, R*S*C_g)`` in the same ``(r, s, c)`` order.  The product runs :mod:`.gemm`'s
+dot-product blocks on the tile
 while it sits in the thread's cache: no whole-chunk column buffer goes to memory and
 back, and no BLAS call, so numba's thread pool never hands the cores to OpenBLAS's.
 Each thread owns one tile buffer (``tiles[t]``) and a fixed share of the jobs; every
@@ -143,8 +144,8 @@ def _framed(x, groups, rows, cols):
     """``x`` copied into the frame ``rows = (lo, hi)``, ``cols = (lo, hi)`` of input
     positions, channels last per group (:func:`to_padded_groups`)."""
     batch, ch = x.shape[0], x.shape[1]
-    xg = scratch("framed", (batch, groups, rows[1] - rows[0], (cols[1] - cols[0]) * (ch // groups)),
-                 x.dtype)
+    width = (cols[1] - cols[0]) * (ch // groups)
+    xg = scratch("framed", (batch, groups, rows[1] - rows[0], width), x.dtype)
     to_padded_groups(x, xg, rows[0], cols[0])
     return xg
 
@@ -288,8 +289,8 @@ def conv2d_grad_weight_tiled(x, grad_out, grad_weight, geometry):
     chunk_rows = max(1, pixels // out_w)
     threads = numba.get_num_threads()
     partials = scratch("partials", (threads, groups, out_ch // groups, rows), grad_weight.dtype)
-    work = scratch("grad_tiles", (threads, (out_ch // groups + rows) * min(chunk_rows, batch * out_h) * out_w),
-                   grad_weight.dtype)
+    pixels = min(chunk_rows, batch * out_h) * out_w
+    work = scratch("grad_tiles", (threads, (out_ch // groups + rows) * pixels), grad_weight.dtype)
     _grad_weight_tiles(x, grad_out.reshape(batch, out_ch, out_h * out_w), partials, work,
                        geometry, kh, kw, out_w, chunk_rows)
     np.sum(partials, axis=0, out=grad_weight.reshape(groups, out_ch // groups, rows))
