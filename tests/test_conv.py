@@ -170,6 +170,32 @@ def test_tiled_matches_the_oracle_across_tiles(x_shape, w_shape, params, dtype, 
     _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, mult, params", [
+    ((2, 3, 8, 8), 1, dict(stride=2, padding=1)),                   # even: whole pairs
+    ((1, 2, 7, 9), 2, dict(stride=2, padding=(0, 2))),               # odd sizes, pad > 1
+    ((2, 2, 9, 8), 1, dict(stride=(2, 1), dilation=(1, 2), padding=2)),
+    ((1, 3, 9, 11), 1, dict(stride=(1, 3), padding=(1, 0))),         # 3 column phases
+    ((1, 2, 10, 9), 1, dict(stride=(3, 2), dilation=(2, 3), padding=(2, 3))),
+    ((1, 2, 4, 4), 1, dict(stride=2, padding=3)),                    # pads past the input
+])
+def test_depthwise_matches_the_oracle_across_stride_phases(x_shape, mult, params, dtype,
+                                                            rng):
+    """The depthwise kernels' stride-phase split (row phases assembled by whole rows,
+    then split into column phases by one flat pass) and its adjoint, on strides 1-3,
+    dilations and pads that reach past the input, forward and both gradients."""
+    from numbaconv._args import conv_spec
+    from numbaconv.dispatch import choose_conv_algorithm
+
+    ch = x_shape[1]
+    x, w, b = _arrays(rng, x_shape, (ch * mult, 1, 3, 3), dtype)
+    params = dict(params, groups=ch)
+    spec = conv_spec("conv2d", 2, x, w, b, params.get("stride", 1), params["padding"],
+                     params.get("dilation", 1), ch, "zeros", False)
+    assert choose_conv_algorithm("cpu", spec) == "depthwise"
+    _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
+
+
 def test_tiled_grad_weight_is_deterministic_for_a_thread_count(rng, monkeypatch):
     """Per-thread partial sums added in thread order: repeated calls give the same bits,
     and one thread (one partial) agrees with the oracle too."""

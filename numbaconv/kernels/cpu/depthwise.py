@@ -52,42 +52,93 @@ def _tap(r, s, sw, sh, dh, dw, wq, size):
 
 
 @njit(inline="always")
-def _split_phases(phases, plane, sh, sw, ph, pw, hq, wq):
-    """``phases[(a * sw + b) * size + i * wq + j] = plane[i * sh + a - ph, j * sw + b - pw]``
-    (flat, one phase plane every ``size`` elements), zero outside the plane."""
-    fill(phases, phases.dtype.type(0))
-    in_h, in_w = plane.shape
-    size = phases.shape[0] // (sh * sw)
-    for a in range(sh):
-        for b in range(sw):
-            phase = phases[(a * sw + b) * size:(a * sw + b + 1) * size]
-            j_lo, j_hi = valid_range(b - pw, sw, in_w, wq)
-            if j_hi <= j_lo:
-                continue
-            i_lo, i_hi = valid_range(a - ph, sh, in_h, hq)
-            for i in range(i_lo, i_hi):
-                copy_from(phase[i * wq + j_lo:i * wq + j_hi], plane[i * sh + a - ph],
-                          j_lo * sw + b - pw, sw)
+def _deinterleave(even, odd, src):
+    """``even[p], odd[p] = src[2p], src[2p + 1]``: one flat loop LLVM vectorizes (the
+    stride is a constant)."""
+    for p in range(even.shape[0]):
+        even[p] = src[2 * p]
+        odd[p] = src[2 * p + 1]
 
 
 @njit(inline="always")
-def _merge_phases(plane, phases, sh, sw, ph, pw, hq, wq):
+def _interleave(dst, even, odd):
+    """The adjoint of :func:`_deinterleave`: ``dst[2p], dst[2p + 1] = even[p], odd[p]``."""
+    for p in range(even.shape[0]):
+        dst[2 * p] = even[p]
+        dst[2 * p + 1] = odd[p]
+
+
+@njit(inline="always")
+def _phase_rows(rows, phases, a, sw, size, hq, wq):
+    """Where row phase ``a`` is assembled: at stride 1 along W it is phase plane ``a``
+    itself (row pitch ``wq``), else the ``rows`` buffer (row pitch ``sw * wq``)."""
+    if sw == 1:
+        return phases[a * size:(a + 1) * size]
+    return rows[:hq * wq * sw]
+
+
+@njit(inline="always")
+def _columns(pw, in_w, pitch):
+    """The columns ``[c0, c1)`` of a row-phase row that hold input columns ``c - pw``."""
+    c0 = min(max(pw, 0), pitch)
+    return c0, max(min(pw + in_w, pitch), c0)
+
+
+@njit(inline="always")
+def _split_phases(phases, rows, plane, sh, sw, ph, pw, hq, wq):
+    """``phases[(a * sw + b) * size + i * wq + j] = plane[i * sh + a - ph, j * sw + b - pw]``
+    (flat, one phase plane every ``size`` elements), zero outside the plane.
+
+    In two passes, both flat: each row phase ``a`` is assembled with whole-row copies
+    into ``rows`` (zero-padded, row pitch ``sw * wq``), then split into its ``sw``
+    column phases by one strided pass over the buffer (the column phase ``b`` is every
+    ``sw``-th element from ``b``).  A per-row gather of ``wq`` elements per phase, the
+    first version, spent most of the forward's time in loop set-up: 0.39 of 0.51 ms on
+    (8,128,28,28) at stride 2, against 0.26 for the two passes."""
+    in_h, in_w = plane.shape
+    size = phases.shape[0] // (sh * sw)
+    pitch, flat = sw * wq, hq * wq
+    c0, c1 = _columns(pw, in_w, pitch)
+    zero = phases.dtype.type(0)
+    for a in range(sh):
+        buf = _phase_rows(rows, phases, a, sw, size, hq, wq)
+        fill(buf, zero)
+        i_lo, i_hi = valid_range(a - ph, sh, in_h, hq)
+        for i in range(i_lo, i_hi):
+            copy(buf[i * pitch + c0:i * pitch + c1], plane[i * sh + a - ph, c0 - pw:c1 - pw])
+        if sw == 1:
+            continue
+        first = a * sw * size
+        if sw == 2:
+            _deinterleave(phases[first:first + flat], phases[first + size:first + size + flat],
+                          buf)
+        else:
+            for b in range(sw):
+                copy_from(phases[first + b * size:first + b * size + flat], buf, b, sw)
+        for b in range(sw):  # the slack past the last row, read by junk columns
+            fill(phases[first + b * size + flat:first + (b + 1) * size], zero)
+
+
+@njit(inline="always")
+def _merge_phases(plane, phases, rows, sh, sw, ph, pw, hq, wq):
     """The adjoint of :func:`_split_phases`: every input element takes its phase-plane
     entry (each element has exactly one), zero where no phase plane reaches."""
     in_h, in_w = plane.shape
     size = phases.shape[0] // (sh * sw)
-    for ih in range(in_h):
-        row = plane[ih]
-        fill(row, plane.dtype.type(0))
-        i = (ih + ph) // sh
-        if i >= hq:
-            continue
-        a = (ih + ph) % sh
-        for b in range(sw):
-            j_lo, j_hi = valid_range(b - pw, sw, in_w, wq)
-            if j_hi > j_lo:
-                start = (a * sw + b) * size + i * wq
-                copy_into(row, j_lo * sw + b - pw, sw, phases[start + j_lo:start + j_hi])
+    pitch, flat = sw * wq, hq * wq
+    c0, c1 = _columns(pw, in_w, pitch)
+    fill(plane.reshape(in_h * in_w), plane.dtype.type(0))
+    for a in range(sh):
+        buf = _phase_rows(rows, phases, a, sw, size, hq, wq)
+        first = a * sw * size
+        if sw == 2:
+            _interleave(buf, phases[first:first + flat], phases[first + size:first + size + flat])
+        elif sw > 2:
+            for b in range(sw):
+                copy_into(buf, b, sw, phases[first + b * size:first + b * size + flat])
+        i_lo, i_hi = valid_range(a - ph, sh, in_h, hq)
+        for i in range(i_lo, i_hi):
+            copy(plane[i * sh + a - ph, c0 - pw:c1 - pw], buf[i * pitch + c0:i * pitch + c1])
 
 
 @njit(inline="always")
@@ -112,7 +163,8 @@ def conv2d_forward_depthwise(x, weight, bias, out, geometry):
         n = job // out_ch
         k = job % out_ch
         phases = np.empty(sh * sw * size, x.dtype)
-        _split_phases(phases, x[n, k // multiplier], sh, sw, ph, pw, hq, wq)
+        rows = np.empty(hq * wq * sw, x.dtype)
+        _split_phases(phases, rows, x[n, k // multiplier], sh, sw, ph, pw, hq, wq)
         ext = np.empty(length, x.dtype)
         fill(ext, bias[k])
         for r in range(kh):
@@ -136,6 +188,7 @@ def conv2d_grad_input_depthwise(grad_out, weight, grad_in, geometry):
         n = job // in_ch
         c = job % in_ch
         phases = np.zeros(sh * sw * size, grad_in.dtype)
+        rows = np.empty(hq * wq * sw, grad_in.dtype)
         ext = np.empty(length, grad_in.dtype)
         for j in range(multiplier):
             k = c * multiplier + j
@@ -144,7 +197,7 @@ def conv2d_grad_input_depthwise(grad_out, weight, grad_in, geometry):
                 for s in range(kw):
                     off = _tap(r, s, sw, sh, dh, dw, wq, size)
                     axpy(phases[off:off + length], ext, weight[k, 0, r, s])
-        _merge_phases(grad_in[n, c], phases, sh, sw, ph, pw, hq, wq)
+        _merge_phases(grad_in[n, c], phases, rows, sh, sw, ph, pw, hq, wq)
 
 
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
@@ -159,9 +212,10 @@ def conv2d_grad_weight_depthwise(x, grad_out, grad_weight, geometry):
     for k in prange(out_ch):
         acc = np.zeros((kh, kw), np.float64)
         phases = np.empty(sh * sw * size, x.dtype)
+        rows = np.empty(hq * wq * sw, x.dtype)
         ext = np.empty(length, x.dtype)
         for n in range(batch):
-            _split_phases(phases, x[n, k // multiplier], sh, sw, ph, pw, hq, wq)
+            _split_phases(phases, rows, x[n, k // multiplier], sh, sw, ph, pw, hq, wq)
             _extend(ext, grad_out[n, k], wq)
             for r in range(kh):
                 for s in range(kw):
