@@ -220,7 +220,8 @@ def test_tiled_grad_weight_is_deterministic_for_a_thread_count(rng, monkeypatch)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("groups, m, n, k", [(1, 8, 12, 33), (3, 5, 7, 4), (2, 4, 1, 1)])
+@pytest.mark.parametrize("groups, m, n, k", [(1, 8, 12, 33), (3, 5, 7, 4), (2, 4, 1, 1),
+                                             (1, 4, 8, 32), (2, 8, 4, 47)])
 def test_gemm_nt_matches_numpy(groups, m, n, k, dtype, rng):
     """numba's dot-product GEMM (it accumulates into ``c``), full 4x4 blocks and edge
     rows / columns, on strided operands (only the last axis is unit-stride)."""
@@ -233,6 +234,34 @@ def test_gemm_nt_matches_numpy(groups, m, n, k, dtype, rng):
     gemm_nt(a, b, c)
     rtol, atol = tolerance(dtype)
     np.testing.assert_allclose(c, c0 + a @ b.transpose(0, 2, 1), rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k", [1, 7, 16, 23, 64, 100])
+def test_both_register_blocks_match_numpy(k, dtype, rng):
+    """The 4x4 block in explicit SIMD vectors (AVX-512 hosts: whole vectors, a masked
+    tail, one joint tree of sums, the lanes in row-major order) and the scalar-reduction
+    block other hosts run, each on one block of wider operands."""
+    from numba import njit
+
+    from numbaconv.kernels.cpu import gemm
+
+    def run(impl):
+        @njit
+        def one_block(a, b, c):
+            impl(a, 4, b, 2, c, 1, 3)
+        return one_block
+
+    a = rng.standard_normal((9, k)).astype(dtype)
+    b = rng.standard_normal((7, k)).astype(dtype)
+    c0 = rng.standard_normal((6, 8)).astype(dtype)
+    want = c0.copy()
+    want[1:5, 3:7] += a[4:8] @ b[2:6].T
+    rtol, atol = tolerance(dtype)
+    for impl in (gemm._block_vector, gemm._block_scalar):
+        c = c0.copy()
+        run(impl)(a, b, c)
+        np.testing.assert_allclose(c, want, rtol=rtol, atol=atol)
 
 
 def test_chooser_rules():

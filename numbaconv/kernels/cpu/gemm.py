@@ -2,13 +2,17 @@
 
 Both operands are read along their contiguous last axis (the reduction axis), so every
 entry of ``c`` is a dot product of two unit-stride rows.  A job computes a 4 x 4 block of
-``c``: sixteen dot products in one loop over the reduction axis, each kept in a scalar.
-LLVM's loop vectorizer turns each of those scalar reductions into a vector accumulator
-held in a register (16 of AVX-512's 32), reading 4 + 4 rows for 16 fused multiply-adds.
-This is what an array of accumulators could not do: numba's arrays carry no ``noalias``,
-so accumulators kept in an array stay in memory (a register-blocked direct kernel written
-that way measured 60-78 GFLOP/s here).  Measured on this 2-core machine, float32,
-interleaved with OpenBLAS over two runs (this VM swings 15-30% between runs):
+``c``: sixteen dot products in one loop over the reduction axis, 16 vector accumulators
+held in registers (16 of AVX-512's 32), reading 4 + 4 rows for 16 fused multiply-adds.
+On AVX-512 hosts the block is written in explicit vectors (:mod:`.simd`: whole vectors,
+a masked tail, one joint tree of horizontal sums, 5-45% faster per core than the
+scalar form, see there); elsewhere each entry is a scalar reduction that LLVM's loop
+vectorizer turns into a vector accumulator, summed on its own.  Either is what an array
+of accumulators could not do: numba's arrays carry no ``noalias``, so accumulators kept
+in an array stay in memory (a register-blocked direct kernel written that way measured
+60-78 GFLOP/s here).  Measured on this 2-core machine, float32,
+interleaved with OpenBLAS over two runs (this VM swings 15-30% between runs), with the
+scalar-reduction block:
 
     (M, K, N)            numba gemm_nt     OpenBLAS sgemm
     (64, 576, 6272)      152-187 GFLOP/s   147-174
@@ -25,7 +29,7 @@ OpenBLAS's; :func:`gemm_nt` is the same block as a standalone parallel product, 
 the table was measured with.  Blocks accumulate (``c += ...``): the forward starts from
 the bias, the grad weight sums its jobs into a per-thread partial.  Each entry of ``c``
 gets one dot product per call, in a fixed order: deterministic.  Edge rows and columns
-(``M`` or ``N`` not a multiple of 4) take single dot products.
+(``M`` or ``N`` not a multiple of 4) take single dot products, rows indexed in place.
 
 A product in the other form, ``c[m, :] += a[m, k] * b[k, :]`` (vectors along ``c``'s
 rows, no horizontal sums), was tried for short reductions: 80-110 GFLOP/s for a 4x4
@@ -36,14 +40,15 @@ alias checks (and leaves it scalar, ~11 GFLOP/s, when a row is not typed contigu
 from numba import njit, prange
 
 from ...config import CPU_FASTMATH
-from .conv import dot
+from . import simd
 
 BLOCK = 4
 
 
 @njit(inline="always", fastmath=CPU_FASTMATH)
-def _block_into(a, m0, b, n0, c, cm, cn):
-    """``c[cm:cm+4, cn:cn+4] += a[m0:m0+4] @ b[n0:n0+4].T``: 16 scalar reductions."""
+def _block_scalar(a, m0, b, n0, c, cm, cn):
+    """``c[cm:cm+4, cn:cn+4] += a[m0:m0+4] @ b[n0:n0+4].T``: 16 scalar reductions, each
+    vectorized by LLVM (and summed on its own)."""
     a0, a1, a2, a3 = a[m0], a[m0 + 1], a[m0 + 2], a[m0 + 3]
     b0, b1, b2, b3 = b[n0], b[n0 + 1], b[n0 + 2], b[n0 + 3]
     c0, c1 = c[cm, cn:cn + 4], c[cm + 1, cn:cn + 4]
@@ -81,15 +86,77 @@ def _block_into(a, m0, b, n0, c, cm, cn):
 
 
 @njit(inline="always", fastmath=CPU_FASTMATH)
+def _fma_4x4(y0, y1, y2, y3, b, n0, k, acc):
+    """The 16 accumulators ``acc`` plus the outer products of the vectors ``y`` (of
+    ``a``'s 4 rows) and the vectors at ``k`` of ``b``'s rows ``n0 .. n0+3``."""
+    s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33 = acc
+    x0, x1 = simd.load(b, n0, k), simd.load(b, n0 + 1, k)
+    x2, x3 = simd.load(b, n0 + 2, k), simd.load(b, n0 + 3, k)
+    return (simd.fma(y0, x0, s00), simd.fma(y0, x1, s01),
+            simd.fma(y0, x2, s02), simd.fma(y0, x3, s03),
+            simd.fma(y1, x0, s10), simd.fma(y1, x1, s11),
+            simd.fma(y1, x2, s12), simd.fma(y1, x3, s13),
+            simd.fma(y2, x0, s20), simd.fma(y2, x1, s21),
+            simd.fma(y2, x2, s22), simd.fma(y2, x3, s23),
+            simd.fma(y3, x0, s30), simd.fma(y3, x1, s31),
+            simd.fma(y3, x2, s32), simd.fma(y3, x3, s33))
+
+
+@njit(inline="always", fastmath=CPU_FASTMATH)
+def _block_vector(a, m0, b, n0, c, cm, cn):
+    """``c[cm:cm+4, cn:cn+4] += a[m0:m0+4] @ b[n0:n0+4].T``: 16 vector accumulators
+    (:mod:`.simd`), the reduction's tail as one last vector with its summed lanes
+    zeroed, then one joint tree of horizontal sums.  Rows are indexed in place, never
+    taken as views (see ``simd.load``).  Rows shorter than a vector take single dot
+    products."""
+    size, width = a.shape[1], simd.lanes(a)
+    if size < width:
+        _dots(a, m0, b, n0, c, cm, cn, BLOCK, BLOCK)
+        return
+    z = simd.zeros(a)
+    acc = (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
+    for step in range(size // width):
+        k = step * width
+        acc = _fma_4x4(simd.load(a, m0, k), simd.load(a, m0 + 1, k),
+                       simd.load(a, m0 + 2, k), simd.load(a, m0 + 3, k), b, n0, k, acc)
+    rest = size % width
+    if rest:  # the last vector of each row, its lanes already summed zeroed in a
+        acc = _fma_4x4(simd.load_last(a, m0, size, rest), simd.load_last(a, m0 + 1, size, rest),
+                       simd.load_last(a, m0 + 2, size, rest),
+                       simd.load_last(a, m0 + 3, size, rest), b, n0, size - width, acc)
+    r = simd.sums16(*acc)
+    for i in range(BLOCK):
+        for j in range(BLOCK):
+            c[cm + i, cn + j] += r[i * BLOCK + j]
+
+
+# explicit vectors where the host has AVX-512's 32 registers (16 accumulators + 8 loads);
+# with 16 registers (AVX2) they would spill, and LLVM's own choice is kept
+_block_into = _block_vector if simd.WIDE else _block_scalar
+
+
+@njit(inline="always", fastmath=CPU_FASTMATH)
 def block(a, m0, b, n0, c, cm, cn, rows, cols):
     """``c[cm:cm+4, cn:cn+4] += a[m0:m0+4] @ b[n0:n0+4].T`` clipped to a ``rows x cols``
     product: the register block when whole, single dot products at the edges."""
     if m0 + BLOCK <= rows and n0 + BLOCK <= cols:
         _block_into(a, m0, b, n0, c, cm, cn)
-        return
-    for i in range(min(BLOCK, rows - m0)):
-        for j in range(min(BLOCK, cols - n0)):
-            c[cm + i, cn + j] = dot(a[m0 + i], b[n0 + j], c[cm + i, cn + j])
+    else:
+        _dots(a, m0, b, n0, c, cm, cn, min(BLOCK, rows - m0), min(BLOCK, cols - n0))
+
+
+@njit(inline="always", fastmath=CPU_FASTMATH)
+def _dots(a, m0, b, n0, c, cm, cn, rows, cols):
+    """``c[cm:cm+rows, cn:cn+cols] += a[m0:m0+rows] @ b[n0:n0+cols].T``, one dot product
+    per entry, rows indexed in place: a row view here, even on a path never taken,
+    leaves reference-count calls in every block (the vector block measured 47 against
+    87 GFLOP/s with them)."""
+    for i in range(rows):
+        for j in range(cols):
+            acc = c[cm + i, cn + j]
+            for k in range(a.shape[1]):
+                acc += a[m0 + i, k] * b[n0 + j, k]
+            c[cm + i, cn + j] = acc
 
 
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)

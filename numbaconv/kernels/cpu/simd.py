@@ -1,0 +1,214 @@
+"""SIMD vectors in numba: a vector type and the few operations the matrix-product block
+needs (``gemm._block_into``), written as LLVM intrinsics.
+
+numba has no vector types; a loop of scalar reductions is left to LLVM's loop
+vectorizer, which gives every reduction its own vector accumulator and its own
+horizontal sum, plus a remainder loop.  With explicit vectors the block keeps 16
+accumulators in registers, takes a reduction's tail as one more vector whose
+already-summed lanes are zeroed (:func:`load_last`), and sums all 16 together at the
+end: one tree that halves the *set* of vectors at each level (pairs of vectors become
+one vector of half-segments), 15 vector adds and 30 shuffles instead of 16 separate
+trees.  Measured on one core, a 4x4-blocked (M x K) @ (64 x K).T product as the tiled
+forward runs it (GFLOP/s, scalar reductions -> vectors; one core's FMA peak is
+~115): (8, 72) 34-36 -> 50-51, (16, 144) 56-61 -> 69-70, (16, 147) 49-51 -> 58,
+(32, 256) 73-75 -> 88-89, (64, 576) 93-96 -> 100-102, (256, 2304) 92-107 -> 102-104.
+
+Two things decide whether this pays, both measured: rows are indexed in place
+(:func:`load` takes the 2-D array and a row), because a row *view* carries a
+reference count whose increments and decrements, left in every block by any branch
+numba's pruning cannot see through, cost more than a short block (47 vs 87 GFLOP/s on
+(16, 144)); and the loop counts whole vectors (``range(size // width)``), not a
+stepped range (which left the first version slower than the scalar block).
+
+The width is the host's widest: 64 bytes with AVX-512, else 32 (``VECTOR_BYTES``);
+numba's cache is keyed by the host CPU, so a cached kernel never runs on another.
+Loads read ``width`` consecutive elements with no bounds check: callers keep them
+inside the array, whose rows must be unit-stride (the row stride is read from the
+array; within a row, elements are taken to follow each other in memory).
+"""
+
+import llvmlite.binding as llvm
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.core.errors import TypingError
+from numba.extending import intrinsic, models, register_model
+
+WIDE = bool(llvm.get_host_cpu_features().get("avx512f"))
+VECTOR_BYTES = 64 if WIDE else 32
+
+
+class Vector(types.Type):
+    """``width`` lanes of a float ``dtype``, held in one SIMD register."""
+
+    def __init__(self, dtype):
+        self.dtype = dtype
+        self.width = VECTOR_BYTES * 8 // dtype.bitwidth
+        super().__init__(name=f"Vector({dtype} x {self.width})")
+
+
+@register_model(Vector)
+class _VectorModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        lane = dmm.lookup(fe_type.dtype).get_value_type()
+        super().__init__(dmm, fe_type, ir.VectorType(lane, fe_type.width))
+
+
+def _vector_of(arr):
+    if not isinstance(arr, types.Array) or not isinstance(arr.dtype, types.Float):
+        raise TypingError(f"simd: expected a float array, got {arr}")
+    return Vector(arr.dtype)
+
+
+def _address(context, builder, aryty, ary, row, col):
+    """A pointer to ``ary[row, col]`` of a 2-D array whose rows are unit-stride (the
+    caller's contract: the row stride is read from the array, the column step is the
+    item size)."""
+    arr = context.make_array(aryty)(context, builder, ary)
+    row_stride = cgutils.unpack_tuple(builder, arr.strides, 2)[0]
+    intp = row_stride.type
+    base = builder.ptrtoint(arr.data, intp)
+    offset = builder.add(builder.mul(row, row_stride),
+                         builder.mul(col, ir.Constant(intp, aryty.dtype.bitwidth // 8)))
+    return builder.add(base, offset)
+
+
+def _load(context, builder, vt, address):
+    lltype = context.get_value_type(vt)
+    ptr = builder.inttoptr(address, lltype.as_pointer())
+    return builder.load(ptr, align=vt.dtype.bitwidth // 8)
+
+
+def _int_vector(values, bits=32):
+    kind = ir.IntType(bits)
+    return ir.Constant(ir.VectorType(kind, len(values)), [ir.Constant(kind, v) for v in values])
+
+
+@intrinsic
+def lanes(typingctx, arr):
+    """The number of lanes of ``arr``'s vectors (a compile-time constant)."""
+    vt = _vector_of(arr)
+
+    def codegen(context, builder, sig, args):
+        return context.get_constant(types.intp, vt.width)
+    return types.intp(arr), codegen
+
+
+@intrinsic
+def zeros(typingctx, arr):
+    """A vector of zeros of ``arr``'s dtype."""
+    vt = _vector_of(arr)
+
+    def codegen(context, builder, sig, args):
+        return ir.Constant(context.get_value_type(vt), None)
+    return vt(arr), codegen
+
+
+def _check_2d(name, arr, *indices):
+    if arr.ndim != 2 or not all(isinstance(i, types.Integer) for i in indices):
+        raise TypingError(f"simd.{name}: expected a 2-D array and integer indices")
+
+
+def _intp_args(context, builder, sig, args):
+    return [context.cast(builder, v, t, types.intp) for v, t in zip(args[1:], sig.args[1:])]
+
+
+@intrinsic
+def load(typingctx, arr, row, col):
+    """``arr[row, col : col + width]`` (rows indexed in place: a row view would carry a
+    reference count, and its increments and decrements cost more than a short block)."""
+    vt = _vector_of(arr)
+    _check_2d("load", arr, row, col)
+
+    def codegen(context, builder, sig, args):
+        row_, col_ = _intp_args(context, builder, sig, args)
+        return _load(context, builder, vt, _address(context, builder, sig.args[0], args[0],
+                                                    row_, col_))
+    return vt(arr, row, col), codegen
+
+
+@intrinsic
+def load_last(typingctx, arr, row, stop, count):
+    """``arr[row, stop - width : stop]`` with all but its last ``count`` lanes zeroed:
+    the tail of a reduction whose earlier lanes were already summed
+    (``width <= stop``)."""
+    vt = _vector_of(arr)
+    _check_2d("load_last", arr, row, stop, count)
+
+    def codegen(context, builder, sig, args):
+        intp = context.get_value_type(types.intp)
+        row_, stop_, count_ = _intp_args(context, builder, sig, args)
+        width = ir.Constant(intp, vt.width)
+        start = builder.sub(stop_, width)
+        vec = _load(context, builder, vt, _address(context, builder, sig.args[0], args[0],
+                                                   row_, start))
+        first = builder.sub(width, count_)  # lanes below it were summed already
+        lane_ids = _int_vector(range(vt.width), intp.width)
+        splat = builder.insert_element(ir.Constant(lane_ids.type, None), first,
+                                       ir.Constant(ir.IntType(32), 0))
+        splat = builder.shuffle_vector(splat, splat, _int_vector([0] * vt.width))
+        keep = builder.icmp_signed(">=", lane_ids, splat)
+        return builder.select(keep, vec, ir.Constant(vec.type, None))
+    return vt(arr, row, stop, count), codegen
+
+
+@intrinsic
+def fma(typingctx, x, y, acc):
+    """``x * y + acc``, lane by lane, one fused multiply-add."""
+    if not (isinstance(acc, Vector) and x == acc and y == acc):
+        raise TypingError("simd.fma: expected three vectors of one type")
+
+    def codegen(context, builder, sig, args):
+        lltype = args[2].type
+        name = f"llvm.fma.v{lltype.count}{lltype.element.intrinsic_name}"
+        fn = cgutils.get_or_insert_function(builder.module,
+                                            ir.FunctionType(lltype, [lltype] * 3), name)
+        return builder.call(fn, list(args))
+    return acc(x, y, acc), codegen
+
+
+def _joint_sums(builder, vectors, width):
+    """The horizontal sums of ``vectors`` (a power of two of them), in order.
+
+    Each level adds pairs of vectors into one: ``u`` and ``v`` hold segments of
+    ``seg`` lanes (one partial sum each); the result holds ``u``'s segments, then
+    ``v``'s, each halved (its lower half plus its upper half).  When one vector is
+    left, or the segments are single lanes, the remaining lanes are extracted (and
+    summed, when a segment is still wider than a lane)."""
+    items = [(vec, [i]) for i, vec in enumerate(vectors)]  # (vector, ids of its segments)
+    seg = width
+    while len(items) > 1 and seg > 1:
+        half, merged = seg // 2, []
+        for (u, u_ids), (v, v_ids) in zip(items[::2], items[1::2]):
+            lower, upper = [], []
+            for origin in (0, width):  # u's lanes are 0.., v's width..
+                for s in range(len(u_ids)):
+                    start = origin + s * seg
+                    lower += range(start, start + half)
+                    upper += range(start + half, start + seg)
+            total = builder.fadd(builder.shuffle_vector(u, v, _int_vector(lower)),
+                                 builder.shuffle_vector(u, v, _int_vector(upper)))
+            merged.append((total, u_ids + v_ids))
+        items, seg = merged, half
+    sums = [None] * len(vectors)
+    for vec, ids in items:
+        for s, i in enumerate(ids):
+            lane = builder.extract_element(vec, ir.Constant(ir.IntType(32), s * seg))
+            for extra in range(1, seg):
+                lane = builder.fadd(lane, builder.extract_element(
+                    vec, ir.Constant(ir.IntType(32), s * seg + extra)))
+            sums[i] = lane
+    return sums
+
+
+@intrinsic
+def sums16(typingctx, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15):
+    """The 16 horizontal sums of 16 vectors, as a tuple (one joint tree)."""
+    vectors = (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15)
+    if not isinstance(v0, Vector) or any(v != v0 for v in vectors):
+        raise TypingError("simd.sums16: expected 16 vectors of one type")
+    result = types.UniTuple(v0.dtype, 16)
+
+    def codegen(context, builder, sig, args):
+        return context.make_tuple(builder, result, _joint_sums(builder, args, v0.width))
+    return result(*vectors), codegen
