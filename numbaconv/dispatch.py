@@ -173,9 +173,11 @@ def _winograd_applies(spec) -> bool:
     return applies(spec.kernel, spec.stride, spec.dilation, spec.groups, spec.pads)
 
 
-def choose_conv_algorithm(device: str, spec) -> str:
+def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> str:
     """The one place that picks how a convolution runs: ``'direct'``, ``'tiled'``,
-    ``'gemm'``, ``'depthwise'`` or ``'winograd'``.
+    ``'gemm'``, ``'depthwise'`` or ``'winograd'``, for one of its kernels
+    (``kernel``: ``'conv2d_forward'``, ``'conv2d_grad_input'`` or
+    ``'conv2d_grad_weight'``).
 
     Rules (CPU; CUDA always runs its direct kernels), first match wins:
 
@@ -201,7 +203,13 @@ def choose_conv_algorithm(device: str, spec) -> str:
     * everything else (few input channels, e.g. an RGB stem): ``'gemm'``, im2col per
       chunk of images plus one BLAS matrix product per group.  On the (1,3,224,224)
       7x7 stride-2 stem the tiled forward (runs of kW*3 = 21 values) measured even
-      (2.6 vs 2.4 ms) but its grad input, 3-row products, 2.2x slower (4.9 vs 2.2 ms).
+      (2.6 vs 2.4 ms; 2.8-3.0 vs 2.5-3.1 with the SIMD block) but its grad input,
+      3-row products, 2.2x slower (4.9 vs 2.2 ms) -- except the grad weight, which is
+      ``'tiled'`` there: its reduction runs over pixels, so thin inputs still give long
+      rows, and it makes no BLAS call.  Measured (ms, tiled vs gemm): the stem 1.9 vs
+      2.9-3.9 and 5.9 vs 8.0 in another run; (8,4,56,56) -> 32 3x3 0.45-0.9 vs 1.5-8
+      (the BLAS product (32 x 25088) @ (25088 x 36) alone takes 1.1-1.4 ms, up to 6
+      when OpenBLAS's threads have to be woken).
 
     A kernel without a variant for the chosen algorithm runs the next one in
     :data:`CONV_FALLBACK` (tiled -> gemm -> direct; winograd -> gemm; depthwise ->
@@ -229,7 +237,9 @@ def choose_conv_algorithm(device: str, spec) -> str:
     if c_g >= config.TILED_MIN_CHANNELS:
         return "tiled"
     macs = k_g * c_g * spec.kernel[0] * spec.kernel[1]
-    return "gemm" if macs >= config.GEMM_MIN_MACS_PER_PIXEL else "direct"
+    if macs < config.GEMM_MIN_MACS_PER_PIXEL:
+        return "direct"
+    return "tiled" if kernel == "conv2d_grad_weight" else "gemm"
 
 
 # --------------------------------------------------------------------------- moving data

@@ -282,6 +282,11 @@ def test_chooser_rules():
     assert choose_conv_algorithm("cpu", spec(16, 32, 1, k=5)) == "tiled"
     assert choose_conv_algorithm("cpu", spec(64, 64, 8)) == "tiled"  # 8 channels a group
     assert choose_conv_algorithm("cpu", spec(4, 32, 1)) == "gemm"  # few input channels
+    # ... whose grad weight (a reduction over pixels) runs tiled; the rest stays
+    assert choose_conv_algorithm("cpu", spec(4, 32, 1), "conv2d_grad_weight") == "tiled"
+    assert choose_conv_algorithm("cpu", spec(4, 32, 1), "conv2d_grad_input") == "gemm"
+    assert choose_conv_algorithm("cpu", spec(3, 2, 1), "conv2d_grad_weight") == "direct"
+    assert choose_conv_algorithm("cpu", spec(64, 64, 1, k=1), "conv2d_grad_weight") == "gemm"
     assert choose_conv_algorithm("cpu", spec(64, 64, 1, k=1)) == "gemm"  # 1x1
     assert choose_conv_algorithm("cpu", spec(2, 2, 1, k=1)) == "gemm"  # 1x1, however thin
     assert choose_conv_algorithm("cuda", spec(16, 32, 1)) == "direct"

@@ -141,7 +141,7 @@ def _kernel_input(be, spec: ConvSpec, x4):
 def _kernel(be, spec: ConvSpec, name: str):
     """The kernel ``name`` in the variant the algorithm chooser picks for ``spec``, or
     in the first fallback that has one (``dispatch.CONV_FALLBACK``; direct last)."""
-    algorithm = choose_conv_algorithm(be.name, spec)
+    algorithm = choose_conv_algorithm(be.name, spec, name)
     while algorithm != "direct":
         if hasattr(be.kernels, f"{name}_{algorithm}"):
             return getattr(be.kernels, f"{name}_{algorithm}")
