@@ -124,10 +124,7 @@ def _block_vector(a, m0, b, n0, c, cm, cn):
         acc = _fma_4x4(simd.load_last(a, m0, size, rest), simd.load_last(a, m0 + 1, size, rest),
                        simd.load_last(a, m0 + 2, size, rest),
                        simd.load_last(a, m0 + 3, size, rest), b, n0, size - width, acc)
-    r = simd.sums16(*acc)
-    for i in range(BLOCK):
-        for j in range(BLOCK):
-            c[cm + i, cn + j] += r[i * BLOCK + j]
+    simd.add_sums_4x4(c, cm, cn, *acc)
 
 
 # explicit vectors where the host has AVX-512's 32 registers (16 accumulators + 8 loads);

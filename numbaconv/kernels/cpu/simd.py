@@ -6,12 +6,16 @@ vectorizer, which gives every reduction its own vector accumulator and its own
 horizontal sum, plus a remainder loop.  With explicit vectors the block keeps 16
 accumulators in registers, takes a reduction's tail as one more vector whose
 already-summed lanes are zeroed (:func:`load_last`), and sums all 16 together at the
-end: one tree that halves the *set* of vectors at each level (pairs of vectors become
-one vector of half-segments), 15 vector adds and 30 shuffles instead of 16 separate
-trees.  Measured on one core, a 4x4-blocked (M x K) @ (64 x K).T product as the tiled
+end (:func:`add_sums_4x4`): one tree that halves the *set* of vectors at each level
+(pairs of vectors become one vector of half-segments), 15 vector adds and 30 shuffles
+instead of 16 separate trees, whose lanes come out in the block's row-major order and
+are added to ``c`` four at a time.  Measured on one core, a 4x4-blocked (M x K) @ (64 x K).T product as the tiled
 forward runs it (GFLOP/s, scalar reductions -> vectors; one core's FMA peak is
-~115): (8, 72) 34-36 -> 50-51, (16, 144) 56-61 -> 69-70, (16, 147) 49-51 -> 58,
-(32, 256) 73-75 -> 88-89, (64, 576) 93-96 -> 100-102, (256, 2304) 92-107 -> 102-104.
+~115): (8, 72) 34-36 -> 55-57, (16, 144) 56-61 -> 64-79, (16, 147) 49-51 -> 61-64,
+(32, 256) 73-75 -> 81-100, (64, 576) 93-96 -> 99-107, (256, 2304) 92-107 -> 92-108;
+float64 (16, 144) 35 -> 48, (8, 72) 34 -> 43, (64, 576) 45-49 -> 54.  (Adding the
+sums to ``c`` as rows of 4 rather than 16 extracted lanes was worth 0-20% more on
+float32 and 3-30% on float64.)
 
 Two things decide whether this pays, both measured: rows are indexed in place
 (:func:`load` takes the 2-D array and a row), because a row *view* carries a
@@ -167,14 +171,15 @@ def fma(typingctx, x, y, acc):
     return acc(x, y, acc), codegen
 
 
-def _joint_sums(builder, vectors, width):
-    """The horizontal sums of ``vectors`` (a power of two of them), in order.
+def _joint_tree(builder, vectors, width):
+    """The horizontal sums of ``vectors`` (a power of two of them) as few vectors:
+    ``[(vector, ids)]`` and ``seg``, where lanes ``s*seg .. s*seg+seg-1`` of a vector
+    add up to the sum of ``vectors[ids[s]]``.
 
     Each level adds pairs of vectors into one: ``u`` and ``v`` hold segments of
     ``seg`` lanes (one partial sum each); the result holds ``u``'s segments, then
-    ``v``'s, each halved (its lower half plus its upper half).  When one vector is
-    left, or the segments are single lanes, the remaining lanes are extracted (and
-    summed, when a segment is still wider than a lane)."""
+    ``v``'s, each halved (its lower half plus its upper half).  It stops when one
+    vector is left or the segments are single lanes; the ids stay in order."""
     items = [(vec, [i]) for i, vec in enumerate(vectors)]  # (vector, ids of its segments)
     seg = width
     while len(items) > 1 and seg > 1:
@@ -190,25 +195,38 @@ def _joint_sums(builder, vectors, width):
                                  builder.shuffle_vector(u, v, _int_vector(upper)))
             merged.append((total, u_ids + v_ids))
         items, seg = merged, half
-    sums = [None] * len(vectors)
-    for vec, ids in items:
-        for s, i in enumerate(ids):
-            lane = builder.extract_element(vec, ir.Constant(ir.IntType(32), s * seg))
-            for extra in range(1, seg):
-                lane = builder.fadd(lane, builder.extract_element(
-                    vec, ir.Constant(ir.IntType(32), s * seg + extra)))
-            sums[i] = lane
-    return sums
+    return items, seg
 
 
 @intrinsic
-def sums16(typingctx, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15):
-    """The 16 horizontal sums of 16 vectors, as a tuple (one joint tree)."""
+def add_sums_4x4(typingctx, c, row, col, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11,
+                 v12, v13, v14, v15):
+    """``c[row + i, col + j] += sum(v[4 * i + j])`` for a 2-D array ``c`` with unit-stride
+    rows: one joint tree of sums (:func:`_joint_tree`), whose lanes come out in the
+    block's row-major order, so each row of 4 is one short vector added to ``c`` in
+    place (no lane extracted)."""
     vectors = (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15)
-    if not isinstance(v0, Vector) or any(v != v0 for v in vectors):
-        raise TypingError("simd.sums16: expected 16 vectors of one type")
-    result = types.UniTuple(v0.dtype, 16)
+    if not isinstance(v0, Vector) or any(v != v0 for v in vectors) or v0.width > 16:
+        raise TypingError("simd.add_sums_4x4: expected 16 vectors of one type")
+    if not isinstance(c, types.Array) or c.dtype != v0.dtype:
+        raise TypingError("simd.add_sums_4x4: expected an array of the vectors' dtype")
+    _check_2d("add_sums_4x4", c, row, col)
 
     def codegen(context, builder, sig, args):
-        return context.make_tuple(builder, result, _joint_sums(builder, args, v0.width))
-    return result(*vectors), codegen
+        row_, col_ = [context.cast(builder, v, t, types.intp)
+                      for v, t in zip(args[1:3], sig.args[1:3])]
+        items, seg = _joint_tree(builder, args[3:], v0.width)
+        assert seg == 1
+        lltype = ir.VectorType(context.get_value_type(v0.dtype), 4)
+        intp = context.get_value_type(types.intp)
+        for vec, ids in items:
+            for q in range(len(ids) // 4):  # ids 4q.. of this vector: one row of the block
+                four = builder.shuffle_vector(vec, vec, _int_vector(range(4 * q, 4 * q + 4)))
+                r = builder.add(row_, ir.Constant(intp, ids[4 * q] // 4))
+                ptr = builder.inttoptr(_address(context, builder, sig.args[0], args[0], r, col_),
+                                       lltype.as_pointer())
+                align = v0.dtype.bitwidth // 8
+                builder.store(builder.fadd(builder.load(ptr, align=align), four), ptr,
+                              align=align)
+        return context.get_dummy_value()
+    return types.none(c, row, col, *vectors), codegen
