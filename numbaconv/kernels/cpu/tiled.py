@@ -97,14 +97,26 @@ def _fill_tile(xg, n, g, p0, count, tile, geometry, kh, kw, out_w):
                     copy(row[r * run + s * c_g:r * run + (s + 1) * c_g], src[at:at + c_g])
 
 
+@njit(inline="always")
+def _even_tiles(length, most):
+    """(tiles per image, pixels per tile): as few tiles of at most ``most`` pixels as
+    cover ``length``, of near-equal size (a multiple of the block's 4 where ``most``
+    allows).  Tiles of ``most`` and a short last one left the threads unequal shares:
+    a 14x14 image in tiles of 64 is 64+64+64+4, and with two threads one took the
+    first and third tile of every image, 128 pixels against 68."""
+    count = (length + most - 1) // most
+    size = (length + count - 1) // count
+    return count, min((size + BLOCK - 1) // BLOCK * BLOCK, most)
+
+
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
 def _forward_tiles(xg, wp, bias, out, tiles, geometry, kh, kw):
     # xg (N, G, H', W'*C_g) framed channels-last; wp (G, K_g, kh*kw*C_g); out (N, K, OH, OW)
     groups, k_g = wp.shape[0], wp.shape[1]
     batch, out_h, out_w = out.shape[0], out.shape[2], out.shape[3]
     length = out_h * out_w
-    threads, tile_pixels = tiles.shape[0], tiles.shape[1]
-    per_image = (length + tile_pixels - 1) // tile_pixels
+    threads = tiles.shape[0]
+    per_image, tile_pixels = _even_tiles(length, tiles.shape[1])
     jobs = batch * groups * per_image
     for t in prange(threads):
         tile = tiles[t]
