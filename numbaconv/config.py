@@ -33,6 +33,12 @@ IM2COL_CHUNK_BYTES = 16 * 1024 * 1024
 # (pixels x C_g*kH*kW values) is built and multiplied while it sits in the thread's cache.
 TILED_PIXELS = 64
 
+# ... and where the host has AVX-512 (``kernels.cpu.simd.WIDE``), the products of a tile
+# whose pixels come in whole blocks of 4 read the receptive fields in place from the
+# input's channels-last frame (one run of kW*C_g values per kernel row, at dilation 1
+# along W) instead of copying them into a tile first.  False: always build the tile.
+TILED_IN_PLACE = True
+
 # Output pixels (whole output rows of the batch, at least one) per job of the tiled grad
 # weight: the reduction length of its products (longer runs amortize each dot product's
 # horizontal sum), whose im2col columns are built per job.

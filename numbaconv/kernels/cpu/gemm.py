@@ -86,12 +86,12 @@ def _block_scalar(a, m0, b, n0, c, cm, cn):
 
 
 @njit(inline="always", fastmath=CPU_FASTMATH)
-def _fma_4x4(y0, y1, y2, y3, b, n0, k, acc):
+def _fma_4x4(y0, y1, y2, y3, b, rows, cols, k, acc):
     """The 16 accumulators ``acc`` plus the outer products of the vectors ``y`` (of
-    ``a``'s 4 rows) and the vectors at ``k`` of ``b``'s rows ``n0 .. n0+3``."""
+    ``a``'s 4 rows) and the vectors ``b[rows[j], cols[j] + k :]``, ``j < 4``."""
     s00, s01, s02, s03, s10, s11, s12, s13, s20, s21, s22, s23, s30, s31, s32, s33 = acc
-    x0, x1 = simd.load(b, n0, k), simd.load(b, n0 + 1, k)
-    x2, x3 = simd.load(b, n0 + 2, k), simd.load(b, n0 + 3, k)
+    x0, x1 = simd.load(b, rows[0], cols[0] + k), simd.load(b, rows[1], cols[1] + k)
+    x2, x3 = simd.load(b, rows[2], cols[2] + k), simd.load(b, rows[3], cols[3] + k)
     return (simd.fma(y0, x0, s00), simd.fma(y0, x1, s01),
             simd.fma(y0, x2, s02), simd.fma(y0, x3, s03),
             simd.fma(y1, x0, s10), simd.fma(y1, x1, s11),
@@ -103,28 +103,48 @@ def _fma_4x4(y0, y1, y2, y3, b, n0, k, acc):
 
 
 @njit(inline="always", fastmath=CPU_FASTMATH)
-def _block_vector(a, m0, b, n0, c, cm, cn):
-    """``c[cm:cm+4, cn:cn+4] += a[m0:m0+4] @ b[n0:n0+4].T``: 16 vector accumulators
-    (:mod:`.simd`), the reduction's tail as one last vector with its summed lanes
-    zeroed, then one joint tree of horizontal sums.  Rows are indexed in place, never
-    taken as views (see ``simd.load``).  Rows shorter than a vector take single dot
-    products."""
-    size, width = a.shape[1], simd.lanes(a)
-    if size < width:
-        _dots(a, m0, b, n0, c, cm, cn, BLOCK, BLOCK)
-        return
+def block_runs(a, m0, b, rows, cols, c, cm, cn, runs, run, row_step):
+    """``c[cm+i, cn+j] += a[m0+i] . (the runs of b for j)``, ``i, j < 4``, where row
+    ``m0+i`` of ``a`` is ``runs`` runs of ``run`` values and the runs of ``j`` are
+    ``b[rows[j] + q * row_step, cols[j] : cols[j] + run]``, ``q < runs`` (``run`` at
+    least a vector).  With one run that is ``a[m0:m0+4] @ b[rows].T``; with several it
+    reads a conv's receptive fields straight from a channels-last frame (``tiled.py``),
+    one run per kernel row.  16 vector accumulators (:mod:`.simd`); a run's tail is
+    one last vector with its already-summed lanes zeroed in ``a``; one joint tree of
+    horizontal sums at the end.  Rows are indexed in place, never taken as views (see
+    ``simd.load``)."""
+    width = simd.lanes(a)
     z = simd.zeros(a)
     acc = (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
-    for step in range(size // width):
-        k = step * width
-        acc = _fma_4x4(simd.load(a, m0, k), simd.load(a, m0 + 1, k),
-                       simd.load(a, m0 + 2, k), simd.load(a, m0 + 3, k), b, n0, k, acc)
-    rest = size % width
-    if rest:  # the last vector of each row, its lanes already summed zeroed in a
-        acc = _fma_4x4(simd.load_last(a, m0, size, rest), simd.load_last(a, m0 + 1, size, rest),
-                       simd.load_last(a, m0 + 2, size, rest),
-                       simd.load_last(a, m0 + 3, size, rest), b, n0, size - width, acc)
+    steps, rest = run // width, run % width
+    for q in range(runs):
+        at = (rows[0] + q * row_step, rows[1] + q * row_step,
+              rows[2] + q * row_step, rows[3] + q * row_step)
+        ka = q * run
+        for step in range(steps):
+            k = step * width
+            acc = _fma_4x4(simd.load(a, m0, ka + k), simd.load(a, m0 + 1, ka + k),
+                           simd.load(a, m0 + 2, ka + k), simd.load(a, m0 + 3, ka + k),
+                           b, at, cols, k, acc)
+        if rest:  # the run's last vector, its lanes already summed zeroed in a
+            stop = ka + run
+            acc = _fma_4x4(simd.load_last(a, m0, stop, rest),
+                           simd.load_last(a, m0 + 1, stop, rest),
+                           simd.load_last(a, m0 + 2, stop, rest),
+                           simd.load_last(a, m0 + 3, stop, rest), b, at, cols, run - width, acc)
     simd.add_sums_4x4(c, cm, cn, *acc)
+
+
+@njit(inline="always", fastmath=CPU_FASTMATH)
+def _block_vector(a, m0, b, n0, c, cm, cn):
+    """``c[cm:cm+4, cn:cn+4] += a[m0:m0+4] @ b[n0:n0+4].T`` in explicit vectors
+    (:func:`block_runs` with one run); rows shorter than a vector take single dot
+    products."""
+    size = a.shape[1]
+    if size < simd.lanes(a):
+        _dots(a, m0, b, n0, c, cm, cn, BLOCK, BLOCK)
+    else:
+        block_runs(a, m0, b, (n0, n0 + 1, n0 + 2, n0 + 3), (0, 0, 0, 0), c, cm, cn, 1, size, 0)
 
 
 # explicit vectors where the host has AVX-512's 32 registers (16 accumulators + 8 loads);
