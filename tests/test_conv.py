@@ -202,17 +202,20 @@ def test_depthwise_matches_the_oracle_across_stride_phases(x_shape, mult, params
     ((2, 16, 7, 9), (8, 8, 3, 2),
      dict(groups=2, stride=(2, 1), dilation=(2, 1), padding=(2, 1))),  # runs of 16
     ((1, 8, 10, 10), (12, 8, 5, 5), dict(stride=2, padding=2)),  # a last tile of 1 pixel
+    ((2, 8, 9, 18), (4, 8, 3, 3), dict(stride=(2, 1), dilation=(2, 1), padding=2)),
 ])
 @pytest.mark.parametrize("in_place", [True, False])
 def test_tiled_reads_receptive_fields_in_place(x_shape, w_shape, params, dtype, in_place, rng,
                                                monkeypatch):
     """Tiles whose pixels come in whole blocks of 4 read their receptive fields straight
     from the frame (one run of kW*C_g values per kernel row, ``gemm.block_runs``; on
-    AVX-512 hosts), the others build the tile; both against the oracle, over several
-    tiles, and with the in-place reads switched off."""
+    AVX-512 hosts), the others build the tile; against the oracle, over several tiles
+    (and grad weight jobs of 2 output rows), and with the in-place reads switched
+    off."""
     from numbaconv import config
 
     monkeypatch.setattr(config, "TILED_PIXELS", 8)
+    monkeypatch.setattr(config, "TILED_GRAD_PIXELS", 40)
     monkeypatch.setattr(config, "TILED_IN_PLACE", in_place)
     x, w, b = _arrays(rng, x_shape, w_shape, dtype)
     _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
