@@ -5,7 +5,7 @@ entry of ``c`` is a dot product of two unit-stride rows.  A job computes a 4 x 4
 ``c``: sixteen dot products in one loop over the reduction axis, 16 vector accumulators
 held in registers (16 of AVX-512's 32), reading 4 + 4 rows for 16 fused multiply-adds.
 On AVX-512 hosts the block is written in explicit vectors (:mod:`.simd`: whole vectors,
-a masked tail, one joint tree of horizontal sums, 5-45% faster per core than the
+a masked tail, one joint tree of horizontal sums, 5-60% faster per core than the
 scalar form, see there); elsewhere each entry is a scalar reduction that LLVM's loop
 vectorizer turns into a vector accumulator, summed on its own.  Either is what an array
 of accumulators could not do: numba's arrays carry no ``noalias``, so accumulators kept
