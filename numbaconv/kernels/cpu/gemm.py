@@ -24,7 +24,8 @@ The last row is why a short reduction (a grad input's ``K_g``) does not go throu
 the 16 horizontal sums at the end of every block cost as much as a 64-long loop (the
 block alone: 188 GFLOP/s at K = 576, 142 at K = 144).  The tiled convolution
 (``tiled.py``) calls :func:`block` inside its own parallel region, on tiles it builds in
-cache, so it needs no BLAS call and numba's thread pool never hands the cores to
+cache (or :func:`block_runs` on the receptive fields where they lie), so it needs no BLAS
+call and numba's thread pool never hands the cores to
 OpenBLAS's; :func:`gemm_nt` is the same block as a standalone parallel product, the form
 the table was measured with.  Blocks accumulate (``c += ...``): the forward starts from
 the bias, the grad weight sums its jobs into a per-thread partial.  Each entry of ``c``
@@ -32,9 +33,11 @@ gets one dot product per call, in a fixed order: deterministic.  Edge rows and c
 (``M`` or ``N`` not a multiple of 4) take single dot products, rows indexed in place.
 
 A product in the other form, ``c[m, :] += a[m, k] * b[k, :]`` (vectors along ``c``'s
-rows, no horizontal sums), was tried for short reductions: 80-110 GFLOP/s for a 4x4
-block, because every step loads and stores ``c`` and LLVM guards the loop with runtime
-alias checks (and leaves it scalar, ~11 GFLOP/s, when a row is not typed contiguous).
+rows, no horizontal sums), was tried for short reductions in plain numba: 80-110
+GFLOP/s for a 4x4 block, because every step loads and stores ``c`` and LLVM guards the
+loop with runtime alias checks (and leaves it scalar, ~11 GFLOP/s, when a row is not
+typed contiguous).  With :mod:`.simd`'s vectors held in registers that form no longer
+has those costs; it needs its operand laid out pixels-last, which the tiles are not.
 """
 
 from numba import njit, prange
