@@ -156,6 +156,65 @@ def load_last(typingctx, arr, row, stop, count):
     return vt(arr, row, stop, count), codegen
 
 
+def _flat_address(context, builder, aryty, ary, idx):
+    """A pointer to ``ary[idx]`` of a 1-D array with unit stride."""
+    arr = context.make_array(aryty)(context, builder, ary)
+    base = builder.ptrtoint(arr.data, idx.type)
+    return builder.add(base, builder.mul(idx, ir.Constant(idx.type,
+                                                          aryty.dtype.bitwidth // 8)))
+
+
+def _check_1d(name, arr, idx):
+    if arr.ndim != 1 or not isinstance(idx, types.Integer):
+        raise TypingError(f"simd.{name}: expected a 1-D array and an integer index")
+
+
+@intrinsic
+def load_flat(typingctx, arr, idx):
+    """``arr[idx : idx + width]`` of a unit-stride 1-D array."""
+    vt = _vector_of(arr)
+    _check_1d("load_flat", arr, idx)
+
+    def codegen(context, builder, sig, args):
+        index = context.cast(builder, args[1], sig.args[1], types.intp)
+        return _load(context, builder, vt, _flat_address(context, builder, sig.args[0],
+                                                         args[0], index))
+    return vt(arr, idx), codegen
+
+
+@intrinsic
+def store_flat(typingctx, arr, idx, vec):
+    """``arr[idx : idx + width] = vec`` on a unit-stride 1-D array."""
+    vt = _vector_of(arr)
+    _check_1d("store_flat", arr, idx)
+    if vec != vt:
+        raise TypingError(f"simd.store_flat: expected a {vt}, got {vec}")
+
+    def codegen(context, builder, sig, args):
+        index = context.cast(builder, args[1], sig.args[1], types.intp)
+        address = _flat_address(context, builder, sig.args[0], args[0], index)
+        ptr = builder.inttoptr(address, context.get_value_type(vt).as_pointer())
+        builder.store(args[2], ptr, align=vt.dtype.bitwidth // 8)
+        return context.get_dummy_value()
+    return types.none(arr, idx, vec), codegen
+
+
+@intrinsic
+def splat(typingctx, arr, value):
+    """A vector of ``arr``'s dtype with ``value`` in every lane."""
+    vt = _vector_of(arr)
+    if not isinstance(value, (types.Float, types.Integer)):
+        raise TypingError("simd.splat: expected a number")
+
+    def codegen(context, builder, sig, args):
+        lane = context.cast(builder, args[1], sig.args[1], vt.dtype)
+        lltype = context.get_value_type(vt)
+        one = builder.insert_element(ir.Constant(lltype, None), lane,
+                                     ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(one, one, _int_vector([0] * vt.width))
+    return vt(arr, value), codegen
+
+
 @intrinsic
 def fma(typingctx, x, y, acc):
     """``x * y + acc``, lane by lane, one fused multiply-add."""
