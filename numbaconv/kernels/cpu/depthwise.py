@@ -151,6 +151,54 @@ def _extend(ext, go_plane, wq):
         copy(ext[oh * wq:oh * wq + out_w], go_plane[oh])
 
 
+@njit(inline="always")
+def _tap_offsets(kh, kw, sh, sw, dh, dw, wq, size):
+    """Every tap's start in the flat phase buffer (:func:`_tap`), in ``(r, s)`` order."""
+    offsets = np.empty(kh * kw, np.intp)
+    for r in range(kh):
+        for s in range(kw):
+            offsets[r * kw + s] = _tap(r, s, sw, sh, dh, dw, wq, size)
+    return offsets
+
+
+@njit(inline="always", fastmath=CPU_FASTMATH)
+def _dot_taps(ext, phases, offsets, sums):
+    """``sums[t] += dot(ext, phases[offsets[t] :][:len(ext)])`` for every tap: at 3x3 one
+    pass with 9 vector accumulators, each vector of ``ext`` loaded once (:mod:`.simd`);
+    other kernels one dot product per tap."""
+    width, size, count = simd.lanes(ext), ext.shape[0], offsets.shape[0]
+    zero = ext.dtype.type(0)
+    if count != 9:
+        for t in range(count):
+            sums[t] += dot(ext, phases[offsets[t]:offsets[t] + size], zero)
+        return
+    o0, o1, o2, o3, o4 = offsets[0], offsets[1], offsets[2], offsets[3], offsets[4]
+    o5, o6, o7, o8 = offsets[5], offsets[6], offsets[7], offsets[8]
+    a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = simd.zeros(ext)
+    for step in range(size // width):
+        e = step * width
+        g = simd.load_flat(ext, e)
+        a0 = simd.fma(g, simd.load_flat(phases, o0 + e), a0)
+        a1 = simd.fma(g, simd.load_flat(phases, o1 + e), a1)
+        a2 = simd.fma(g, simd.load_flat(phases, o2 + e), a2)
+        a3 = simd.fma(g, simd.load_flat(phases, o3 + e), a3)
+        a4 = simd.fma(g, simd.load_flat(phases, o4 + e), a4)
+        a5 = simd.fma(g, simd.load_flat(phases, o5 + e), a5)
+        a6 = simd.fma(g, simd.load_flat(phases, o6 + e), a6)
+        a7 = simd.fma(g, simd.load_flat(phases, o7 + e), a7)
+        a8 = simd.fma(g, simd.load_flat(phases, o8 + e), a8)
+    tail = size - size % width
+    sums[0] += simd.total(a0) + dot(ext[tail:], phases[o0 + tail:o0 + size], zero)
+    sums[1] += simd.total(a1) + dot(ext[tail:], phases[o1 + tail:o1 + size], zero)
+    sums[2] += simd.total(a2) + dot(ext[tail:], phases[o2 + tail:o2 + size], zero)
+    sums[3] += simd.total(a3) + dot(ext[tail:], phases[o3 + tail:o3 + size], zero)
+    sums[4] += simd.total(a4) + dot(ext[tail:], phases[o4 + tail:o4 + size], zero)
+    sums[5] += simd.total(a5) + dot(ext[tail:], phases[o5 + tail:o5 + size], zero)
+    sums[6] += simd.total(a6) + dot(ext[tail:], phases[o6 + tail:o6 + size], zero)
+    sums[7] += simd.total(a7) + dot(ext[tail:], phases[o7 + tail:o7 + size], zero)
+    sums[8] += simd.total(a8) + dot(ext[tail:], phases[o8 + tail:o8 + size], zero)
+
+
 @njit(inline="always", fastmath=CPU_FASTMATH)
 def _sum_taps(ext, phases, offsets, taps, start):
     """``ext[e] = start + sum over t of taps[t] * phases[e + offsets[t]]``: all taps in one
@@ -202,10 +250,7 @@ def conv2d_forward_depthwise(x, weight, bias, out, geometry):
     out_h, out_w = out.shape[2], out.shape[3]
     multiplier = out_ch // in_ch
     hq, wq, length, size = _layout(out_h, out_w, kh, kw, sh, sw, dh, dw)
-    offsets = np.empty(kh * kw, np.intp)
-    for r in range(kh):
-        for s in range(kw):
-            offsets[r * kw + s] = _tap(r, s, sw, sh, dh, dw, wq, size)
+    offsets = _tap_offsets(kh, kw, sh, sw, dh, dw, wq, size)
     for job in prange(batch * out_ch):
         n = job // out_ch
         k = job % out_ch
@@ -252,18 +297,15 @@ def conv2d_grad_weight_depthwise(x, grad_out, grad_weight, geometry):
     out_h, out_w = grad_out.shape[2], grad_out.shape[3]
     multiplier = out_ch // in_ch
     hq, wq, length, size = _layout(out_h, out_w, kh, kw, sh, sw, dh, dw)
+    offsets = _tap_offsets(kh, kw, sh, sw, dh, dw, wq, size)
     for k in prange(out_ch):
-        acc = np.zeros((kh, kw), np.float64)
+        acc = np.zeros(kh * kw, np.float64)
         phases = np.empty(sh * sw * size, x.dtype)
         rows = np.empty(hq * wq * sw, x.dtype)
         ext = np.empty(length, x.dtype)
         for n in range(batch):
             _split_phases(phases, rows, x[n, k // multiplier], sh, sw, ph, pw, hq, wq)
             _extend(ext, grad_out[n, k], wq)
-            for r in range(kh):
-                for s in range(kw):
-                    off = _tap(r, s, sw, sh, dh, dw, wq, size)
-                    acc[r, s] += dot(ext, phases[off:off + length], x.dtype.type(0))
-        for r in range(kh):
-            for s in range(kw):
-                grad_weight[k, 0, r, s] = acc[r, s]
+            _dot_taps(ext, phases, offsets, acc)
+        for t in range(kh * kw):
+            grad_weight[k, 0, t // kw, t % kw] = acc[t]

@@ -258,6 +258,24 @@ def _joint_tree(builder, vectors, width):
 
 
 @intrinsic
+def total(typingctx, vec):
+    """The sum of ``vec``'s lanes (halving tree)."""
+    if not isinstance(vec, Vector):
+        raise TypingError("simd.total: expected a vector")
+
+    def codegen(context, builder, sig, args):
+        value, width = args[0], vec.width
+        while width > 1:
+            half = width // 2
+            value = builder.fadd(builder.shuffle_vector(value, value, _int_vector(range(half))),
+                                 builder.shuffle_vector(value, value,
+                                                        _int_vector(range(half, width))))
+            width = half
+        return builder.extract_element(value, ir.Constant(ir.IntType(32), 0))
+    return vec.dtype(vec), codegen
+
+
+@intrinsic
 def add_sums_4x4(typingctx, c, row, col, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11,
                  v12, v13, v14, v15):
     """``c[row + i, col + j] += sum(v[4 * i + j])`` for a 2-D array ``c`` with unit-stride
