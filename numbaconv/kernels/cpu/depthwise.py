@@ -13,11 +13,16 @@ input).  In 2-D the ``S_h * S_w`` phase planes are stored flat with row pitch
 ``Wq = out_w + max q_w``, and the output is computed on the "extended" plane
 ``out_h x Wq`` (the junk columns past ``out_w`` are dropped when copying out).  Every
 tap is then one shift ``off = q_r * Wq + q_s`` of a flat phase plane, so it is one long
-unit-stride ``axpy`` (or ``dot``) that vectorizes:
+unit-stride loop that vectorizes:
 
     forward      ext[e]           += w[r, s] * phase[e + off]
     grad input   phase_grad[e+off] += w[r, s] * ext_grad[e]     (junk columns zeroed)
     grad weight  dw[r, s]          += dot(ext_grad, phase[off : off + len(ext)])
+
+All taps run in one pass with explicit SIMD vectors (:mod:`.simd`): the forward and the
+stride-1 grad input as a gather into one register per vector of the output
+(:func:`_gather_taps`), the grad weight with one accumulator per tap
+(:func:`_dot_taps`); strided grad input keeps one ``axpy`` per tap.
 
 At stride 1 there is one phase plane: the zero-padded input.  Each parallel job owns an
 output plane (forward), an input plane (grad input) or a channel's weights (grad weight,
@@ -200,93 +205,53 @@ def _dot_taps(ext, phases, offsets, sums):
 
 
 @njit(inline="always", fastmath=CPU_FASTMATH)
-def _spread_taps(phases, padded, margin, offsets, taps):
-    """``phases[i] += sum over t of taps[t] * ext[i - offsets[t]]`` (``ext`` held in
-    ``padded`` at ``margin``, zeros around it): every tap's ``axpy`` into the phases, the
-    adjoint of :func:`_sum_taps`, written as one gather pass per vector of ``phases``
-    (in tap order; out-of-range taps add zeros).  For stride 1, where every tap reaches
-    the one phase plane: grad input on one core 1.44-1.54 -> 1.34-1.43 ms on
-    (8,64,56,56); at stride 2 each tap reaches one of 4 planes, and the gather over all
-    of them measured 0.61 -> 0.90 ms, so strided convs keep one ``axpy`` per tap."""
-    width, size, count = simd.lanes(phases), phases.shape[0], offsets.shape[0]
-    base = margin
+def _gather_taps(out, src, shifts, taps, start, accumulate):
+    """``out[i] = (out[i] if accumulate else start) + sum over t of taps[t] *
+    src[i + shifts[t]]``: all taps in one pass, a vector of ``out`` kept in a register
+    (:mod:`.simd`) while the taps add into it in tap order, then stored once; at 3x3 the
+    9 weights and shifts stay in registers too.
+
+    The forward is ``ext = bias + taps over the phases`` (shifts: the taps' offsets);
+    the stride-1 grad input, its adjoint, is ``phases += taps over ext`` read
+    backwards (``ext`` in a zero-margined buffer, shifts ``margin - offset``).  One
+    ``axpy`` per tap stored and reloaded the plane every tap.  One core, forward
+    1.33-1.39 -> 1.04 ms on (8,64,56,56), 0.54 -> 0.47 on stride-2 (8,128,28,28); two,
+    0.72-1.0 -> 0.50-0.54 and 0.27 -> 0.24; grad input at stride 1, one core,
+    1.45-1.59 -> 1.29-1.35 (at stride 2 each tap reaches one of 4 phase planes, and a
+    gather over all of them measured 0.61 -> 0.90 ms, so it keeps one ``axpy`` per
+    tap)."""
+    width, size, count = simd.lanes(out), out.shape[0], shifts.shape[0]
     if count == 9:
-        w0, w1, w2 = simd.splat(phases, taps[0]), simd.splat(phases, taps[1]), simd.splat(
-            phases, taps[2])
-        w3, w4, w5 = simd.splat(phases, taps[3]), simd.splat(phases, taps[4]), simd.splat(
-            phases, taps[5])
-        w6, w7, w8 = simd.splat(phases, taps[6]), simd.splat(phases, taps[7]), simd.splat(
-            phases, taps[8])
-        o0, o1, o2 = base - offsets[0], base - offsets[1], base - offsets[2]
-        o3, o4, o5 = base - offsets[3], base - offsets[4], base - offsets[5]
-        o6, o7, o8 = base - offsets[6], base - offsets[7], base - offsets[8]
+        w0, w1, w2 = simd.splat(out, taps[0]), simd.splat(out, taps[1]), simd.splat(out, taps[2])
+        w3, w4, w5 = simd.splat(out, taps[3]), simd.splat(out, taps[4]), simd.splat(out, taps[5])
+        w6, w7, w8 = simd.splat(out, taps[6]), simd.splat(out, taps[7]), simd.splat(out, taps[8])
+        o0, o1, o2, o3, o4 = shifts[0], shifts[1], shifts[2], shifts[3], shifts[4]
+        o5, o6, o7, o8 = shifts[5], shifts[6], shifts[7], shifts[8]
         for step in range(size // width):
             i = step * width
-            acc = simd.fma(w0, simd.load_flat(padded, o0 + i), simd.load_flat(phases, i))
-            acc = simd.fma(w1, simd.load_flat(padded, o1 + i), acc)
-            acc = simd.fma(w2, simd.load_flat(padded, o2 + i), acc)
-            acc = simd.fma(w3, simd.load_flat(padded, o3 + i), acc)
-            acc = simd.fma(w4, simd.load_flat(padded, o4 + i), acc)
-            acc = simd.fma(w5, simd.load_flat(padded, o5 + i), acc)
-            acc = simd.fma(w6, simd.load_flat(padded, o6 + i), acc)
-            acc = simd.fma(w7, simd.load_flat(padded, o7 + i), acc)
-            acc = simd.fma(w8, simd.load_flat(padded, o8 + i), acc)
-            simd.store_flat(phases, i, acc)
+            acc = simd.load_flat(out, i) if accumulate else simd.splat(out, start)
+            acc = simd.fma(w0, simd.load_flat(src, o0 + i), acc)
+            acc = simd.fma(w1, simd.load_flat(src, o1 + i), acc)
+            acc = simd.fma(w2, simd.load_flat(src, o2 + i), acc)
+            acc = simd.fma(w3, simd.load_flat(src, o3 + i), acc)
+            acc = simd.fma(w4, simd.load_flat(src, o4 + i), acc)
+            acc = simd.fma(w5, simd.load_flat(src, o5 + i), acc)
+            acc = simd.fma(w6, simd.load_flat(src, o6 + i), acc)
+            acc = simd.fma(w7, simd.load_flat(src, o7 + i), acc)
+            acc = simd.fma(w8, simd.load_flat(src, o8 + i), acc)
+            simd.store_flat(out, i, acc)
     else:
         for step in range(size // width):
             i = step * width
-            acc = simd.load_flat(phases, i)
+            acc = simd.load_flat(out, i) if accumulate else simd.splat(out, start)
             for t in range(count):
-                acc = simd.fma(simd.splat(phases, taps[t]),
-                               simd.load_flat(padded, base - offsets[t] + i), acc)
-            simd.store_flat(phases, i, acc)
+                acc = simd.fma(simd.splat(out, taps[t]), simd.load_flat(src, shifts[t] + i), acc)
+            simd.store_flat(out, i, acc)
     for i in range(size - size % width, size):
-        acc = phases[i]
+        acc = out[i] if accumulate else start
         for t in range(count):
-            acc += taps[t] * padded[base - offsets[t] + i]
-        phases[i] = acc
-
-
-@njit(inline="always", fastmath=CPU_FASTMATH)
-def _sum_taps(ext, phases, offsets, taps, start):
-    """``ext[e] = start + sum over t of taps[t] * phases[e + offsets[t]]``: all taps in one
-    pass, a vector of ``ext`` kept in a register (:mod:`.simd`) while the taps add into
-    it (in tap order, as before), then stored once; at 3x3 the 9 weights and offsets
-    stay in registers too.  One ``axpy`` per tap stored and reloaded ``ext`` for every
-    tap: forward on one core 1.33-1.39 -> 1.04 ms on (8,64,56,56), 0.54 -> 0.47 on
-    stride-2 (8,128,28,28); on two 0.72-1.0 -> 0.50-0.54 and 0.27 -> 0.24."""
-    width, size, count = simd.lanes(ext), ext.shape[0], offsets.shape[0]
-    if count == 9:  # 3x3: the taps' weights and offsets held in registers
-        w0, w1, w2 = simd.splat(ext, taps[0]), simd.splat(ext, taps[1]), simd.splat(ext, taps[2])
-        w3, w4, w5 = simd.splat(ext, taps[3]), simd.splat(ext, taps[4]), simd.splat(ext, taps[5])
-        w6, w7, w8 = simd.splat(ext, taps[6]), simd.splat(ext, taps[7]), simd.splat(ext, taps[8])
-        o0, o1, o2, o3, o4 = offsets[0], offsets[1], offsets[2], offsets[3], offsets[4]
-        o5, o6, o7, o8 = offsets[5], offsets[6], offsets[7], offsets[8]
-        for step in range(size // width):
-            e = step * width
-            acc = simd.fma(w0, simd.load_flat(phases, o0 + e), simd.splat(ext, start))
-            acc = simd.fma(w1, simd.load_flat(phases, o1 + e), acc)
-            acc = simd.fma(w2, simd.load_flat(phases, o2 + e), acc)
-            acc = simd.fma(w3, simd.load_flat(phases, o3 + e), acc)
-            acc = simd.fma(w4, simd.load_flat(phases, o4 + e), acc)
-            acc = simd.fma(w5, simd.load_flat(phases, o5 + e), acc)
-            acc = simd.fma(w6, simd.load_flat(phases, o6 + e), acc)
-            acc = simd.fma(w7, simd.load_flat(phases, o7 + e), acc)
-            acc = simd.fma(w8, simd.load_flat(phases, o8 + e), acc)
-            simd.store_flat(ext, e, acc)
-    else:
-        for step in range(size // width):
-            e = step * width
-            acc = simd.splat(ext, start)
-            for t in range(count):
-                acc = simd.fma(simd.splat(ext, taps[t]),
-                               simd.load_flat(phases, offsets[t] + e), acc)
-            simd.store_flat(ext, e, acc)
-    for e in range(size - size % width, size):
-        acc = start
-        for t in range(count):
-            acc += taps[t] * phases[offsets[t] + e]
-        ext[e] = acc
+            acc += taps[t] * src[shifts[t] + i]
+        out[i] = acc
 
 
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
@@ -306,7 +271,7 @@ def conv2d_forward_depthwise(x, weight, bias, out, geometry):
         rows = np.empty(hq * wq * sw, x.dtype)
         _split_phases(phases, rows, x[n, k // multiplier], sh, sw, ph, pw, hq, wq)
         ext = np.empty(length, x.dtype)
-        _sum_taps(ext, phases, offsets, weight[k, 0].reshape(kh * kw), bias[k])
+        _gather_taps(ext, phases, offsets, weight[k, 0].reshape(kh * kw), bias[k], False)
         for oh in range(out_h):
             copy(out[n, k, oh], ext[oh * wq:oh * wq + out_w])
 
@@ -323,18 +288,22 @@ def conv2d_grad_input_depthwise(grad_out, weight, grad_in, geometry):
     offsets = _tap_offsets(kh, kw, sh, sw, dh, dw, wq, size)
     spread = sh * sw == 1  # one phase plane: all taps in one gather pass
     margin = offsets.max() if spread else 0
+    shifts = margin - offsets  # where a tap reads ext in the buffer, for the gather
+    zero = grad_in.dtype.type(0)
     for job in prange(batch * in_ch):
         n = job // in_ch
         c = job % in_ch
         phases = np.zeros(sh * sw * size, grad_in.dtype)
         rows = np.empty(hq * wq * sw, grad_in.dtype)
-        padded = np.zeros(margin + (size if spread else length), grad_in.dtype)
-        ext = padded[margin:margin + length]  # zeros around it, for the gather
+        padded = np.empty(margin + (size if spread else length), grad_in.dtype)
+        fill(padded[:margin], zero)  # zeros around ext, for the gather
+        fill(padded[margin + length:], zero)
+        ext = padded[margin:margin + length]
         for j in range(multiplier):
             k = c * multiplier + j
             _extend(ext, grad_out[n, k], wq)
             if spread:
-                _spread_taps(phases, padded, margin, offsets, weight[k, 0].reshape(kh * kw))
+                _gather_taps(phases, padded, shifts, weight[k, 0].reshape(kh * kw), zero, True)
             else:  # each tap reaches one phase plane of several: an axpy there
                 taps = weight[k, 0].reshape(kh * kw)
                 for t in range(kh * kw):
