@@ -198,7 +198,8 @@ def test_depthwise_matches_the_oracle_across_stride_phases(x_shape, mult, params
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, w_shape, params", [
-    ((2, 8, 9, 8), (8, 8, 3, 3), dict(padding=1)),  # runs of 24 values
+    ((2, 16, 9, 8), (8, 16, 3, 3), dict(padding=1)),  # runs of 48 values (3 vectors)
+    ((2, 8, 9, 8), (8, 8, 3, 3), dict(padding=1)),  # runs of 24: in place in float64 only
     ((2, 16, 7, 9), (8, 8, 3, 2),
      dict(groups=2, stride=(2, 1), dilation=(2, 1), padding=(2, 1))),  # runs of 16
     ((1, 8, 10, 10), (12, 8, 5, 5), dict(stride=2, padding=2)),  # a last tile of 1 pixel

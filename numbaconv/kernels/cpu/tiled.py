@@ -17,7 +17,8 @@ dot-product blocks on the tile while it sits in the thread's cache: no whole-chu
 column buffer goes to memory and back, and no BLAS call, so numba's thread pool never
 hands the cores to OpenBLAS's.  On AVX-512 hosts (``config.TILED_IN_PLACE``), a job
 whose pixels come in whole blocks of 4 builds no tile at all: ``gemm.block_runs`` reads
-each pixel's kernel rows as runs straight from the frame (dilation 1 along W).  On one
+each pixel's kernel rows as runs straight from the frame (dilation 1 along W, runs of
+whole vectors: kW*C_g a multiple of 16 in float32).  On one
 core, forward, in place vs tile (ms): grouped g8 3.7-4.1 vs 4.6-6.2, (8,256,14,14)
 18.5-18.6 vs 20.2-22.6, 5x5 6.4-8.0 vs 7.0-8.1, (8,64,56,56) 20.0-20.3 vs 20.4-20.9.
 Tiles are near-equal in size (:func:`_even_tiles`).  Each thread owns one tile buffer
@@ -135,7 +136,9 @@ def _forward_tiles(xg, wp, bias, out, tiles, geometry, kh, kw, in_place):
     sh, sw, ph, pw, dh, dw, _ = geometry
     c_g = wp.shape[2] // (kh * kw)
     run = kw * c_g
-    in_place = in_place and dw == 1 and k_g % BLOCK == 0 and run >= simd.lanes(wp)
+    # runs of whole vectors only: a run's tail vector costs a full step (one core, C_g = 8
+    # 3x3, runs of 24: 3.3 ms in place vs 2.4 with the tile; 36: 3.5 vs 3.1; 48: even)
+    in_place = in_place and dw == 1 and k_g % BLOCK == 0 and run % simd.lanes(wp) == 0
     for t in prange(threads):
         tile = tiles[t]
         for job in range(t, jobs, threads):
