@@ -36,7 +36,8 @@ TILED_PIXELS = 64
 # ... and where the host has AVX-512 (``kernels.cpu.simd.WIDE``), the products of a tile
 # whose pixels come in whole blocks of 4 read the receptive fields in place from the
 # input's channels-last frame (one run of kW*C_g values per kernel row, at dilation 1
-# along W) instead of copying them into a tile first.  False: always build the tile.
+# along W, where a run is whole SIMD vectors) instead of copying them into a tile first.
+# False: always build the tile.
 TILED_IN_PLACE = True
 
 # Output pixels (whole output rows of the batch, at least one) per job of the tiled grad

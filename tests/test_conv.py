@@ -222,6 +222,29 @@ def test_tiled_reads_receptive_fields_in_place(x_shape, w_shape, params, dtype, 
     _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
 
 
+@pytest.mark.parametrize("x_shape, w_shape, params", [
+    ((1, 3, 7, 8), (3, 1, 3, 3), dict(groups=3, padding=1)),  # fused taps, stride 1
+    ((1, 2, 9, 8), (2, 1, 3, 3), dict(groups=2, stride=2, padding=1)),  # axpy grad input
+    ((1, 2, 8, 7), (4, 1, 5, 3), dict(groups=2, padding=(2, 1), dilation=(1, 2))),  # not 3x3
+    ((1, 8, 6, 6), (8, 8, 3, 3), dict(padding=1)),  # tiled, receptive fields in place
+])
+def test_simd_paths_match_finite_differences(x_shape, w_shape, params, rng):
+    """The SIMD kernels under the chooser's own choice (depthwise taps in one pass, the
+    tiled block reading runs in place in float64: runs of 24 = 3 vectors) against
+    central differences of the forward, at 40 picked entries of input and weight."""
+    x, w, b = _arrays(rng, x_shape, w_shape, np.float64)
+    gy = rng.standard_normal(nc.conv2d(x, w, b, **params).shape)
+
+    def loss():
+        return float(np.sum(nc.conv2d(x, w, b, **params) * gy))
+
+    grads = nc.conv2d_backward(gy, x, w, b, **params)
+    for got, arr in zip(grads, (x, w, b)):
+        picked = rng.choice(arr.size, size=min(arr.size, 40), replace=False)
+        want = numeric_grad(loss, arr, indices=picked).reshape(-1)[picked]
+        np.testing.assert_allclose(got.reshape(-1)[picked], want, rtol=1e-6, atol=1e-7)
+
+
 def test_tiled_grad_weight_is_deterministic_for_a_thread_count(rng, monkeypatch):
     """Per-thread partial sums added in thread order: repeated calls give the same bits,
     and one thread (one partial) agrees with the oracle too."""

@@ -1,7 +1,8 @@
 """Per-element arithmetic of the training kernels (activations, dropout's random numbers,
-the optimizer updates, batch norm, a row of softmax cross-entropy), written once as plain Python and compiled for each target by
-:func:`build` (``numba.njit(inline='always')`` for the CPU, ``numba.cuda.jit(device=True)``
-for CUDA), so the twins compute the same formula in the same order.
+the optimizer updates, batch norm, a row of softmax cross-entropy), written once as plain
+Python and compiled for each target by :func:`build` (``numba.njit(inline='always')``
+for the CPU, ``numba.cuda.jit(device=True)`` for CUDA), so the twins compute the same
+formula in the same order.
 
 Activation codes (``config.ACTIVATIONS``): 0 leaky ReLU (ReLU is slope 0), 1 sigmoid,
 2 tanh.

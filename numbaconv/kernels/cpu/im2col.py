@@ -60,48 +60,47 @@ def _columns_to_plane(flat, row_stride, start, c, plane, geometry):
 
 
 @njit(parallel=True, cache=True)
-def im2col(x, cols, geometry):
-    # n c h w -> n (c r s) (oh ow);  cols is (N, C*kh*kw, OH*OW)
-    batch, ch = x.shape[0], x.shape[1]
-    rows, length = cols.shape[1], cols.shape[2]
-    flat = cols.reshape(cols.size)
-    for job in prange(batch * ch):
-        n = job // ch
-        plane_to_columns(x[n, job % ch], job % ch, flat, length, n * rows * length,
-                          geometry)
+def _to_columns(x, n0, nb, flat, row_stride, image_stride, geometry):
+    # x[n0:n0+nb] -> columns: image i's row (c, r, s) at flat[row * row_stride + i *
+    # image_stride :][: OH*OW]; jobs own one (image, channel) plane
+    ch = x.shape[1]
+    for job in prange(nb * ch):
+        i, c = job // ch, job % ch
+        plane_to_columns(x[n0 + i, c], c, flat, row_stride, i * image_stride, geometry)
 
 
 @njit(parallel=True, cache=True)
+def _from_columns(flat, row_stride, image_stride, n0, nb, x, geometry):
+    # the adjoint of _to_columns: overlapping windows summed onto x[n0:n0+nb]
+    ch = x.shape[1]
+    for job in prange(nb * ch):
+        i, c = job // ch, job % ch
+        _columns_to_plane(flat, row_stride, i * image_stride, c, x[n0 + i, c], geometry)
+
+
+def im2col(x, cols, geometry):
+    """n c h w -> n (c r s) (oh ow): ``cols`` is ``(N, C*kh*kw, OH*OW)``."""
+    length = cols.shape[2]
+    _to_columns(x, 0, x.shape[0], cols.reshape(cols.size), length, cols.shape[1] * length,
+                geometry)
+
+
 def col2im(cols, x, geometry):
-    # n (c r s) (oh ow) -> n c h w, overlapping windows summed
-    batch, ch = x.shape[0], x.shape[1]
-    rows, length = cols.shape[1], cols.shape[2]
-    flat = cols.reshape(cols.size)
-    for job in prange(batch * ch):
-        n = job // ch
-        _columns_to_plane(flat, length, n * rows * length, job % ch, x[n, job % ch],
-                          geometry)
+    """n (c r s) (oh ow) -> n c h w, overlapping windows summed (``x`` overwritten)."""
+    length = cols.shape[2]
+    _from_columns(cols.reshape(cols.size), length, cols.shape[1] * length, 0, x.shape[0], x,
+                  geometry)
 
 
 # The GEMM convolution's layout (CPU only): the columns of images n0 .. n0+nb side by
 # side, ``(C*kh*kw, nb * OH*OW)``, so one matrix product covers the whole chunk.
-@njit(parallel=True, cache=True)
 def im2col_wide(x, n0, nb, flat, geometry):
-    # x[n0:n0+nb]: n c h w -> (c r s) (n oh ow), flat 1-D
-    ch = x.shape[1]
+    """x[n0:n0+nb]: n c h w -> (c r s) (n oh ow), into the 1-D ``flat``."""
     length = geometry[8] * geometry[9]
-    for job in prange(nb * ch):
-        i = job // ch
-        plane_to_columns(x[n0 + i, job % ch], job % ch, flat, nb * length, i * length,
-                          geometry)
+    _to_columns(x, n0, nb, flat, nb * length, length, geometry)
 
 
-@njit(parallel=True, cache=True)
 def col2im_wide(flat, n0, nb, x, geometry):
-    # (c r s) (n oh ow) -> x[n0:n0+nb]: n c h w, overlapping windows summed
-    ch = x.shape[1]
+    """(c r s) (n oh ow) -> x[n0:n0+nb]: n c h w, overlapping windows summed."""
     length = geometry[8] * geometry[9]
-    for job in prange(nb * ch):
-        i = job // ch
-        _columns_to_plane(flat, nb * length, i * length, job % ch, x[n0 + i, job % ch],
-                          geometry)
+    _from_columns(flat, nb * length, length, n0, nb, x, geometry)

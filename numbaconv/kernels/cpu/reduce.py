@@ -58,7 +58,7 @@ def batch_norm_finish(mean, var, eps, momentum, unbiased, update, running_mean, 
     # inv_std = 1 / sqrt(var + eps); with ``update`` also the running statistics
     for c in range(mean.size):
         _batch_norm_channel(c, mean, var, eps, momentum, unbiased, update, running_mean,
-                               running_var, inv_std)
+                            running_var, inv_std)
 
 
 @njit(parallel=True, cache=True)
@@ -68,7 +68,7 @@ def batch_norm_forward(x, mean, inv_std, weight, bias, xhat, y):
     for job in prange(batch * ch):
         for s in range(size):
             _batch_norm_element(x, mean, inv_std, weight, bias, xhat, y, job // ch,
-                                   job % ch, s)
+                                job % ch, s)
 
 
 @njit(parallel=True, cache=True)
@@ -78,7 +78,7 @@ def batch_norm_backward(g, xhat, weight, inv_std, mean_g, mean_gx, gx):
     for job in prange(batch * ch):
         for s in range(size):
             _batch_norm_grad_element(g, xhat, weight, inv_std, mean_g, mean_gx, gx,
-                                        job // ch, job % ch, s)
+                                     job // ch, job % ch, s)
 
 
 @njit(parallel=True, cache=True)

@@ -1,19 +1,20 @@
 """SIMD vectors in numba: a vector type and the few operations the matrix-product block
-needs (``gemm._block_into``), written as LLVM intrinsics.
+(``gemm.block_runs``) and the depthwise taps (``depthwise._gather_taps``, ``_dot_taps``)
+need, written as LLVM intrinsics.
 
 numba has no vector types; a loop of scalar reductions is left to LLVM's loop
 vectorizer, which gives every reduction its own vector accumulator and its own
-horizontal sum, plus a remainder loop.  With explicit vectors the block keeps 16
+horizontal sum, plus a remainder loop. With explicit vectors the block keeps 16
 accumulators in registers, takes a reduction's tail as one more vector whose
-already-summed lanes are zeroed (:func:`load_last`), and sums all 16 together at the
-end (:func:`add_sums_4x4`): one tree that halves the *set* of vectors at each level
-(pairs of vectors become one vector of half-segments), 15 vector adds and 30 shuffles
-instead of 16 separate trees, whose lanes come out in the block's row-major order and
-are added to ``c`` four at a time.  Measured on one core, a 4x4-blocked (M x K) @ (64 x K).T product as the tiled
-forward runs it (GFLOP/s, scalar reductions -> vectors; one core's FMA peak is
-~115): (8, 72) 34-36 -> 55-57, (16, 144) 56-61 -> 64-79, (16, 147) 49-51 -> 61-64,
-(32, 256) 73-75 -> 81-100, (64, 576) 93-96 -> 99-107, (256, 2304) 92-107 -> 92-108;
-float64 (16, 144) 35 -> 48, (8, 72) 34 -> 43, (64, 576) 45-49 -> 54.  (Adding the
+already-summed lanes are zeroed (:func:`load_last`), and sums all 16 together at the end
+(:func:`add_sums_4x4`): one tree that halves the *set* of vectors at each level (pairs
+of vectors become one vector of half-segments), 15 vector adds and 30 shuffles instead
+of 16 separate trees, whose lanes come out in the block's row-major order and are added
+to ``c`` four at a time. Measured on one core, a 4x4-blocked (M x K) @ (64 x K).T
+product as the tiled forward runs it (GFLOP/s, scalar reductions -> vectors; one core's
+FMA peak is ~115): (8, 72) 34-36 -> 55-57, (16, 144) 56-61 -> 64-79, (16, 147) 49-51 ->
+61-64, (32, 256) 73-75 -> 81-100, (64, 576) 93-96 -> 99-107, (256, 2304) 92-107 ->
+92-108; float64 (16, 144) 35 -> 48, (8, 72) 34 -> 43, (64, 576) 45-49 -> 54. (Adding the
 sums to ``c`` as rows of 4 rather than 16 extracted lanes was worth 0-20% more on
 float32 and 3-30% on float64.)
 
@@ -283,8 +284,8 @@ def add_sums_4x4(typingctx, c, row, col, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9,
     block's row-major order, so each row of 4 is one short vector added to ``c`` in
     place (no lane extracted)."""
     vectors = (v0, v1, v2, v3, v4, v5, v6, v7, v8, v9, v10, v11, v12, v13, v14, v15)
-    if not isinstance(v0, Vector) or any(v != v0 for v in vectors) or v0.width > 16:
-        raise TypingError("simd.add_sums_4x4: expected 16 vectors of one type")
+    if not isinstance(v0, Vector) or any(v != v0 for v in vectors) or not 4 <= v0.width <= 16:
+        raise TypingError("simd.add_sums_4x4: expected 16 vectors of one type, 4-16 lanes")
     if not isinstance(c, types.Array) or c.dtype != v0.dtype:
         raise TypingError("simd.add_sums_4x4: expected an array of the vectors' dtype")
     _check_2d("add_sums_4x4", c, row, col)

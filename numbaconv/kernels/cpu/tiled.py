@@ -44,8 +44,8 @@ from numba import njit, prange
 
 from ... import config
 from ...config import CPU_FASTMATH
-from .conv import copy, fill
 from . import simd
+from .conv import copy, fill
 from .gemm import BLOCK, block, block_runs
 from .gemm_conv import scratch
 from .im2col import plane_to_columns
@@ -82,6 +82,14 @@ def to_padded_groups(x, xg, lo_h, lo_w):
 
 
 @njit(inline="always")
+def _run_start(p, out_w, sh, sw, ph, pw, c_g):
+    """Where output pixel ``p``'s receptive field starts in the frame: the frame row
+    of its first kernel row and the offset ``(ow * sw - pw) * C_g`` in it."""
+    oh = p // out_w
+    return oh * sh - ph, ((p - oh * out_w) * sw - pw) * c_g
+
+
+@njit(inline="always")
 def _fill_tile(xg, n, g, p0, count, tile, geometry, kh, kw, out_w):
     """Rows ``0 .. count-1`` of ``tile``: the receptive fields of pixels ``p0 ..``, in
     ``(r, s, c)`` order.  ``geometry``'s pads are minus the frame's offsets (``<= 0``), so
@@ -91,11 +99,10 @@ def _fill_tile(xg, n, g, p0, count, tile, geometry, kh, kw, out_w):
     c_g = tile.shape[1] // (kh * kw)
     run = kw * c_g
     for i in range(count):
-        oh, ow = (p0 + i) // out_w, (p0 + i) % out_w
+        top, left = _run_start(p0 + i, out_w, sh, sw, ph, pw, c_g)
         row = tile[i]
-        left = (ow * sw - pw) * c_g
         for r in range(kh):
-            src = xg[n, g, oh * sh + r * dh - ph]
+            src = xg[n, g, top + r * dh]
             if dw == 1:
                 copy(row[r * run:(r + 1) * run], src[left:left + run])
             else:
@@ -114,14 +121,6 @@ def _even_tiles(length, most):
     count = (length + most - 1) // most
     size = (length + count - 1) // count
     return count, min((size + BLOCK - 1) // BLOCK * BLOCK, most)
-
-
-@njit(inline="always")
-def _run_start(p, out_w, sh, sw, ph, pw, c_g):
-    """Where output pixel ``p``'s receptive field starts in the frame: the frame row
-    of its first kernel row and the offset ``(ow * sw - pw) * C_g`` in it."""
-    oh = p // out_w
-    return oh * sh - ph, ((p - oh * out_w) * sw - pw) * c_g
 
 
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
