@@ -49,6 +49,22 @@ TILED_GRAD_PIXELS = 1024
 # pixel) would pass this many bytes per thread (wide layers: 406 pixels at 256 channels).
 TILED_GRAD_BYTES = 4 * 1024 * 1024
 
+# 'auto' picks the register-blocked direct convolution (kernels/cpu/blocked.py) for a
+# stride-1 conv whose kernel reduces at most this many products per output
+# (C_g*kH*kW forward, K_g*kH*kW for the grad input): without horizontal sums it wins on
+# short reductions, the tiled dot-product blocks on long ones (measured in blocked.py).
+BLOCKED_MAX_REDUCTION = 320
+
+# ... and its grad weight (dot products along the flat pixels of grad_out and of the
+# input's frame, no im2col) for reductions C_g*kH*kW up to this; past it the tiled grad
+# weight's per-thread partial sums run wide layers faster (one core, ms, blocked vs tiled:
+# g8 2.1 vs 3.6, 5x5 32->64 4.3 vs 5.3, 3x3 64->64 56x56 10.5 vs 12.8; but 3x3 256->256
+# 14x14 15.5 vs 11.0, 128->128 28x28 51 vs 43).
+BLOCKED_GRAD_MAX_REDUCTION = 800
+
+# Register blocks (4 output channels x 4 vectors of pixels) per job of the blocked conv.
+BLOCKED_BLOCKS = 4
+
 # 'auto' picks the tiled convolution when a group has at least this many input channels
 # (thinner groups give short reductions, and the grad input's products few rows).
 TILED_MIN_CHANNELS = 8

@@ -46,7 +46,7 @@ def tolerance(dtype):
     return (1e-4, 1e-4) if np.dtype(dtype) == np.float32 else (1e-10, 1e-10)
 
 
-@pytest.fixture(params=["direct", "gemm", "tiled"])
+@pytest.fixture(params=["direct", "gemm", "tiled", "blocked"])
 def conv_algorithm(request, monkeypatch):
     """Run a test once per CPU convolution algorithm (the chooser forced each way)."""
     from numbaconv import config
@@ -75,7 +75,7 @@ class Device:
         return out if len(out) > 1 else out[0]
 
 
-@pytest.fixture(params=["cpu-direct", "cpu-gemm", "cpu-tiled", "cuda"])
+@pytest.fixture(params=["cpu-direct", "cpu-gemm", "cpu-tiled", "cpu-blocked", "cuda"])
 def device(request, monkeypatch):
     """Run a test body on every device (and on the CPU, with each conv algorithm).
 

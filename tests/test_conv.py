@@ -158,15 +158,32 @@ def test_tiled_matches_the_oracle_across_tiles(x_shape, w_shape, params, dtype, 
     partial 4-pixel blocks at every tile's end; grad weight jobs of 1-2 output rows, a
     short last one), forward and both gradients."""
     from numbaconv import config
-    from numbaconv._args import conv_spec
-    from numbaconv.dispatch import choose_conv_algorithm
 
     monkeypatch.setattr(config, "TILED_PIXELS", 6)
     monkeypatch.setattr(config, "TILED_GRAD_PIXELS", 12)  # grad weight: 1-2 rows per job
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "tiled")  # stride 1 would run 'blocked'
     x, w, b = _arrays(rng, x_shape, w_shape, dtype)
-    spec = conv_spec("conv2d", 2, x, w, b, params.get("stride", 1), params.get("padding", 0),
-                     params.get("dilation", 1), params.get("groups", 1), "zeros", False)
-    assert choose_conv_algorithm("cpu", spec) == "tiled"
+    _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, params", [
+    ((2, 8, 13, 11), (10, 8, 3, 3), dict(padding=(1, 2))),  # K_g % 4 != 0, uneven pads
+    ((2, 12, 9, 17), (12, 4, 2, 3), dict(groups=3, dilation=(3, 2), padding=((2, 0), (1, 3)))),
+    ((1, 8, 6, 5), (5, 8, 5, 5), dict(padding=(5, 1))),  # grad input: a negative pad
+    ((1, 4, 3, 40), (8, 4, 1, 3), dict(padding=(0, 1))),  # rows longer than a job
+])
+def test_blocked_matches_the_oracle_across_jobs(x_shape, w_shape, params, dtype, rng,
+                                                 monkeypatch):
+    """The blocked kernels against the oracle with jobs of one register block (64
+    pixels in float32, 32 in float64): jobs that start and end inside an output row,
+    dropped columns inside a job, partial blocks of 4 output channels, crops; forward and
+    grad input (grad weight: tiled)."""
+    from numbaconv import config
+
+    monkeypatch.setattr(config, "BLOCKED_BLOCKS", 1)
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "blocked")
+    x, w, b = _arrays(rng, x_shape, w_shape, dtype)
     _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
 
 
@@ -316,28 +333,49 @@ def test_both_register_blocks_match_numpy(k, dtype, rng):
 def test_chooser_rules():
     from numbaconv._args import conv_spec
     from numbaconv.dispatch import choose_conv_algorithm
+    from numbaconv.kernels.cpu import simd
 
-    def spec(c_in, c_out, groups, k=3):
+    def spec(c_in, c_out, groups, k=3, stride=1):
         x = np.zeros((1, c_in, 8, 8), np.float32)
         w = np.zeros((c_out, c_in // groups, k, k), np.float32)
-        return conv_spec("conv2d", 2, x, w, None, 1, 0, 1, groups, "zeros", False)
+        return conv_spec("conv2d", 2, x, w, None, stride, 0, 1, groups, "zeros", False)
 
-    assert choose_conv_algorithm("cpu", spec(32, 32, 32)) == "depthwise"
-    assert choose_conv_algorithm("cpu", spec(8, 16, 8)) == "depthwise"  # multiplier 2
-    assert choose_conv_algorithm("cpu", spec(32, 32, 16)) == "direct"  # thin groups
-    assert choose_conv_algorithm("cpu", spec(3, 2, 1)) == "direct"  # tiny
-    assert choose_conv_algorithm("cpu", spec(16, 32, 1)) == "tiled"  # 3x3 stride 1
-    assert choose_conv_algorithm("cpu", spec(8, 32, 1)) == "tiled"
-    assert choose_conv_algorithm("cpu", spec(16, 32, 1, k=5)) == "tiled"
-    assert choose_conv_algorithm("cpu", spec(64, 64, 8)) == "tiled"  # 8 channels a group
-    assert choose_conv_algorithm("cpu", spec(4, 32, 1)) == "gemm"  # few input channels
+    def choose(s, kernel="conv2d_forward"):
+        return choose_conv_algorithm("cpu", s, kernel)
+
+    # the blocked conv needs AVX-512's 32 registers; elsewhere its cases run tiled / gemm
+    blocked = (lambda other: "blocked") if simd.WIDE else (lambda other: other)
+    assert choose(spec(32, 32, 32)) == "depthwise"
+    assert choose(spec(8, 16, 8)) == "depthwise"  # multiplier 2
+    assert choose(spec(32, 32, 16)) == "direct"  # thin groups
+    assert choose(spec(3, 2, 1)) == "direct"  # tiny
+    # stride 1, reductions up to config.BLOCKED_MAX_REDUCTION (320): blocked
+    assert choose(spec(16, 32, 1)) == blocked("tiled")  # 144
+    assert choose(spec(8, 32, 1)) == blocked("tiled")
+    assert choose(spec(64, 64, 8)) == blocked("tiled")  # 8 channels a group
+    assert choose(spec(4, 32, 1)) == blocked("gemm")  # few input channels
+    assert choose(spec(16, 32, 1), "conv2d_grad_input") == blocked("tiled")  # 32*9 = 288
+    assert choose(spec(16, 64, 1), "conv2d_grad_input") == "tiled"  # 64*9
+    assert choose(spec(64, 64, 16)) == blocked("gemm")  # a block's 4 rows: 4 channels a group
+    assert choose(spec(64, 64, 32)) == "direct"  # ... not 2
+    assert choose(spec(16, 32, 1), "conv2d_grad_weight") == blocked("tiled")  # up to 800
+    assert choose(spec(128, 32, 1), "conv2d_grad_weight") == "tiled"  # 1152
+    # long reductions and strided convs: tiled
+    assert choose(spec(16, 32, 1, k=5)) == "tiled"  # 400
+    assert choose(spec(64, 64, 1)) == "tiled"  # 576
+    assert choose(spec(16, 32, 1, stride=2)) == "tiled"
+    assert choose(spec(4, 32, 1, stride=2)) == "gemm"  # few input channels
+    # wide images: twice the reduction (2 dropped columns of a 58-wide frame)
+    wide = conv_spec("conv2d", 2, np.zeros((1, 64, 56, 56), np.float32),
+                     np.zeros((64, 64, 3, 3), np.float32), None, 1, 1, 1, 1, "zeros", False)
+    assert choose(wide) == blocked("tiled")
     # ... whose grad weight (a reduction over pixels) runs tiled; the rest stays
-    assert choose_conv_algorithm("cpu", spec(4, 32, 1), "conv2d_grad_weight") == "tiled"
-    assert choose_conv_algorithm("cpu", spec(4, 32, 1), "conv2d_grad_input") == "gemm"
-    assert choose_conv_algorithm("cpu", spec(3, 2, 1), "conv2d_grad_weight") == "direct"
-    assert choose_conv_algorithm("cpu", spec(64, 64, 1, k=1), "conv2d_grad_weight") == "gemm"
-    assert choose_conv_algorithm("cpu", spec(64, 64, 1, k=1)) == "gemm"  # 1x1
-    assert choose_conv_algorithm("cpu", spec(2, 2, 1, k=1)) == "gemm"  # 1x1, however thin
+    assert choose(spec(4, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
+    assert choose(spec(4, 32, 1, stride=2), "conv2d_grad_input") == "gemm"
+    assert choose(spec(3, 2, 1), "conv2d_grad_weight") == "direct"
+    assert choose(spec(64, 64, 1, k=1), "conv2d_grad_weight") == "gemm"
+    assert choose(spec(64, 64, 1, k=1)) == "gemm"  # 1x1
+    assert choose(spec(2, 2, 1, k=1)) == "gemm"  # 1x1, however thin
     assert choose_conv_algorithm("cuda", spec(16, 32, 1)) == "direct"
 
 

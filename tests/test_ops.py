@@ -239,7 +239,10 @@ def test_conv_transpose_is_the_adjoint_of_conv(rng):
     ((1, 2, 9, 1), (4, 1, 3, 1), dict(groups=2, padding=(0, 0)), "depthwise"),  # a column
     ((2, 5, 6, 6), (7, 5, 1, 1), {}, "gemm"),
     ((1, 6, 5, 4), (4, 3, 1, 1), dict(groups=2), "gemm"),
-    ((2, 16, 7, 6), (16, 16, 3, 3), dict(padding=1), "tiled"),
+    ((2, 16, 7, 6), (16, 16, 3, 3), dict(padding=1), "blocked"),  # stride 1, reduction 144
+    ((1, 8, 5, 9), (8, 4, 2, 3), dict(groups=2, padding=((1, 0), (2, 1)), dilation=(2, 1)),
+     "blocked"),
+    ((2, 40, 7, 6), (16, 40, 3, 3), dict(padding=1), "tiled"),  # reduction 360
     ((1, 16, 9, 5), (6, 8, 3, 2), dict(groups=2, stride=(1, 2), padding=(2, 0)), "tiled"),
     ((1, 3, 9, 9), (8, 3, 3, 3), dict(stride=2, padding=1), "gemm"),  # an RGB stem
     # Winograd is picked only when forced (config.CONV_ALGORITHM)
@@ -252,6 +255,7 @@ def test_fast_paths_give_the_general_paths_answer(x_shape, w_shape, params, algo
     from numbaconv import config
     from numbaconv._args import conv_spec
     from numbaconv.dispatch import choose_conv_algorithm
+    from numbaconv.kernels.cpu import simd
 
     x, w = rng.standard_normal(x_shape), rng.standard_normal(w_shape)
     b = rng.standard_normal(w_shape[0])
@@ -259,6 +263,8 @@ def test_fast_paths_give_the_general_paths_answer(x_shape, w_shape, params, algo
                      params.get("dilation", 1), params.get("groups", 1), "zeros", False)
     if algorithm == "winograd":
         monkeypatch.setattr(config, "CONV_ALGORITHM", algorithm)
+    if algorithm == "blocked" and not simd.WIDE:
+        pytest.skip("the blocked conv is picked on AVX-512 hosts only")
     assert choose_conv_algorithm("cpu", spec) == algorithm
     fast = nc.conv2d(x, w, b, **params)
     gy = rng.standard_normal(fast.shape)

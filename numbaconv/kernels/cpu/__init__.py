@@ -1,5 +1,7 @@
 """CPU kernels.  Exports the same names, with the same signatures, as ``kernels.cuda``."""
 
+from .blocked import (conv2d_forward_blocked, conv2d_grad_input_blocked,
+                      conv2d_grad_weight_blocked)
 from .conv import (add_channel_bias, conv2d_forward, conv2d_grad_bias, conv2d_grad_input,
                    conv2d_grad_weight)
 from .depthwise import (conv2d_forward_depthwise, conv2d_grad_input_depthwise,
@@ -32,8 +34,10 @@ KERNELS = (
 )
 
 # CPU-only algorithms, chosen by ``dispatch.choose_conv_algorithm``, with the signatures
-# of the direct kernels they replace: im2col tiles with numba's GEMM, BLAS-backed GEMM,
+# of the direct kernels they replace: register-blocked direct (stride 1), im2col tiles with numba's GEMM, BLAS-backed GEMM,
 # depthwise, Winograd.
+BLOCKED_KERNELS = ("conv2d_forward_blocked", "conv2d_grad_input_blocked",
+                   "conv2d_grad_weight_blocked")
 TILED_KERNELS = ("conv2d_forward_tiled", "conv2d_grad_input_tiled", "conv2d_grad_weight_tiled")
 GEMM_KERNELS = ("conv2d_forward_gemm", "conv2d_grad_input_gemm", "conv2d_grad_weight_gemm")
 DEPTHWISE_KERNELS = ("conv2d_forward_depthwise", "conv2d_grad_input_depthwise",

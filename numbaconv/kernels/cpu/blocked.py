@@ -1,0 +1,298 @@
+"""Register-blocked direct convolution at stride 1, vectors along the output pixels (CPU
+only).
+
+Same signatures as the direct kernels in ``conv.py``, so the algorithm chooser
+(``dispatch.choose_conv_algorithm``, algorithm ``'blocked'``) swaps one for the other.
+
+The input is first copied into a flat frame (:func:`to_flat_frame`): each channel's plane
+zero-padded (or cropped) to exactly the rows and columns the conv reads, ``Wf = OW +
+(kW-1)*dW`` wide, its rows laid end to end.  Numbering the output pixels the same way,
+``q = oh*Wf + ow``, every tap is a constant shift::
+
+    out[n, k, q] = bias[k] + sum over (c, r, s) of w[k, c, r, s] * frame[n, c, q + r*dH*Wf + s*dW]
+
+so a run of consecutive ``q`` reads a contiguous run of the frame, whatever the tap, pad
+or dilation.  A register block is 4 output channels x 4 vectors of consecutive pixels
+(64 in float32): 16 accumulators (:mod:`.simd`).  Per tap it loads 4 vectors of the
+frame and broadcasts 4 weights into 16 fused multiply-adds.  The reduction runs along the
+block's own registers, so it needs no horizontal sums: a short reduction (a grouped conv's
+``C_g*kH*kW``, a thin layer's) costs no more per step than a long one.  That is where
+the tiled kernel's dot-product blocks lose.  Measured on one core against the tiled forward
+(ms): grouped g8 (8,128,28,28) 3x3 2.9 vs 3.7-3.8, (8,64,56,56) g4 -> 16 per group 5.8
+vs 8.2, (8,16,56,56) 1.3 vs 1.9, (8,32,28,28) 32 -> 32 1.28 vs 1.35, 2x2 64 -> 32 1.19 vs
+1.26; but (8,64,14,14) 3x3 64 -> 64 1.45 vs 1.22 and (8,256,14,14) 23 vs 18: a long
+reduction streams a block's weights and the input window from L2 once per 4 output
+channels, where the dot-product blocks read them in place.  ``dispatch`` picks it for
+reductions up to ``config.BLOCKED_MAX_REDUCTION``.
+
+Columns ``ow >= OW`` of the flat numbering are computed and dropped (2/30 of the work at
+28 wide with a 3x3 kernel).  A job is one image, one group, 4 output channels and
+``config.BLOCKED_BLOCKS`` pixel blocks; its products go to the thread's tile, then the
+valid columns to ``out``.  Each output entry is one sum in a fixed order:
+deterministic.
+
+Grad input at stride 1 is the same conv on ``grad_out`` with the weights flipped and
+transposed (:func:`conv2d_grad_input_blocked`).  Strided convs go to the tiled kernels
+(``dispatch``); so does the grad weight, a reduction over pixels.
+"""
+
+import numba
+import numpy as np
+from numba import njit, prange
+
+from ... import config
+from ...config import CPU_FASTMATH
+from . import simd
+from .conv import copy, fill
+from .gemm import BLOCK, _fma_4x4, block_runs
+from .gemm_conv import scratch
+
+
+@njit(parallel=True, cache=True)
+def to_flat_frame(x, frame, lo_h, lo_w, height, width):
+    """``frame[n, c, i*width + j] = x[n, c, i + lo_h, j + lo_w]`` for ``i < height``,
+    ``j < width``, 0 outside ``x`` and past row ``height`` (``lo`` < 0 pads, ``lo`` > 0
+    crops)."""
+    batch, ch, in_h, in_w = x.shape
+    zero = frame.dtype.type(0)
+    j0 = min(max(-lo_w, 0), width)  # frame columns j0 .. j1-1 hold input columns
+    j1 = max(min(in_w - lo_w, width), j0)
+    for job in prange(batch * ch):
+        n, c = job // ch, job % ch
+        dst = frame[n, c]
+        for i in range(height):
+            row = dst[i * width:(i + 1) * width]
+            ih = i + lo_h
+            if ih < 0 or ih >= in_h:
+                fill(row, zero)
+            else:
+                fill(row[:j0], zero)
+                fill(row[j1:], zero)
+                copy(row[j0:j1], x[n, c, ih, j0 + lo_w:j1 + lo_w])
+        fill(dst[height * width:], zero)
+
+
+@njit(inline="always", fastmath=CPU_FASTMATH)
+def _taps(frame, ch0, w, kb, at, acc, c_g, kh, kw, row_step, dw):
+    """The 16 accumulators ``acc`` (output channel ``i`` of block ``kb`` x pixel vector
+    ``v``, ``4*i + v``) plus every tap of channels ``ch0 .. ch0+c_g-1`` for the 4 pixel
+    vectors starting at flat position ``at``: ``w[kb, (c, r, s), i]`` broadcast times
+    ``frame[ch0 + c, at + r*row_step + s*dw + v*width :]``."""
+    width = simd.lanes(frame)
+    j = 0
+    for c in range(c_g):
+        ch = ch0 + c
+        rows = (ch, ch, ch, ch)
+        for r in range(kh):
+            col = at + r * row_step
+            for s in range(kw):
+                acc = _fma_4x4(simd.splat(frame, w[kb, j, 0]), simd.splat(frame, w[kb, j, 1]),
+                               simd.splat(frame, w[kb, j, 2]), simd.splat(frame, w[kb, j, 3]),
+                               frame, rows, (col, col + width, col + 2 * width, col + 3 * width),
+                               0, acc)
+                col += dw
+                j += 1
+    return acc
+
+
+@njit(inline="always")
+def _store_row(tile, at, width, v0, v1, v2, v3):
+    simd.store_flat(tile, at, v0)
+    simd.store_flat(tile, at + width, v1)
+    simd.store_flat(tile, at + 2 * width, v2)
+    simd.store_flat(tile, at + 3 * width, v3)
+
+
+@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+def _forward_blocked(frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w):
+    """``out`` from ``frames`` (N, C, Hf*Wf + slack) and ``packed`` (G, K_g/4, C_g*kH*kW,
+    4) weights; ``tiles[t]``: thread ``t``'s 4 rows of its job's pixels."""
+    batch, out_ch, out_h, out_w = out.shape
+    groups, kblocks, taps = packed.shape[0], packed.shape[1], packed.shape[2]
+    k_g = out_ch // groups
+    c_g = taps // (kh * kw)
+    width = simd.lanes(frames)
+    step = BLOCK * width  # pixels per register block
+    span = tiles.shape[1] // BLOCK  # pixels per job, whole blocks
+    length = out_h * frame_w  # flat output positions of an image
+    spans = (length + span - 1) // span
+    jobs = batch * groups * spans * kblocks
+    threads = tiles.shape[0]
+    zero = out.dtype.type(0)
+    for t in prange(threads):
+        tile = tiles[t]
+        # jobs dealt in turn, output-channel blocks fastest: a thread's next job reads the
+        # same input window (in L2) with other weights
+        for job in range(t, jobs, threads):
+            kb, rest = job % kblocks, job // kblocks
+            q0 = (rest % spans) * span
+            g, n = (rest // spans) % groups, rest // (spans * groups)
+            q1 = min(q0 + span, length)
+            frame, w = frames[n], packed[g]
+            k0 = g * k_g + kb * BLOCK
+            kn = min(BLOCK, k_g - kb * BLOCK)
+            b0 = bias[k0]
+            b1 = bias[k0 + 1] if kn > 1 else zero
+            b2 = bias[k0 + 2] if kn > 2 else zero
+            b3 = bias[k0 + 3] if kn > 3 else zero
+            for p in range(0, q1 - q0, step):
+                y0, y1 = simd.splat(frame, b0), simd.splat(frame, b1)
+                y2, y3 = simd.splat(frame, b2), simd.splat(frame, b3)
+                acc = _taps(frame, g * c_g, w, kb, q0 + p,
+                            (y0, y0, y0, y0, y1, y1, y1, y1, y2, y2, y2, y2, y3, y3, y3, y3),
+                            c_g, kh, kw, dh * frame_w, dw)
+                _store_row(tile, p, width, acc[0], acc[1], acc[2], acc[3])
+                _store_row(tile, span + p, width, acc[4], acc[5], acc[6], acc[7])
+                _store_row(tile, 2 * span + p, width, acc[8], acc[9], acc[10], acc[11])
+                _store_row(tile, 3 * span + p, width, acc[12], acc[13], acc[14], acc[15])
+            # the valid columns of each output row the job's pixels touch
+            for oh in range(q0 // frame_w, (q1 - 1) // frame_w + 1):
+                lo = max(q0, oh * frame_w)
+                hi = min(q1, oh * frame_w + out_w)
+                if hi > lo:
+                    ow = lo - oh * frame_w
+                    for i in range(kn):
+                        copy(out[n, k0 + i, oh, ow:ow + hi - lo],
+                             tile[i * span + lo - q0:i * span + hi - q0])
+
+
+@njit(inline="always")
+def _tap(ch0, j, taps, kw, area, row_step, dw):
+    """Tap ``j = (c, r, s)`` (``min(j, taps-1)``) of a group whose first channel is
+    ``ch0``: its frame row ``ch0 + c`` and shift ``r*row_step + s*dw``."""
+    j = min(j, taps - 1)
+    f = j % area
+    return ch0 + j // area, (f // kw) * row_step + (f % kw) * dw
+
+
+@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+def _grad_weight_blocked(frames, grads, grad_weight, kh, kw, dh, frame_w, dw, threads):
+    """``grad_weight[k, (c, r, s)] = sum over n, q of grads[n, k, q] * frames[n, g*C_g + c,
+    q + r*dH*Wf + s*dW]``: dot products along the flat pixels, the columns past ``OW``
+    of ``grads`` zero.  A job is a 4 x 4 block (4 output channels x 4 taps) of one group,
+    summed over the whole batch by one thread: deterministic, no partial sums.  Each
+    thread runs all its jobs on one image's group before the next, so that group's frame
+    and ``grads`` rows stay in its L2."""
+    batch, out_ch, length = grads.shape
+    taps = grad_weight.shape[1]
+    area = kh * kw
+    c_g = taps // area
+    groups = frames.shape[1] // c_g
+    k_g = out_ch // groups
+    tblocks = (taps + BLOCK - 1) // BLOCK
+    per_group = (k_g + BLOCK - 1) // BLOCK * tblocks
+    zero = grad_weight.dtype.type(0)
+    for t in prange(threads):
+        for job in range(t, groups * per_group, threads):
+            g, kb, tb = job // per_group, (job % per_group) // tblocks, job % tblocks
+            m0 = g * k_g + kb * BLOCK
+            for i in range(m0, min(m0 + BLOCK, (g + 1) * k_g)):
+                fill(grad_weight[i, tb * BLOCK:min(tb * BLOCK + BLOCK, taps)], zero)
+        for n in range(batch):
+            a, b = grads[n], frames[n]
+            for job in range(t, groups * per_group, threads):
+                g, kb, tb = job // per_group, (job % per_group) // tblocks, job % tblocks
+                m0, j0 = g * k_g + kb * BLOCK, tb * BLOCK
+                rows_ = min(BLOCK, k_g - kb * BLOCK)
+                cols_ = min(BLOCK, taps - j0)
+                # the 4 taps' frame rows (channels) and shifts (clamped to the last tap)
+                ch0, f0 = _tap(g * c_g, j0, taps, kw, area, dh * frame_w, dw)
+                ch1, f1 = _tap(g * c_g, j0 + 1, taps, kw, area, dh * frame_w, dw)
+                ch2, f2 = _tap(g * c_g, j0 + 2, taps, kw, area, dh * frame_w, dw)
+                ch3, f3 = _tap(g * c_g, j0 + 3, taps, kw, area, dh * frame_w, dw)
+                if rows_ == BLOCK and cols_ == BLOCK:
+                    block_runs(a, m0, b, (ch0, ch1, ch2, ch3), (f0, f1, f2, f3), grad_weight,
+                               m0, j0, 1, length, 0)
+                else:  # an edge block: single dot products
+                    for i in range(rows_):
+                        for j in range(cols_):
+                            ch, shift = _tap(g * c_g, j0 + j, taps, kw, area, dh * frame_w, dw)
+                            acc = grad_weight[m0 + i, j0 + j]
+                            for q in range(length):
+                                acc += a[m0 + i, q] * b[ch, shift + q]
+                            grad_weight[m0 + i, j0 + j] = acc
+
+
+def _pack(weight, groups):
+    """``(K, C_g, R, S)`` -> ``(G, ceil(K_g/4), C_g*R*S, 4)``: for each block of 4
+    output channels, the 4 weights of a tap together (zero past ``K_g``)."""
+    out_ch, c_g, kh, kw = weight.shape
+    k_g = out_ch // groups
+    kblocks = -(-k_g // BLOCK)
+    padded = np.zeros((groups, kblocks * BLOCK, c_g * kh * kw), weight.dtype)
+    padded[:, :k_g] = weight.reshape(groups, k_g, c_g * kh * kw)
+    return np.ascontiguousarray(
+        padded.reshape(groups, kblocks, BLOCK, c_g * kh * kw).transpose(0, 1, 3, 2))
+
+
+def _framed(x, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw):
+    """``x`` in the flat frame of a stride-1 conv with output size ``(out_h, out_w)``
+    and leading pads ``lead`` (negative: crop), and the frame's width."""
+    frame_h, frame_w = out_h + (kh - 1) * dh, out_w + (kw - 1) * dw
+    # a block may start up to a block before the image's end, and its taps reach past
+    # that by (kH-1)*dH rows (inside the frame) and (kW-1)*dW columns
+    slack = BLOCK * simd.VECTOR_BYTES // x.itemsize + (kw - 1) * dw
+    frames = scratch("flat_frame", (x.shape[0], x.shape[1], frame_h * frame_w + slack), x.dtype)
+    to_flat_frame(x, frames, -lead_h, -lead_w, frame_h, frame_w)
+    return frames, frame_w
+
+
+def _run(x, packed, bias, out, lead_h, lead_w, kh, kw, dh, dw):
+    """The stride-1 conv of ``x`` with leading pads ``lead`` (negative: crop) into
+    ``out``."""
+    if out.size == 0:
+        return
+    frames, frame_w = _framed(x, out.shape[2], out.shape[3], lead_h, lead_w, kh, kw, dh, dw)
+    span = config.BLOCKED_BLOCKS * BLOCK * simd.VECTOR_BYTES // out.itemsize
+    tiles = scratch("blocked_tiles", (numba.get_num_threads(), BLOCK * span), x.dtype)
+    _forward_blocked(frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w)
+
+
+def _check_stride(geometry):
+    if geometry[0] != 1 or geometry[1] != 1:
+        raise ValueError(f"the blocked conv runs stride 1 only, got stride "
+                         f"{geometry[:2]} (dispatch sends strided convs to 'tiled')")
+
+
+def conv2d_forward_blocked(x, weight, bias, out, geometry):
+    _check_stride(geometry)
+    sh, sw, ph, pw, dh, dw, groups = geometry
+    kh, kw = weight.shape[2], weight.shape[3]
+    _run(x, _pack(weight, groups), bias, out, ph, pw, kh, kw, dh, dw)
+
+
+def conv2d_grad_input_blocked(grad_out, weight, grad_in, geometry):
+    """At stride 1 the adjoint of the forward is the forward conv of ``grad_out`` with
+    ``w'[g, c, k, r, s] = w[g, k, c, kH-1-r, kW-1-s]`` and leading pads ``(kH-1)*dH -
+    pH``, ``(kW-1)*dW - pW``."""
+    _check_stride(geometry)
+    sh, sw, ph, pw, dh, dw, groups = geometry
+    out_ch, c_g, kh, kw = weight.shape
+    k_g = out_ch // groups
+    flipped = weight.reshape(groups, k_g, c_g, kh, kw)[:, :, :, ::-1, ::-1]
+    adjoint = flipped.transpose(0, 2, 1, 3, 4).reshape(groups * c_g, k_g, kh, kw)
+    _run(grad_out, _pack(adjoint, groups), np.zeros(grad_in.shape[1], grad_in.dtype), grad_in,
+         (kh - 1) * dh - ph, (kw - 1) * dw - pw, kh, kw, dh, dw)
+
+
+def conv2d_grad_weight_blocked(x, grad_out, grad_weight, geometry):
+    """Dot products along the flat pixels of ``grad_out`` (its columns past ``OW``
+    zeroed, its length padded to whole vectors) and of the input's frame, each tap a
+    shift (:func:`_grad_weight_blocked`): no im2col columns."""
+    _check_stride(geometry)
+    sh, sw, ph, pw, dh, dw, groups = geometry
+    out_ch, c_g, kh, kw = grad_weight.shape
+    batch, _, out_h, out_w = grad_out.shape
+    if grad_out.size == 0 or x.size == 0:
+        grad_weight[...] = 0
+        return
+    frames, frame_w = _framed(x, out_h, out_w, ph, pw, kh, kw, dh, dw)
+    width = simd.VECTOR_BYTES // grad_out.itemsize
+    length = -(-out_h * frame_w // width) * width
+    grads = scratch("flat_grads", (batch, out_ch, length), grad_out.dtype)
+    to_flat_frame(grad_out, grads, 0, 0, out_h, frame_w)
+    contiguous = grad_weight.flags.c_contiguous
+    flat = (grad_weight if contiguous else np.empty_like(grad_weight)).reshape(out_ch, -1)
+    _grad_weight_blocked(frames, grads, flat, kh, kw, dh, frame_w, dw, numba.get_num_threads())
+    if not contiguous:
+        grad_weight[...] = flat.reshape(grad_weight.shape)
