@@ -37,7 +37,8 @@ rows, no horizontal sums), was tried for short reductions in plain numba: 80-110
 GFLOP/s for a 4x4 block, because every step loads and stores ``c`` and LLVM guards the
 loop with runtime alias checks (and leaves it scalar, ~11 GFLOP/s, when a row is not
 typed contiguous).  With :mod:`.simd`'s vectors held in registers that form no longer
-has those costs; it needs its operand laid out pixels-last, which the tiles are not.
+has those costs; it needs its operand laid out pixels-last, which the tiles are not,
+and is what ``blocked.py`` runs at stride 1, on a flat frame where it is.
 """
 
 from numba import njit, prange
