@@ -164,7 +164,8 @@ def backend_for(op: str, **arrays):
 
 # --------------------------------------------------------------------------- algorithms
 # The algorithm a kernel falls back to when the chosen one has no variant of it.
-CONV_FALLBACK = {"blocked": "tiled", "tiled": "gemm", "winograd": "gemm", "gemm": "direct", "depthwise": "direct"}
+CONV_FALLBACK = {"blocked": "tiled", "tiled": "gemm", "winograd": "gemm", "gemm": "direct",
+                 "depthwise": "direct"}
 
 
 def _winograd_applies(spec) -> bool:
@@ -250,8 +251,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       when OpenBLAS's threads have to be woken).
 
     A kernel without a variant for the chosen algorithm runs the next one in
-    :data:`CONV_FALLBACK` (tiled -> gemm -> direct; winograd -> gemm; depthwise ->
-    direct).
+    :data:`CONV_FALLBACK` (blocked -> tiled -> gemm -> direct; winograd -> gemm;
+    depthwise -> direct).
     """
     from . import config
 

@@ -34,8 +34,8 @@ KERNELS = (
 )
 
 # CPU-only algorithms, chosen by ``dispatch.choose_conv_algorithm``, with the signatures
-# of the direct kernels they replace: register-blocked direct (stride 1), im2col tiles with numba's GEMM, BLAS-backed GEMM,
-# depthwise, Winograd.
+# of the direct kernels they replace: register-blocked direct (stride 1), im2col tiles
+# with numba's GEMM, BLAS-backed GEMM, depthwise, Winograd.
 BLOCKED_KERNELS = ("conv2d_forward_blocked", "conv2d_grad_input_blocked",
                    "conv2d_grad_weight_blocked")
 TILED_KERNELS = ("conv2d_forward_tiled", "conv2d_grad_input_tiled", "conv2d_grad_weight_tiled")

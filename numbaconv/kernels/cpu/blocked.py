@@ -22,8 +22,9 @@ the tiled kernel's dot-product blocks lose.  Measured on one core against the ti
 vs 8.2, (8,16,56,56) 1.3 vs 1.9, (8,32,28,28) 32 -> 32 1.28 vs 1.35, 2x2 64 -> 32 1.19 vs
 1.26; but (8,64,14,14) 3x3 64 -> 64 1.45 vs 1.22 and (8,256,14,14) 23 vs 18: a long
 reduction streams a block's weights and the input window from L2 once per 4 output
-channels, where the dot-product blocks read them in place.  ``dispatch`` picks it for
-reductions up to ``config.BLOCKED_MAX_REDUCTION``.
+channels, where the dot-product blocks read them in place.  ``dispatch`` picks it
+(``_blocked_applies``) for reductions up to ``config.BLOCKED_MAX_REDUCTION``, twice that
+on wide images, whose dropped columns (below) cost less.
 
 Columns ``ow >= OW`` of the flat numbering are computed and dropped (2/30 of the work at
 28 wide with a 3x3 kernel).  A job is one image, one group, 4 output channels and
@@ -49,7 +50,7 @@ from numba import njit, prange
 from ... import config
 from ...config import CPU_FASTMATH
 from . import simd
-from .conv import copy, fill
+from .conv import copy, fill, frame_span
 from .gemm import BLOCK, _fma_4x4, block_runs
 from .gemm_conv import scratch
 
@@ -61,8 +62,7 @@ def to_flat_frame(x, frame, lo_h, lo_w, height, width):
     crops)."""
     batch, ch, in_h, in_w = x.shape
     zero = frame.dtype.type(0)
-    j0 = min(max(-lo_w, 0), width)  # frame columns j0 .. j1-1 hold input columns
-    j1 = max(min(in_w - lo_w, width), j0)
+    j0, j1 = frame_span(lo_w, in_w, width)  # frame columns j0 .. j1-1 hold input columns
     for job in prange(batch * ch):
         n, c = job // ch, job % ch
         dst = frame[n, c]

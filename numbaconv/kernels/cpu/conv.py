@@ -46,6 +46,16 @@ def valid_range(offset, stride, in_len, out_len):
 
 
 @njit(inline="always")
+def frame_span(offset, in_len, out_len):
+    """:func:`valid_range` at stride 1, clamped to ``0 <= lo <= hi <= out_len``: the
+    positions ``[lo, hi)`` of a frame of ``out_len`` whose input ``o + offset`` exists
+    (the frame copies pad before ``lo`` and from ``hi``)."""
+    lo, hi = valid_range(offset, 1, in_len, out_len)
+    lo = min(lo, out_len)
+    return lo, max(hi, lo)
+
+
+@njit(inline="always")
 def _span(start, step, count):
     """The stop of ``count`` elements from ``start`` every ``step``."""
     return start + (count - 1) * step + 1

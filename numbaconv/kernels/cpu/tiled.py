@@ -45,7 +45,7 @@ from numba import njit, prange
 from ... import config
 from ...config import CPU_FASTMATH
 from . import simd
-from .conv import copy, fill
+from .conv import copy, fill, frame_span
 from .gemm import BLOCK, block, block_runs
 from .gemm_conv import scratch
 from .im2col import plane_to_columns
@@ -61,8 +61,7 @@ def to_padded_groups(x, xg, lo_h, lo_w):
     c_g = ch // groups
     width = xg.shape[3] // c_g
     zero = xg.dtype.type(0)
-    j0 = min(max(-lo_w, 0), width)  # buffer columns j0 .. j1-1 hold input columns
-    j1 = max(min(in_w - lo_w, width), j0)
+    j0, j1 = frame_span(lo_w, in_w, width)  # buffer columns j0 .. j1-1 hold input columns
     for job in prange(batch * groups * height):
         n, g, i = job // (groups * height), (job // height) % groups, job % height
         dst = xg[n, g, i]
