@@ -239,8 +239,33 @@ def _to2d(t: tuple, ndim: int, fill) -> tuple:
     return t if ndim == 2 else (fill,) + t
 
 
+# Checked specs by call signature: a training loop or benchmark calls the same layer
+# shapes over and over, and validating one from scratch costs ~15 us of Python.
+_SPECS: dict = {}
+_SPECS_MAX = 4096
+
+
 def conv_spec(op, ndim, x, weight, bias, stride, padding, dilation, groups, padding_mode, flip):
-    """Validate a conv1d / conv2d call and return its :class:`ConvSpec`."""
+    """Validate a conv1d / conv2d call and return its :class:`ConvSpec` (remembered per
+    signature: array shapes and dtypes, and the arguments as ``repr`` gives them, so
+    ``True`` and ``1`` are different calls)."""
+    try:
+        key = (op, ndim, tuple(x.shape), x.dtype, tuple(weight.shape), weight.dtype,
+               None if bias is None else (tuple(bias.shape), bias.dtype),
+               repr((stride, padding, dilation, groups, padding_mode, flip)))
+        spec = _SPECS.get(key)
+    except (AttributeError, TypeError):  # not arrays: the full check says what is wrong
+        key = spec = None
+    if spec is None:
+        spec = _check_conv(op, ndim, x, weight, bias, stride, padding, dilation, groups,
+                           padding_mode, flip)
+        if key is not None and len(_SPECS) < _SPECS_MAX:
+            _SPECS[key] = spec
+    return spec
+
+
+def _check_conv(op, ndim, x, weight, bias, stride, padding, dilation, groups, padding_mode,
+                flip):
     dtype = check_float_dtypes(op, input=x, weight=weight, bias=bias)
     layout = "(N, C, L)" if ndim == 1 else "(N, C, H, W)"
     wlayout = "(C_out, C_in // groups, kL)" if ndim == 1 else "(C_out, C_in // groups, kH, kW)"

@@ -19,6 +19,8 @@ import threading
 
 import numpy as np
 
+from . import config
+
 CPU = "cpu"
 CUDA = "cuda"
 
@@ -125,6 +127,7 @@ class _ThreadSafeKernels:
             return kernel(*args)
 
         call.__name__ = name
+        self.__dict__[name] = call  # found directly from now on: no closure per look-up
         return call
 
 
@@ -174,6 +177,20 @@ def _winograd_applies(spec) -> bool:
     return applies(spec.kernel, spec.stride, spec.dilation, spec.groups, spec.pads)
 
 
+_wide = None
+
+
+def _wide_simd() -> bool:
+    """Whether the host has AVX-512 (``kernels.cpu.simd.WIDE``; looked up on first use,
+    so that importing numbaconv loads no numba)."""
+    global _wide
+    if _wide is None:
+        from .kernels.cpu import simd
+
+        _wide = simd.WIDE
+    return _wide
+
+
 def _blocked_applies(spec, kernel: str) -> bool:
     """The register-blocked direct conv (``kernels/cpu/blocked.py``) for ``kernel``:
     stride 1 on an AVX-512 host (its 16 accumulators need 32 vector registers), and
@@ -184,10 +201,7 @@ def _blocked_applies(spec, kernel: str) -> bool:
       (``(kW-1)*dW`` of ``OW + (kW-1)*dW``; 56-wide 3x3 layers);
     * grad weight: at least 4 output channels per group (a block's rows) and
       ``C_g*kH*kW`` at most ``config.BLOCKED_GRAD_MAX_REDUCTION``."""
-    from . import config
-    from .kernels.cpu import simd
-
-    if spec.stride != (1, 1) or not simd.WIDE:
+    if spec.stride != (1, 1) or not _wide_simd():
         return False
     k_g = spec.out_channels // spec.groups
     c_g = spec.in_channels // spec.groups
@@ -254,8 +268,6 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     :data:`CONV_FALLBACK` (blocked -> tiled -> gemm -> direct; winograd -> gemm;
     depthwise -> direct).
     """
-    from . import config
-
     if device != CPU:
         return "direct"
     depthwise = spec.groups == spec.in_channels
@@ -353,8 +365,6 @@ def use_stream(stream):
     ``numba.cuda.external_stream(ptr)`` wrapping a CuPy (``cupy.cuda.Stream().ptr``) or
     PyTorch (``torch.cuda.current_stream().cuda_stream``) stream, so numbaconv's work is
     ordered with theirs.  Library-wide (not per thread)."""
-    from . import config
-
     previous = config.CUDA_STREAM
     config.CUDA_STREAM = stream
     try:

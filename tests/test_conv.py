@@ -532,3 +532,27 @@ W = np.zeros((4, 4, 3, 3), np.float32)
 def test_errors(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_a_remembered_spec_skips_no_check():
+    """``conv_spec`` remembers the specs of calls it has checked (by shapes, dtypes and
+    the arguments' ``repr``): after a good call, calls that differ only where the check
+    fails still raise, and the good call's answer is unchanged."""
+    x = np.ones((1, 4, 6, 6), np.float32)
+    w = np.ones((4, 4, 3, 3), np.float32)
+    good = nc.conv2d(x, w, np.zeros(4, np.float32), stride=1, padding=1)
+    for call, error, message in [
+        (lambda: nc.conv2d(x, w, np.zeros(4, np.float32), stride=True, padding=1), ValueError,
+         "stride must be an int"),
+        (lambda: nc.conv2d(x, w, np.zeros(4, np.float64), stride=1, padding=1), TypeError,
+         "share one dtype"),
+        (lambda: nc.conv2d(x, w, np.zeros(4, np.float32), stride=1, padding=1.0), ValueError,
+         "padding must be"),
+        (lambda: nc.conv2d(x, w, np.zeros(4, np.float32), stride=1, padding=1, flip=1),
+         ValueError, "flip must be True or False"),
+        (lambda: nc.conv2d(x, w, [0.0] * 4, stride=1, padding=1), TypeError, "bias must be an array"),
+    ]:
+        with pytest.raises(error, match=message):
+            call()
+    np.testing.assert_array_equal(
+        nc.conv2d(x, w, np.zeros(4, np.float32), stride=1, padding=1), good)

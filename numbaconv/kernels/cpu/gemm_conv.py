@@ -19,6 +19,7 @@ convolution with stride 1 and no padding needs no im2col: the input already is t
 column matrix of each image (a stacked product, no copy).
 """
 
+import math
 import threading
 
 import numpy as np
@@ -46,7 +47,7 @@ def scratch(key, shape, dtype):
     """An array carved from a per-thread workspace named ``key``, reused across calls
     (grown when too small): a fresh buffer per call would pay a page fault per 4 KiB
     on every call.  Contents are undefined; one buffer per key at a time."""
-    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
     spaces = getattr(_workspace, "spaces", None)
     if spaces is None:
         spaces = _workspace.spaces = {}
