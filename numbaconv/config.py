@@ -21,6 +21,12 @@ CUDA_STREAM = 0
 # Pad codes shared by the CPU and CUDA pad kernels.
 PAD_MODES = {"constant": 0, "zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
 
+# Rounds an idle thread of numba's OpenMP pool spins before it sleeps (GOMP_SPINCOUNT,
+# set only while the pool starts; see _threads.py): long enough to span the gaps between
+# the parallel regions of one op, short enough to leave the cores to OpenBLAS and
+# PyTorch soon after.  Read once, at the first CPU kernel.
+CPU_SPIN_COUNT = 10000
+
 # Convolution algorithm on the CPU: 'auto' (``dispatch.choose_conv_algorithm``), 'depthwise',
 # 'direct' or 'gemm'.  Tests patch it to run both paths over the same grid.
 CONV_ALGORITHM = "auto"

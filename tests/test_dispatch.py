@@ -145,9 +145,9 @@ def test_results_come_back_as_the_callers_gpu_array_type(monkeypatch, rng):
 
 
 def test_thread_wait_policies_are_scoped_to_the_two_runtime_loads():
-    """numbaconv sets OPENBLAS_THREAD_TIMEOUT / OMP_WAIT_POLICY only around loading
-    NumPy's OpenBLAS and numba's OpenMP pool: nothing is left in the environment for
-    other libraries, and a value the user set is kept."""
+    """numbaconv sets OPENBLAS_THREAD_TIMEOUT / GOMP_SPINCOUNT / KMP_BLOCKTIME only
+    around loading NumPy's OpenBLAS and numba's OpenMP pool: nothing is left in the
+    environment for other libraries, and a policy the user set is kept."""
     code = ("import os\n"
             "os.environ['OMP_WAIT_POLICY'] = 'ACTIVE'\n"
             "import numbaconv, numpy as np\n"
@@ -157,7 +157,10 @@ def test_thread_wait_policies_are_scoped_to_the_two_runtime_loads():
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True).stdout.split()
     assert out == ["ACTIVE", "False", "True"]
-    code = "import numpy, numbaconv\nprint(numbaconv._threads.blas_quiet)\n"
+    code = ("import os, numpy as np, numbaconv\n"
+            "numbaconv.conv2d(np.ones((1, 1, 3, 3), np.float32), np.ones((1, 1, 3, 3), np.float32))\n"
+            "print(numbaconv._threads.blas_quiet, *(name in os.environ for name in\n"
+            "      ('GOMP_SPINCOUNT', 'KMP_BLOCKTIME', 'OMP_WAIT_POLICY')))\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True).stdout.split()
-    assert out == ["False"]
+    assert out == ["False", "False", "False", "False"]
