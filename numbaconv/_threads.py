@@ -1,4 +1,4 @@
-"""Thread pools that take turns on the same cores, set to sleep when idle.
+"""Thread pools that take turns on the same cores, set to sleep soon when idle.
 
 A CPU op here alternates numba parallel kernels (numba's OpenMP pool) with OpenBLAS
 matrix products (OpenBLAS's own pool).  Both pools busy-wait after their work by

@@ -538,9 +538,14 @@ def test_a_remembered_spec_skips_no_check():
     """``conv_spec`` remembers the specs of calls it has checked (by shapes, dtypes and
     the arguments' ``repr``): after a good call, calls that differ only where the check
     fails still raise, and the good call's answer is unchanged."""
+    from numbaconv._args import conv_spec
+
     x = np.ones((1, 4, 6, 6), np.float32)
     w = np.ones((4, 4, 3, 3), np.float32)
     good = nc.conv2d(x, w, np.zeros(4, np.float32), stride=1, padding=1)
+    flipped = nc.conv2d(x, w, np.zeros(4, np.float32), stride=1, padding=1, flip=True)
+    args = ("conv2d", 2, x, w, None, 1, 1, 1, 1, "zeros", False)
+    assert conv_spec(*args) is conv_spec(*args)  # remembered, not checked again
     for call, error, message in [
         (lambda: nc.conv2d(x, w, np.zeros(4, np.float32), stride=True, padding=1), ValueError,
          "stride must be an int"),
@@ -549,10 +554,12 @@ def test_a_remembered_spec_skips_no_check():
         (lambda: nc.conv2d(x, w, np.zeros(4, np.float32), stride=1, padding=1.0), ValueError,
          "padding must be"),
         (lambda: nc.conv2d(x, w, np.zeros(4, np.float32), stride=1, padding=1, flip=1),
-         ValueError, "flip must be True or False"),
+         ValueError, "flip must be True or False"),  # 1 == True: a plain key would match
         (lambda: nc.conv2d(x, w, [0.0] * 4, stride=1, padding=1), TypeError, "bias must be an array"),
     ]:
         with pytest.raises(error, match=message):
             call()
     np.testing.assert_array_equal(
         nc.conv2d(x, w, np.zeros(4, np.float32), stride=1, padding=1), good)
+    np.testing.assert_array_equal(
+        nc.conv2d(x, w, np.zeros(4, np.float32), stride=1, padding=1, flip=True), flipped)
