@@ -56,9 +56,10 @@ TILED_GRAD_PIXELS = 1024
 TILED_GRAD_BYTES = 4 * 1024 * 1024
 
 # 'auto' picks the register-blocked direct convolution (kernels/cpu/blocked.py) for a
-# stride-1 conv whose kernel reduces at most this many products per output
-# (C_g*kH*kW forward, K_g*kH*kW for the grad input): without horizontal sums it wins on
-# short reductions, the tiled dot-product blocks on long ones (measured in blocked.py).
+# conv whose kernel reduces at most this many products per output (C_g*kH*kW forward,
+# at any stride; K_g*kH*kW for the grad input, at stride 1): without horizontal sums it
+# wins on short reductions, the tiled dot-product blocks on long ones (measured in
+# blocked.py).
 BLOCKED_MAX_REDUCTION = 320
 
 # ... and its grad weight (dot products along the flat pixels of grad_out and of the

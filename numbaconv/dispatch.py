@@ -15,6 +15,7 @@ the few array helpers an op needs (allocate, make contiguous, reshape, flip).
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
 
 import numpy as np
@@ -192,16 +193,21 @@ def _wide_simd() -> bool:
 
 
 def _blocked_applies(spec, kernel: str) -> bool:
-    """The register-blocked direct conv (``kernels/cpu/blocked.py``) for ``kernel``:
-    stride 1 on an AVX-512 host (its 16 accumulators need 32 vector registers), and
+    """The register-blocked direct conv (``kernels/cpu/blocked.py``) for ``kernel``, on
+    an AVX-512 host (its 16 accumulators need 32 vector registers):
 
     * forward and grad input: at least 4 output channels per group (a block's 4 rows)
       and a reduction of at most ``config.BLOCKED_MAX_REDUCTION`` products per output,
-      or twice that where the frame's dropped columns are at most 5% of its width
-      (``(kW-1)*dW`` of ``OW + (kW-1)*dW``; 56-wide 3x3 layers);
-    * grad weight: at least 4 output channels per group (a block's rows) and
+      or, at stride 1, twice that where the frame's dropped columns are at most 5% of
+      its width (``(kW-1)*dW`` of ``OW + (kW-1)*dW``; 56-wide 3x3 layers).  The forward
+      at any stride but 1x1 (whose strided frame would copy phases no tap reads), the
+      grad input at stride 1;
+    * grad weight: stride 1, at least 4 output channels per group (a block's rows) and
       ``C_g*kH*kW`` at most ``config.BLOCKED_GRAD_MAX_REDUCTION``."""
-    if spec.stride != (1, 1) or not _wide_simd():
+    if not _wide_simd():
+        return False
+    stride_1 = spec.stride == (1, 1)
+    if not stride_1 and (kernel != "conv2d_forward" or spec.kernel == (1, 1)):
         return False
     k_g = spec.out_channels // spec.groups
     c_g = spec.in_channels // spec.groups
@@ -212,7 +218,8 @@ def _blocked_applies(spec, kernel: str) -> bool:
     reduced, rows = (k_g, c_g) if kernel == "conv2d_grad_input" else (c_g, k_g)
     in_w = spec.in_size[1] + spec.pads[1][0] + spec.pads[1][1]  # the frame's width
     dropped = (spec.kernel[1] - 1) * spec.dilation[1]
-    limit = config.BLOCKED_MAX_REDUCTION * (2 if dropped <= 0.05 * in_w else 1)
+    wide = stride_1 and dropped <= 0.05 * in_w
+    limit = config.BLOCKED_MAX_REDUCTION * (2 if wide else 1)
     return rows >= 4 and reduced * taps <= limit
 
 
@@ -227,22 +234,25 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     * ``config.CONV_ALGORITHM`` other than ``'auto'`` forces the choice (tests,
       benchmarks); ``'depthwise'`` forced on a non-depthwise conv means ``'direct'``,
       ``'winograd'`` forced where F(2x2, 3x3) does not apply means ``'gemm'``,
-      ``'blocked'`` forced on a strided conv means ``'tiled'``.
+      ``'blocked'`` forced on a strided grad input or grad weight means ``'tiled'``.
     * 1x1 at stride 1 without padding: ``'gemm'``, a plain BLAS matrix product per group
       (the input already is the column matrix; no im2col).  The tiled kernel measured
       slower here (0.59 vs 0.54 ms forward on (8,256,14,14) -> 64; 11.7 vs 8.1 ms at
       batch 32): there is no receptive field to gather, and BLAS needs no transposed copy.
     * depthwise (``groups == C_in``, any channel multiplier): ``'depthwise'``, per-channel
       kernels on stride-phase planes (forward, grad input, grad weight).
-    * stride 1 with a short reduction (:func:`_blocked_applies`: per output at most
-      ``config.BLOCKED_MAX_REDUCTION`` products, ``C_g*kH*kW`` forward, ``K_g*kH*kW``
-      grad input, twice that on wide images; the grad weight up to
-      ``config.BLOCKED_GRAD_MAX_REDUCTION``) on an AVX-512 host: ``'blocked'``, the
+    * a short reduction (:func:`_blocked_applies`: per output at most
+      ``config.BLOCKED_MAX_REDUCTION`` products, ``C_g*kH*kW`` forward at any stride
+      but 1x1, ``K_g*kH*kW`` grad input at stride 1, twice that on wide images at
+      stride 1; the grad weight at stride 1 up to ``config.BLOCKED_GRAD_MAX_REDUCTION``)
+      on an AVX-512 host: ``'blocked'``, the
       register-blocked direct conv, vectors along the output pixels, no horizontal
       sums in the forward and grad input, no im2col in the grad weight.  One core,
       forward, vs tiled (ms): grouped g8 (reduction 144) 3.1 vs 3.6, 16 -> 16 channels
       0.13 vs 0.26, 3x3 64 -> 64 56x56 18.3 vs 19.7; but 5x5 32 -> 64 28x28 (800) 6.8
-      vs 6.3 and (8,256,14,14) 22.8 vs 17.6.
+      vs 6.3 and (8,256,14,14) 22.8 vs 17.6.  Strided forwards read a frame of stride
+      phases; 2 threads, vs tiled: the RGB stem 1.26 vs 2.07 ms (vs 2.4-3.3 on the
+      GEMM path below, which ran it before), 3x3 s2 16 -> 128 1.47 vs 1.79.
     * at least ``config.TILED_MIN_CHANNELS`` input channels per group: ``'tiled'``,
       im2col tiles multiplied in cache by numba's register-blocked dot-product GEMM
       (forward; grad input, one stride-1 conv per stride phase, so also the transposed
@@ -253,9 +263,9 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     * thinner groups, where a group's product has fewer than
       ``config.GEMM_MIN_MACS_PER_PIXEL`` multiply-accumulates per output pixel
       (``K_g * C_g * kH * kW``): ``'direct'``, which reads the input once, no buffer.
-    * everything else (few input channels, e.g. an RGB stem): ``'gemm'``, im2col per
-      chunk of images plus one BLAS matrix product per group.  On the (1,3,224,224)
-      7x7 stride-2 stem the tiled forward (runs of kW*3 = 21 values) measured even
+    * everything else (few input channels, e.g. an RGB stem's grad input; its forward
+      runs blocked): ``'gemm'``, im2col per chunk of images plus one BLAS matrix
+      product per group.  On the (1,3,224,224) 7x7 stride-2 stem the tiled forward (runs of kW*3 = 21 values) measured even
       (2.6 vs 2.4 ms; 2.8-3.0 vs 2.5-3.1 with the SIMD block) but its grad input,
       3-row products, 2.2x slower (4.9 vs 2.2 ms) -- except the grad weight, which is
       ``'tiled'`` there: its reduction runs over pixels, so thin inputs still give long
@@ -276,7 +286,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
             return "direct"
         if config.CONV_ALGORITHM == "winograd" and not _winograd_applies(spec):
             return "gemm"
-        if config.CONV_ALGORITHM == "blocked" and spec.stride != (1, 1):
+        if (config.CONV_ALGORITHM == "blocked" and spec.stride != (1, 1)
+                and kernel != "conv2d_forward"):
             return "tiled"
         return config.CONV_ALGORITHM
     pointwise = (spec.kernel == (1, 1) and spec.stride == (1, 1)

@@ -172,13 +172,18 @@ def test_tiled_matches_the_oracle_across_tiles(x_shape, w_shape, params, dtype, 
     ((2, 12, 9, 17), (12, 4, 2, 3), dict(groups=3, dilation=(3, 2), padding=((2, 0), (1, 3)))),
     ((1, 8, 6, 5), (5, 8, 5, 5), dict(padding=(5, 1))),  # grad input: a negative pad
     ((1, 4, 3, 40), (8, 4, 1, 3), dict(padding=(0, 1))),  # rows longer than a job
+    # strided forwards on frames of stride phases (their gradients run tiled)
+    ((2, 8, 11, 10), (8, 8, 3, 3), dict(stride=2, padding=1)),
+    ((1, 3, 20, 37), (8, 3, 7, 7), dict(stride=2, padding=3)),  # a stem: rows > a vector
+    ((2, 4, 13, 12), (6, 4, 3, 3), dict(stride=(3, 2), dilation=(1, 2), padding=(2, 0))),
+    ((1, 4, 9, 11), (4, 4, 2, 3), dict(stride=(1, 3), padding=(0, 2))),  # 3 column phases
 ])
 def test_blocked_matches_the_oracle_across_jobs(x_shape, w_shape, params, dtype, rng,
                                                  monkeypatch):
     """The blocked kernels against the oracle with jobs of one register block (64
     pixels in float32, 32 in float64): jobs that start and end inside an output row,
-    dropped columns inside a job, partial blocks of 4 output channels, crops; forward and
-    grad input (grad weight: tiled)."""
+    dropped columns inside a job, partial blocks of 4 output channels, crops, strided
+    frames; forward and gradients (stride 1: all blocked; strided: forward)."""
     from numbaconv import config
 
     monkeypatch.setattr(config, "BLOCKED_BLOCKS", 1)
@@ -360,15 +365,25 @@ def test_chooser_rules():
     assert choose(spec(64, 64, 32)) == "direct"  # ... not 2
     assert choose(spec(16, 32, 1), "conv2d_grad_weight") == blocked("tiled")  # up to 800
     assert choose(spec(128, 32, 1), "conv2d_grad_weight") == "tiled"  # 1152
-    # long reductions and strided convs: tiled
+    # long reductions: tiled
     assert choose(spec(16, 32, 1, k=5)) == "tiled"  # 400
     assert choose(spec(64, 64, 1)) == "tiled"  # 576
-    assert choose(spec(16, 32, 1, stride=2)) == "tiled"
-    assert choose(spec(4, 32, 1, stride=2)) == "gemm"  # few input channels
-    # wide images: twice the reduction (2 dropped columns of a 58-wide frame)
-    wide = conv_spec("conv2d", 2, np.zeros((1, 64, 56, 56), np.float32),
-                     np.zeros((64, 64, 3, 3), np.float32), None, 1, 1, 1, 1, "zeros", False)
-    assert choose(wide) == blocked("tiled")
+    # strided forwards with short reductions run blocked on a frame of stride phases,
+    # even with few input channels (the RGB stem); their grad input and grad weight,
+    # and strided 1x1 convs, do not
+    assert choose(spec(16, 32, 1, stride=2)) == blocked("tiled")
+    assert choose(spec(4, 32, 1, stride=2)) == blocked("gemm")
+    assert choose(spec(64, 64, 1, stride=2)) == "tiled"  # 576
+    assert choose(spec(16, 32, 1, stride=2), "conv2d_grad_input") == "tiled"
+    assert choose(spec(16, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
+    assert choose(spec(16, 32, 1, k=1, stride=2)) == "tiled"
+    # wide images: twice the reduction (2 dropped columns of a 58-wide frame), at stride 1
+    def wide(stride):
+        return conv_spec("conv2d", 2, np.zeros((1, 64, 112, 112), np.float32),
+                         np.zeros((64, 64, 3, 3), np.float32), None, stride, 1, 1, 1, "zeros",
+                         False)
+    assert choose(wide(1)) == blocked("tiled")
+    assert choose(wide(2)) == "tiled"
     # ... whose grad weight (a reduction over pixels) runs tiled; the rest stays
     assert choose(spec(4, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
     assert choose(spec(4, 32, 1, stride=2), "conv2d_grad_input") == "gemm"

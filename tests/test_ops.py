@@ -244,7 +244,10 @@ def test_conv_transpose_is_the_adjoint_of_conv(rng):
      "blocked"),
     ((2, 40, 7, 6), (16, 40, 3, 3), dict(padding=1), "tiled"),  # reduction 360
     ((1, 16, 9, 5), (6, 8, 3, 2), dict(groups=2, stride=(1, 2), padding=(2, 0)), "tiled"),
-    ((1, 3, 9, 9), (8, 3, 3, 3), dict(stride=2, padding=1), "gemm"),  # an RGB stem
+    ((1, 3, 9, 9), (8, 3, 3, 3), dict(stride=2, padding=1), "blocked"),  # an RGB stem
+    ((2, 8, 11, 10), (12, 4, 3, 2), dict(groups=2, stride=(2, 3), padding=(1, 2),
+                                          dilation=(2, 1)), "blocked"),  # stride phases
+    ((1, 3, 9, 9), (3, 3, 5, 5), dict(stride=2, padding=1), "gemm"),  # 3 output channels
     # Winograd is picked only when forced (config.CONV_ALGORITHM)
     ((2, 16, 7, 6), (16, 16, 3, 3), dict(padding=1), "winograd"),  # odd width: cropped tiles
     ((1, 16, 5, 9), (20, 16, 3, 3), dict(padding=((2, 0), (0, 1))), "winograd"),

@@ -34,7 +34,7 @@ KERNELS = (
 )
 
 # CPU-only algorithms, chosen by ``dispatch.choose_conv_algorithm``, with the signatures
-# of the direct kernels they replace: register-blocked direct (stride 1), im2col tiles
+# of the direct kernels they replace: register-blocked direct, im2col tiles
 # with numba's GEMM, BLAS-backed GEMM, depthwise, Winograd.
 BLOCKED_KERNELS = ("conv2d_forward_blocked", "conv2d_grad_input_blocked",
                    "conv2d_grad_weight_blocked")

@@ -1,5 +1,4 @@
-"""Register-blocked direct convolution at stride 1, vectors along the output pixels (CPU
-only).
+"""Register-blocked direct convolution, vectors along the output pixels (CPU only).
 
 Same signatures as the direct kernels in ``conv.py``, so the algorithm chooser
 (``dispatch.choose_conv_algorithm``, algorithm ``'blocked'``) swaps one for the other.
@@ -24,7 +23,21 @@ vs 8.2, (8,16,56,56) 1.3 vs 1.9, (8,32,28,28) 32 -> 32 1.28 vs 1.35, 2x2 64 -> 3
 reduction streams a block's weights and the input window from L2 once per 4 output
 channels, where the dot-product blocks read them in place.  ``dispatch`` picks it
 (``_blocked_applies``) for reductions up to ``config.BLOCKED_MAX_REDUCTION``, twice that
-on wide images, whose dropped columns (below) cost less.
+on wide images at stride 1, whose dropped columns (below) cost less.
+
+Strided, the frame holds each channel's ``sH x sW`` stride phases, each zero-padded the
+same way (:func:`_framed`; at column stride 2 both column phases of a row come from one
+pass of masked vector loads and even/odd shuffles, :func:`to_phase_frame`), so tap
+``(r, s)`` is again one shift within one phase plane (:func:`_tap_tables`) and the
+kernel is unchanged but for where a tap reads (:func:`_strided_taps`, compiled apart from
+the stride-1 loop).  Forward only, measured at 2 threads against the tiled forward
+(ms): the (1,3,224,224) 7x7 stride-2 stem 1.26 vs 2.07 (the GEMM path, which ran it
+before, 2.4-3.3), (8,8,64,64) 3x3 -> 32 0.34 vs 0.51, (8,16,56,56) -> 128 1.47 vs 1.79,
+5x5 8 -> 32 0.65 vs 0.84; even from reduction ~200 up: 24 -> 64 1.22 vs 1.24, 32 -> 64
+(288) 1.59 vs 1.50, 64 -> 128 (576) 5.70 vs 5.63, so strided convs get no wide-image
+bonus.  The strided grad input (one conv per stride phase) and grad weight measured
+slower than the tiled ones (e.g. the stride-2 3x3 64 -> 128 grad input 9.7 vs 6.8 ms,
+grad weight 14.4 vs 13.5 on one core) and are not built.
 
 Columns ``ow >= OW`` of the flat numbering are computed and dropped (2/30 of the work at
 28 wide with a 3x3 kernel).  A job is one image, one group, 4 output channels and
@@ -40,8 +53,9 @@ and the input's frame, each tap again a shift (:func:`_grad_weight_blocked`), so
 im2col columns are built.  One core (ms, vs the tiled grad weight): g8 2.1 vs 3.6,
 5x5 32 -> 64 4.3 vs 5.3, (8,64,56,56) 3x3 10.5 vs 12.8; but (8,256,14,14) 15.5 vs 11.0
 (224-pixel images: a horizontal sum per 14 vectors) and (32,128,28,28) 51 vs 43.
-Strided convs go to the tiled kernels (``dispatch``).
 """
+
+import functools
 
 import numba
 import numpy as np
@@ -78,12 +92,50 @@ def to_flat_frame(x, frame, lo_h, lo_w, height, width):
         fill(dst[height * width:], zero)
 
 
+@njit(parallel=True, cache=True)
+def to_phase_frame(x, frame, lo_h, lo_w, height, width, sh):
+    """:func:`to_flat_frame` of each stride phase of ``x`` at column stride 2 (row stride
+    ``sh``): ``frame[n, 2*(c*sh + a) + b, i*width + j] = x[n, c, i*sh + a + lo_h, 2*j +
+    b + lo_w]``, 0 outside ``x``.  A row's two column phases come from one pass: two
+    masked vector loads of the input row (lanes outside it are zeros, their memory never
+    read), split into even and odd lanes.  One core, (8,16,56,56) -> 29x29 phases: 0.10
+    ms, against 0.29 for strided copies of each phase."""
+    batch, ch, in_h, in_w = x.shape
+    zero = frame.dtype.type(0)
+    lanes = simd.lanes(frame)
+    for job in prange(batch * ch * sh):
+        n, p = job // (ch * sh), job % (ch * sh)
+        c, a = p // sh, p % sh
+        src = x[n, c]
+        even, odd = frame[n, 2 * p], frame[n, 2 * p + 1]
+        for i in range(height):
+            ih = i * sh + a + lo_h
+            at = i * width
+            if ih < 0 or ih >= in_h:
+                fill(even[at:at + width], zero)
+                fill(odd[at:at + width], zero)
+                continue
+            # whole vectors: the last one runs into the next row (written after this one)
+            # or the frame's slack past the last
+            for j in range(0, width, lanes):
+                col = 2 * j + lo_w  # input columns col .. col + 2*lanes - 1
+                lo, hi = -col, in_w - col  # the lanes inside the row
+                evens, odds = simd.deinterleave(
+                    simd.load_range(src, ih, col, lo, hi),
+                    simd.load_range(src, ih, col + lanes, lo - lanes, hi - lanes))
+                simd.store_flat(even, at + j, evens)
+                simd.store_flat(odd, at + j, odds)
+        fill(even[height * width:], zero)
+        fill(odd[height * width:], zero)
+
+
 @njit(inline="always", fastmath=CPU_FASTMATH)
 def _taps(frame, ch0, w, kb, at, acc, c_g, kh, kw, row_step, dw):
     """The 16 accumulators ``acc`` (output channel ``i`` of block ``kb`` x pixel vector
     ``v``, ``4*i + v``) plus every tap of channels ``ch0 .. ch0+c_g-1`` for the 4 pixel
     vectors starting at flat position ``at``: ``w[kb, (c, r, s), i]`` broadcast times
-    ``frame[ch0 + c, at + r*row_step + s*dw + v*width :]``."""
+    ``frame[ch0 + c, at + r*row_step + s*dw + v*width :]`` (stride 1: one plane per
+    channel)."""
     width = simd.lanes(frame)
     j = 0
     for c in range(c_g):
@@ -101,6 +153,28 @@ def _taps(frame, ch0, w, kb, at, acc, c_g, kh, kw, row_step, dw):
     return acc
 
 
+@njit(inline="always", fastmath=CPU_FASTMATH)
+def _strided_taps(frame, plane0, w, kb, at, acc, c_g, kh, kw, rows_at, cols_at, phases):
+    """:func:`_taps` on a strided conv's frame of stride phases: tap ``(c, r, s)`` reads
+    plane ``plane0 + c*phases + rows_at[0, r] + cols_at[0, s]`` from ``at + rows_at[1, r]
+    + cols_at[1, s]`` (:func:`_tap_tables`)."""
+    width = simd.lanes(frame)
+    j = 0
+    for c in range(c_g):
+        base = plane0 + c * phases
+        for r in range(kh):
+            row_plane, row_col = base + rows_at[0, r], at + rows_at[1, r]
+            for s in range(kw):
+                ch = row_plane + cols_at[0, s]
+                col = row_col + cols_at[1, s]
+                acc = _fma_4x4(simd.splat(frame, w[kb, j, 0]), simd.splat(frame, w[kb, j, 1]),
+                               simd.splat(frame, w[kb, j, 2]), simd.splat(frame, w[kb, j, 3]),
+                               frame, (ch, ch, ch, ch),
+                               (col, col + width, col + 2 * width, col + 3 * width), 0, acc)
+                j += 1
+    return acc
+
+
 @njit(inline="always")
 def _store_row(tile, at, width, v0, v1, v2, v3):
     simd.store_flat(tile, at, v0)
@@ -110,13 +184,18 @@ def _store_row(tile, at, width, v0, v1, v2, v3):
 
 
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
-def _forward_blocked(frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w):
-    """``out`` from ``frames`` (N, C, Hf*Wf + slack) and ``packed`` (G, K_g/4, C_g*kH*kW,
-    4) weights; ``tiles[t]``: thread ``t``'s 4 rows of its job's pixels."""
+def _forward_blocked(frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w, tables):
+    """``out`` from ``frames`` (N, C*phases, Hf*Wf + slack; :func:`to_flat_frame`) and
+    ``packed`` (G, K_g/4, C_g*kH*kW, 4) weights; ``tiles[t]``: thread ``t``'s 4 rows of
+    its job's pixels.  ``tables``: None at stride 1, else the taps' planes and shifts
+    (:func:`_tap_tables`).  numba compiles the two cases apart (it prunes the ``is
+    None`` branch): the strided taps' tables cost the stride-1 loop ~4% when both were
+    in one kernel (one core, (8,64,56,56) 3x3: 18.7-19.0 vs 18.0 ms)."""
     batch, out_ch, out_h, out_w = out.shape
     groups, kblocks, taps = packed.shape[0], packed.shape[1], packed.shape[2]
     k_g = out_ch // groups
     c_g = taps // (kh * kw)
+    phases = frames.shape[1] // (groups * c_g)
     width = simd.lanes(frames)
     step = BLOCK * width  # pixels per register block
     span = tiles.shape[1] // BLOCK  # pixels per job, whole blocks
@@ -144,9 +223,13 @@ def _forward_blocked(frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w):
             for p in range(0, q1 - q0, step):
                 y0, y1 = simd.splat(frame, b0), simd.splat(frame, b1)
                 y2, y3 = simd.splat(frame, b2), simd.splat(frame, b3)
-                acc = _taps(frame, g * c_g, w, kb, q0 + p,
-                            (y0, y0, y0, y0, y1, y1, y1, y1, y2, y2, y2, y2, y3, y3, y3, y3),
-                            c_g, kh, kw, dh * frame_w, dw)
+                acc = (y0, y0, y0, y0, y1, y1, y1, y1, y2, y2, y2, y2, y3, y3, y3, y3)
+                if tables is None:
+                    acc = _taps(frame, g * c_g, w, kb, q0 + p, acc, c_g, kh, kw,
+                                dh * frame_w, dw)
+                else:
+                    acc = _strided_taps(frame, g * c_g * phases, w, kb, q0 + p, acc, c_g, kh,
+                                        kw, tables[0], tables[1], phases)
                 _store_row(tile, p, width, acc[0], acc[1], acc[2], acc[3])
                 _store_row(tile, span + p, width, acc[4], acc[5], acc[6], acc[7])
                 _store_row(tile, 2 * span + p, width, acc[8], acc[9], acc[10], acc[11])
@@ -231,40 +314,74 @@ def _pack(weight, groups):
         padded.reshape(groups, kblocks, BLOCK, c_g * kh * kw).transpose(0, 1, 3, 2))
 
 
-def _framed(x, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw):
-    """``x`` in the flat frame of a stride-1 conv with output size ``(out_h, out_w)``
-    and leading pads ``lead`` (negative: crop), and the frame's width."""
-    frame_h, frame_w = out_h + (kh - 1) * dh, out_w + (kw - 1) * dw
+@functools.lru_cache(maxsize=256)
+def _tap_tables(kh, kw, dh, dw, sh, sw, frame_w):
+    """Where each kernel row and column reads the frame of :func:`to_flat_frame`: row
+    ``r`` in phase-row ``r*dH % sH`` (``rows_at[0, r]``, as a plane offset), shifted
+    ``(r*dH // sH)`` frame rows (``rows_at[1, r]``, in values); column ``s`` in phase
+    column ``s*dW % sW``, shifted ``s*dW // sW`` values.  Read-only."""
+    r, s = np.arange(kh) * dh, np.arange(kw) * dw
+    rows_at = np.stack([(r % sh) * sw, (r // sh) * frame_w]).astype(np.int64)
+    cols_at = np.stack([s % sw, s // sw]).astype(np.int64)
+    rows_at.flags.writeable = cols_at.flags.writeable = False
+    return rows_at, cols_at
+
+
+def _framed(x, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw, sh, sw):
+    """``x`` in the flat frame of a conv with output size ``(out_h, out_w)``, strides
+    ``(sh, sw)`` and leading pads ``lead`` (negative: crop), its width and tap tables.
+
+    At stride 1 a channel's frame is its plane, zero-padded to exactly the rows and
+    columns the conv reads.  Strided, it is the channel's ``sh x sw`` stride phases,
+    each so padded: ``frames[n, (c*sh + a)*sw + b, i*Wf + j] = x[n, c, i*sh + a - lead_h,
+    j*sw + b - lead_w]``, so a tap again reads a run of consecutive values of one
+    plane (:func:`_tap_tables`), and every input value is copied once."""
+    reach_w = (kw - 1) * dw // sw  # the last tap's shift within its phase row
+    frame_h, frame_w = out_h + (kh - 1) * dh // sh, out_w + reach_w
     # a block may start up to a block before the image's end, and its taps reach past
-    # that by (kH-1)*dH rows (inside the frame) and (kW-1)*dW columns
-    slack = BLOCK * simd.VECTOR_BYTES // x.itemsize + (kw - 1) * dw
-    frames = scratch("flat_frame", (x.shape[0], x.shape[1], frame_h * frame_w + slack), x.dtype)
-    to_flat_frame(x, frames, -lead_h, -lead_w, frame_h, frame_w)
-    return frames, frame_w
+    # that by whole frame rows (inside the plane) and reach_w columns
+    slack = BLOCK * simd.VECTOR_BYTES // x.itemsize + reach_w
+    batch, ch = x.shape[0], x.shape[1]
+    frames = scratch("flat_frame", (batch, ch * sh * sw, frame_h * frame_w + slack), x.dtype)
+    if sh == sw == 1:
+        to_flat_frame(x, frames, -lead_h, -lead_w, frame_h, frame_w)
+    elif sw == 2:
+        to_phase_frame(x, frames, -lead_h, -lead_w, frame_h, frame_w, sh)
+    else:  # each phase from a strided view of x (its copy is a scalar gather)
+        phases = frames.reshape(batch, ch, sh, sw, -1)
+        for a in range(sh):
+            for b in range(sw):
+                # phase row i is input row i*sh + a - lead_h = (i + lo)*sh + first
+                lo_h, first_h = divmod(a - lead_h, sh)
+                lo_w, first_w = divmod(b - lead_w, sw)
+                to_flat_frame(x[:, :, first_h::sh, first_w::sw], phases[:, :, a, b], lo_h,
+                              lo_w, frame_h, frame_w)
+    return frames, frame_w, _tap_tables(kh, kw, dh, dw, sh, sw, frame_w)
 
 
-def _run(x, packed, bias, out, lead_h, lead_w, kh, kw, dh, dw):
-    """The stride-1 conv of ``x`` with leading pads ``lead`` (negative: crop) into
-    ``out``."""
+def _run(x, packed, bias, out, lead_h, lead_w, kh, kw, dh, dw, sh, sw):
+    """The conv of ``x`` with strides ``(sh, sw)`` and leading pads ``lead`` (negative:
+    crop) into ``out``."""
     if out.size == 0:
         return
-    frames, frame_w = _framed(x, out.shape[2], out.shape[3], lead_h, lead_w, kh, kw, dh, dw)
+    frames, frame_w, (rows_at, cols_at) = _framed(x, out.shape[2], out.shape[3], lead_h,
+                                                  lead_w, kh, kw, dh, dw, sh, sw)
     span = config.BLOCKED_BLOCKS * BLOCK * simd.VECTOR_BYTES // out.itemsize
     tiles = scratch("blocked_tiles", (numba.get_num_threads(), BLOCK * span), x.dtype)
-    _forward_blocked(frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w)
+    _forward_blocked(frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w,
+                     None if sh == sw == 1 else (rows_at, cols_at))
 
 
 def _check_stride(geometry):
     if geometry[0] != 1 or geometry[1] != 1:
-        raise ValueError(f"the blocked conv runs stride 1 only, got stride "
-                         f"{geometry[:2]} (dispatch sends strided convs to 'tiled')")
+        raise ValueError(f"the blocked grad input and grad weight run stride 1 only, got "
+                         f"stride {geometry[:2]} (dispatch sends them to 'tiled')")
 
 
 def conv2d_forward_blocked(x, weight, bias, out, geometry):
-    _check_stride(geometry)
     sh, sw, ph, pw, dh, dw, groups = geometry
     kh, kw = weight.shape[2], weight.shape[3]
-    _run(x, _pack(weight, groups), bias, out, ph, pw, kh, kw, dh, dw)
+    _run(x, _pack(weight, groups), bias, out, ph, pw, kh, kw, dh, dw, sh, sw)
 
 
 def conv2d_grad_input_blocked(grad_out, weight, grad_in, geometry):
@@ -278,7 +395,7 @@ def conv2d_grad_input_blocked(grad_out, weight, grad_in, geometry):
     flipped = weight.reshape(groups, k_g, c_g, kh, kw)[:, :, :, ::-1, ::-1]
     adjoint = flipped.transpose(0, 2, 1, 3, 4).reshape(groups * c_g, k_g, kh, kw)
     _run(grad_out, _pack(adjoint, groups), np.zeros(grad_in.shape[1], grad_in.dtype), grad_in,
-         (kh - 1) * dh - ph, (kw - 1) * dw - pw, kh, kw, dh, dw)
+         (kh - 1) * dh - ph, (kw - 1) * dw - pw, kh, kw, dh, dw, 1, 1)
 
 
 def conv2d_grad_weight_blocked(x, grad_out, grad_weight, geometry):
@@ -292,7 +409,7 @@ def conv2d_grad_weight_blocked(x, grad_out, grad_weight, geometry):
     if grad_out.size == 0 or x.size == 0:
         grad_weight[...] = 0
         return
-    frames, frame_w = _framed(x, out_h, out_w, ph, pw, kh, kw, dh, dw)
+    frames, frame_w, _ = _framed(x, out_h, out_w, ph, pw, kh, kw, dh, dw, 1, 1)
     width = simd.VECTOR_BYTES // grad_out.itemsize
     length = -(-out_h * frame_w // width) * width
     grads = scratch("flat_grads", (batch, out_ch, length), grad_out.dtype)

@@ -308,3 +308,54 @@ def add_sums_4x4(typingctx, c, row, col, v0, v1, v2, v3, v4, v5, v6, v7, v8, v9,
                               align=align)
         return context.get_dummy_value()
     return types.none(c, row, col, *vectors), codegen
+
+
+@intrinsic
+def deinterleave(typingctx, u, v):
+    """The even and the odd lanes of ``u`` followed by ``v``: ``(evens, odds)``, each
+    a vector (two shuffles; a row's split into its stride-2 column phases)."""
+    if not isinstance(u, Vector) or v != u:
+        raise TypingError("simd.deinterleave: expected two vectors of one type")
+    pair = types.UniTuple(u, 2)
+
+    def codegen(context, builder, sig, args):
+        evens = builder.shuffle_vector(args[0], args[1], _int_vector(range(0, 2 * u.width, 2)))
+        odds = builder.shuffle_vector(args[0], args[1], _int_vector(range(1, 2 * u.width, 2)))
+        return context.make_tuple(builder, sig.return_type, [evens, odds])
+    return pair(u, v), codegen
+
+
+def _lane_range(builder, width, lo, hi):
+    """The mask of lanes ``lo <= l < hi`` (``lo``, ``hi``: intp values)."""
+    lane_ids = _int_vector(range(width), lo.type.width)
+
+    def splat(value):
+        one = builder.insert_element(ir.Constant(lane_ids.type, None), value,
+                                     ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(one, one, _int_vector([0] * width))
+    return builder.and_(builder.icmp_signed(">=", lane_ids, splat(lo)),
+                        builder.icmp_signed("<", lane_ids, splat(hi)))
+
+
+@intrinsic
+def load_range(typingctx, arr, row, col, lo, hi):
+    """``arr[row, col + l]`` in the lanes ``lo <= l < hi``, 0 in the others, whose
+    memory is never read (a masked load: ``col`` may lie before the row's start, or
+    ``col + width`` past its end, where those lanes are masked)."""
+    vt = _vector_of(arr)
+    _check_2d("load_range", arr, row, col, lo, hi)
+
+    def codegen(context, builder, sig, args):
+        row_, col_, lo_, hi_ = _intp_args(context, builder, sig, args)
+        lltype = context.get_value_type(vt)
+        ptr = builder.inttoptr(_address(context, builder, sig.args[0], args[0], row_, col_),
+                               lltype.as_pointer())
+        mask = _lane_range(builder, vt.width, lo_, hi_)
+        kind = f"v{vt.width}{lltype.element.intrinsic_name}"
+        fn = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(lltype, [lltype.as_pointer(), ir.IntType(32), mask.type, lltype]),
+            f"llvm.masked.load.{kind}.p0{kind}")
+        return builder.call(fn, [ptr, ir.Constant(ir.IntType(32), vt.dtype.bitwidth // 8), mask,
+                                 ir.Constant(lltype, None)])
+    return vt(arr, row, col, lo, hi), codegen
