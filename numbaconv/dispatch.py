@@ -265,9 +265,10 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       (``K_g * C_g * kH * kW``): ``'direct'``, which reads the input once, no buffer.
     * everything else (few input channels, e.g. an RGB stem's grad input; its forward
       runs blocked): ``'gemm'``, im2col per chunk of images plus one BLAS matrix
-      product per group.  On the (1,3,224,224) 7x7 stride-2 stem the tiled forward (runs of kW*3 = 21 values) measured even
-      (2.6 vs 2.4 ms; 2.8-3.0 vs 2.5-3.1 with the SIMD block) but its grad input,
-      3-row products, 2.2x slower (4.9 vs 2.2 ms) -- except the grad weight, which is
+      product per group.  On the (1,3,224,224) 7x7 stride-2 stem the tiled forward
+      (runs of kW*3 = 21 values) measured even (2.6 vs 2.4 ms; 2.8-3.0 vs 2.5-3.1 with
+      the SIMD block) but its grad input, 3-row products, 2.2x slower (4.9 vs 2.2 ms)
+      -- except the grad weight, which is
       ``'tiled'`` there: its reduction runs over pixels, so thin inputs still give long
       rows, and it makes no BLAS call.  Measured (ms, tiled vs gemm): the stem 1.9 vs
       2.9-3.9 and 5.9 vs 8.0 in another run; (8,4,56,56) -> 32 3x3 0.45-0.9 vs 1.5-8
