@@ -64,7 +64,7 @@ from numba import njit, prange
 from ... import config
 from ...config import CPU_FASTMATH
 from . import simd
-from .conv import copy, fill, frame_span
+from .conv import copy, fill, frame_span, split_columns
 from .gemm import BLOCK, _fma_4x4, block_runs
 from .gemm_conv import scratch
 
@@ -96,35 +96,22 @@ def to_flat_frame(x, frame, lo_h, lo_w, height, width):
 def to_phase_frame(x, frame, lo_h, lo_w, height, width, sh):
     """:func:`to_flat_frame` of each stride phase of ``x`` at column stride 2 (row stride
     ``sh``): ``frame[n, 2*(c*sh + a) + b, i*width + j] = x[n, c, i*sh + a + lo_h, 2*j +
-    b + lo_w]``, 0 outside ``x``.  A row's two column phases come from one pass: two
-    masked vector loads of the input row (lanes outside it are zeros, their memory never
-    read), split into even and odd lanes.  One core, (8,16,56,56) -> 29x29 phases: 0.10
-    ms, against 0.29 for strided copies of each phase."""
+    b + lo_w]``, 0 outside ``x``; a row's two column phases in one pass
+    (:func:`.conv.split_columns`, whose last vector runs into the next row, written after
+    it, or past the last row into the frame's slack)."""
     batch, ch, in_h, in_w = x.shape
     zero = frame.dtype.type(0)
-    lanes = simd.lanes(frame)
     for job in prange(batch * ch * sh):
         n, p = job // (ch * sh), job % (ch * sh)
         c, a = p // sh, p % sh
-        src = x[n, c]
-        even, odd = frame[n, 2 * p], frame[n, 2 * p + 1]
+        src, even, odd = x[n, c], frame[n, 2 * p], frame[n, 2 * p + 1]
         for i in range(height):
             ih = i * sh + a + lo_h
-            at = i * width
             if ih < 0 or ih >= in_h:
-                fill(even[at:at + width], zero)
-                fill(odd[at:at + width], zero)
-                continue
-            # whole vectors: the last one runs into the next row (written after this one)
-            # or the frame's slack past the last
-            for j in range(0, width, lanes):
-                col = 2 * j + lo_w  # input columns col .. col + 2*lanes - 1
-                lo, hi = -col, in_w - col  # the lanes inside the row
-                evens, odds = simd.deinterleave(
-                    simd.load_range(src, ih, col, lo, hi),
-                    simd.load_range(src, ih, col + lanes, lo - lanes, hi - lanes))
-                simd.store_flat(even, at + j, evens)
-                simd.store_flat(odd, at + j, odds)
+                fill(even[i * width:(i + 1) * width], zero)
+                fill(odd[i * width:(i + 1) * width], zero)
+            else:
+                split_columns(src, ih, lo_w, in_w, even, odd, i * width, width)
         fill(even[height * width:], zero)
         fill(odd[height * width:], zero)
 
@@ -185,7 +172,7 @@ def _store_row(tile, at, width, v0, v1, v2, v3):
 
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
 def _forward_blocked(frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w, tables):
-    """``out`` from ``frames`` (N, C*phases, Hf*Wf + slack; :func:`to_flat_frame`) and
+    """``out`` from ``frames`` (N, C*phases, Hf*Wf + slack; :func:`_framed`) and
     ``packed`` (G, K_g/4, C_g*kH*kW, 4) weights; ``tiles[t]``: thread ``t``'s 4 rows of
     its job's pixels.  ``tables``: None at stride 1, else the taps' planes and shifts
     (:func:`_tap_tables`).  numba compiles the two cases apart (it prunes the ``is
@@ -316,7 +303,7 @@ def _pack(weight, groups):
 
 @functools.lru_cache(maxsize=256)
 def _tap_tables(kh, kw, dh, dw, sh, sw, frame_w):
-    """Where each kernel row and column reads the frame of :func:`to_flat_frame`: row
+    """Where each kernel row and column reads the frame of :func:`_framed`: row
     ``r`` in phase-row ``r*dH % sH`` (``rows_at[0, r]``, as a plane offset), shifted
     ``(r*dH // sH)`` frame rows (``rows_at[1, r]``, in values); column ``s`` in phase
     column ``s*dW % sW``, shifted ``s*dW // sW`` values.  Read-only."""
@@ -335,7 +322,8 @@ def _framed(x, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw, sh, sw):
     columns the conv reads.  Strided, it is the channel's ``sh x sw`` stride phases,
     each so padded: ``frames[n, (c*sh + a)*sw + b, i*Wf + j] = x[n, c, i*sh + a - lead_h,
     j*sw + b - lead_w]``, so a tap again reads a run of consecutive values of one
-    plane (:func:`_tap_tables`), and every input value is copied once."""
+    plane (:func:`_tap_tables`), and every input value the conv reads is copied once."""
+    x = np.ascontiguousarray(x)  # the phase split reads rows as unit-stride vectors
     reach_w = (kw - 1) * dw // sw  # the last tap's shift within its phase row
     frame_h, frame_w = out_h + (kh - 1) * dh // sh, out_w + reach_w
     # a block may start up to a block before the image's end, and its taps reach past

@@ -26,6 +26,7 @@ vectorizing (measured: scalar ``vfmadd..ss`` only, 2-3x slower).
 from numba import njit, prange
 
 from ...config import CPU_FASTMATH
+from . import simd
 
 
 @njit(inline="always")
@@ -79,6 +80,27 @@ def copy(dst, src):
 def fill(dst, value):
     for i in range(dst.shape[0]):
         dst[i] = value
+
+
+@njit(inline="always")
+def split_columns(src, row, lo, in_w, even, odd, at, count):
+    """``even[at + j], odd[at + j] = src[row, 2*j + lo], src[row, 2*j + 1 + lo]`` for
+    ``j < count``, 0 outside the row's ``in_w`` columns (``lo`` may be negative): the
+    two column phases of a stride-2 row in one pass.  In whole vectors: two masked
+    loads (lanes outside the row are zeros, their memory never read) split into even
+    and odd lanes, so ``even`` and ``odd`` are overwritten up to a vector less one past
+    ``at + count`` (callers write those values afterwards, or keep that much slack).
+    One core, the 4 phases of (8,16,56,56) (+1 pad): 0.10 ms, against 0.29 for a
+    strided copy of each phase."""
+    lanes = simd.lanes(even)
+    for j in range(0, count, lanes):
+        col = 2 * j + lo  # source columns col .. col + 2*lanes - 1
+        first, stop = -col, in_w - col  # the lanes inside the row
+        evens, odds = simd.deinterleave(
+            simd.load_range(src, row, col, first, stop),
+            simd.load_range(src, row, col + lanes, first - lanes, stop - lanes))
+        simd.store_flat(even, at + j, evens)
+        simd.store_flat(odd, at + j, odds)
 
 
 @njit(inline="always")

@@ -34,18 +34,24 @@ from numba import njit, prange
 
 from ...config import CPU_FASTMATH
 from . import simd
-from .conv import axpy, copy, copy_from, copy_into, dot, fill, valid_range
+from .conv import axpy, copy, copy_from, copy_into, dot, fill, split_columns, valid_range
+
+
+# values past a phase plane's last row that :func:`.conv.split_columns` may overwrite
+# (a vector less one: 15 in float32 with AVX-512)
+_SPLIT_SLACK = simd.VECTOR_BYTES // 4
 
 
 @njit(inline="always")
 def _layout(out_h, out_w, kh, kw, sh, sw, dh, dw):
     """(phase plane rows Hq, row pitch Wq, extended length out_h * Wq, phase buffer
-    length Hq * Wq + max q_w: the slack the junk columns of the last row read)."""
+    length Hq * Wq + slack: what the junk columns of the last row read, max q_w, and
+    what the last vector of a stride-2 split writes, :data:`_SPLIT_SLACK`)."""
     qh = ((kh - 1) * dh) // sh
     qw = ((kw - 1) * dw) // sw
     wq = out_w + qw
     hq = out_h + qh
-    return hq, wq, out_h * wq, hq * wq + qw
+    return hq, wq, out_h * wq, hq * wq + max(qw, _SPLIT_SLACK)
 
 
 @njit(inline="always")
@@ -58,17 +64,9 @@ def _tap(r, s, sw, sh, dh, dw, wq, size):
 
 
 @njit(inline="always")
-def _deinterleave(even, odd, src):
-    """``even[p], odd[p] = src[2p], src[2p + 1]``: one flat loop LLVM vectorizes (the
-    stride is a constant)."""
-    for p in range(even.shape[0]):
-        even[p] = src[2 * p]
-        odd[p] = src[2 * p + 1]
-
-
-@njit(inline="always")
 def _interleave(dst, even, odd):
-    """The adjoint of :func:`_deinterleave`: ``dst[2p], dst[2p + 1] = even[p], odd[p]``."""
+    """``dst[2p], dst[2p + 1] = even[p], odd[p]``: one flat loop LLVM vectorizes (the
+    stride is a constant)."""
     for p in range(even.shape[0]):
         dst[2 * p] = even[p]
         dst[2 * p + 1] = odd[p]
@@ -100,13 +98,28 @@ def _split_phases(phases, rows, plane, sh, sw, ph, pw, hq, wq):
     column phases by one strided pass over the buffer (the column phase ``b`` is every
     ``sw``-th element from ``b``).  A per-row gather of ``wq`` elements per phase, the
     first version, spent most of the forward's time in loop set-up: 0.39 of 0.51 ms on
-    (8,128,28,28) at stride 2, against 0.26 for the two passes."""
+    (8,128,28,28) at stride 2, against 0.26 for the two passes.  At column stride 2
+    each row's two column phases now come from one pass of vector loads and even/odd
+    shuffles (:func:`.conv.split_columns`), no row buffer."""
     in_h, in_w = plane.shape
     size = phases.shape[0] // (sh * sw)
     pitch, flat = sw * wq, hq * wq
     c0, c1 = _columns(pw, in_w, pitch)
     zero = phases.dtype.type(0)
     for a in range(sh):
+        first = a * sw * size
+        if sw == 2:  # both column phases of each row in one pass, no row buffer
+            even, odd = phases[first:first + size], phases[first + size:first + 2 * size]
+            for i in range(hq):
+                ih = i * sh + a - ph
+                if ih < 0 or ih >= in_h:
+                    fill(even[i * wq:(i + 1) * wq], zero)
+                    fill(odd[i * wq:(i + 1) * wq], zero)
+                else:
+                    split_columns(plane, ih, -pw, in_w, even, odd, i * wq, wq)
+            fill(even[flat:], zero)  # the slack past the last row
+            fill(odd[flat:], zero)
+            continue
         buf = _phase_rows(rows, phases, a, sw, size, hq, wq)
         fill(buf, zero)
         i_lo, i_hi = valid_range(a - ph, sh, in_h, hq)
@@ -114,13 +127,8 @@ def _split_phases(phases, rows, plane, sh, sw, ph, pw, hq, wq):
             copy(buf[i * pitch + c0:i * pitch + c1], plane[i * sh + a - ph, c0 - pw:c1 - pw])
         if sw == 1:
             continue
-        first = a * sw * size
-        if sw == 2:
-            _deinterleave(phases[first:first + flat], phases[first + size:first + size + flat],
-                          buf)
-        else:
-            for b in range(sw):
-                copy_from(phases[first + b * size:first + b * size + flat], buf, b, sw)
+        for b in range(sw):
+            copy_from(phases[first + b * size:first + b * size + flat], buf, b, sw)
         for b in range(sw):  # the slack past the last row, read by junk columns
             fill(phases[first + b * size + flat:first + (b + 1) * size], zero)
 
