@@ -15,7 +15,6 @@ the few array helpers an op needs (allocate, make contiguous, reshape, flip).
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 
 import numpy as np
@@ -263,8 +262,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     * thinner groups, where a group's product has fewer than
       ``config.GEMM_MIN_MACS_PER_PIXEL`` multiply-accumulates per output pixel
       (``K_g * C_g * kH * kW``): ``'direct'``, which reads the input once, no buffer.
-    * everything else (few input channels, e.g. an RGB stem's grad input; its forward
-      runs blocked): ``'gemm'``, im2col per chunk of images plus one BLAS matrix
+    * everything else (few input channels, e.g. an RGB stem's grad input, and on hosts
+      without AVX-512 its forward): ``'gemm'``, im2col per chunk of images plus one BLAS matrix
       product per group.  On the (1,3,224,224) 7x7 stride-2 stem the tiled forward
       (runs of kW*3 = 21 values) measured even (2.6 vs 2.4 ms; 2.8-3.0 vs 2.5-3.1 with
       the SIMD block) but its grad input, 3-row products, 2.2x slower (4.9 vs 2.2 ms)

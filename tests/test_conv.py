@@ -177,6 +177,8 @@ def test_tiled_matches_the_oracle_across_tiles(x_shape, w_shape, params, dtype, 
     ((1, 3, 20, 37), (8, 3, 7, 7), dict(stride=2, padding=3)),  # a stem: rows > a vector
     ((2, 4, 13, 12), (6, 4, 3, 3), dict(stride=(3, 2), dilation=(1, 2), padding=(2, 0))),
     ((1, 4, 9, 11), (4, 4, 2, 3), dict(stride=(1, 3), padding=(0, 2))),  # 3 column phases
+    ((1, 4, 7, 21), (4, 4, 3, 3), dict(stride=(1, 2), padding=1)),  # one row phase
+    ((1, 4, 11, 9), (4, 4, 3, 2), dict(stride=(2, 1), padding=(1, 0))),  # one column phase
 ])
 def test_blocked_matches_the_oracle_across_jobs(x_shape, w_shape, params, dtype, rng,
                                                  monkeypatch):
@@ -377,16 +379,20 @@ def test_chooser_rules():
     assert choose(spec(16, 32, 1, stride=2), "conv2d_grad_input") == "tiled"
     assert choose(spec(16, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
     assert choose(spec(16, 32, 1, k=1, stride=2)) == "tiled"
-    # wide images: twice the reduction (2 dropped columns of a 58-wide frame), at stride 1
+    # few input channels: the grad weight (a reduction over pixels) runs tiled, the grad
+    # input on the GEMM path
+    assert choose(spec(4, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
+    assert choose(spec(4, 32, 1, stride=2), "conv2d_grad_input") == "gemm"
+
+    # wide images: twice the reduction at stride 1 (2 dropped columns of a 114-wide
+    # frame), not at stride 2 (whose output is as wide as a 56-wide stride-1 layer's)
     def wide(stride):
         return conv_spec("conv2d", 2, np.zeros((1, 64, 112, 112), np.float32),
                          np.zeros((64, 64, 3, 3), np.float32), None, stride, 1, 1, 1, "zeros",
                          False)
+
     assert choose(wide(1)) == blocked("tiled")
     assert choose(wide(2)) == "tiled"
-    # ... whose grad weight (a reduction over pixels) runs tiled; the rest stays
-    assert choose(spec(4, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
-    assert choose(spec(4, 32, 1, stride=2), "conv2d_grad_input") == "gemm"
     assert choose(spec(3, 2, 1), "conv2d_grad_weight") == "direct"
     assert choose(spec(64, 64, 1, k=1), "conv2d_grad_weight") == "gemm"
     assert choose(spec(64, 64, 1, k=1)) == "gemm"  # 1x1

@@ -1,5 +1,6 @@
 """SIMD vectors in numba: a vector type and the few operations the matrix-product block
-(``gemm.block_runs``) and the depthwise taps (``depthwise._gather_taps``, ``_dot_taps``)
+(``gemm.block_runs``), the depthwise taps (``depthwise._gather_taps``, ``_dot_taps``), the
+blocked conv (``blocked._taps``) and the stride-2 phase split (``conv.split_columns``)
 need, written as LLVM intrinsics.
 
 numba has no vector types; a loop of scalar reductions is left to LLVM's loop
@@ -28,8 +29,9 @@ stepped range (which left the first version slower than the scalar block).
 The width is the host's widest: 64 bytes with AVX-512, else 32 (``VECTOR_BYTES``);
 numba's cache is keyed by the host CPU, so a cached kernel never runs on another.
 Loads read ``width`` consecutive elements with no bounds check: callers keep them
-inside the array, whose rows must be unit-stride (the row stride is read from the
-array; within a row, elements are taken to follow each other in memory).
+inside the array (:func:`load_range` reads only its unmasked lanes), whose rows must be
+unit-stride (the row stride is read from the array; within a row, elements are taken
+to follow each other in memory).
 """
 
 import llvmlite.binding as llvm
