@@ -148,6 +148,8 @@ def test_winograd_matches_the_oracle_across_chunks(dtype, rng, monkeypatch):
     ((3, 8, 9, 7), (10, 8, 3, 3), dict(padding=(1, 2))),  # K_g % 4 != 0, uneven pads
     ((2, 24, 8, 9), (9, 8, 2, 3), dict(groups=3, dilation=(2, 1), padding=1)),
     ((2, 8, 11, 10), (8, 8, 3, 3), dict(stride=2, padding=1)),  # grad input: 4 phases
+    ((1, 8, 9, 13), (8, 8, 1, 1), dict(stride=2)),  # ... of which 3 get no tap
+    ((1, 8, 5, 37), (8, 8, 3, 3), dict(stride=2, padding=1)),  # merged rows > a vector
     ((1, 8, 6, 5), (5, 8, 5, 5), dict(padding=(5, 1))),  # grad input: a negative pad
     ((2, 16, 7, 9), (8, 8, 3, 4),
      dict(groups=2, stride=(3, 2), dilation=(2, 3), padding=(2, 1))),

@@ -1,7 +1,8 @@
 """SIMD vectors in numba: a vector type and the few operations the matrix-product block
 (``gemm.block_runs``), the depthwise taps (``depthwise._gather_taps``, ``_dot_taps``), the
-blocked conv (``blocked._taps``) and the stride-2 phase split (``conv.split_columns``)
-need, written as LLVM intrinsics.
+blocked conv (``blocked._taps``) and the stride-2 phase split and merge
+(``conv.split_columns``, ``tiled.merge_column_phases``) need, written as LLVM
+intrinsics.
 
 numba has no vector types; a loop of scalar reductions is left to LLVM's loop
 vectorizer, which gives every reduction its own vector accumulator and its own
@@ -29,9 +30,9 @@ stepped range (which left the first version slower than the scalar block).
 The width is the host's widest: 64 bytes with AVX-512, else 32 (``VECTOR_BYTES``);
 numba's cache is keyed by the host CPU, so a cached kernel never runs on another.
 Loads read ``width`` consecutive elements with no bounds check: callers keep them
-inside the array (:func:`load_range` reads only its unmasked lanes), whose rows must be
-unit-stride (the row stride is read from the array; within a row, elements are taken
-to follow each other in memory).
+inside the array (:func:`load_range` and :func:`store_range` touch only their unmasked
+lanes), whose rows must be unit-stride (the row stride is read from the array; within a
+row, elements are taken to follow each other in memory).
 """
 
 import llvmlite.binding as llvm
@@ -339,6 +340,19 @@ def _lane_range(builder, width, lo, hi):
                         builder.icmp_signed("<", lane_ids, splat(hi)))
 
 
+def _masked(context, builder, vt, aryty, ary, row, col, lo, hi):
+    """What a masked load or store of ``vt`` at ``ary[row, col]`` needs: the vector's
+    LLVM type, a pointer to it, the alignment, the mask of lanes ``lo <= l < hi`` and the
+    intrinsic's type suffix.  The suffix names a typed pointer (``.p0v16f32``), which
+    LLVM's auto-upgrade rewrites for its opaque pointers (checked on numba 0.68's)."""
+    lltype = context.get_value_type(vt)
+    ptr = builder.inttoptr(_address(context, builder, aryty, ary, row, col),
+                           lltype.as_pointer())
+    align = ir.Constant(ir.IntType(32), vt.dtype.bitwidth // 8)
+    kind = f"v{vt.width}{lltype.element.intrinsic_name}"
+    return lltype, ptr, align, _lane_range(builder, vt.width, lo, hi), f"{kind}.p0{kind}"
+
+
 @intrinsic
 def load_range(typingctx, arr, row, col, lo, hi):
     """``arr[row, col + l]`` in the lanes ``lo <= l < hi``, 0 in the others, whose
@@ -349,15 +363,50 @@ def load_range(typingctx, arr, row, col, lo, hi):
 
     def codegen(context, builder, sig, args):
         row_, col_, lo_, hi_ = _intp_args(context, builder, sig, args)
-        lltype = context.get_value_type(vt)
-        ptr = builder.inttoptr(_address(context, builder, sig.args[0], args[0], row_, col_),
-                               lltype.as_pointer())
-        mask = _lane_range(builder, vt.width, lo_, hi_)
-        kind = f"v{vt.width}{lltype.element.intrinsic_name}"
+        lltype, ptr, align, mask, kind = _masked(context, builder, vt, sig.args[0], args[0],
+                                                 row_, col_, lo_, hi_)
         fn = cgutils.get_or_insert_function(
             builder.module,
-            ir.FunctionType(lltype, [lltype.as_pointer(), ir.IntType(32), mask.type, lltype]),
-            f"llvm.masked.load.{kind}.p0{kind}")
-        return builder.call(fn, [ptr, ir.Constant(ir.IntType(32), vt.dtype.bitwidth // 8), mask,
-                                 ir.Constant(lltype, None)])
+            ir.FunctionType(lltype, [ptr.type, align.type, mask.type, lltype]),
+            f"llvm.masked.load.{kind}")
+        return builder.call(fn, [ptr, align, mask, ir.Constant(lltype, None)])
     return vt(arr, row, col, lo, hi), codegen
+
+
+@intrinsic
+def interleave(typingctx, u, v):
+    """The lanes of ``u`` and ``v`` alternating, ``u[0], v[0], u[1], v[1], ...``, as two
+    vectors (the first half, the second): :func:`deinterleave` undone."""
+    if not isinstance(u, Vector) or v != u:
+        raise TypingError("simd.interleave: expected two vectors of one type")
+    pair = types.UniTuple(u, 2)
+
+    def codegen(context, builder, sig, args):
+        order = [i // 2 + (i % 2) * u.width for i in range(2 * u.width)]
+        low = builder.shuffle_vector(args[0], args[1], _int_vector(order[:u.width]))
+        high = builder.shuffle_vector(args[0], args[1], _int_vector(order[u.width:]))
+        return context.make_tuple(builder, sig.return_type, [low, high])
+    return pair(u, v), codegen
+
+
+@intrinsic
+def store_range(typingctx, arr, row, col, vec, lo, hi):
+    """``arr[row, col + l] = vec[l]`` in the lanes ``lo <= l < hi`` only (a masked
+    store: the memory of the other lanes is neither read nor written)."""
+    vt = _vector_of(arr)
+    _check_2d("store_range", arr, row, col, lo, hi)
+    if vec != vt:
+        raise TypingError(f"simd.store_range: expected a {vt}, got {vec}")
+
+    def codegen(context, builder, sig, args):
+        row_, col_, lo_, hi_ = [context.cast(builder, args[i], sig.args[i], types.intp)
+                                for i in (1, 2, 4, 5)]
+        lltype, ptr, align, mask, kind = _masked(context, builder, vt, sig.args[0], args[0],
+                                                 row_, col_, lo_, hi_)
+        fn = cgutils.get_or_insert_function(
+            builder.module,
+            ir.FunctionType(ir.VoidType(), [lltype, ptr.type, align.type, mask.type]),
+            f"llvm.masked.store.{kind}")
+        builder.call(fn, [args[3], ptr, align, mask])
+        return context.get_dummy_value()
+    return types.none(arr, row, col, vec, lo, hi), codegen
