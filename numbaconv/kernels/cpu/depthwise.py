@@ -37,8 +37,9 @@ from . import simd
 from .conv import axpy, copy, copy_from, copy_into, dot, fill, split_columns, valid_range
 
 
-# values past a phase plane's last row that :func:`.conv.split_columns` may overwrite
-# (a vector less one: 15 in float32 with AVX-512)
+# values kept past a phase plane's last row for :func:`.conv.split_columns`, which may
+# overwrite up to a vector less one there: a float32 vector (16 with AVX-512) covers
+# every dtype
 _SPLIT_SLACK = simd.VECTOR_BYTES // 4
 
 
@@ -93,14 +94,15 @@ def _split_phases(phases, rows, plane, sh, sw, ph, pw, hq, wq):
     """``phases[(a * sw + b) * size + i * wq + j] = plane[i * sh + a - ph, j * sw + b - pw]``
     (flat, one phase plane every ``size`` elements), zero outside the plane.
 
-    In two passes, both flat: each row phase ``a`` is assembled with whole-row copies
-    into ``rows`` (zero-padded, row pitch ``sw * wq``), then split into its ``sw``
-    column phases by one strided pass over the buffer (the column phase ``b`` is every
-    ``sw``-th element from ``b``).  A per-row gather of ``wq`` elements per phase, the
-    first version, spent most of the forward's time in loop set-up: 0.39 of 0.51 ms on
-    (8,128,28,28) at stride 2, against 0.26 for the two passes.  At column stride 2
-    each row's two column phases now come from one pass of vector loads and even/odd
-    shuffles (:func:`.conv.split_columns`), no row buffer."""
+    At column stride 2, row by row: both column phases of a row in one pass of vector
+    loads and even/odd shuffles (:func:`.conv.split_columns`), no row buffer.  Other
+    column strides in two passes, both flat: each row phase ``a`` is assembled with
+    whole-row copies into ``rows`` (zero-padded, row pitch ``sw * wq``), then split into
+    its ``sw`` column phases by one strided pass over the buffer (the column phase ``b``
+    is every ``sw``-th element from ``b``).  A per-row gather of ``wq`` elements per
+    phase, the first version, spent most of the forward's time in loop set-up: 0.39 of
+    0.51 ms on (8,128,28,28) at stride 2, against 0.26 for the two passes; the one-pass
+    split at stride 2 measured 0.475 -> 0.426 ms for the whole forward on one core."""
     in_h, in_w = plane.shape
     size = phases.shape[0] // (sh * sw)
     pitch, flat = sw * wq, hq * wq
@@ -276,7 +278,7 @@ def conv2d_forward_depthwise(x, weight, bias, out, geometry):
         n = job // out_ch
         k = job % out_ch
         phases = np.empty(sh * sw * size, x.dtype)
-        rows = np.empty(hq * wq * sw, x.dtype)
+        rows = np.empty(0 if sw == 2 else hq * wq * sw, x.dtype)  # split_columns needs none
         _split_phases(phases, rows, x[n, k // multiplier], sh, sw, ph, pw, hq, wq)
         ext = np.empty(length, x.dtype)
         _gather_taps(ext, phases, offsets, weight[k, 0].reshape(kh * kw), bias[k], False)
@@ -332,7 +334,7 @@ def conv2d_grad_weight_depthwise(x, grad_out, grad_weight, geometry):
     for k in prange(out_ch):
         acc = np.zeros(kh * kw, np.float64)
         phases = np.empty(sh * sw * size, x.dtype)
-        rows = np.empty(hq * wq * sw, x.dtype)
+        rows = np.empty(0 if sw == 2 else hq * wq * sw, x.dtype)  # split_columns needs none
         ext = np.empty(length, x.dtype)
         for n in range(batch):
             _split_phases(phases, rows, x[n, k // multiplier], sh, sw, ph, pw, hq, wq)

@@ -294,8 +294,10 @@ def conv2d_grad_input_tiled(grad_out, weight, grad_in, geometry):
              len(taps_s))
         if out is grad_in:
             continue
-        # at column stride 2 a row phase's two column phases go in place together
-        paired = sw == 2 and {(a, 0), (a, 1)} <= computed
+        # at column stride 2 a row phase's two column phases go in place together (the
+        # odd phase right after the even one, whose result "phase 0" still holds), as
+        # whole rows of a contiguous grad_in
+        paired = sw == 2 and {(a, 0), (a, 1)} <= computed and grad_in.flags.c_contiguous
         if not paired:
             target[...] = out
         elif b == 1:
