@@ -57,9 +57,9 @@ TILED_GRAD_BYTES = 4 * 1024 * 1024
 
 # 'auto' picks the register-blocked direct convolution (kernels/cpu/blocked.py) for a
 # conv whose kernel reduces at most this many products per output (C_g*kH*kW forward,
-# at any stride but for 1x1; K_g*kH*kW for the grad input, at stride 1): without horizontal sums it
-# wins on short reductions, the tiled dot-product blocks on long ones (measured in
-# blocked.py).
+# at any stride but for 1x1; K_g*kH*kW for the grad input, at stride 1): without
+# horizontal sums it wins on short reductions, the tiled dot-product blocks on long ones
+# (measured in blocked.py).
 BLOCKED_MAX_REDUCTION = 320
 
 # ... and its grad weight (dot products along the flat pixels of grad_out and of the

@@ -244,9 +244,9 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       ``config.BLOCKED_MAX_REDUCTION`` products, ``C_g*kH*kW`` forward at any stride
       but 1x1, ``K_g*kH*kW`` grad input at stride 1, twice that on wide images at
       stride 1; the grad weight at stride 1 up to ``config.BLOCKED_GRAD_MAX_REDUCTION``)
-      on an AVX-512 host: ``'blocked'``, the
-      register-blocked direct conv, vectors along the output pixels, no horizontal
-      sums in the forward and grad input, no im2col in the grad weight.  One core,
+      on an AVX-512 host: ``'blocked'``, the register-blocked direct conv, vectors
+      along the output pixels, no horizontal sums in the forward and grad input, no
+      im2col in the grad weight.  One core,
       forward, vs tiled (ms): grouped g8 (reduction 144) 3.1 vs 3.6, 16 -> 16 channels
       0.13 vs 0.26, 3x3 64 -> 64 56x56 18.3 vs 19.7; but 5x5 32 -> 64 28x28 (800) 6.8
       vs 6.3 and (8,256,14,14) 22.8 vs 17.6.  Strided forwards read a frame of stride
@@ -263,12 +263,11 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       ``config.GEMM_MIN_MACS_PER_PIXEL`` multiply-accumulates per output pixel
       (``K_g * C_g * kH * kW``): ``'direct'``, which reads the input once, no buffer.
     * everything else (few input channels, e.g. an RGB stem's grad input, and on hosts
-      without AVX-512 its forward): ``'gemm'``, im2col per chunk of images plus one BLAS matrix
-      product per group.  On the (1,3,224,224) 7x7 stride-2 stem the tiled forward
-      (runs of kW*3 = 21 values) measured even (2.6 vs 2.4 ms; 2.8-3.0 vs 2.5-3.1 with
-      the SIMD block) but its grad input, 3-row products, 2.2x slower (4.9 vs 2.2 ms)
-      -- except the grad weight, which is
-      ``'tiled'`` there: its reduction runs over pixels, so thin inputs still give long
+      without AVX-512 its forward): ``'gemm'``, im2col per chunk of images plus one
+      BLAS matrix product per group.  On the (1,3,224,224) 7x7 stride-2 stem the tiled
+      forward (runs of kW*3 = 21 values) measured even (2.6 vs 2.4 ms; 2.8-3.0 vs
+      2.5-3.1 with the SIMD block) but its grad input, 3-row products, 2.2x slower (4.9
+      vs 2.2 ms) -- except the grad weight, which is ``'tiled'`` there: its reduction runs over pixels, so thin inputs still give long
       rows, and it makes no BLAS call.  Measured (ms, tiled vs gemm): the stem 1.9 vs
       2.9-3.9 and 5.9 vs 8.0 in another run; (8,4,56,56) -> 32 3x3 0.45-0.9 vs 1.5-8
       (the BLAS product (32 x 25088) @ (25088 x 36) alone takes 1.1-1.4 ms, up to 6

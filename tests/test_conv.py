@@ -253,11 +253,15 @@ def test_tiled_reads_receptive_fields_in_place(x_shape, w_shape, params, dtype, 
     ((1, 2, 9, 8), (2, 1, 3, 3), dict(groups=2, stride=2, padding=1)),  # axpy grad input
     ((1, 2, 8, 7), (4, 1, 5, 3), dict(groups=2, padding=(2, 1), dilation=(1, 2))),  # not 3x3
     ((1, 8, 6, 6), (8, 8, 3, 3), dict(padding=1)),  # tiled, receptive fields in place
+    ((1, 3, 9, 11), (8, 3, 3, 3), dict(stride=2, padding=1)),  # blocked on stride phases
+    ((1, 8, 7, 9), (8, 8, 3, 3), dict(stride=2, padding=1)),  # grad input: phases merged
 ])
 def test_simd_paths_match_finite_differences(x_shape, w_shape, params, rng):
-    """The SIMD kernels under the chooser's own choice (depthwise taps in one pass, the
-    tiled block reading runs in place in float64: runs of 24 = 3 vectors) against
-    central differences of the forward, at 40 picked entries of input and weight."""
+    """The SIMD kernels under the chooser's own choice (depthwise taps in one pass and
+    the stride-2 split into phases, the tiled block reading runs in place in float64:
+    runs of 24 = 3 vectors, the blocked forward on a frame of stride phases, the strided
+    grad input's column phases merged with vector shuffles) against central differences
+    of the forward, at 40 picked entries of input and weight."""
     x, w, b = _arrays(rng, x_shape, w_shape, np.float64)
     gy = rng.standard_normal(nc.conv2d(x, w, b, **params).shape)
 

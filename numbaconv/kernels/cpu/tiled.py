@@ -284,6 +284,7 @@ def conv2d_grad_input_tiled(grad_out, weight, grad_in, geometry):
     cols = (min(r[0] for r in reach_s), max(r[1] for r in reach_s))
     framed = _framed(grad_out, groups, rows, cols)
     computed = {(a, b) for a, b, *_ in phases}
+    even = None  # a row phase's even column phase, held for its odd one (column stride 2)
     for a, b, target, taps_r, taps_s, phase_geometry in phases:
         sub = w[:, :, :, taps_r][:, :, :, :, taps_s]  # (G, K_g, C_g, R', S')
         packed = np.ascontiguousarray(sub.transpose(0, 2, 3, 4, 1)).reshape(
@@ -294,15 +295,16 @@ def conv2d_grad_input_tiled(grad_out, weight, grad_in, geometry):
              len(taps_s))
         if out is grad_in:
             continue
-        # at column stride 2 a row phase's two column phases go in place together (the
-        # odd phase right after the even one, whose result "phase 0" still holds), as
-        # whole rows of a contiguous grad_in
+        # at column stride 2 a row phase's two column phases go in place together, as
+        # whole rows of a contiguous grad_in (phases come in order: (a, 0), then (a, 1))
         paired = sw == 2 and {(a, 0), (a, 1)} <= computed and grad_in.flags.c_contiguous
         if not paired:
             target[...] = out
-        elif b == 1:
-            even = scratch("phase 0", grad_in[:, :, a::sh, 0::2].shape, grad_in.dtype)
+        elif b == 0:
+            even = out  # its own scratch key, "phase 0": the odd phase does not reuse it
+        else:
             merge_column_phases(even, out, grad_in, a, sh)
+            even = None
 
 
 @njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
