@@ -13,6 +13,26 @@ CPU_FASTMATH = {"contract", "reassoc", "nsz", "arcp"}
 # CUDA launch geometry: threads per block of the 1-D elementwise-style kernels.
 CUDA_THREADS_PER_BLOCK = int(os.environ.get("NUMBACONV_CUDA_THREADS", "128"))
 
+# CUDA conv kernels (kernels/cuda/tuner.py picks among them per shape).  Autotune: the
+# first call of a new (kernel, shapes, dtype) on a real GPU times each candidate with CUDA
+# events and keeps the fastest, saved in CUDA_TUNING_FILE (None: beside the JIT cache).
+# Off: a fixed rule (direct below CUDA_DIRECT_MAX_MACS multiply-adds, else a tile).
+CUDA_AUTOTUNE = True
+CUDA_TUNING_FILE = None
+CUDA_DIRECT_MAX_MACS = 1 << 18
+# Tile configurations (bm, bn, bk, tm, tn) of the tiled kernels; None: the named
+# constants of kernels/cuda/tiled.py (TILE_LARGE, TILE_SMALL).  Tests patch tiny ones.
+CUDA_CONV_TILES = None
+# Split-K grad weights: at least this many pixels per split, and enough splits for this
+# many blocks per SM (CUDA_SM_COUNT: None asks the device).
+CUDA_SPLIT_MIN_PIXELS = 256
+CUDA_BLOCKS_PER_SM = 4
+CUDA_SM_COUNT = None
+# Depthwise kernels: (thread rows, thread columns, outputs per thread down a column) of a
+# block, whose input tile and halo must fit this many bytes of shared memory.
+CUDA_DEPTHWISE_TILE = (4, 32, 4)
+CUDA_DEPTHWISE_MAX_SHARED = 40 * 1024
+
 # CUDA stream every launch goes to (0: the default stream).  Set it to a numba stream
 # (``numba.cuda.stream()`` or ``cuda.external_stream(ptr)`` for a CuPy / PyTorch stream)
 # to order numbaconv's kernels with other work; see ``numbaconv.dispatch.use_stream``.

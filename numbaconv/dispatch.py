@@ -228,7 +228,7 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     (``kernel``: ``'conv2d_forward'``, ``'conv2d_grad_input'`` or
     ``'conv2d_grad_weight'``).
 
-    Rules (CPU; CUDA always runs its direct kernels), first match wins:
+    Rules on the CPU (CUDA: :func:`_choose_cuda`), first match wins:
 
     * ``config.CONV_ALGORITHM`` other than ``'auto'`` forces the choice (tests,
       benchmarks); ``'depthwise'`` forced on a non-depthwise conv means ``'direct'``,
@@ -278,7 +278,7 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     depthwise -> direct).
     """
     if device != CPU:
-        return "direct"
+        return _choose_cuda(spec)
     depthwise = spec.groups == spec.in_channels
     if config.CONV_ALGORITHM != "auto":
         if config.CONV_ALGORITHM == "depthwise" and not depthwise:
@@ -305,6 +305,20 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     if macs < config.GEMM_MIN_MACS_PER_PIXEL:
         return "direct"
     return "tiled" if kernel == "conv2d_grad_weight" else "gemm"
+
+
+def _choose_cuda(spec) -> str:
+    """CUDA: ``'depthwise'`` for depthwise convs, ``'tiled'`` otherwise (whose launcher
+    asks ``kernels/cuda/tuner.py`` for the tile, or the direct kernel on tiny layers).
+    A forced ``config.CONV_ALGORITHM``: ``'direct'`` and ``'tiled'`` as named,
+    ``'depthwise'`` on a non-depthwise conv means ``'direct'``, CPU-only names ``'tiled'``."""
+    depthwise = spec.groups == spec.in_channels
+    forced = config.CONV_ALGORITHM
+    if forced == "direct" or (forced == "depthwise" and not depthwise):
+        return "direct"
+    if forced == "depthwise" or (forced == "auto" and depthwise):
+        return "depthwise"
+    return "tiled"
 
 
 # --------------------------------------------------------------------------- moving data

@@ -9,8 +9,16 @@ import os
 if os.environ.get("NUMBACONV_REAL_GPU") != "1":
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")
 
+import sys  # noqa: E402
+
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
+    # The simulator runs a block's threads as Python threads and its scheduler polls them
+    # while holding the GIL; at the default 5 ms switch interval a barrier costs
+    # milliseconds.  At 0.1 ms the tiled kernels' tests run ~6x faster.
+    sys.setswitchinterval(1e-4)
 
 try:  # PyTorch is optional: parity tests skip without it
     import torch  # noqa: E402
@@ -79,8 +87,9 @@ class Device:
 def device(request, monkeypatch):
     """Run a test body on every device (and on the CPU, with each conv algorithm).
 
-    CUDA runs under the simulator in CI, with threads per block patched small so tiny
-    inputs still span several blocks and the grid-stride loops wrap."""
+    CUDA runs under the simulator in CI, with launches and tiles patched small so tiny
+    inputs still span several blocks and the grid-stride loops wrap; dense convs run
+    the tiled kernels (the direct ones are tested in test_cuda_conv.py)."""
     from numbaconv import config
 
     name, _, algorithm = request.param.partition("-")
@@ -93,6 +102,7 @@ def device(request, monkeypatch):
         if not ok:
             pytest.skip(f"CUDA unavailable: {why}")
         small_cuda_launches(monkeypatch)
+        monkeypatch.setattr(config, "CUDA_DIRECT_MAX_MACS", 0)
     return Device(name)
 
 
@@ -106,6 +116,17 @@ def small_cuda_launches(monkeypatch):
     monkeypatch.setattr(config, "CUDA_THREADS_PER_BLOCK", 32)
     monkeypatch.setattr(config, "CUDA_REDUCE_THREADS", 8)
     monkeypatch.setattr(config, "CUDA_MATMUL_TILE", 4)
+    # conv tiles of 8 pixels x 8 (or 4) channels x K-steps of 4, 16 threads each; split-K
+    # grad weights in several splits; depthwise blocks of 4 x 4 outputs
+    monkeypatch.setattr(config, "CUDA_CONV_TILES", SMALL_TILES)
+    monkeypatch.setattr(config, "CUDA_SPLIT_MIN_PIXELS", 8)
+    monkeypatch.setattr(config, "CUDA_SM_COUNT", 4)
+    monkeypatch.setattr(config, "CUDA_DEPTHWISE_TILE", (2, 4, 2))
+    monkeypatch.setattr(config, "CUDA_AUTOTUNE", False)
+
+
+# (bm, bn, bk, tm, tn): tiled-kernel configurations small enough for tiny test shapes
+SMALL_TILES = ((8, 8, 4, 2, 2), (8, 4, 4, 2, 1))
 
 
 @pytest.fixture

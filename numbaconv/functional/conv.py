@@ -181,12 +181,20 @@ def _backward(spec: ConvSpec, grad_output, x, weight, bias):
         _kernel(be, spec, "conv2d_grad_input")(go, w4, grad_x, geometry)
 
     grad_w = be.empty(w4.shape, spec.dtype)
-    _kernel(be, spec, "conv2d_grad_weight")(_kernel_input(be, spec, x4), go, grad_w, geometry)
+    grad_b = None if bias is None else be.empty((spec.out_channels,), spec.dtype)
+    grad_weight_and_bias(be, spec, _kernel_input(be, spec, x4), go, grad_w, grad_b, geometry)
     if spec.flip:
         grad_w = be.flip_spatial(grad_w, 2)
-
-    grad_b = None
-    if bias is not None:
-        grad_b = be.empty((spec.out_channels,), spec.dtype)
-        be.kernels.conv2d_grad_bias(go, grad_b)
     return grad_x.reshape(x.shape), grad_w.reshape(weight.shape), grad_b
+
+
+def grad_weight_and_bias(be, spec: ConvSpec, x4, go, grad_w, grad_b, geometry):
+    """``grad_w`` and (unless None) ``grad_b``; a kernel that ``folds_grad_bias`` (the
+    GPU's split-K reductions) computes the bias gradient in the same pass."""
+    kernel = _kernel(be, spec, "conv2d_grad_weight")
+    if grad_b is not None and getattr(kernel, "folds_grad_bias", False):
+        kernel(x4, go, grad_w, geometry, grad_bias=grad_b)
+        return
+    kernel(x4, go, grad_w, geometry)
+    if grad_b is not None:
+        be.kernels.conv2d_grad_bias(go, grad_b)

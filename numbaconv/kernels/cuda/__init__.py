@@ -1,6 +1,9 @@
 """CUDA kernels (numba-cuda).  Exports the same names, with the same signatures, as
-``kernels.cpu`` (see ``kernels.cpu.KERNELS``); each name is a launcher that picks the
-grid from the output size and ``config.CUDA_THREADS_PER_BLOCK`` at call time.
+``kernels.cpu`` (see ``kernels.cpu.KERNELS``); each name is a launcher that picks its
+grid at call time.  The conv algorithms sit where the CPU's do: ``conv.py`` (direct, one
+thread per output), ``tiled.py`` (implicit GEMM in shared-memory tiles), ``depthwise.py``
+(direct with shared-memory halo tiles), and ``tuner.py``, which picks among the direct
+and tiled kernels per shape.  Every launch goes through ``_launch.launch`` (counted).
 
 Imported only when a GPU array is given (``dispatch.get_backend``), so importing
 numbaconv never touches the CUDA driver.
@@ -8,6 +11,9 @@ numbaconv never touches the CUDA driver.
 
 from .conv import (add_channel_bias, conv2d_forward, conv2d_grad_bias, conv2d_grad_input,
                    conv2d_grad_weight)
+from .depthwise import (conv2d_forward_depthwise, conv2d_grad_input_depthwise,
+                        conv2d_grad_weight_depthwise)
+from .tiled import conv2d_forward_tiled, conv2d_grad_input_tiled, conv2d_grad_weight_tiled
 from .elementwise import (activation_backward, activation_forward, adam_step, axpby,
                           copy_channels, dropout_mask, multiply, sgd_step)
 from .im2col import col2im, im2col

@@ -1,13 +1,34 @@
-"""Launch geometry shared by the CUDA kernels: one thread per output element, with a
-grid-stride loop so any size works with any grid.  Settings are read at call time."""
+"""Every CUDA launch of numbaconv goes through here: the grid of a one-thread-per-element
+kernel (a grid-stride loop, so any size works with any grid), the launch itself, and a
+counter of launches that tests read to hold each op to its launch budget.  Settings are
+read at call time."""
 
 from ... import config
 
-MAX_BLOCKS = 65535
+MAX_BLOCKS = 65535      # grid-stride kernels: no more blocks than this
+MAX_GRID_YZ = 65535     # CUDA's limit on gridDim.y and gridDim.z
+
+# Launches since the process started (``count_launches`` reads differences of it).
+LAUNCHES = [0]
+
+
+def launch(kernel, grid, threads, *args):
+    """``kernel[grid, threads, stream](*args)`` on ``config.CUDA_STREAM``, counted."""
+    LAUNCHES[0] += 1
+    _run(kernel, grid, threads, args)
+
+
+def _run(kernel, grid, threads, args):
+    kernel[grid, threads, config.CUDA_STREAM](*args)
 
 
 def launch_1d(kernel, total, *args):
-    """Launch ``kernel[blocks, threads, stream](total, *args)`` over ``total`` elements."""
+    """Launch ``kernel(total, *args)`` over ``total`` elements, one thread each."""
     threads = config.CUDA_THREADS_PER_BLOCK
     blocks = max(1, min(MAX_BLOCKS, -(-total // threads)))
-    kernel[blocks, threads, config.CUDA_STREAM](total, *args)
+    launch(kernel, blocks, threads, total, *args)
+
+
+def launches() -> int:
+    """Kernels launched by numbaconv so far in this process."""
+    return LAUNCHES[0]

@@ -11,7 +11,7 @@ from numba import cuda, float64
 
 from ... import config
 from .._elementwise import build
-from ._launch import MAX_BLOCKS, launch_1d
+from ._launch import MAX_BLOCKS, launch, launch_1d
 
 _el = build(cuda.jit(device=True))
 _cross_entropy_row, _batch_norm_channel = _el.cross_entropy_row, _el.batch_norm_channel
@@ -27,7 +27,7 @@ def _reduce_threads():
 
 
 def _launch_blocks(kernel, blocks, *args):
-    kernel[max(1, min(MAX_BLOCKS, blocks)), _reduce_threads(), config.CUDA_STREAM](*args)
+    launch(kernel, max(1, min(MAX_BLOCKS, blocks)), _reduce_threads(), *args)
 
 
 @cuda.jit(device=True)
@@ -213,6 +213,6 @@ def matmul(a, b, out, trans_a, trans_b, accumulate):
     tile = config.CUDA_MATMUL_TILE
     rows, cols = out.shape
     grid = (max(1, min(MAX_BLOCKS, -(-cols // tile))), max(1, min(MAX_BLOCKS, -(-rows // tile))))
-    _matmul_kernel(tile)[grid, (tile, tile), config.CUDA_STREAM](
-        a, b, out, bool(trans_a), bool(trans_b), bool(accumulate))
+    launch(_matmul_kernel(tile), grid, (tile, tile),
+           a, b, out, bool(trans_a), bool(trans_b), bool(accumulate))
 
