@@ -11,7 +11,13 @@ Activation codes (``config.ACTIVATIONS``): 0 leaky ReLU (ReLU is slope 0), 1 sig
 import math
 from types import SimpleNamespace
 
+import numpy as np
+
 _MASK32 = 0xFFFFFFFF
+# Constants typed float32 (all exact in float32): with a float32 value the arithmetic
+# stays float32 on the GPU, with a float64 value it is float64; a bare 1.0 or 1 would
+# turn float32 math into float64.
+_HALF, _ONE, _ZERO = np.float32(0.5), np.float32(1), np.float32(0)
 
 
 def build(jit):
@@ -23,7 +29,7 @@ def build(jit):
         if op == 0:
             return v if v > 0 else v * alpha
         if op == 1:  # sigmoid through tanh: no overflow for large |v|
-            return 0.5 * (1.0 + math.tanh(0.5 * v))
+            return _HALF * (_ONE + math.tanh(_HALF * v))
         return math.tanh(v)
 
     @jit
@@ -32,8 +38,8 @@ def build(jit):
         if op == 0:
             return g if x > 0 else g * alpha
         if op == 1:
-            return g * y * (1 - y)
-        return g * (1 - y * y)
+            return g * y * (_ONE - y)
+        return g * (_ONE - y * y)
 
     @jit
     def pcg_hash(v):
@@ -55,7 +61,7 @@ def build(jit):
         """One element of ``torch.optim.SGD``; returns the new ``(p, buf)``."""
         g = g + weight_decay * p
         if momentum != 0:
-            buf = g if first else momentum * buf + (1 - dampening) * g
+            buf = g if first else momentum * buf + (_ONE - dampening) * g
             g = g + momentum * buf if nesterov else buf
         return p - lr * g, buf
 
@@ -65,8 +71,8 @@ def build(jit):
         ``bias1 = 1 - beta1**t``, ``bias2_sqrt = sqrt(1 - beta2**t)``.  Returns the new
         ``(p, m, v)``."""
         g = g + weight_decay * p
-        m = beta1 * m + (1 - beta1) * g
-        v = beta2 * v + (1 - beta2) * g * g
+        m = beta1 * m + (_ONE - beta1) * g
+        v = beta2 * v + (_ONE - beta2) * g * g
         denom = math.sqrt(v) / bias2_sqrt + eps
         return p - (lr / bias1) * m / denom, m, v
 
@@ -76,9 +82,9 @@ def build(jit):
         """Channel ``c``: ``inv_std = 1 / sqrt(var + eps)``; with ``update`` the running
         statistics move by ``momentum`` (the variance made unbiased by ``unbiased``)."""
         if update:
-            running_mean[c] = (1 - momentum) * running_mean[c] + momentum * mean[c]
-            running_var[c] = (1 - momentum) * running_var[c] + momentum * var[c] * unbiased
-        inv_std[c] = 1.0 / math.sqrt(var[c] + eps)
+            running_mean[c] = (_ONE - momentum) * running_mean[c] + momentum * mean[c]
+            running_var[c] = (_ONE - momentum) * running_var[c] + momentum * var[c] * unbiased
+        inv_std[c] = _ONE / math.sqrt(var[c] + eps)
 
     @jit
     def batch_norm_element(x, mean, inv_std, weight, bias, xhat, y, n, c, s):
@@ -107,12 +113,12 @@ def build(jit):
             if logits[i, j] > best:
                 best = logits[i, j]
                 arg = j
-        total = 0.0
+        total = _ZERO
         for j in range(classes):
             total += math.exp(logits[i, j] - best)
         lse = best + math.log(total)
         for j in range(classes):
-            grad[i, j] = (math.exp(logits[i, j] - lse) - (1.0 if j == t else 0.0)) * scale
+            grad[i, j] = (math.exp(logits[i, j] - lse) - (_ONE if j == t else _ZERO)) * scale
         if t < 0 or t >= classes:
             stats[i, 0] = math.nan
             stats[i, 1] = -1.0

@@ -18,6 +18,10 @@ With ``adaptive`` the window of output ``o`` over an axis of length ``n`` is
 
 from types import SimpleNamespace
 
+import numpy as np
+
+_ZERO = np.float32(0)  # compares with float32 values without a float64 conversion
+
 
 def build(jit):
     """The element functions compiled with ``jit`` (a decorator); returns a namespace."""
@@ -157,7 +161,7 @@ def build(jit):
         h1 = h_idx[oh, 1]
         w1 = w_idx[ow, 1]
         top = w_lam[ow, 0] * plane[h0, w0] + w_lam[ow, 1] * plane[h0, w1]
-        if h_lam[oh, 1] == 0:  # 1-D data (unit height) and exact rows: one row is read
+        if h_lam[oh, 1] == _ZERO:  # 1-D data (unit height) and exact rows: one row is read
             return top
         bottom = w_lam[ow, 0] * plane[h1, w0] + w_lam[ow, 1] * plane[h1, w1]
         return h_lam[oh, 0] * top + h_lam[oh, 1] * bottom
@@ -165,7 +169,7 @@ def build(jit):
     @jit
     def axis_weight(idx, lam, o, i):
         """Weight with which output ``o`` reads input ``i`` along one axis."""
-        wt = lam[o, 0] * 0
+        wt = lam.dtype.type(0)
         if idx[o, 0] == i:
             wt += lam[o, 0]
         if idx[o, 1] == i:
@@ -179,12 +183,12 @@ def build(jit):
         acc = grad_plane.dtype.type(0)
         for oh in range(h_range[ih, 0], h_range[ih, 1]):
             wh = axis_weight(h_idx, h_lam, oh, ih)
-            if wh == 0:
+            if wh == _ZERO:
                 continue
             row = grad_plane.dtype.type(0)
             for ow in range(w_range[iw, 0], w_range[iw, 1]):
                 ww = axis_weight(w_idx, w_lam, ow, iw)
-                if ww != 0:
+                if ww != _ZERO:
                     row += ww * grad_plane[oh, ow]
             acc += wh * row
         return acc

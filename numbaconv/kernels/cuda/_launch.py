@@ -3,6 +3,8 @@ kernel (a grid-stride loop, so any size works with any grid), the launch itself,
 counter of launches that tests read to hold each op to its launch budget.  Settings are
 read at call time."""
 
+import functools
+
 from ... import config
 
 MAX_BLOCKS = 65535      # grid-stride kernels: no more blocks than this
@@ -32,3 +34,20 @@ def launch_1d(kernel, total, *args):
 def launches() -> int:
     """Kernels launched by numbaconv so far in this process."""
     return LAUNCHES[0]
+
+
+def kernel_factory(build):
+    """Cache for a function that builds a kernel per key (tile sizes, dtype, kernel
+    size...: compile-time constants).  Each kernel it builds remembers
+    ``(module, factory name, key)`` as ``numbaconv_origin``, so a tool can build the
+    same kernel again elsewhere (``docs/benchmarks/gpu_static.py`` compiles every
+    launched kernel for sm_90 from these)."""
+
+    @functools.lru_cache(maxsize=None)
+    @functools.wraps(build)
+    def cached(*key):
+        kernel = build(*key)
+        kernel.numbaconv_origin = (build.__module__, build.__name__, key)
+        return kernel
+
+    return cached

@@ -20,14 +20,13 @@ halo would not fit ``config.CUDA_DEPTHWISE_MAX_SHARED`` bytes run the direct ker
 
 from __future__ import annotations
 
-import functools
 
 import numpy as np
 from numba import cuda, int32, types
 
 from ... import config
 from . import conv
-from ._launch import MAX_GRID_YZ, launch
+from ._launch import MAX_GRID_YZ, kernel_factory, launch
 from .tiled import _flat, _geometry, _nb, split_count, sum_splits
 
 PAD = 1
@@ -47,11 +46,12 @@ def _fits(rows, cols, dtype) -> bool:
 
 
 # --------------------------------------------------------------------------- forward
-@functools.lru_cache(maxsize=None)
+@kernel_factory
 def forward_kernel(shape, kh, kw, sh, sw, dh, dw, dtype):
     ROWS, COLS, PER, THREADS = shape
     TH, TW = ROWS * PER, COLS
     IN_ROWS, IN_COLS = _halo(TH, TW, kh, kw, sh, sw, dh, dw)
+    IN_WIDTH = IN_COLS + PAD
     TAPS = kh * kw
     T = _nb(dtype)
     arr = T[::1]
@@ -59,7 +59,7 @@ def forward_kernel(shape, kh, kw, sh, sw, dh, dw, dtype):
     @cuda.jit(types.void(arr, arr, arr, arr, types.UniTuple(int32, 10)))
     def kernel(x, w, bias, out, geo):
         in_ch, in_h, in_w, out_ch, out_h, out_w, ph, pw, tiles_w, mult = geo
-        tile = cuda.shared.array((IN_ROWS, IN_COLS + PAD), T)
+        tile = cuda.shared.array((IN_ROWS, IN_WIDTH), T)
         taps = cuda.local.array(TAPS, T)
         tid = cuda.threadIdx.x
         k = cuda.blockIdx.y
@@ -115,13 +115,14 @@ def conv2d_forward_depthwise(x, weight, bias, out, geometry):
 
 
 # --------------------------------------------------------------------------- grad input
-@functools.lru_cache(maxsize=None)
+@kernel_factory
 def grad_input_kernel(shape, kh, kw, sh, sw, dh, dw, dtype):
     ROWS, COLS, PER, THREADS = shape
     TH, TW = ROWS * PER, COLS
     # grad_out rows that a TH-row tile of grad_in reads: floor(a/s) .. floor(b/s)
     GO_ROWS = (TH - 1 + (kh - 1) * dh) // sh + 2
     GO_COLS = (TW - 1 + (kw - 1) * dw) // sw + 2
+    GO_WIDTH = GO_COLS + PAD
     TAPS = kh * kw
     T = _nb(dtype)
     arr = T[::1]
@@ -129,7 +130,7 @@ def grad_input_kernel(shape, kh, kw, sh, sw, dh, dw, dtype):
     @cuda.jit(types.void(arr, arr, arr, types.UniTuple(int32, 9)))
     def kernel(grad_out, w, grad_in, geo):
         in_ch, in_h, in_w, out_ch, out_h, out_w, ph, pw, tiles_w = geo
-        tile = cuda.shared.array((GO_ROWS, GO_COLS + PAD), T)
+        tile = cuda.shared.array((GO_ROWS, GO_WIDTH), T)
         taps = cuda.local.array(TAPS, T)
         acc = cuda.local.array(PER, T)
         tid = cuda.threadIdx.x
@@ -198,7 +199,7 @@ def conv2d_grad_input_depthwise(grad_out, weight, grad_in, geometry):
 
 
 # --------------------------------------------------------------------------- grad weight
-@functools.lru_cache(maxsize=None)
+@kernel_factory
 def grad_weight_kernel(threads, kh, kw, sh, sw, dh, dw, dtype, with_bias):
     """partials[split, k, r*kw + s] = sum over the split's pixels of grad_out * x at tap
     (r, s); partials[split, k, kh*kw] = sum of grad_out (the bias gradient).  Grid

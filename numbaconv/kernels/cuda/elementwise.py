@@ -39,7 +39,7 @@ def _multiply(total, x, y, out):
 @cuda.jit
 def _dropout_mask(total, seed, threshold, scale, mask):
     for i in range(cuda.grid(1), total, cuda.gridsize(1)):
-        mask[i] = scale if _keep(seed, i, threshold) else 0.0
+        mask[i] = scale if _keep(seed, i, threshold) else mask.dtype.type(0)
 
 
 @cuda.jit

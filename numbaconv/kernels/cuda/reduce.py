@@ -4,14 +4,17 @@ A per-channel (or per-chunk) sum runs in one block: each thread adds a strided s
 a fixed order, then a tree in shared memory folds the block's partials.  The order
 depends only on the block size, so results are bit-identical run after run: no float
 atomics anywhere.  Block size: ``config.CUDA_REDUCE_THREADS`` rounded down to a power of
-two, read at call time.  Accumulators are float64, as on the CPU.
+two, read at call time.  Accumulators have the arrays' dtype (one kernel built per
+dtype): float32 kernels do float32 arithmetic only, and the fixed tree keeps the
+rounding error of a block's sum to O(log n) additions.
 """
 
-from numba import cuda, float64
+import numpy as np
+from numba import cuda, types
 
 from ... import config
 from .._elementwise import build
-from ._launch import MAX_BLOCKS, launch, launch_1d
+from ._launch import MAX_BLOCKS, kernel_factory, launch, launch_1d
 
 _el = build(cuda.jit(device=True))
 _cross_entropy_row, _batch_norm_channel = _el.cross_entropy_row, _el.batch_norm_channel
@@ -47,60 +50,82 @@ def _block_sum(buf, value):
     return total
 
 
-@cuda.jit
-def _channel_moments(x, mean, var):
-    buf = cuda.shared.array(_SHARED, float64)
-    batch, ch, size = x.shape
-    count = batch * size
-    t, step = cuda.threadIdx.x, cuda.blockDim.x
-    for c in range(cuda.blockIdx.x, ch, cuda.gridDim.x):
-        part = 0.0
-        for j in range(t, count, step):
-            part += x[j // size, c, j % size]
-        mu = _block_sum(buf, part) / count
-        part = 0.0
-        for j in range(t, count, step):
-            d = x[j // size, c, j % size] - mu
-            part += d * d
-        sq = _block_sum(buf, part)
-        if t == 0:
-            mean[c] = mu
-            var[c] = sq / count
+def _t(dtype):
+    return types.float32 if np.dtype(dtype) == np.float32 else types.float64
 
 
-@cuda.jit
-def _channel_dot_sums(a, b, sum_a, sum_ab):
-    buf = cuda.shared.array(_SHARED, float64)
-    batch, ch, size = a.shape
-    count = batch * size
-    t, step = cuda.threadIdx.x, cuda.blockDim.x
-    for c in range(cuda.blockIdx.x, ch, cuda.gridDim.x):
-        pa = 0.0
-        pab = 0.0
-        for j in range(t, count, step):
-            v = a[j // size, c, j % size]
-            pa += v
-            pab += v * b[j // size, c, j % size]
-        ta = _block_sum(buf, pa)
-        tab = _block_sum(buf, pab)
-        if t == 0:
-            sum_a[c] = ta
-            sum_ab[c] = tab
+@kernel_factory
+def _channel_moments(dtype):
+    T = _t(dtype)
+
+    @cuda.jit
+    def kernel(x, mean, var):
+        buf = cuda.shared.array(_SHARED, T)
+        batch, ch, size = x.shape
+        count = batch * size
+        t, step = cuda.threadIdx.x, cuda.blockDim.x
+        for c in range(cuda.blockIdx.x, ch, cuda.gridDim.x):
+            part = T(0)
+            for j in range(t, count, step):
+                part += x[j // size, c, j % size]
+            mu = _block_sum(buf, part) / T(count)
+            part = T(0)
+            for j in range(t, count, step):
+                d = x[j // size, c, j % size] - mu
+                part += d * d
+            sq = _block_sum(buf, part)
+            if t == 0:
+                mean[c] = mu
+                var[c] = sq / T(count)
+
+    return kernel
 
 
-@cuda.jit
-def _sum_squares(x, partials):
-    buf = cuda.shared.array(_SHARED, float64)
-    parts = partials.size
-    chunk = (x.size + parts - 1) // parts
-    t, step = cuda.threadIdx.x, cuda.blockDim.x
-    for k in range(cuda.blockIdx.x, parts, cuda.gridDim.x):
-        part = 0.0
-        for i in range(k * chunk + t, min(x.size, (k + 1) * chunk), step):
-            part += x[i] * x[i]
-        total = _block_sum(buf, part)
-        if t == 0:
-            partials[k] = total
+@kernel_factory
+def _channel_dot_sums(dtype):
+    T = _t(dtype)
+
+    @cuda.jit
+    def kernel(a, b, sum_a, sum_ab):
+        buf = cuda.shared.array(_SHARED, T)
+        batch, ch, size = a.shape
+        count = batch * size
+        t, step = cuda.threadIdx.x, cuda.blockDim.x
+        for c in range(cuda.blockIdx.x, ch, cuda.gridDim.x):
+            pa = T(0)
+            pab = T(0)
+            for j in range(t, count, step):
+                v = a[j // size, c, j % size]
+                pa += v
+                pab += v * b[j // size, c, j % size]
+            ta = _block_sum(buf, pa)
+            tab = _block_sum(buf, pab)
+            if t == 0:
+                sum_a[c] = ta
+                sum_ab[c] = tab
+
+    return kernel
+
+
+@kernel_factory
+def _sum_squares(dtype):
+    T = _t(dtype)
+
+    @cuda.jit
+    def kernel(x, partials):
+        buf = cuda.shared.array(_SHARED, T)
+        parts = partials.size
+        chunk = (x.size + parts - 1) // parts
+        t, step = cuda.threadIdx.x, cuda.blockDim.x
+        for k in range(cuda.blockIdx.x, parts, cuda.gridDim.x):
+            part = T(0)
+            for i in range(k * chunk + t, min(x.size, (k + 1) * chunk), step):
+                part += x[i] * x[i]
+            total = _block_sum(buf, part)
+            if t == 0:
+                partials[k] = total
+
+    return kernel
 
 
 @cuda.jit
@@ -134,15 +159,15 @@ def _cross_entropy_rows(total, logits, target, scale, grad, stats):
 
 
 def channel_moments(x, mean, var):
-    _launch_blocks(_channel_moments, x.shape[1], x, mean, var)
+    _launch_blocks(_channel_moments(np.dtype(x.dtype).name), x.shape[1], x, mean, var)
 
 
 def channel_dot_sums(a, b, sum_a, sum_ab):
-    _launch_blocks(_channel_dot_sums, a.shape[1], a, b, sum_a, sum_ab)
+    _launch_blocks(_channel_dot_sums(np.dtype(a.dtype).name), a.shape[1], a, b, sum_a, sum_ab)
 
 
 def sum_squares(x, partials):
-    _launch_blocks(_sum_squares, partials.size, x, partials)
+    _launch_blocks(_sum_squares(np.dtype(x.dtype).name), partials.size, x, partials)
 
 
 def batch_norm_finish(mean, var, eps, momentum, unbiased, update, running_mean, running_var,
@@ -164,20 +189,19 @@ def cross_entropy_rows(logits, target, scale, grad, stats):
 
 
 # --------------------------------------------------------------------------- matmul
-_matmul_kernels: dict = {}
 
 
-def _matmul_kernel(tile):
+@kernel_factory
+def _matmul_kernel(tile, dtype):
     """The tiled product kernel for ``tile`` (shared arrays need a compile-time size)."""
-    if tile in _matmul_kernels:
-        return _matmul_kernels[tile]
+    T = _t(dtype)
 
     @cuda.jit
     def kernel(a, b, out, trans_a, trans_b, accumulate):
         # out[i, j] (+)= sum_k A[i, k] B[k, j], A = a or a.T, B = b or b.T; one thread per
         # output, the K axis walked in tile-wide strips staged in shared memory
-        sa = cuda.shared.array((tile, tile), float64)
-        sb = cuda.shared.array((tile, tile), float64)
+        sa = cuda.shared.array((tile, tile), T)
+        sb = cuda.shared.array((tile, tile), T)
         rows, cols = out.shape
         inner = a.shape[0] if trans_a else a.shape[1]
         ty, tx = cuda.threadIdx.y, cuda.threadIdx.x
@@ -185,14 +209,14 @@ def _matmul_kernel(tile):
             for cb in range(cuda.blockIdx.x, (cols + tile - 1) // tile, cuda.gridDim.x):
                 i = rb * tile + ty
                 j = cb * tile + tx
-                acc = 0.0
+                acc = T(0)
                 for k0 in range(0, inner, tile):
                     ka = k0 + tx  # A[i, ka] into sa[ty, tx]
                     kb = k0 + ty  # B[kb, j] into sb[ty, tx]
-                    va = 0.0
+                    va = T(0)
                     if i < rows and ka < inner:
                         va = a[ka, i] if trans_a else a[i, ka]
-                    vb = 0.0
+                    vb = T(0)
                     if kb < inner and j < cols:
                         vb = b[j, kb] if trans_b else b[kb, j]
                     sa[ty, tx] = va
@@ -204,7 +228,6 @@ def _matmul_kernel(tile):
                 if i < rows and j < cols:
                     out[i, j] = out[i, j] + acc if accumulate else acc
 
-    _matmul_kernels[tile] = kernel
     return kernel
 
 
@@ -213,6 +236,6 @@ def matmul(a, b, out, trans_a, trans_b, accumulate):
     tile = config.CUDA_MATMUL_TILE
     rows, cols = out.shape
     grid = (max(1, min(MAX_BLOCKS, -(-cols // tile))), max(1, min(MAX_BLOCKS, -(-rows // tile))))
-    launch(_matmul_kernel(tile), grid, (tile, tile),
+    launch(_matmul_kernel(tile, np.dtype(out.dtype).name), grid, (tile, tile),
            a, b, out, bool(trans_a), bool(trans_b), bool(accumulate))
 

@@ -34,14 +34,13 @@ kernels themselves take what they are given.  The static report of each kernel
 
 from __future__ import annotations
 
-import functools
 from collections import namedtuple
 
 import numpy as np
-from numba import cuda, int32, types
+from numba import cuda, int32, types, uint64
 
 from ... import config
-from ._launch import MAX_GRID_YZ, launch, launch_1d
+from ._launch import MAX_GRID_YZ, kernel_factory, launch, launch_1d
 
 Tile = namedtuple("Tile", "bm bn bk tm tn")
 Tile.threads = property(lambda t: (t.bm // t.tm) * (t.bn // t.tn))
@@ -59,12 +58,36 @@ INDEX_LIMIT = 2**31  # every flat offset must fit an int32
 def check_tile(tile: Tile):
     """The divisibility the kernels' load loops assume."""
     t = tile.threads
-    ok = (tile.bm % tile.tm == 0 and tile.bn % tile.tn == 0 and t % tile.bm == 0
+    pow2 = all(v & (v - 1) == 0 for v in (tile.bm, tile.bk, tile.bm // tile.tm, t))
+    ok = (pow2 and tile.bm % tile.tm == 0 and tile.bn % tile.tn == 0 and t % tile.bm == 0
           and t % tile.bk == 0 and (tile.bm * tile.bk) % t == 0 and (tile.bk * tile.bn) % t == 0
           and t <= 1024)
     if not ok:
-        raise ValueError(f"tile {tile} does not divide its loads evenly among {t} threads")
+        raise ValueError(f"tile {tile}: bm, bk and bm/tm must be powers of two, and its "
+                         f"loads must divide evenly among its {t} threads")
     return tile
+
+
+def register_budget(tile: Tile, blocks: int = 2) -> int:
+    """Registers per thread that let ``blocks`` blocks share an SM (65,536 registers on
+    sm_90).  Two blocks fit every tiled kernel without spilling but the grad input at
+    8x8 outputs per thread, whose phase bookkeeping needs ~166 (numba's integers are
+    64-bit): it gets one block per SM rather than spills (docs/benchmarks/gpu-static.md)."""
+    return min(255, 65536 // (blocks * tile.threads) // 8 * 8)
+
+
+def _jit(sig, max_registers):
+    """``cuda.jit`` with an explicit signature and a register cap (the simulator, which
+    has no registers, takes no cap)."""
+    from numba import config as numba_config
+
+    if numba_config.ENABLE_CUDASIM:
+        return cuda.jit(sig)
+    return cuda.jit(sig, max_registers=max_registers)
+
+
+def _log2(n: int) -> int:
+    return n.bit_length() - 1
 
 
 def _nb(dtype):
@@ -79,13 +102,31 @@ def _geometry(*values):
     return tuple(np.int32(v) for v in values)
 
 
+@cuda.jit(device=True)
+def _advance(outer, mid, inner, step, mid_len, inner_len):
+    """(outer, mid, inner), the digits of a K index in the mixed radix (.., mid_len,
+    inner_len), moved on by ``step``: a few compares instead of two integer divisions
+    per operand load (64-bit divisions cost dozens of instructions and registers)."""
+    inner += step
+    while inner >= inner_len:
+        inner -= inner_len
+        mid += 1
+    while mid >= mid_len:
+        mid -= mid_len
+        outer += 1
+    return outer, mid, inner
+
+
 # --------------------------------------------------------------------------- forward
-@functools.lru_cache(maxsize=None)
+@kernel_factory
 def forward_kernel(tile: Tile, dtype: str, pointwise: bool):
     """out[n, k, oh, ow] = bias[k] + sum_{c, r, s} x[n, c, ih, iw] * w[k, c, r, s]
     for one group (grid z), tile of pixels (grid x) x tile of channels (grid y)."""
     BM, BN, BK, TM, TN = check_tile(tile)
     THREADS = tile.threads
+    A_WIDTH, B_WIDTH = BM + PAD, BN + PAD    # shared tile rows, padded
+    A_SIZE, B_SIZE = BK * A_WIDTH, BK * B_WIDTH
+    ROWS_SHIFT, BM_SHIFT, BK_SHIFT = _log2(BM // TM), _log2(BM), _log2(BK)
     ROWS, COLS = BM // TM, BN // TN          # threads along pixels / along channels
     A_LOADS, A_STEP = BM * BK // THREADS, THREADS // BM
     B_LOADS, B_STEP = BK * BN // THREADS, THREADS // BK
@@ -93,19 +134,23 @@ def forward_kernel(tile: Tile, dtype: str, pointwise: bool):
     arr = T[::1]
     sig = types.void(arr, arr, arr, arr, types.UniTuple(int32, 16))
 
-    @cuda.jit(sig)
+    @_jit(sig, register_budget(tile))
     def kernel(x, w, bias, out, geo):
         (batch, in_ch, in_h, in_w, out_ch, out_h, out_w, kh, kw,
          sh, sw, ph, pw, dh, dw, groups) = geo
-        a_tile = cuda.shared.array((BK, BM + PAD), T)
-        b_tile = cuda.shared.array((BK, BN + PAD), T)
+        a_tile = cuda.shared.array(A_SIZE, T)
+        b_tile = cuda.shared.array(B_SIZE, T)
         acc = cuda.local.array((TM, TN), T)
         a_next = cuda.local.array(A_LOADS, T)
         b_next = cuda.local.array(B_LOADS, T)
         a_frag = cuda.local.array(TM, T)
         b_frag = cuda.local.array(TN, T)
         zero = T(0)
-        tid = cuda.threadIdx.x
+        tid = cuda.threadIdx.x & (THREADS - 1)  # a no-op that tells LLVM 0 <= tid
+        # Shared loads index with uint64: numba adds no negative-index fix-up, so each
+        # is one base register + a constant offset (the fix-ups cost ~60 registers).
+        a_col = tid & (ROWS - 1)      # this thread's outputs: rows a_col + i*ROWS
+        b_col = tid >> ROWS_SHIFT     # ... and columns b_col + j*COLS
         g = cuda.blockIdx.z
         c_g = in_ch // groups
         k_g = out_ch // groups
@@ -116,8 +161,8 @@ def forward_kernel(tile: Tile, dtype: str, pointwise: bool):
         m0 = cuda.blockIdx.x * BM
         n0 = cuda.blockIdx.y * BN
         # The pixel this thread loads for A: fixed for the whole loop.
-        a_row = tid % BM
-        a_k = tid // BM
+        a_row = tid & (BM - 1)
+        a_k = tid >> BM_SHIFT
         m = m0 + a_row
         m_ok = m < batch * hw_out
         img = m // hw_out
@@ -127,12 +172,16 @@ def forward_kernel(tile: Tile, dtype: str, pointwise: bool):
         ih0 = oh * sh - ph
         iw0 = ow * sw - pw
         x_base = (img * in_ch + g * c_g) * hw_in
-        b_k = tid % BK
-        b_n = tid // BK
+        b_k = tid & (BK - 1)
+        b_n = tid >> BK_SHIFT
         w_base = g * k_g * k_dim
         for i in range(TM):
             for j in range(TN):
                 acc[i, j] = zero
+        # (c, r, s) of this thread's first A column, k = a_k + t*BK, kept up to date
+        a_c = a_k // taps
+        a_r = (a_k - a_c * taps) // kw
+        a_s = a_k - a_c * taps - a_r * kw
         n_tiles = (k_dim + BK - 1) // BK
         for t in range(n_tiles + 1):
             if t < n_tiles:  # fetch tile t into registers (in flight during the product)
@@ -142,49 +191,49 @@ def forward_kernel(tile: Tile, dtype: str, pointwise: bool):
                     v = zero
                     if m_ok and kk < k_dim:
                         if pointwise:
-                            v = x[x_base + kk * hw_in + pix]
+                            v = x[uint64(x_base + kk * hw_in + pix)]
                         else:
-                            c = kk // taps
-                            rs = kk - c * taps
-                            r = rs // kw
+                            c, r, s = _advance(a_c, a_r, a_s, e * A_STEP, kh, kw)
                             ih = ih0 + r * dh
-                            iw = iw0 + (rs - r * kw) * dw
+                            iw = iw0 + s * dw
                             if 0 <= ih < in_h and 0 <= iw < in_w:
-                                v = x[x_base + c * hw_in + ih * in_w + iw]
+                                v = x[uint64(x_base + c * hw_in + ih * in_w + iw)]
                     a_next[e] = v
+                if not pointwise:
+                    a_c, a_r, a_s = _advance(a_c, a_r, a_s, BK, kh, kw)
                 for e in range(B_LOADS):
                     col = n0 + b_n + e * B_STEP
                     kk = k0 + b_k
                     v = zero
                     if col < k_g and kk < k_dim:
-                        v = w[w_base + col * k_dim + kk]
+                        v = w[uint64(w_base + col * k_dim + kk)]
                     b_next[e] = v
             if t > 0:  # multiply tile t - 1
-                for kk in range(BK):
+                for kk in range(BK):  # unrolled: constant offsets from a_col, b_col
                     for i in range(TM):
-                        a_frag[i] = a_tile[kk, tid % ROWS + i * ROWS]
+                        a_frag[i] = a_tile[uint64(kk * A_WIDTH + i * ROWS + a_col)]
                     for j in range(TN):
-                        b_frag[j] = b_tile[kk, tid // ROWS + j * COLS]
+                        b_frag[j] = b_tile[uint64(kk * B_WIDTH + j * COLS + b_col)]
                     for i in range(TM):
                         for j in range(TN):
                             acc[i, j] += a_frag[i] * b_frag[j]
             cuda.syncthreads()  # every thread is done reading tile t - 1
             if t < n_tiles:
                 for e in range(A_LOADS):
-                    a_tile[a_k + e * A_STEP, a_row] = a_next[e]
+                    a_tile[(a_k + e * A_STEP) * A_WIDTH + a_row] = a_next[e]
                 for e in range(B_LOADS):
-                    b_tile[b_k, b_n + e * B_STEP] = b_next[e]
+                    b_tile[b_k * B_WIDTH + b_n + e * B_STEP] = b_next[e]
             cuda.syncthreads()  # tile t is in shared memory
+        k_first = g * k_g + n0 + b_col     # this thread's first output channel
         for i in range(TM):
-            m = m0 + tid % ROWS + i * ROWS
+            m = m0 + a_col + i * ROWS
             if m < batch * hw_out:
                 img = m // hw_out
-                pix = m - img * hw_out
+                at = (img * out_ch + k_first) * hw_out + m - img * hw_out
                 for j in range(TN):
-                    col = n0 + tid // ROWS + j * COLS
-                    if col < k_g:
-                        k = g * k_g + col
-                        out[(img * out_ch + k) * hw_out + pix] = acc[i, j] + bias[k]
+                    if n0 + b_col + j * COLS < k_g:
+                        out[uint64(at)] = acc[i, j] + bias[uint64(k_first + j * COLS)]
+                    at += COLS * hw_out
 
     return kernel
 
@@ -209,7 +258,7 @@ def conv2d_forward_tiled(x, weight, bias, out, geometry, tile=None):
 
 
 # --------------------------------------------------------------------------- grad input
-@functools.lru_cache(maxsize=None)
+@kernel_factory
 def grad_input_kernel(tile: Tile, dtype: str):
     """grad_in[n, c, ih, iw] = sum_{k, r, s} grad_out[n, k, oh, ow] * w[k, c, r, s] over
     the taps with ih = oh*sh - ph + r*dh (and likewise w); grid z = group x stride phase
@@ -217,6 +266,9 @@ def grad_input_kernel(tile: Tile, dtype: str):
     r = r0 + t*rsh with oh = jh + bh - t*eh (bh from r0; rsh, eh from the host)."""
     BM, BN, BK, TM, TN = check_tile(tile)
     THREADS = tile.threads
+    A_WIDTH, B_WIDTH = BM + PAD, BN + PAD    # shared tile rows, padded
+    A_SIZE, B_SIZE = BK * A_WIDTH, BK * B_WIDTH
+    ROWS_SHIFT, BM_SHIFT, BK_SHIFT = _log2(BM // TM), _log2(BM), _log2(BK)
     ROWS, COLS = BM // TM, BN // TN
     A_LOADS, A_STEP = BM * BK // THREADS, THREADS // BM
     B_LOADS, B_STEP = BK * BN // THREADS, THREADS // BK
@@ -224,19 +276,23 @@ def grad_input_kernel(tile: Tile, dtype: str):
     arr = T[::1]
     sig = types.void(arr, arr, arr, types.UniTuple(int32, 20))
 
-    @cuda.jit(sig)
+    @_jit(sig, register_budget(tile, 1 if TM * TN >= 64 else 2))
     def kernel(grad_out, w, grad_in, geo):
         (batch, in_ch, in_h, in_w, out_ch, out_h, out_w, kh, kw,
          sh, sw, ph, pw, dh, dw, groups, rsh, rsw, eh, ew) = geo
-        a_tile = cuda.shared.array((BK, BM + PAD), T)
-        b_tile = cuda.shared.array((BK, BN + PAD), T)
+        a_tile = cuda.shared.array(A_SIZE, T)
+        b_tile = cuda.shared.array(B_SIZE, T)
         acc = cuda.local.array((TM, TN), T)
         a_next = cuda.local.array(A_LOADS, T)
         b_next = cuda.local.array(B_LOADS, T)
         a_frag = cuda.local.array(TM, T)
         b_frag = cuda.local.array(TN, T)
         zero = T(0)
-        tid = cuda.threadIdx.x
+        tid = cuda.threadIdx.x & (THREADS - 1)  # a no-op that tells LLVM 0 <= tid
+        # Shared loads index with uint64: numba adds no negative-index fix-up, so each
+        # is one base register + a constant offset (the fix-ups cost ~60 registers).
+        a_col = tid & (ROWS - 1)      # this thread's outputs: rows a_col + i*ROWS
+        b_col = tid >> ROWS_SHIFT     # ... and columns b_col + j*COLS
         phases = sh * sw
         g = cuda.blockIdx.z // phases
         phase = cuda.blockIdx.z - g * phases
@@ -269,20 +325,33 @@ def grad_input_kernel(tile: Tile, dtype: str):
         hw_out = out_h * out_w
         plane_q = rows_q * cols_q
         n0 = cuda.blockIdx.y * BN
-        a_row = tid % BM
-        a_k = tid // BM
+        a_row = tid & (BM - 1)
+        a_k = tid >> BM_SHIFT
         m = m0 + a_row
         m_ok = m < m_total
         img = m // plane_q
         pix = m - img * plane_q
         jh = pix // cols_q
         jw = pix - jh * cols_q
-        go_base = (img * out_ch + g * k_g) * hw_out
-        b_k = tid % BK
-        b_n = tid // BK
+        oh_first = jh + bh        # output row / column that tap (0, 0) of this pixel reads
+        ow_first = jw + bw
+        go_first = (img * out_ch + g * k_g) * hw_out + oh_first * out_w + ow_first
+        step_h = eh * out_w
+        # weight offset of channel c for (k, th, tw): w_first + k*w_k + th*w_th + tw*rsw + c*kh*kw
+        w_k = c_g * kh * kw
+        w_th = rsh * kw
+        w_first = g * k_g * w_k + r0 * kw + s0
+        b_k = tid & (BK - 1)
+        b_n = tid >> BK_SHIFT
         for i in range(TM):
             for j in range(TN):
                 acc[i, j] = zero
+        # (k, th, tw) of this thread's first A column and of its B row, kept up to date
+        a_kq, a_th, a_tw = 0, 0, 0
+        b_kq, b_th, b_tw = 0, 0, 0
+        if taps > 0:
+            a_kq, a_th, a_tw = _advance(0, 0, 0, a_k, taps_h, taps_w)
+            b_kq, b_th, b_tw = _advance(0, 0, 0, b_k, taps_h, taps_w)
         n_tiles = (k_dim + BK - 1) // BK
         for t in range(n_tiles + 1):
             if t < n_tiles:
@@ -291,54 +360,53 @@ def grad_input_kernel(tile: Tile, dtype: str):
                     kk = k0 + a_k + e * A_STEP
                     v = zero
                     if m_ok and kk < k_dim:
-                        k = kk // taps
-                        tap = kk - k * taps
-                        th = tap // taps_w
-                        oh = jh + bh - th * eh
-                        ow = jw + bw - (tap - th * taps_w) * ew
+                        k, th, tw = _advance(a_kq, a_th, a_tw, e * A_STEP, taps_h, taps_w)
+                        oh = oh_first - th * eh
+                        ow = ow_first - tw * ew
                         if 0 <= oh < out_h and 0 <= ow < out_w:
-                            v = grad_out[go_base + k * hw_out + oh * out_w + ow]
+                            v = grad_out[uint64(go_first + k * hw_out - th * step_h - tw * ew)]
                     a_next[e] = v
+                kk = k0 + b_k
+                w_row = w_first + b_kq * w_k + b_th * w_th + b_tw * rsw
                 for e in range(B_LOADS):
                     c = n0 + b_n + e * B_STEP
-                    kk = k0 + b_k
                     v = zero
                     if c < c_g and kk < k_dim:
-                        k = kk // taps
-                        tap = kk - k * taps
-                        th = tap // taps_w
-                        r = r0 + th * rsh
-                        s = s0 + (tap - th * taps_w) * rsw
-                        v = w[(((g * k_g + k) * c_g + c) * kh + r) * kw + s]
+                        v = w[uint64(w_row + c * kh * kw)]
                     b_next[e] = v
+                a_kq, a_th, a_tw = _advance(a_kq, a_th, a_tw, BK, taps_h, taps_w)
+                b_kq, b_th, b_tw = _advance(b_kq, b_th, b_tw, BK, taps_h, taps_w)
             if t > 0:
-                for kk in range(BK):
+                for kk in range(BK):  # unrolled: constant offsets from a_col, b_col
                     for i in range(TM):
-                        a_frag[i] = a_tile[kk, tid % ROWS + i * ROWS]
+                        a_frag[i] = a_tile[uint64(kk * A_WIDTH + i * ROWS + a_col)]
                     for j in range(TN):
-                        b_frag[j] = b_tile[kk, tid // ROWS + j * COLS]
+                        b_frag[j] = b_tile[uint64(kk * B_WIDTH + j * COLS + b_col)]
                     for i in range(TM):
                         for j in range(TN):
                             acc[i, j] += a_frag[i] * b_frag[j]
             cuda.syncthreads()  # every thread is done reading tile t - 1
             if t < n_tiles:
                 for e in range(A_LOADS):
-                    a_tile[a_k + e * A_STEP, a_row] = a_next[e]
+                    a_tile[(a_k + e * A_STEP) * A_WIDTH + a_row] = a_next[e]
                 for e in range(B_LOADS):
-                    b_tile[b_k, b_n + e * B_STEP] = b_next[e]
+                    b_tile[b_k * B_WIDTH + b_n + e * B_STEP] = b_next[e]
             cuda.syncthreads()  # tile t is in shared memory
+        hw_in = in_h * in_w
+        m = m0 + a_col
+        img = m // plane_q
+        jh = (m - img * plane_q) // cols_q
+        jw = m - img * plane_q - jh * cols_q
         for i in range(TM):
-            m = m0 + tid % ROWS + i * ROWS
             if m < m_total:
-                img = m // plane_q
-                pix = m - img * plane_q
-                jh = pix // cols_q
-                ih = qh + jh * sh
-                iw = qw + (pix - jh * cols_q) * sw
+                at = ((img * in_ch + g * c_g + n0 + b_col) * hw_in + (qh + jh * sh) * in_w
+                      + qw + jw * sw)
                 for j in range(TN):
-                    c = n0 + tid // ROWS + j * COLS
-                    if c < c_g:
-                        grad_in[((img * in_ch + g * c_g + c) * in_h + ih) * in_w + iw] = acc[i, j]
+                    if n0 + b_col + j * COLS < c_g:
+                        grad_in[uint64(at)] = acc[i, j]
+                    at += COLS * hw_in
+            m += ROWS  # the next output row of this thread's tile, without a division
+            img, jh, jw = _advance(img, jh, jw, ROWS, rows_q, cols_q)
 
     return kernel
 
@@ -365,13 +433,16 @@ def conv2d_grad_input_tiled(grad_out, weight, grad_in, geometry, tile=None):
 
 
 # --------------------------------------------------------------------------- grad weight
-@functools.lru_cache(maxsize=None)
+@kernel_factory
 def grad_weight_kernel(tile: Tile, dtype: str, with_bias: bool):
     """partials[split, k, col] = sum over the split's pixels p of grad_out[p, k] *
     x[p, col], col = (c, r, s); partials[split, k, C_g*kH*kW] = sum of grad_out[p, k]
     when ``with_bias``.  Grid x = (row tile, column tile), y = split, z = group."""
     BM, BN, BK, TM, TN = check_tile(tile)
     THREADS = tile.threads
+    A_WIDTH, B_WIDTH = BM + PAD, BN + PAD    # shared tile rows, padded
+    A_SIZE, B_SIZE = BK * A_WIDTH, BK * B_WIDTH
+    ROWS_SHIFT, BM_SHIFT, BK_SHIFT = _log2(BM // TM), _log2(BM), _log2(BK)
     ROWS, COLS = BM // TM, BN // TN
     A_LOADS, B_LOADS = BM * BK // THREADS, BK * BN // THREADS
     STEP = THREADS // BK     # rows (A) / columns (B) one load pass covers
@@ -379,12 +450,12 @@ def grad_weight_kernel(tile: Tile, dtype: str, with_bias: bool):
     arr = T[::1]
     sig = types.void(arr, arr, arr, types.UniTuple(int32, 18))
 
-    @cuda.jit(sig)
+    @_jit(sig, register_budget(tile))
     def kernel(x, grad_out, partials, geo):
         (batch, in_ch, in_h, in_w, out_ch, out_h, out_w, kh, kw,
          sh, sw, ph, pw, dh, dw, groups, chunk, tiles_m) = geo
-        a_tile = cuda.shared.array((BK, BM + PAD), T)
-        b_tile = cuda.shared.array((BK, BN + PAD), T)
+        a_tile = cuda.shared.array(A_SIZE, T)
+        b_tile = cuda.shared.array(B_SIZE, T)
         acc = cuda.local.array((TM, TN), T)
         a_next = cuda.local.array(A_LOADS, T)
         b_next = cuda.local.array(B_LOADS, T)
@@ -394,7 +465,11 @@ def grad_weight_kernel(tile: Tile, dtype: str, with_bias: bool):
         col_r = cuda.local.array(B_LOADS, int32)
         col_s = cuda.local.array(B_LOADS, int32)
         zero = T(0)
-        tid = cuda.threadIdx.x
+        tid = cuda.threadIdx.x & (THREADS - 1)  # a no-op that tells LLVM 0 <= tid
+        # Shared loads index with uint64: numba adds no negative-index fix-up, so each
+        # is one base register + a constant offset (the fix-ups cost ~60 registers).
+        a_col = tid & (ROWS - 1)      # this thread's outputs: rows a_col + i*ROWS
+        b_col = tid >> ROWS_SHIFT     # ... and columns b_col + j*COLS
         g = cuda.blockIdx.z
         tile_m = cuda.blockIdx.x % tiles_m
         m0 = tile_m * BM
@@ -410,8 +485,8 @@ def grad_weight_kernel(tile: Tile, dtype: str, with_bias: bool):
         p_end = min(p_start + chunk, p_total)
         # Loads run along the pixels (grad_out's and x's contiguous axis): this thread
         # loads pixel p0 + tid % BK of each tile for every row and column it loads.
-        kk_own = tid % BK
-        first = tid // BK
+        kk_own = tid & (BK - 1)
+        first = tid >> BK_SHIFT
         for e in range(B_LOADS):
             col = n0 + first + e * STEP
             c = col // taps
@@ -438,7 +513,7 @@ def grad_weight_kernel(tile: Tile, dtype: str, with_bias: bool):
                     row = m0 + first + e * STEP
                     v = zero
                     if p_ok and row < k_g:
-                        v = grad_out[(img * out_ch + g * k_g + row) * hw_out + pix]
+                        v = grad_out[uint64((img * out_ch + g * k_g + row) * hw_out + pix)]
                     a_next[e] = v
                 for e in range(B_LOADS):
                     v = zero
@@ -446,37 +521,37 @@ def grad_weight_kernel(tile: Tile, dtype: str, with_bias: bool):
                         ih = oh * sh - ph + col_r[e]
                         iw = ow * sw - pw + col_s[e]
                         if 0 <= ih < in_h and 0 <= iw < in_w:
-                            v = x[(img * in_ch + g * c_g + col_c[e]) * hw_in + ih * in_w + iw]
+                            v = x[uint64((img * in_ch + g * c_g + col_c[e]) * hw_in + ih * in_w + iw)]
                     b_next[e] = v
             if t > 0:
-                for kk in range(BK):
+                for kk in range(BK):  # unrolled: constant offsets from a_col, b_col
                     for i in range(TM):
-                        a_frag[i] = a_tile[kk, tid % ROWS + i * ROWS]
+                        a_frag[i] = a_tile[uint64(kk * A_WIDTH + i * ROWS + a_col)]
                     for j in range(TN):
-                        b_frag[j] = b_tile[kk, tid // ROWS + j * COLS]
+                        b_frag[j] = b_tile[uint64(kk * B_WIDTH + j * COLS + b_col)]
                     for i in range(TM):
                         for j in range(TN):
                             acc[i, j] += a_frag[i] * b_frag[j]
                 if sums_bias:  # the bias gradient: grad_out's row sums, in a fixed order
                     for kk in range(BK):
-                        bias_acc += a_tile[kk, tid]
+                        bias_acc += a_tile[kk * A_WIDTH + tid]
             cuda.syncthreads()  # every thread is done reading tile t - 1
             if t < n_tiles:
                 for e in range(A_LOADS):
-                    a_tile[kk_own, first + e * STEP] = a_next[e]
+                    a_tile[kk_own * A_WIDTH + first + e * STEP] = a_next[e]
                 for e in range(B_LOADS):
-                    b_tile[kk_own, first + e * STEP] = b_next[e]
+                    b_tile[kk_own * B_WIDTH + first + e * STEP] = b_next[e]
             cuda.syncthreads()  # tile t is in shared memory
         base = cuda.blockIdx.y * out_ch + g * k_g
         for i in range(TM):
-            row = m0 + tid % ROWS + i * ROWS
+            row = m0 + a_col + i * ROWS
             if row < k_g:
                 for j in range(TN):
-                    col = n0 + tid // ROWS + j * COLS
+                    col = n0 + b_col + j * COLS
                     if col < k_dim:
-                        partials[(base + row) * (k_dim + 1) + col] = acc[i, j]
+                        partials[uint64((base + row) * (k_dim + 1) + col)] = acc[i, j]
         if sums_bias and m0 + tid < k_g:
-            partials[(base + m0 + tid) * (k_dim + 1) + k_dim] = bias_acc
+            partials[uint64((base + m0 + tid) * (k_dim + 1) + k_dim)] = bias_acc
 
     return kernel
 

@@ -1,6 +1,7 @@
 """Small CUDA helpers the backend needs to stay on the device: fill, and a spatial flip
 of a 4-D weight (true convolution)."""
 
+import numpy as np
 from numba import cuda
 
 from .._index import unravel4
@@ -27,7 +28,7 @@ def _flip_spatial_2d(total, w, out):
 def fill(a, value):
     """Set every element of the contiguous device array ``a`` to ``value``."""
     flat = a.reshape(a.size)
-    launch_1d(_fill, a.size, flat, value)
+    launch_1d(_fill, a.size, flat, np.dtype(a.dtype).type(value))  # no float64 in float32
 
 
 def flip_spatial_2d(w, out):
