@@ -154,8 +154,8 @@ def record(path):
         origin = getattr(kernel, "numbaconv_origin", None) or (fn.__module__, fn.__name__,
                                                                None)
         sig = tuple(_type_of(a) for a in args)
-        threads = math.prod(threads) if isinstance(threads, tuple) else threads
-        seen.setdefault((origin, sig), threads)
+        count = math.prod(threads) if isinstance(threads, tuple) else threads
+        seen.setdefault((origin, sig), count)
         run(kernel, grid, threads, args)
 
     run = _launch._run
@@ -442,7 +442,8 @@ def write(rows, roofs, tool, out):
               f"local memory: {local}"]
     if out is None:
         for r in rows:
-            print(f"{r['label']}: {r['registers']} registers, {r['blocks']} blocks/SM")
+            print(f"{r['label']}: {r['registers']} registers, {r['blocks']} blocks/SM, "
+                  f"spills {r['spill_stores']}/{r['spill_loads']} bytes")
         print(lines[-1])
         return
     out.write_text("\n".join(lines) + "\n")

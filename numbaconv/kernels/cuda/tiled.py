@@ -172,6 +172,7 @@ def forward_kernel(tile: Tile, dtype: str, pointwise: bool):
         ih0 = oh * sh - ph
         iw0 = ow * sw - pw
         x_base = (img * in_ch + g * c_g) * hw_in
+        x_pixel = x_base + pix    # 1x1 at stride 1: the pixel itself, channel by channel
         b_k = tid & (BK - 1)
         b_n = tid >> BK_SHIFT
         w_base = g * k_g * k_dim
@@ -191,7 +192,7 @@ def forward_kernel(tile: Tile, dtype: str, pointwise: bool):
                     v = zero
                     if m_ok and kk < k_dim:
                         if pointwise:
-                            v = x[uint64(x_base + kk * hw_in + pix)]
+                            v = x[uint64(x_pixel + kk * hw_in)]
                         else:
                             c, r, s = _advance(a_c, a_r, a_s, e * A_STEP, kh, kw)
                             ih = ih0 + r * dh
@@ -225,15 +226,20 @@ def forward_kernel(tile: Tile, dtype: str, pointwise: bool):
                     b_tile[b_k * B_WIDTH + b_n + e * B_STEP] = b_next[e]
             cuda.syncthreads()  # tile t is in shared memory
         k_first = g * k_g + n0 + b_col     # this thread's first output channel
+        for j in range(TN):  # its biases, read once (out may alias bias for all LLVM knows)
+            b_frag[j] = bias[uint64(k_first + j * COLS)] if n0 + b_col + j * COLS < k_g else zero
+        m = m0 + a_col
+        img = m // hw_out
+        pix = m - img * hw_out
         for i in range(TM):
-            m = m0 + a_col + i * ROWS
             if m < batch * hw_out:
-                img = m // hw_out
-                at = (img * out_ch + k_first) * hw_out + m - img * hw_out
+                at = (img * out_ch + k_first) * hw_out + pix
                 for j in range(TN):
                     if n0 + b_col + j * COLS < k_g:
-                        out[uint64(at)] = acc[i, j] + bias[uint64(k_first + j * COLS)]
+                        out[uint64(at)] = acc[i, j] + b_frag[j]
                     at += COLS * hw_out
+            m += ROWS  # the next output row of this thread's tile, without a division
+            img, _, pix = _advance(img, 0, pix, ROWS, 1, hw_out)
 
     return kernel
 
