@@ -14,11 +14,44 @@ import sys  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
+
+
+def _simulator_shared_arrays_without_a_race():
+    """numba-cuda's simulator (0.30) finds a block's shared array by the caller's source
+    line in a dict, look-up then insert, unlocked: two threads that switch in between
+    get two arrays, and each computes on its own copy (rare at Python's 5 ms switch
+    interval, frequent at 0.1 ms).  Same look-up, under a lock, without building a
+    traceback each call."""
+    import threading
+
+    from numba.cuda.simulator import kernelapi
+    from numba.np import numpy_support
+
+    original = kernelapi.FakeCUDAShared.array
+    lock = threading.Lock()
+
+    def array(self, shape, dtype, alignment=None):
+        if shape == 0 or alignment is not None:
+            return original(self, shape, dtype, alignment)
+        frame = sys._getframe(1)
+        caller = (frame.f_code.co_filename, frame.f_lineno)
+        with lock:
+            found = self._allocations.get(caller)
+            if found is None:
+                if not isinstance(dtype, np.dtype):
+                    dtype = numpy_support.as_dtype(dtype)
+                found = self._allocations[caller] = np.empty(shape, dtype)
+        return found
+
+    kernelapi.FakeCUDAShared.array = array
+
+
 if os.environ.get("NUMBA_ENABLE_CUDASIM") == "1":
     # The simulator runs a block's threads as Python threads and its scheduler polls them
     # while holding the GIL; at the default 5 ms switch interval a barrier costs
     # milliseconds.  At 0.1 ms the tiled kernels' tests run ~6x faster.
     sys.setswitchinterval(1e-4)
+    _simulator_shared_arrays_without_a_race()
 
 try:  # PyTorch is optional: parity tests skip without it
     import torch  # noqa: E402

@@ -16,7 +16,9 @@ import numpy as np
 _MASK32 = 0xFFFFFFFF
 # Constants typed float32 (all exact in float32): with a float32 value the arithmetic
 # stays float32 on the GPU, with a float64 value it is float64; a bare 1.0 or 1 would
-# turn float32 math into float64.
+# turn float32 math into float64.  Next to a math.* result (a Python float in the CUDA
+# simulator, which NumPy 2 would round to float32) a constant is first given the dtype
+# of a finite scalar argument: ``s * _ZERO + c``.
 _HALF, _ONE, _ZERO = np.float32(0.5), np.float32(1), np.float32(0)
 
 
@@ -29,7 +31,8 @@ def build(jit):
         if op == 0:
             return v if v > 0 else v * alpha
         if op == 1:  # sigmoid through tanh: no overflow for large |v|
-            return _HALF * (_ONE + math.tanh(_HALF * v))
+            half = alpha * _ZERO + _HALF  # 0.5 in the dtype of alpha (finite, typed)
+            return half + half * math.tanh(half * v)
         return math.tanh(v)
 
     @jit
@@ -84,7 +87,7 @@ def build(jit):
         if update:
             running_mean[c] = (_ONE - momentum) * running_mean[c] + momentum * mean[c]
             running_var[c] = (_ONE - momentum) * running_var[c] + momentum * var[c] * unbiased
-        inv_std[c] = _ONE / math.sqrt(var[c] + eps)
+        inv_std[c] = (eps * _ZERO + _ONE) / math.sqrt(var[c] + eps)
 
     @jit
     def batch_norm_element(x, mean, inv_std, weight, bias, xhat, y, n, c, s):
@@ -113,12 +116,14 @@ def build(jit):
             if logits[i, j] > best:
                 best = logits[i, j]
                 arg = j
-        total = _ZERO
+        zero = scale * _ZERO  # in scale's dtype, the logits'
+        one = zero + _ONE
+        total = zero
         for j in range(classes):
             total += math.exp(logits[i, j] - best)
         lse = best + math.log(total)
         for j in range(classes):
-            grad[i, j] = (math.exp(logits[i, j] - lse) - (_ONE if j == t else _ZERO)) * scale
+            grad[i, j] = (math.exp(logits[i, j] - lse) - (one if j == t else zero)) * scale
         if t < 0 or t >= classes:
             stats[i, 0] = math.nan
             stats[i, 1] = -1.0

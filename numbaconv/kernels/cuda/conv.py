@@ -1,5 +1,7 @@
-"""CUDA convolution kernels: the twins of ``kernels/cpu/conv.py`` (same names, same
-signatures, same contract), one thread per output element.
+"""CUDA direct convolution kernels: the twins of ``kernels/cpu/conv.py`` (same names,
+same signatures, same contract), one thread per output element, no shared memory.  The
+tuner (``tuner.py``) runs them on tiny layers, where a tiled kernel's tile would be
+mostly empty; everything else runs ``tiled.py`` or ``depthwise.py``.
 
 * ``conv2d_forward``     n c h w , k c r s -> n k oh ow   (gather over c, r, s)
 * ``conv2d_grad_input``  n k oh ow , k c r s -> n c h w   (gather over k, r, s: each

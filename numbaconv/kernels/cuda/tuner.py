@@ -20,6 +20,7 @@ has measured it, which is what the tuner is for.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -45,19 +46,24 @@ def sm_count() -> int:
     return _sm[0]
 
 
-def _tiles():
+@functools.lru_cache(maxsize=None)
+def _candidates(tiles, with_direct: bool) -> dict:
     from .tiled import TILES, Tile, check_tile
 
-    tiles = [check_tile(Tile(*t)) for t in config.CUDA_CONV_TILES or TILES]
-    return {f"tiled-{t.bm}x{t.bn}x{t.bk}-{t.tm}x{t.tn}": t for t in tiles}
-
-
-def candidates(kernel: str, with_direct: bool = True) -> dict:
-    """Candidate name -> tile (None for the direct kernel), largest tile first."""
-    found = dict(_tiles())
+    found = {}
+    for t in (check_tile(Tile(*t)) for t in tiles or TILES):
+        found[f"tiled-{t.bm}x{t.bn}x{t.bk}-{t.tm}x{t.tn}"] = t
     if with_direct:
         found["direct"] = None
     return found
+
+
+def candidates(kernel: str, with_direct: bool = True) -> dict:
+    """Candidate name -> tile (None for the direct kernel), largest tile first: the
+    tiles of ``config.CUDA_CONV_TILES`` (None: ``tiled.TILES``).  Built once per
+    setting, so a call costs a dictionary look-up."""
+    tiles = config.CUDA_CONV_TILES
+    return _candidates(tuple(map(tuple, tiles)) if tiles else None, with_direct)
 
 
 def problem(kernel: str, args) -> tuple[int, int, int, int]:
@@ -104,9 +110,9 @@ WASTE = 1.25
 
 
 def _key(kernel: str, args, with_bias: bool) -> str:
-    shapes = [tuple(a.shape) for a in args[:-1] if hasattr(a, "shape")]
-    dtype = str(args[0].dtype)
-    return f"{kernel}|{shapes}|{tuple(int(g) for g in args[-1])}|{dtype}|bias={with_bias}"
+    """What a choice holds for: the kernel, every array's shape, the geometry, dtype."""
+    shapes = tuple(tuple(a.shape) for a in args[:-1] if hasattr(a, "shape"))
+    return f"{kernel}|{shapes}|{tuple(args[-1])}|{args[0].dtype}|bias={with_bias}"
 
 
 def _run(kernel: str, name: str, tile, args, grad_bias):
@@ -151,10 +157,10 @@ def run_conv(kernel: str, args, grad_bias=None) -> str:
     """Run ``kernel`` (``'conv2d_forward'``, ``'conv2d_grad_input'`` or
     ``'conv2d_grad_weight'``) on ``args`` with the chosen candidate; return its name."""
     names = candidates(kernel, with_direct=config.CONV_ALGORITHM != "tiled")
-    key = _key(kernel, args, grad_bias is not None)
-    name = _choices.get(key) if config.CUDA_AUTOTUNE else None
-    if name is None and config.CUDA_AUTOTUNE and not _simulated():
-        name = _remembered(key)
+    name = None
+    if config.CUDA_AUTOTUNE and not _simulated():
+        key = _key(kernel, args, grad_bias is not None)
+        name = _choices.get(key) or _remembered(key)
         if name is None:
             name = tune(kernel, args, grad_bias, names)
             _remember(key, name)
