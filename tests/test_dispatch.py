@@ -77,6 +77,15 @@ def test_twin_kernel_modules_export_the_same_names():
         cpu_fn, cuda_fn = getattr(cpu, name), getattr(cuda, name)
         cpu_params = list(inspect.signature(getattr(cpu_fn, "py_func", cpu_fn)).parameters)
         assert list(inspect.signature(cuda_fn).parameters) == cpu_params, name
+    # conv algorithms on both devices: the CPU's arguments first; the GPU's launchers may
+    # add optional ones (a tile, a grad_bias folded into the reduction)
+    for name in cpu.TILED_KERNELS + cpu.DEPTHWISE_KERNELS:
+        cpu_fn, cuda_fn = getattr(cpu, name), getattr(cuda, name)
+        cpu_params = list(inspect.signature(getattr(cpu_fn, "py_func", cpu_fn)).parameters)
+        cuda_params = inspect.signature(cuda_fn).parameters
+        assert list(cuda_params)[:len(cpu_params)] == cpu_params, name
+        extra = list(cuda_params.values())[len(cpu_params):]
+        assert all(p.default is None for p in extra), name
 
 
 def test_cuda_unavailable_is_one_clear_error(monkeypatch):
