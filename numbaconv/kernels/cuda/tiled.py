@@ -34,6 +34,7 @@ kernels themselves take what they are given.  The static report of each kernel
 
 from __future__ import annotations
 
+import functools
 from collections import namedtuple
 
 import numpy as np
@@ -117,6 +118,30 @@ def _advance(outer, mid, inner, step, mid_len, inner_len):
     return outer, mid, inner
 
 
+@functools.lru_cache(maxsize=None)
+def _tile_product(tile: Tile, dtype: str):
+    """The register-tile step every tiled kernel shares: ``acc[i, j] += A[k, a_col +
+    i*ROWS] * B[k, b_col + j*COLS]`` over the ``BK`` rows of the shared tiles (flat,
+    padded rows; uint64 offsets: one base register + a constant each once unrolled).
+    Inlined into the kernel, so ``acc`` and the fragments stay in registers."""
+    BM, BN, BK, TM, TN = tile
+    ROWS, COLS = BM // TM, BN // TN
+    A_WIDTH, B_WIDTH = BM + PAD, BN + PAD
+
+    @cuda.jit(device=True, inline="always")
+    def multiply(a_tile, b_tile, a_frag, b_frag, acc, a_col, b_col):
+        for kk in range(BK):
+            for i in range(TM):
+                a_frag[i] = a_tile[uint64(kk * A_WIDTH + i * ROWS + a_col)]
+            for j in range(TN):
+                b_frag[j] = b_tile[uint64(kk * B_WIDTH + j * COLS + b_col)]
+            for i in range(TM):
+                for j in range(TN):
+                    acc[i, j] += a_frag[i] * b_frag[j]
+
+    return multiply
+
+
 # --------------------------------------------------------------------------- forward
 @kernel_factory
 def forward_kernel(tile: Tile, dtype: str, pointwise: bool):
@@ -131,6 +156,7 @@ def forward_kernel(tile: Tile, dtype: str, pointwise: bool):
     A_LOADS, A_STEP = BM * BK // THREADS, THREADS // BM
     B_LOADS, B_STEP = BK * BN // THREADS, THREADS // BK
     T = _nb(dtype)
+    multiply = _tile_product(tile, dtype)
     arr = T[::1]
     sig = types.void(arr, arr, arr, arr, types.UniTuple(int32, 16))
 
@@ -210,14 +236,7 @@ def forward_kernel(tile: Tile, dtype: str, pointwise: bool):
                         v = w[uint64(w_base + col * k_dim + kk)]
                     b_next[e] = v
             if t > 0:  # multiply tile t - 1
-                for kk in range(BK):  # unrolled: constant offsets from a_col, b_col
-                    for i in range(TM):
-                        a_frag[i] = a_tile[uint64(kk * A_WIDTH + i * ROWS + a_col)]
-                    for j in range(TN):
-                        b_frag[j] = b_tile[uint64(kk * B_WIDTH + j * COLS + b_col)]
-                    for i in range(TM):
-                        for j in range(TN):
-                            acc[i, j] += a_frag[i] * b_frag[j]
+                multiply(a_tile, b_tile, a_frag, b_frag, acc, a_col, b_col)
             cuda.syncthreads()  # every thread is done reading tile t - 1
             if t < n_tiles:
                 for e in range(A_LOADS):
@@ -279,6 +298,7 @@ def grad_input_kernel(tile: Tile, dtype: str):
     A_LOADS, A_STEP = BM * BK // THREADS, THREADS // BM
     B_LOADS, B_STEP = BK * BN // THREADS, THREADS // BK
     T = _nb(dtype)
+    multiply = _tile_product(tile, dtype)
     arr = T[::1]
     sig = types.void(arr, arr, arr, types.UniTuple(int32, 20))
 
@@ -383,14 +403,7 @@ def grad_input_kernel(tile: Tile, dtype: str):
                 a_kq, a_th, a_tw = _advance(a_kq, a_th, a_tw, BK, taps_h, taps_w)
                 b_kq, b_th, b_tw = _advance(b_kq, b_th, b_tw, BK, taps_h, taps_w)
             if t > 0:
-                for kk in range(BK):  # unrolled: constant offsets from a_col, b_col
-                    for i in range(TM):
-                        a_frag[i] = a_tile[uint64(kk * A_WIDTH + i * ROWS + a_col)]
-                    for j in range(TN):
-                        b_frag[j] = b_tile[uint64(kk * B_WIDTH + j * COLS + b_col)]
-                    for i in range(TM):
-                        for j in range(TN):
-                            acc[i, j] += a_frag[i] * b_frag[j]
+                multiply(a_tile, b_tile, a_frag, b_frag, acc, a_col, b_col)
             cuda.syncthreads()  # every thread is done reading tile t - 1
             if t < n_tiles:
                 for e in range(A_LOADS):
@@ -453,6 +466,7 @@ def grad_weight_kernel(tile: Tile, dtype: str, with_bias: bool):
     A_LOADS, B_LOADS = BM * BK // THREADS, BK * BN // THREADS
     STEP = THREADS // BK     # rows (A) / columns (B) one load pass covers
     T = _nb(dtype)
+    multiply = _tile_product(tile, dtype)
     arr = T[::1]
     sig = types.void(arr, arr, arr, types.UniTuple(int32, 18))
 
@@ -530,14 +544,7 @@ def grad_weight_kernel(tile: Tile, dtype: str, with_bias: bool):
                             v = x[uint64((img * in_ch + g * c_g + col_c[e]) * hw_in + ih * in_w + iw)]
                     b_next[e] = v
             if t > 0:
-                for kk in range(BK):  # unrolled: constant offsets from a_col, b_col
-                    for i in range(TM):
-                        a_frag[i] = a_tile[uint64(kk * A_WIDTH + i * ROWS + a_col)]
-                    for j in range(TN):
-                        b_frag[j] = b_tile[uint64(kk * B_WIDTH + j * COLS + b_col)]
-                    for i in range(TM):
-                        for j in range(TN):
-                            acc[i, j] += a_frag[i] * b_frag[j]
+                multiply(a_tile, b_tile, a_frag, b_frag, acc, a_col, b_col)
                 if sums_bias:  # the bias gradient: grad_out's row sums, in a fixed order
                     for kk in range(BK):
                         bias_acc += a_tile[kk * A_WIDTH + tid]
