@@ -22,9 +22,11 @@ one column against bank conflicts; the next tile is fetched into registers while
 current one is multiplied (one shared buffer, two barriers per step).  Loads run along
 the operand's contiguous axis (output pixels, or grad_output's pixels in the grad
 weight), every load bounds-guarded, zeros outside, so any shape works with any tile.
-Arrays are passed flat (fewer kernel parameters per launch) and indexed with offsets
-below 2**31.  A kernel is built per (tile, dtype, variant) and compiled with an explicit
-signature; float32 kernels do float32 arithmetic only.
+Arrays are passed flat (fewer kernel parameters per launch), sizes as an int32 tuple;
+offsets are numba's 64-bit integers, indexed as unsigned (no negative-index fix-up) and
+advanced by compares rather than divided (64-bit divisions cost registers).  A kernel is
+built per (tile, dtype, variant), compiled with an explicit signature and a register cap
+for two blocks per SM; float32 kernels do float32 arithmetic only.
 
 The rule: the tile and whether to use this family at all (vs ``kernels/cuda/conv.py``'s
 direct kernels for tiny layers) are the tuner's (``kernels/cuda/tuner.py``); the
@@ -53,7 +55,6 @@ TILE_SMALL = Tile(64, 64, 8, 4, 4)
 TILES = (TILE_LARGE, TILE_SMALL)
 
 PAD = 1            # shared-memory row padding against bank conflicts
-INDEX_LIMIT = 2**31  # every flat offset must fit an int32
 
 
 def check_tile(tile: Tile):

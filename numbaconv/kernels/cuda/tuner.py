@@ -107,6 +107,7 @@ def rule(kernel: str, args, names: dict) -> str:
 
 
 WASTE = 1.25
+DIRECT_TUNED_MAX = 64   # the tuner times the direct kernel up to 64x the rule's limit
 
 
 def _key(kernel: str, args, with_bias: bool) -> str:
@@ -162,6 +163,10 @@ def run_conv(kernel: str, args, grad_bias=None) -> str:
         key = _key(kernel, args, grad_bias is not None)
         name = _choices.get(key) or _remembered(key)
         if name is None:
+            m, n, k, groups = problem(kernel, args)
+            if m * n * k * groups > DIRECT_TUNED_MAX * config.CUDA_DIRECT_MAX_MACS:
+                # the direct kernel cannot win here, and timing it would take a while
+                names = {c: t for c, t in names.items() if c != "direct"}
             name = tune(kernel, args, grad_bias, names)
             _remember(key, name)
     if name not in names:
