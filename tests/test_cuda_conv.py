@@ -142,14 +142,8 @@ def test_cuda_chooser_rules(monkeypatch):
 
 
 # --------------------------------------------------------------------------- the tuner
-class _Args:
-    """Stand-ins for device arrays: the tuner reads shapes and dtypes only."""
-
-    def __init__(self, *shapes):
-        self.arrays = [np.zeros(s, np.float32) for s in shapes]
-
-
 def _forward_args(n, c, hw, k):
+    """NumPy stand-ins for a forward's arrays: the rule reads shapes only."""
     x = np.zeros((n, c, hw, hw), np.float32)
     w = np.zeros((k, c, 3, 3), np.float32)
     return (x, w, np.zeros(k, np.float32), np.zeros((n, k, hw, hw), np.float32),
@@ -220,20 +214,17 @@ def _count(fn):
 
 
 @pytest.mark.parametrize("w_shape, groups", [((6, 4, 3, 3), 1), ((8, 1, 3, 3), 4)])
-def test_launches_per_conv(w_shape, groups, rng):
+def test_launches_per_conv(w_shape, groups, rng, monkeypatch):
     """Tiled / depthwise path: forward 2 at most (a zero bias filled when there is none,
     the conv with its bias in the epilogue), backward 3 (grad input; split-K partials and
     their sum, which also yields the bias gradient)."""
     x, w, b = (nc.to_device(a) for a in _arrays(rng, (2, 4, 7, 6), w_shape))
-    config.CUDA_DIRECT_MAX_MACS = 0
-    try:
-        y = nc.conv2d(x, w, b, padding=1, groups=groups)
-        assert _count(lambda: nc.conv2d(x, w, b, padding=1, groups=groups)) == 1
-        assert _count(lambda: nc.conv2d(x, w, None, padding=1, groups=groups)) == 2
-        assert _count(lambda: nc.conv2d_backward(y, x, w, b, padding=1, groups=groups)) == 3
-        assert _count(lambda: nc.conv2d_backward(y, x, w, None, padding=1, groups=groups)) == 3
-    finally:
-        config.CUDA_DIRECT_MAX_MACS = 1 << 18
+    monkeypatch.setattr(config, "CUDA_DIRECT_MAX_MACS", 0)
+    y = nc.conv2d(x, w, b, padding=1, groups=groups)
+    assert _count(lambda: nc.conv2d(x, w, b, padding=1, groups=groups)) == 1
+    assert _count(lambda: nc.conv2d(x, w, None, padding=1, groups=groups)) == 2
+    assert _count(lambda: nc.conv2d_backward(y, x, w, b, padding=1, groups=groups)) == 3
+    assert _count(lambda: nc.conv2d_backward(y, x, w, None, padding=1, groups=groups)) == 3
 
 
 # Launches of one training step (forward, loss, backward, Adam) of each model, batch 2:

@@ -462,7 +462,7 @@ def grad_weight_kernel(tile: Tile, dtype: str, with_bias: bool):
     THREADS = tile.threads
     A_WIDTH, B_WIDTH = BM + PAD, BN + PAD    # shared tile rows, padded
     A_SIZE, B_SIZE = BK * A_WIDTH, BK * B_WIDTH
-    ROWS_SHIFT, BM_SHIFT, BK_SHIFT = _log2(BM // TM), _log2(BM), _log2(BK)
+    ROWS_SHIFT, BK_SHIFT = _log2(BM // TM), _log2(BK)
     ROWS, COLS = BM // TM, BN // TN
     A_LOADS, B_LOADS = BM * BK // THREADS, BK * BN // THREADS
     STEP = THREADS // BK     # rows (A) / columns (B) one load pass covers
