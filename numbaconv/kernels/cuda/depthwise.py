@@ -131,7 +131,6 @@ def grad_input_kernel(shape, kh, kw, sh, sw, dh, dw, dtype):
     def kernel(grad_out, w, grad_in, geo):
         in_ch, in_h, in_w, out_ch, out_h, out_w, ph, pw, tiles_w = geo
         tile = cuda.shared.array((GO_ROWS, GO_WIDTH), T)
-        taps = cuda.local.array(TAPS, T)
         acc = cuda.local.array(PER, T)
         tid = cuda.threadIdx.x
         c = cuda.blockIdx.y
@@ -158,19 +157,19 @@ def grad_input_kernel(shape, kh, kw, sh, sw, dh, dw, dtype):
                 if 0 <= oh < out_h and 0 <= ow < out_w:
                     v = grad_out[go_base + oh * out_w + ow]
                 tile[rr, cc] = v
-            for q in range(TAPS):
-                taps[q] = w[k * TAPS + q]
             cuda.syncthreads()  # this channel's grad_out tile is in shared memory
-            for i in range(PER):
-                ih = ih0 + tid // COLS + i * ROWS
-                for r in range(kh):
-                    num_h = ih + ph - r * dh
-                    if num_h % sh == 0:
-                        for s in range(kw):
-                            num_w = iw + pw - s * dw
-                            if num_w % sw == 0:
-                                acc[i] += (taps[r * kw + s]
-                                           * tile[num_h // sh - oh_lo, num_w // sw - ow_lo])
+            # taps outside, this thread's PER outputs inside: the short inner loop
+            # unrolls at any kernel size, so acc stays in registers
+            for r in range(kh):
+                for s in range(kw):
+                    num_w = iw + pw - s * dw
+                    if num_w % sw == 0:
+                        weight = w[k * TAPS + r * kw + s]   # the same for the whole block
+                        col = num_w // sw - ow_lo
+                        for i in range(PER):
+                            num_h = ih0 + tid // COLS + i * ROWS + ph - r * dh
+                            if num_h % sh == 0:
+                                acc[i] += weight * tile[num_h // sh - oh_lo, col]
             cuda.syncthreads()  # done with the tile before the next channel's replaces it
         base = (img * in_ch + c) * in_h * in_w
         for i in range(PER):
@@ -205,7 +204,11 @@ def grad_weight_kernel(threads, kh, kw, sh, sw, dh, dw, dtype, with_bias):
     (r, s); partials[split, k, kh*kw] = sum of grad_out (the bias gradient).  Grid
     x = split, y = output channel."""
     TAPS = kh * kw
-    SUMS = TAPS + 1
+    # kernel rows summed per pass over the pixels: all of a 3x3's taps at once; one row
+    # at a time for larger kernels, so the accumulators (indexed by unrolled loops) stay
+    # in registers
+    RPP = kh if TAPS <= 9 else 1
+    SUMS = RPP * kw + 1          # + the bias gradient's sum
     T = _nb(dtype)
     arr = T[::1]
 
@@ -220,34 +223,37 @@ def grad_weight_kernel(threads, kh, kw, sh, sw, dh, dw, dtype, with_bias):
         c = k // (out_ch // in_ch)
         hw_out = out_h * out_w
         p_end = min((split + 1) * chunk, batch * hw_out)
-        for q in range(SUMS):
-            acc[q] = T(0)
-        for p in range(split * chunk + tid, p_end, threads):
-            img = p // hw_out
-            pix = p - img * hw_out
-            oh = pix // out_w
-            ow = pix - oh * out_w
-            g = grad_out[(img * out_ch + k) * hw_out + pix]
-            x_base = (img * in_ch + c) * in_h * in_w
-            for r in range(kh):
-                ih = oh * sh - ph + r * dh
-                for s in range(kw):
-                    iw = ow * sw - pw + s * dw
-                    if 0 <= ih < in_h and 0 <= iw < in_w:
-                        acc[r * kw + s] += g * x[x_base + ih * in_w + iw]
-            acc[TAPS] += g
-        for q in range(SUMS if with_bias else TAPS):
-            red[tid] = acc[q]
-            cuda.syncthreads()  # every thread's sum for sum q is in shared memory
-            half = threads // 2
-            while half > 0:  # a fixed tree: the same order every run
-                if tid < half:
-                    red[tid] += red[tid + half]
-                cuda.syncthreads()  # this level of the tree is complete
-                half //= 2
-            if tid == 0:
-                partials[(split * out_ch + k) * SUMS + q] = red[0]
-            cuda.syncthreads()  # red[0] is read before the next sum overwrites it
+        out_base = (split * out_ch + k) * (TAPS + 1)
+        for r0 in range(0, kh, RPP):
+            for q in range(SUMS):
+                acc[q] = T(0)
+            for p in range(split * chunk + tid, p_end, threads):
+                img = p // hw_out
+                pix = p - img * hw_out
+                oh = pix // out_w
+                ow = pix - oh * out_w
+                g = grad_out[(img * out_ch + k) * hw_out + pix]
+                x_base = (img * in_ch + c) * in_h * in_w
+                for rr in range(RPP):
+                    ih = oh * sh - ph + (r0 + rr) * dh
+                    for s in range(kw):
+                        iw = ow * sw - pw + s * dw
+                        if 0 <= ih < in_h and 0 <= iw < in_w:
+                            acc[rr * kw + s] += g * x[x_base + ih * in_w + iw]
+                acc[SUMS - 1] += g
+            for q in range(SUMS):
+                if q < SUMS - 1 or (with_bias and r0 == 0):
+                    red[tid] = acc[q]
+                    cuda.syncthreads()  # every thread's sum q is in shared memory
+                    half = threads // 2
+                    while half > 0:  # a fixed tree: the same order every run
+                        if tid < half:
+                            red[tid] += red[tid + half]
+                        cuda.syncthreads()  # this level of the tree is complete
+                        half //= 2
+                    if tid == 0:
+                        partials[out_base + (r0 * kw + q if q < SUMS - 1 else TAPS)] = red[0]
+                    cuda.syncthreads()  # red[0] is read before the next sum overwrites it
 
     return kernel
 

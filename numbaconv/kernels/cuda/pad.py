@@ -2,6 +2,7 @@
 thread per padded element; ``pad2d_backward`` one thread per input element, gathering
 every padded position that copied it (no atomics)."""
 
+import numpy as np
 from numba import cuda
 
 from .._index import pad_source_index, unravel4
@@ -46,7 +47,8 @@ def _pad2d_backward(total, grad_out, grad_in, pads, mode):
 
 
 def pad2d_forward(x, out, pads, mode, value):
-    launch_1d(_pad2d_forward, out.size, x, out, pads, mode, value)
+    launch_1d(_pad2d_forward, out.size, x, out, pads, mode,
+              np.dtype(out.dtype).type(value))  # no float64 in a float32 kernel
 
 
 def pad2d_backward(grad_out, grad_in, pads, mode):

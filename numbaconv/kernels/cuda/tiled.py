@@ -70,11 +70,14 @@ def check_tile(tile: Tile):
     return tile
 
 
-def register_budget(tile: Tile, blocks: int = 2) -> int:
+def register_budget(tile: Tile, dtype: str, blocks: int = 2) -> int:
     """Registers per thread that let ``blocks`` blocks share an SM (65,536 registers on
-    sm_90).  Two blocks fit every tiled kernel without spilling but the grad input at
-    8x8 outputs per thread, whose phase bookkeeping needs ~166 (numba's integers are
-    64-bit): it gets one block per SM rather than spills (docs/benchmarks/gpu-static.md)."""
+    sm_90).  Two blocks fit every float32 tiled kernel without spilling but the grad
+    input at 8x8 outputs per thread, whose phase bookkeeping needs ~166 (numba's integers
+    are 64-bit): it gets one block per SM rather than spills.  float64 accumulators take
+    two registers each: those kernels get one block per SM (docs/benchmarks/gpu-static.md)."""
+    if np.dtype(dtype) == np.float64:
+        blocks = 1
     return min(255, 65536 // (blocks * tile.threads) // 8 * 8)
 
 
@@ -161,7 +164,7 @@ def forward_kernel(tile: Tile, dtype: str, pointwise: bool):
     arr = T[::1]
     sig = types.void(arr, arr, arr, arr, types.UniTuple(int32, 16))
 
-    @_jit(sig, register_budget(tile))
+    @_jit(sig, register_budget(tile, dtype))
     def kernel(x, w, bias, out, geo):
         (batch, in_ch, in_h, in_w, out_ch, out_h, out_w, kh, kw,
          sh, sw, ph, pw, dh, dw, groups) = geo
@@ -303,7 +306,7 @@ def grad_input_kernel(tile: Tile, dtype: str):
     arr = T[::1]
     sig = types.void(arr, arr, arr, types.UniTuple(int32, 20))
 
-    @_jit(sig, register_budget(tile, 1 if TM * TN >= 64 else 2))
+    @_jit(sig, register_budget(tile, dtype, 1 if TM * TN >= 64 else 2))
     def kernel(grad_out, w, grad_in, geo):
         (batch, in_ch, in_h, in_w, out_ch, out_h, out_w, kh, kw,
          sh, sw, ph, pw, dh, dw, groups, rsh, rsw, eh, ew) = geo
@@ -454,10 +457,11 @@ def conv2d_grad_input_tiled(grad_out, weight, grad_in, geometry, tile=None):
 
 # --------------------------------------------------------------------------- grad weight
 @kernel_factory
-def grad_weight_kernel(tile: Tile, dtype: str, with_bias: bool):
+def grad_weight_kernel(tile: Tile, dtype: str):
     """partials[split, k, col] = sum over the split's pixels p of grad_out[p, k] *
     x[p, col], col = (c, r, s); partials[split, k, C_g*kH*kW] = sum of grad_out[p, k]
-    when ``with_bias``.  Grid x = (row tile, column tile), y = split, z = group."""
+    (the bias gradient, used when there is a bias).  Grid x = (row tile, column tile),
+    y = split, z = group."""
     BM, BN, BK, TM, TN = check_tile(tile)
     THREADS = tile.threads
     A_WIDTH, B_WIDTH = BM + PAD, BN + PAD    # shared tile rows, padded
@@ -471,7 +475,7 @@ def grad_weight_kernel(tile: Tile, dtype: str, with_bias: bool):
     arr = T[::1]
     sig = types.void(arr, arr, arr, types.UniTuple(int32, 18))
 
-    @_jit(sig, register_budget(tile))
+    @_jit(sig, register_budget(tile, dtype))
     def kernel(x, grad_out, partials, geo):
         (batch, in_ch, in_h, in_w, out_ch, out_h, out_w, kh, kw,
          sh, sw, ph, pw, dh, dw, groups, chunk, tiles_m) = geo
@@ -517,7 +521,7 @@ def grad_weight_kernel(tile: Tile, dtype: str, with_bias: bool):
             col_r[e] = r * dh
             col_s[e] = (rs - r * kw) * dw
         bias_acc = zero
-        sums_bias = with_bias and n0 == 0 and tid < BM
+        sums_bias = n0 == 0 and tid < BM   # (always: BM adds per tile, and one variant)
         for i in range(TM):
             for j in range(TN):
                 acc[i, j] = zero
@@ -627,7 +631,7 @@ def conv2d_grad_weight_tiled(x, grad_out, grad_weight, geometry, tile=None, grad
     splits, chunk = split_count(tiles_m * tiles_n * groups, batch * out_h * out_w, tile.bk)
     partials = cuda.device_array((splits, out_ch, k_dim + 1), dtype=grad_weight.dtype,
                                  stream=config.CUDA_STREAM)
-    kernel = grad_weight_kernel(tile, np.dtype(grad_weight.dtype).name, grad_bias is not None)
+    kernel = grad_weight_kernel(tile, np.dtype(grad_weight.dtype).name)
     launch(kernel, (tiles_m * tiles_n, splits, groups), tile.threads,
            _flat(x), _flat(grad_out), _flat(partials),
            _geometry(batch, in_ch, in_h, in_w, out_ch, out_h, out_w, kh, kw,
