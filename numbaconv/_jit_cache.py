@@ -23,8 +23,10 @@ PACKAGE = Path(__file__).resolve().parent
 SOURCES = PACKAGE / "kernels"
 
 
-def _sources() -> list[Path]:
-    return sorted(SOURCES.rglob("*.py")) + [PACKAGE / "config.py"]
+@functools.lru_cache(maxsize=1)
+def _sources() -> tuple[str, ...]:
+    """The files whose content stamps every kernel (listed once per process)."""
+    return tuple(map(str, sorted(SOURCES.rglob("*.py")) + [PACKAGE / "config.py"]))
 
 
 @functools.lru_cache(maxsize=8)
@@ -42,7 +44,7 @@ def kernels_stamp() -> bytes:
     stats = []
     for path in _sources():
         st = os.stat(path)
-        stats.append((str(path), st.st_mtime_ns, st.st_size))
+        stats.append((path, st.st_mtime_ns, st.st_size))
     return _hash(tuple(stats))
 
 

@@ -86,6 +86,26 @@ def test_depthwise_falls_back_to_direct_when_the_halo_does_not_fit(rng, monkeypa
     _check_conv(rng, (1, 2, 5, 6), (2, 1, 3, 3), dict(groups=2, padding=1))
 
 
+def test_tiled_falls_back_to_direct_past_the_grid_z_limit(rng, monkeypatch):
+    """groups x stride phases beyond gridDim.z (patched to 2 here): the direct kernels."""
+    from numbaconv.kernels.cuda import tiled
+
+    from numbaconv.kernels.cuda import _launch
+
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "tiled")
+    monkeypatch.setattr(tiled, "MAX_GRID_YZ", 2)
+    ran, run = [], _launch._run
+
+    def recording(kernel, grid, threads, args):
+        ran.append(kernel.fn.__name__ if hasattr(kernel, "fn") else kernel.py_func.__name__)
+        run(kernel, grid, threads, args)
+
+    monkeypatch.setattr(_launch, "_run", recording)
+    _check_conv(rng, (1, 6, 5, 6), (6, 2, 3, 3), dict(groups=3, stride=2, padding=1))
+    # forward (z = 3 groups) and grad input (3 x 4 phases) fell back; grad weight did not
+    assert {"_conv2d_forward", "_conv2d_grad_input"} <= set(ran) and "_sum_splits" in ran
+
+
 @pytest.mark.parametrize("stride, output_padding, groups", [(2, 1, 1), (3, 0, 2)])
 def test_transposed_conv_runs_the_phase_split_grad_input(stride, output_padding, groups,
                                                          rng, monkeypatch):

@@ -43,6 +43,7 @@ import numpy as np
 from numba import cuda, int32, types, uint64
 
 from ... import config
+from . import conv
 from ._launch import MAX_GRID_YZ, kernel_factory, launch, launch_1d
 
 Tile = namedtuple("Tile", "bm bn bk tm tn")
@@ -281,6 +282,8 @@ def conv2d_forward_tiled(x, weight, bias, out, geometry, tile=None):
     pointwise = (kh, kw, sh, sw, ph, pw) == (1, 1, 1, 1, 0, 0)
     kernel = forward_kernel(tile, np.dtype(out.dtype).name, pointwise)
     grid = (-(-batch * out_h * out_w // tile.bm), -(-(out_ch // groups) // tile.bn), groups)
+    if grid[2] > MAX_GRID_YZ:  # more groups than a grid's z extent: the direct kernel
+        return conv.conv2d_forward(x, weight, bias, out, geometry)
     launch(kernel, grid, tile.threads, _flat(x), _flat(weight), bias, _flat(out),
            _geometry(batch, in_ch, in_h, in_w, out_ch, out_h, out_w, kh, kw,
                      sh, sw, ph, pw, dh, dw, groups))
@@ -449,6 +452,8 @@ def conv2d_grad_input_tiled(grad_out, weight, grad_in, geometry, tile=None):
     eh, ew = dh // np.gcd(sh, dh), dw // np.gcd(sw, dw)
     biggest_phase = batch * (-(-in_h // sh)) * (-(-in_w // sw))
     grid = (-(-biggest_phase // tile.bm), -(-c_g // tile.bn), groups * sh * sw)
+    if grid[2] > MAX_GRID_YZ:  # groups x phases past a grid's z extent: the direct kernel
+        return conv.conv2d_grad_input(grad_out, weight, grad_in, geometry)
     launch(grad_input_kernel(tile, np.dtype(grad_in.dtype).name), grid, tile.threads,
            _flat(grad_out), _flat(weight), _flat(grad_in),
            _geometry(batch, in_ch, in_h, in_w, out_ch, out_h, out_w, kh, kw,
