@@ -72,10 +72,15 @@ def _train(args) -> int:
         print("numbaconv train: --data mnist needs --data-dir DIR (the four idx files)",
               file=sys.stderr)
         return 2
+    for flag, path in (("--out", args.out), ("--history", args.history)):
+        problem = _unwritable(path)
+        if problem:  # said now, not after the training it would throw away
+            print(f"numbaconv train: {flag} {path!r}: {problem}", file=sys.stderr)
+            return 2
     start = time.perf_counter()
     try:
         _, result = run(args.model, args.data, args.data_dir, args.epochs, args.batch_size,
-                        args.lr, args.seed, args.device, args.out)
+                        args.lr, args.seed, args.device, args.out, history=args.history)
     except DataError as exc:
         print(f"numbaconv train: {exc}", file=sys.stderr)
         return 2
@@ -88,8 +93,27 @@ def _train(args) -> int:
           f"{time.perf_counter() - start:.1f} s")
     if args.out:
         print(f"model saved to {args.out}")
+    if args.history:
+        print(f"history written to {args.history}")
     print(f"test accuracy: {100 * result['test_accuracy']:.1f}%")
     return 0
+
+
+def _unwritable(path) -> str | None:
+    """Why a file cannot be written at ``path`` (its folder is missing or is not one), or
+    None; an empty path means "skip" and is fine."""
+    import os
+
+    if not path:
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"folder {folder!r} does not exist"
+    if os.path.isdir(path):
+        return "is a folder; give a file name"
+    if not os.access(folder, os.W_OK):
+        return f"folder {folder!r} is not writable"
+    return None
 
 
 def _summary(args) -> int:
@@ -121,6 +145,85 @@ def _bench(args) -> int:
     return 0
 
 
+def _plot(args) -> int:
+    """Draw one picture to ``--out`` (PNG); bad paths and files are one line on stderr."""
+    from . import plot
+
+    try:
+        plot.check_png_path(args.out, "--out")
+        if args.what == "history":
+            plot.plot_history(args.file, args.out)
+        elif args.what == "checkerboard":
+            plot.plot_checkerboard(args.kernel_size, args.stride, args.out, args.size)
+        else:
+            model = plot.load_model(args.file, args.model)
+            if args.what == "filters":
+                plot.plot_filters(model, args.out, args.reduce)
+            else:
+                image, label = _test_image(args, model)
+                plot.plot_features(model, image, args.out, label)
+    except ImportError as exc:
+        print(f"numbaconv plot: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"numbaconv plot {args.what}: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _test_image(args, model):
+    """Image ``--index`` of the held-out split ``numbaconv train`` used, and its label."""
+    from . import data as datasets
+
+    if args.data == "mnist" and not args.data_dir:
+        raise ValueError("--data mnist needs --data-dir DIR (the four idx files)")
+    try:
+        arrays = datasets.digits() if args.data == "digits" else datasets.mnist(args.data_dir)
+    except datasets.DataError as exc:
+        raise ValueError(str(exc)) from None
+    x_test, y_test = arrays[2], arrays[3]
+    if not -len(x_test) <= args.index < len(x_test):
+        raise ValueError(f"--index: expected 0 to {len(x_test) - 1} (the {args.data} test "
+                         f"images); got {args.index}")
+    image = x_test[args.index]
+    from .plot import _convs
+
+    expected = _convs(model)[0].in_channels
+    if image.shape[0] != expected:
+        raise ValueError(f"the model takes {expected} input channels; the {args.data} "
+                         f"images have {image.shape[0]}")
+    return image, int(y_test[args.index])
+
+
+def _add_plot_parser(sub, models):
+    plot = sub.add_parser("plot", help="pictures as PNG: training curves, filters, "
+                                       "feature maps, checkerboard artifacts")
+    what = plot.add_subparsers(dest="what", required=True)
+    history = what.add_parser("history", help="loss and accuracy per epoch of a run "
+                                              "('numbaconv train --history FILE')")
+    history.add_argument("file", help="the JSON file 'numbaconv train --history' wrote")
+    filters = what.add_parser("filters", help="the first conv layer's filters")
+    features = what.add_parser("features", help="one test image and the feature maps of "
+                                                "each conv stage")
+    for p in (filters, features):
+        p.add_argument("file", help="a model saved by 'numbaconv train' (.npz)")
+        p.add_argument("--model", required=True, choices=models,
+                       help="the model the file holds")
+    filters.add_argument("--reduce", default="each", choices=["each", "mean"],
+                         help="one image per input channel, or their mean")
+    features.add_argument("--index", type=int, default=0, help="which test image")
+    features.add_argument("--data", default="digits", choices=["digits", "mnist"])
+    features.add_argument("--data-dir", help="directory with the MNIST idx files")
+    board = what.add_parser("checkerboard", help="overlap counts, transposed conv and "
+                                                 "resize-then-conv side by side")
+    board.add_argument("--kernel-size", type=int, required=True)
+    board.add_argument("--stride", type=int, required=True)
+    board.add_argument("--size", type=int, default=8, help="input size (pixels)")
+    for p in (history, filters, features, board):
+        p.add_argument("--out", required=True, help="the PNG file to write")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="numbaconv", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -138,6 +241,9 @@ def main(argv=None) -> int:
     train.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     train.add_argument("--out", default="numbaconv-model.npz",
                        help="where to save the trained model (.npz); '' to skip")
+    train.add_argument("--history", default="",
+                       help="write per-epoch loss and accuracy as JSON to this file "
+                            "(what 'numbaconv plot history' draws)")
     summ = sub.add_parser("summary", help="per-layer shapes, parameters, MACs of a model")
     summ.add_argument("model", choices=sorted(MODELS))
     summ.add_argument("--data", default="digits", choices=["digits", "mnist"])
@@ -147,13 +253,15 @@ def main(argv=None) -> int:
     bench.add_argument("--ops", action="store_true",
                        help="one shape per functional op (default: the conv suite)")
     bench.add_argument("--filter", default="", help="only suite cases whose name has this")
+    _add_plot_parser(sub, sorted(MODELS))
     args = parser.parse_args(argv)
     if args.command == "info":
         _run_probe()
         for key, value in info().items():
             print(f"{key:>16}: {value}")
         return 0
-    return {"train": _train, "summary": _summary, "bench": _bench}[args.command](args)
+    return {"train": _train, "summary": _summary, "bench": _bench,
+            "plot": _plot}[args.command](args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -41,19 +41,21 @@ def evaluate(model, x, y, batch_size=256, device="cpu"):
 
 
 def fit(model, data, epochs=10, batch_size=32, lr=2e-3, seed=0, device="cpu",
-        stream=sys.stderr):
+        stream=sys.stderr, history=False):
     """Train ``model`` on ``data = (x_train, y_train, x_test, y_test)``; returns a dict of
-    test accuracy, final loss and seconds per epoch.
+    test accuracy, final loss and seconds per epoch, and with ``history`` a list of
+    per-epoch records (mean training loss, training accuracy, test accuracy, seconds).
 
     Each epoch the shuffled training set moves to ``device`` in one copy; every step
     (forward, loss, backward, Adam) then runs there on contiguous slices of it.  Only the
-    loss value and the count of correct rows come back per step."""
+    loss value and the count of correct rows come back per step.  The per-epoch test
+    accuracy of ``history`` is measured outside the epoch's time."""
     x_train, y_train, x_test, y_test = data
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.Adam(model.parameters(), lr=lr)
     rng = np.random.default_rng(seed)
     steps = -(-len(x_train) // batch_size)
-    epoch_times = []
+    epoch_times, records = [], []
     loss = float("nan")
     for epoch in range(1, epochs + 1):
         start = time.perf_counter()
@@ -76,14 +78,26 @@ def fit(model, data, epochs=10, batch_size=32, lr=2e-3, seed=0, device="cpu",
                              f"loss {running / seen:.4f} acc {100 * correct / seen:5.1f}%")
                 stream.flush()
         epoch_times.append(time.perf_counter() - start)
+        if history:
+            records.append({"epoch": epoch, "loss": running / seen,
+                            "train_accuracy": correct / seen,
+                            "test_accuracy": evaluate(model, x_test, y_test, device=device),
+                            "seconds": epoch_times[-1]})
         if stream is not None:
             stream.write(f"  ({epoch_times[-1]:.1f} s)\n")
-    accuracy = evaluate(model, x_test, y_test, device=device)
-    return {"test_accuracy": accuracy, "loss": loss, "epoch_seconds": epoch_times}
+    accuracy = records[-1]["test_accuracy"] if records else evaluate(
+        model, x_test, y_test, device=device)
+    result = {"test_accuracy": accuracy, "loss": loss, "epoch_seconds": epoch_times}
+    if history:
+        result["history"] = records
+    return result
 
 
 def run(model_name="cnn", data="digits", data_dir=None, epochs=10, batch_size=32, lr=2e-3,
-        seed=0, device="cpu", out=None, stream=sys.stderr):
+        seed=0, device="cpu", out=None, stream=sys.stderr, history=None):
+    """Build, train and (to ``out``) save a named model; with ``history`` (a path) also
+    write the per-epoch records as JSON, with the run's settings: what ``numbaconv plot
+    history`` draws."""
     from . import data as datasets
 
     nn.manual_seed(seed)
@@ -91,7 +105,27 @@ def run(model_name="cnn", data="digits", data_dir=None, epochs=10, batch_size=32
     model = models.build(model_name, in_channels=arrays[0].shape[1], num_classes=10)
     if device == "cuda":
         model.to("cuda")
-    result = fit(model, arrays, epochs, batch_size, lr, seed, device, stream)
+    result = fit(model, arrays, epochs, batch_size, lr, seed, device, stream,
+                 history=bool(history))
     if out:
         model.save(out)
+    if history:
+        from . import __version__
+
+        settings = {"model": model_name, "data": data, "epochs": epochs,
+                    "batch_size": batch_size, "lr": lr, "seed": seed, "device": device,
+                    "numbaconv": __version__}
+        write_history(history, {"run": settings, "epochs": result["history"]})
     return model, result
+
+
+def write_history(path, record):
+    """Write ``record`` as JSON to ``path`` atomically (a partial file is never seen)."""
+    import json
+    import os
+
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(record, f, indent=1)
+        f.write("\n")
+    os.replace(tmp, path)

@@ -1,5 +1,7 @@
 """The ``numbaconv`` command, run in subprocesses as a user would."""
 
+import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -43,11 +45,26 @@ def test_train_on_small_mnist_files(tmp_path):
             images[i, 2 + 2 * label] = 255
         _write_idx(tmp_path / f"{split}-images-idx3-ubyte", images)
         _write_idx(tmp_path / f"{split}-labels-idx1-ubyte", labels)
-    out = _run("train", "--data", "mnist", "--data-dir", str(tmp_path), "--epochs", "1",
-               "--out", str(tmp_path / "m.npz"))
+    out = _run("train", "--data", "mnist", "--data-dir", str(tmp_path), "--epochs", "2",
+               "--out", str(tmp_path / "m.npz"), "--history", str(tmp_path / "h.json"))
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1].startswith("test accuracy: ")
     assert (tmp_path / "m.npz").exists()
+    record = json.loads((tmp_path / "h.json").read_text())
+    assert record["run"]["data"] == "mnist" and len(record["epochs"]) == 2
+    last = record["epochs"][-1]
+    assert f"test accuracy: {100 * last['test_accuracy']:.1f}%" in out.stdout
+    if importlib.util.find_spec("matplotlib"):
+        out = _run("plot", "history", str(tmp_path / "h.json"), "--out",
+                   str(tmp_path / "h.png"))
+        assert out.returncode == 0, out.stderr
+        assert (tmp_path / "h.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_train_refuses_an_unwritable_history_before_training(tmp_path):
+    out = _run("train", "--epochs", "1", "--history", str(tmp_path / "no" / "h.json"))
+    assert out.returncode == 2 and "--history" in out.stderr and "does not exist" in out.stderr
+    assert "epoch" not in out.stderr  # no training was run
 
 
 def test_train_reports_a_missing_or_malformed_file(tmp_path):
