@@ -48,7 +48,17 @@ def check_png_path(out, what="out"):
 
 
 def _save(fig, out):
-    fig.savefig(out, dpi=fig.dpi, format="png")
+    """Write ``fig`` as a 256-colour PNG: a third of the size of matplotlib's RGBA file
+    and the same picture to the eye (Pillow comes with matplotlib)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=fig.dpi, format="png")
+    buffer.seek(0)
+    with Image.open(buffer) as image:
+        image.convert("RGB").quantize(colors=256).save(out, format="PNG", optimize=True)
     return out
 
 
