@@ -99,6 +99,22 @@ def _train(args) -> int:
     return 0
 
 
+def _warmup(args) -> int:
+    from .warmup import warmup
+
+    workload = "ops" if args.ops else "train"
+    what = "the functional ops" if args.ops else f"training {args.model!r}"
+    print(f"numbaconv warmup: compiling the kernels of {what} ({args.dtype}) in "
+          f"{args.jobs or 'one per core'} processes", file=sys.stderr)
+    try:
+        result = warmup(workload, args.model, args.dtype, args.jobs)
+    except (ValueError, RuntimeError) as exc:
+        print(f"numbaconv warmup: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, ValueError) else 1
+    print(f"{result['kernels']} kernels in the cache after {result['seconds']:.1f} s")
+    return 0
+
+
 def _unwritable(path) -> str | None:
     """Why a file cannot be written at ``path`` (its folder is missing or is not one), or
     None; an empty path means "skip" and is fine."""
@@ -134,6 +150,11 @@ def _bench(args) -> int:
     """The conv-family suite against PyTorch (if installed), or the per-op table."""
     from .bench import SUITE, suite_table, table
 
+    if args.compile:
+        from .compile_report import table as compile_table
+
+        print(compile_table("ops" if args.ops else "train", args.model))
+        return 0
     if args.ops:
         print(table(repeat=args.repeat))
         return 0
@@ -253,6 +274,19 @@ def main(argv=None) -> int:
     bench.add_argument("--ops", action="store_true",
                        help="one shape per functional op (default: the conv suite)")
     bench.add_argument("--filter", default="", help="only suite cases whose name has this")
+    bench.add_argument("--compile", action="store_true",
+                       help="compile seconds per kernel with an empty cache, for one "
+                            "training step of --model (or, with --ops, every op)")
+    bench.add_argument("--model", default="cnn", choices=sorted(MODELS),
+                       help="the model of --compile (default cnn, the main job's)")
+    warm = sub.add_parser("warmup", help="compile the kernels a model's training (or the "
+                                          "functional ops) needs into the cache, in "
+                                          "parallel processes")
+    warm.add_argument("--model", default="cnn", choices=sorted(MODELS))
+    warm.add_argument("--ops", action="store_true", help="the functional ops instead")
+    warm.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    warm.add_argument("-j", "--jobs", type=int, default=None,
+                      help="processes (default: one per core, at most 4)")
     _add_plot_parser(sub, sorted(MODELS))
     args = parser.parse_args(argv)
     if args.command == "info":
@@ -261,7 +295,7 @@ def main(argv=None) -> int:
             print(f"{key:>16}: {value}")
         return 0
     return {"train": _train, "summary": _summary, "bench": _bench,
-            "plot": _plot}[args.command](args)
+            "plot": _plot, "warmup": _warmup}[args.command](args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -239,7 +239,11 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       slower here (0.59 vs 0.54 ms forward on (8,256,14,14) -> 64; 11.7 vs 8.1 ms at
       batch 32): there is no receptive field to gather, and BLAS needs no transposed copy.
     * depthwise (``groups == C_in``, any channel multiplier): ``'depthwise'``, per-channel
-      kernels on stride-phase planes (forward, grad input, grad weight).
+      kernels on stride-phase planes (forward, grad input, grad weight).  A single input
+      channel (an MNIST first layer) is different: its grad weight is ``'tiled'`` and,
+      where the blocked conv applies, its forward ``'blocked'`` (1.4-3x faster than the
+      depthwise kernels; ``docs/benchmarks/cpu.md``), so a network's first layer, which
+      needs no grad input, compiles no depthwise kernel on an AVX-512 host.
     * a short reduction (:func:`_blocked_applies`: per output at most
       ``config.BLOCKED_MAX_REDUCTION`` products, ``C_g*kH*kW`` forward at any stride
       but 1x1, ``K_g*kH*kW`` grad input at stride 1, twice that on wide images at
@@ -294,7 +298,11 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     if pointwise:
         return "gemm"
     if depthwise:
-        return "depthwise"
+        single = spec.in_channels == 1
+        if single and kernel == "conv2d_grad_weight":
+            return "tiled"
+        if not (single and kernel == "conv2d_forward" and _blocked_applies(spec, kernel)):
+            return "depthwise"
     if _blocked_applies(spec, kernel):
         return "blocked"
     k_g = spec.out_channels // spec.groups

@@ -35,3 +35,18 @@ def test_paired_medians_alternate_blocks_each_led_by_an_untimed_call():
 def test_bench_filter_without_match_is_an_error(capsys):
     assert main(["bench", "--filter", "no such case"]) == 2
     assert "no case matches" in capsys.readouterr().err
+
+
+def test_compile_report_times_each_kernel_in_a_fresh_process():
+    """``numbaconv bench --compile``: a fresh process, an empty cache, one row per
+    top-level compile (helpers count to their caller), and a total that adds them up."""
+    from numbaconv import compile_report
+
+    result = compile_report.run("conv2d")
+    names = [r["kernel"] for r in result["rows"]]
+    assert names == ["cpu.conv.conv2d_forward"]  # nothing compiled that the call skips
+    assert 0 < result["rows"][0]["seconds"] <= result["wall"]
+    text = compile_report.table("conv2d")
+    assert "cpu.conv.conv2d_forward" in text and "total compile" in text
+    with pytest.raises(ValueError, match="workload"):
+        compile_report.run("nope")

@@ -222,6 +222,26 @@ def test_depthwise_matches_the_oracle_across_stride_phases(x_shape, mult, params
     _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
 
 
+@pytest.mark.parametrize("x_shape, w_shape, params", [
+    ((3, 1, 8, 8), (32, 1, 3, 3), dict(padding=1)),  # the main job's first layer
+    ((2, 1, 11, 9), (6, 1, 5, 5), dict(padding=2)),
+    ((2, 1, 13, 10), (4, 1, 3, 3), dict(stride=2, padding=1)),
+    ((1, 1, 12, 12), (5, 1, 3, 2), dict(dilation=(2, 3), padding=(1, 2))),
+])
+def test_single_input_channel_takes_the_dense_kernels(x_shape, w_shape, params, rng):
+    """One input channel is depthwise by its groups, but its forward and grad weight run
+    the dense kernels (blocked, tiled); and the parameter-only backward of a layer fed
+    with data equals the full one."""
+    from numbaconv.functional.conv import conv_param_grads
+
+    x, w, b = _arrays(rng, x_shape, w_shape, np.float64)
+    _assert_forward_and_backward_match_oracle(x, w, b, params, np.float64, rng)
+    go = rng.standard_normal(nc.conv2d(x, w, b, **params).shape)
+    full = nc.conv2d_backward(go, x, w, b, **params)
+    for got, want in zip(conv_param_grads(2, go, x, w, b, **params), full[1:]):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, w_shape, params", [
     ((2, 16, 9, 8), (8, 16, 3, 3), dict(padding=1)),  # runs of 48 values (3 vectors)
@@ -360,6 +380,10 @@ def test_chooser_rules():
     blocked = (lambda other: "blocked") if simd.WIDE else (lambda other: other)
     assert choose(spec(32, 32, 32)) == "depthwise"
     assert choose(spec(8, 16, 8)) == "depthwise"  # multiplier 2
+    # one input channel (an MNIST first layer): dense kernels but for the grad input
+    assert choose(spec(1, 32, 1)) == blocked("depthwise")
+    assert choose(spec(1, 32, 1), "conv2d_grad_weight") == "tiled"
+    assert choose(spec(1, 32, 1), "conv2d_grad_input") == "depthwise"
     assert choose(spec(32, 32, 16)) == "direct"  # thin groups
     assert choose(spec(3, 2, 1)) == "direct"  # tiny
     # stride 1, reductions up to config.BLOCKED_MAX_REDUCTION (320): blocked

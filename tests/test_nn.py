@@ -169,6 +169,27 @@ def test_torch_state_dict_maps_by_name(rng):
         np.testing.assert_allclose(ours(x), tm(torch.tensor(x)).numpy(), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("first", [lambda: nn.Conv2d(2, 4, 3, padding=1),
+                                   lambda: nn.Conv1d(2, 4, 3, padding=1, padding_mode="reflect")])
+def test_a_model_fed_with_data_skips_its_first_grad_input(first, rng):
+    """``input_requires_grad(False)``: the first conv computes only its parameters'
+    gradients (equal to the full backward's) and the model's backward returns None."""
+    grads, x = [], None
+    for needs in (True, False):
+        nn.manual_seed(3)
+        model = _to64(nn.Sequential(nn.Sequential(first(), nn.ReLU()), nn.Flatten()))
+        model.input_requires_grad(needs)
+        if x is None:
+            one_d = isinstance(model[0][0], nn.Conv1d)
+            x = rng.standard_normal((2, 2, 5) if one_d else (2, 2, 5, 5))
+        y = model(x)
+        gx = model.backward(np.ones_like(y))
+        assert (gx is None) == (not needs)
+        grads.append([p.grad.copy() for p in model.parameters()])
+    for with_input, without in zip(*grads):
+        np.testing.assert_array_equal(with_input, without)
+
+
 def test_short_training_run_lowers_the_loss():
     from numbaconv.data import digits
     from numbaconv.models import build

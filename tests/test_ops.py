@@ -45,6 +45,8 @@ CASES = [
     ("adaptive_max_pool2d", [X2], dict(output_size=(4, 5), return_indices=True)),
     ("adaptive_max_pool2d", [X2], dict(output_size=1)),
     ("adaptive_avg_pool1d", [X1], dict(output_size=4)),
+    ("adaptive_avg_pool1d", [X1], dict(output_size=1)),                              # global
+    ("avg_pool2d", [X2], dict(kernel_size=X2[2:])),                    # one window: global
     ("adaptive_max_pool1d", [X1], dict(output_size=5)),
     ("unfold", [(2, 3, 6, 5)], dict(kernel_size=(2, 3), dilation=(1, 2), padding=1,
                                     stride=(2, 1))),

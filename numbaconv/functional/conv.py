@@ -118,6 +118,17 @@ def conv2d_backward(grad_output, x, weight, bias=None, stride=1, padding=0, dila
     return _backward(spec, grad_output, x, weight, bias)
 
 
+def conv_param_grads(ndim, grad_output, x, weight, bias=None, stride=1, padding=0,
+                     dilation=1, groups=1, padding_mode="zeros", flip=False):
+    """``(grad_weight, grad_bias)`` of :func:`conv1d` (``ndim=1``) or :func:`conv2d`
+    without the grad input: the backward of a layer whose input needs no gradient (a
+    network's first layer, fed with data), which saves that product and its kernels'
+    compile time.  Equal to the last two results of ``conv{ndim}d_backward``."""
+    spec = conv_spec(f"conv{ndim}d_backward", ndim, x, weight, bias, stride, padding,
+                     dilation, groups, padding_mode, flip)
+    return _backward(spec, grad_output, x, weight, bias, input_grad=False)[1:]
+
+
 # --------------------------------------------------------------------------- shared body
 def _weight_4d(be, weight, spec: ConvSpec):
     w = as_4d(be, weight)
@@ -160,7 +171,7 @@ def _forward(spec: ConvSpec, x, weight, bias):
     return out.reshape(spec.output_shape)
 
 
-def _backward(spec: ConvSpec, grad_output, x, weight, bias):
+def _backward(spec: ConvSpec, grad_output, x, weight, bias, input_grad=True):
     check_float_dtypes(spec.op, grad_output=grad_output, input=x, weight=weight, bias=bias)
     check_shape(spec.op, "grad_output", grad_output, spec.output_shape)
     be = backend_for(spec.op, grad_output=grad_output, input=x, weight=weight, bias=bias)
@@ -170,7 +181,9 @@ def _backward(spec: ConvSpec, grad_output, x, weight, bias):
     explicit = _explicit_pad(spec)
     geometry = spec.kernel_geometry(explicit)
 
-    if explicit:
+    if not input_grad:
+        grad_x = None
+    elif explicit:
         grad_padded = be.empty(x4.shape[:2] + spec.padded_size, spec.dtype)
         _kernel(be, spec, "conv2d_grad_input")(go, w4, grad_padded, geometry)
         grad_x = be.empty(x4.shape, spec.dtype)
@@ -185,7 +198,8 @@ def _backward(spec: ConvSpec, grad_output, x, weight, bias):
     grad_weight_and_bias(be, spec, _kernel_input(be, spec, x4), go, grad_w, grad_b, geometry)
     if spec.flip:
         grad_w = be.flip_spatial(grad_w, 2)
-    return grad_x.reshape(x.shape), grad_w.reshape(weight.shape), grad_b
+    return (None if grad_x is None else grad_x.reshape(x.shape), grad_w.reshape(weight.shape),
+            grad_b)
 
 
 def grad_weight_and_bias(be, spec: ConvSpec, x4, go, grad_w, grad_b, geometry):

@@ -192,11 +192,24 @@ def _avg_options(spec, count_include_pad, divisor_override):
     return bool(count_include_pad), check_divisor(spec.op, divisor_override)
 
 
+def _whole_plane(spec: PoolSpec, divisor_override) -> bool:
+    """One window per plane, covering it: global average pooling."""
+    kh, kw, _, _, ph, pw, dh, dw, out_h, out_w, adaptive = spec.geometry
+    covers = adaptive or ((kh, kw) == spec.in_shape[2:] and (ph, pw) == (0, 0))
+    return (out_h, out_w) == (1, 1) and covers and divisor_override is None
+
+
+def _avg_kernel(be, spec, divisor_override, which):
+    prefix = "global_" if _whole_plane(spec, divisor_override) else ""
+    return getattr(be.kernels, f"{prefix}avg_pool2d_{which}")
+
+
 def _avg_forward(spec: PoolSpec, x, count_include_pad, divisor_override):
     options = _avg_options(spec, count_include_pad, divisor_override)
     be = backend_for(spec.op, input=x)
     out = be.empty(spec.out_shape, spec.dtype)
-    be.kernels.avg_pool2d_forward(as_4d(be, x), out, spec.geometry, *options)
+    _avg_kernel(be, spec, divisor_override, "forward")(as_4d(be, x), out, spec.geometry,
+                                                      *options)
     return out.reshape(spec.output_shape)
 
 
@@ -206,6 +219,6 @@ def _avg_backward(spec: PoolSpec, grad_output, x, count_include_pad, divisor_ove
     check_shape(spec.op, "grad_output", grad_output, spec.output_shape)
     be = backend_for(spec.op, grad_output=grad_output, input=x)
     grad = be.empty(spec.in_shape, spec.dtype)
-    be.kernels.avg_pool2d_backward(be.asarray(grad_output).reshape(spec.out_shape), grad,
-                                   spec.geometry, *options)
+    _avg_kernel(be, spec, divisor_override, "backward")(
+        be.asarray(grad_output).reshape(spec.out_shape), grad, spec.geometry, *options)
     return one_grad(grad.reshape(x.shape))

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import functional as F
 from ..dispatch import device_of, get_backend
+from ..functional.conv import conv_param_grads
 from . import _ops as ops
 from .module import Module, Parameter, rng
 
@@ -74,7 +75,12 @@ class _ConvNd(Module):
     def backward(self, grad_output):
         _, backward = self._ops()
         b = None if self.bias is None else self.bias.data
-        gx, gw, gb = backward(grad_output, self._x, self.weight.data, b, **self._kw())
+        if not self.input_grad and not self._transposed:  # fed with data: no grad input
+            gx = None
+            gw, gb = conv_param_grads(self._ndim, grad_output, self._x, self.weight.data, b,
+                                      **self._kw())
+        else:
+            gx, gw, gb = backward(grad_output, self._x, self.weight.data, b, **self._kw())
         _accumulate(self.weight, gw)
         if self.bias is not None:
             _accumulate(self.bias, gb)

@@ -59,6 +59,8 @@ class Parameter:
 class Module:
     """Base class: override ``forward`` and ``backward``."""
 
+    input_grad = True  # False: fed with data, so backward need not return a grad input
+
     def __init__(self):
         object.__setattr__(self, "_parameters", OrderedDict())
         object.__setattr__(self, "_buffers", OrderedDict())
@@ -94,6 +96,17 @@ class Module:
 
     def __call__(self, x):
         return self.forward(x)
+
+    def input_requires_grad(self, flag=True):
+        """Say whether this module's input needs a gradient (PyTorch: the input's
+        ``requires_grad``).  With False, the first layer of the chain (through leading
+        Sequential children) may skip its grad input, and ``backward`` then returns
+        None: a conv fed with data saves that product, and its kernels' compile time."""
+        first = self
+        while isinstance(first, Sequential) and len(first):
+            first = first[0]
+        object.__setattr__(first, "input_grad", bool(flag))
+        return self
 
     # ------------------------------------------------------------------ traversal
     def children(self):

@@ -11,7 +11,8 @@ from .elementwise import (activation_backward, activation_forward, adam_step, ax
                           copy_channels, dropout_mask, multiply, sgd_step)
 from .im2col import col2im, im2col
 from .pad import pad2d_backward, pad2d_forward
-from .pool import (avg_pool2d_backward, avg_pool2d_forward, interpolate2d_backward,
+from .pool import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool2d_backward,
+                   global_avg_pool2d_forward, interpolate2d_backward,
                    interpolate2d_forward, max_pool2d_backward, max_pool2d_forward)
 from .reduce import (batch_norm_backward, batch_norm_finish, batch_norm_forward,
                      channel_dot_sums, channel_moments, cross_entropy_rows, matmul,
@@ -24,6 +25,7 @@ KERNELS = (
     "conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias",
     "add_channel_bias", "pad2d_forward", "pad2d_backward", "im2col", "col2im",
     "max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "avg_pool2d_backward",
+    "global_avg_pool2d_forward", "global_avg_pool2d_backward",
     "interpolate2d_forward", "interpolate2d_backward", "channel_shuffle",
     # the layer API's kernels (numbaconv.nn._ops): activations, arithmetic, dropout,
     # batch norm, cross-entropy, sums of squares, Linear's product, optimizer updates

@@ -90,6 +90,22 @@ def max_pool2d_forward(x, out, indices, geometry):
                     arg_row[ow] = args[ow] if take else arg_row[ow]
 
 
+def global_avg_pool2d_forward(x, out, geometry, count_include_pad, divisor_override):
+    # n c h w -> n c 1 1: the mean of each plane (an avg pool whose one window is the
+    # whole plane).  NumPy, not a kernel: a memory-bound sum that one thread does as
+    # fast, without the 2 s compile of the windowed kernel.  Same signature as it.
+    n, c, h, w = x.shape
+    np.sum(x.reshape(n, c, h * w), axis=2, out=out.reshape(n, c))
+    out /= out.dtype.type(h * w)
+
+
+def global_avg_pool2d_backward(grad_out, grad_in, geometry, count_include_pad,
+                               divisor_override):
+    # n c 1 1 -> n c h w: each plane's gradient spread evenly over it
+    n, c, h, w = grad_in.shape
+    np.copyto(grad_in, grad_out.reshape(n, c, 1, 1) / grad_in.dtype.type(h * w))
+
+
 @njit(parallel=True, cache=True)
 def max_pool2d_backward(grad_out, indices, grad_in, geometry):
     # n c oh ow -> n c h w : each output's gradient goes to its recorded arg-max

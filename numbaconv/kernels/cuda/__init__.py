@@ -18,7 +18,8 @@ from .elementwise import (activation_backward, activation_forward, adam_step, ax
                           copy_channels, dropout_mask, multiply, sgd_step)
 from .im2col import col2im, im2col
 from .pad import pad2d_backward, pad2d_forward
-from .pool import (avg_pool2d_backward, avg_pool2d_forward, interpolate2d_backward,
+from .pool import (avg_pool2d_backward, avg_pool2d_forward, global_avg_pool2d_backward,
+                   global_avg_pool2d_forward, interpolate2d_backward,
                    interpolate2d_forward, max_pool2d_backward, max_pool2d_forward)
 from .reduce import (batch_norm_backward, batch_norm_finish, batch_norm_forward,
                      channel_dot_sums, channel_moments, cross_entropy_rows, matmul,

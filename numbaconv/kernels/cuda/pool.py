@@ -97,3 +97,9 @@ def interpolate2d_forward(x, out, h_idx, h_lam, w_idx, w_lam, nearest):
 def interpolate2d_backward(grad_out, grad_in, h_idx, h_lam, h_range, w_idx, w_lam, w_range):
     launch_1d(_interpolate2d_backward, grad_in.size, grad_out, grad_in, h_idx, h_lam, h_range,
               w_idx, w_lam, w_range)
+
+
+# The CPU runs a whole-plane average in NumPy (no compile); here it is the windowed
+# kernel with one window per plane.
+global_avg_pool2d_forward = avg_pool2d_forward
+global_avg_pool2d_backward = avg_pool2d_backward

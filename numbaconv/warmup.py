@@ -1,0 +1,304 @@
+"""``numbaconv warmup``: compile into the on-disk cache, in N processes at once, the
+kernels a model's training step (or the functional ops) will need, so that the first
+real run only loads them.
+
+How the work is shared: every worker runs the same workload (a training step and an
+evaluation of the model, or each op forward and backward), but a kernel's first call in
+a worker goes through a claim: a lock file per kernel, created exclusively in a folder
+the workers share.  The worker that gets the lock compiles the kernel (numba writes it
+to the cache) and runs it; a worker that finds it taken does not wait: it skips the call
+with its array arguments zero-filled (a warm-up computes nothing anyone reads; zeros keep
+indices valid and shapes are all the next kernels need) and goes on to the next kernel,
+so the workers spread over the workload's kernels by themselves.  A kernel that returns
+a value is waited for instead, then loaded.  At the end one more pass in a fresh process
+loads everything from the cache and compiles whatever a skip left out, so the cache is
+complete whatever the interleaving.
+
+Safe with several processes: numba writes each cache file to a temporary name and
+renames it into place, and the per-kernel lock keeps two workers from rewriting one
+kernel's index at once.  Claims live in a temporary folder of this run only.
+"""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from pathlib import Path
+
+WORKLOADS = ("train", "ops", "conv2d")
+POLL_SECONDS = 0.05
+
+
+# --------------------------------------------------------------------------- workloads
+def _cast(model, dtype):
+    """Parameters and float buffers of ``model`` in ``dtype`` (in place)."""
+    for p in model.parameters():
+        p.data = p.data.astype(dtype)
+        p.zero_grad()
+    for _, m in model.named_modules():
+        for name in m._buffers:
+            value = getattr(m, name)
+            if value.dtype.kind == "f":
+                object.__setattr__(m, name, value.astype(dtype))
+    return model
+
+
+def train_step(model="cnn", dtype="float32"):
+    """One training step of a named model as ``numbaconv train`` runs it (batch 32 of
+    8x8 digits-sized images, data that needs no gradient, Adam), then an evaluation."""
+    import numpy as np
+
+    from . import models, nn, optim
+
+    nn.manual_seed(0)
+    net = _cast(models.build(model), dtype).input_requires_grad(False)
+    rng = np.random.default_rng(0)
+    x = rng.random((32, 1, 8, 8)).astype(dtype)
+    y = rng.integers(0, 10, 32)
+    loss_fn = nn.CrossEntropyLoss()
+    opt = optim.Adam(net.parameters(), lr=1e-3)
+    opt.zero_grad()
+    loss_fn(net(x), y)
+    net.backward(loss_fn.backward())
+    opt.step()
+    net.eval()
+    loss_fn(net(x), y)
+
+
+def ops(dtype="float32", names=None):
+    """Every functional op of ``numbaconv bench --ops`` (or those named), forward and
+    backward, on its benchmark shape."""
+    import numpy as np
+
+    from . import functional as F
+    from .bench import OPS, make_inputs
+
+    for name in names or OPS:
+        op, shapes, params = OPS[name]
+        arrays = make_inputs(shapes, dtype=np.dtype(dtype))
+        saved = {}
+        if op == "max_pool2d":
+            y, saved["indices"] = getattr(F, op)(*arrays, return_indices=True, **params)
+        else:
+            y = getattr(F, op)(*arrays, **params)
+        getattr(F, op + "_backward")(y, *arrays, **params, **saved)
+
+
+def first_conv2d(dtype="float32"):
+    import numpy as np
+
+    from . import conv2d
+
+    conv2d(np.ones((1, 2, 6, 6), dtype), np.ones((3, 2, 3, 3), dtype), padding=1)
+
+
+def run_workload(workload, model="cnn", dtype="float32", names=None):
+    if workload == "train":
+        train_step(model, dtype)
+    elif workload == "ops":
+        ops(dtype, names)
+    elif workload == "conv2d":
+        first_conv2d(dtype)
+    else:
+        raise ValueError(f"workload: expected one of {WORKLOADS}; got {workload!r}")
+
+
+# --------------------------------------------------------------------------- claims
+def _kernel_key(dispatcher):
+    py = dispatcher.py_func
+    return f"{py.__module__}.{py.__qualname__}"
+
+
+def _returns_value(py_func) -> bool:
+    """Whether a kernel's source has a ``return <value>`` (its result is used)."""
+    try:
+        tree = ast.parse(textwrap.dedent(inspect.getsource(py_func)))
+    except (OSError, TypeError, SyntaxError):
+        return True  # unknown: wait rather than skip
+    body = tree.body[0]
+    nested = {id(n) for fn in ast.walk(body) if fn is not body and isinstance(
+        fn, (ast.FunctionDef, ast.Lambda)) for n in ast.walk(fn)}
+    return any(isinstance(n, ast.Return) and n.value is not None and id(n) not in nested
+               for n in ast.walk(body))
+
+
+class Claims:
+    """The shared folder: ``<key>.lock`` while a worker compiles a kernel, ``<key>.done``
+    once one has, ``<key>.seen`` when any worker met it (the progress bar's total)."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+
+    def _path(self, key, kind):
+        return self.folder / f"{key}.{kind}"
+
+    def mark(self, key, kind):
+        self._path(key, kind).touch()
+
+    def has(self, key, kind):
+        return self._path(key, kind).exists()
+
+    def take(self, key) -> bool:
+        try:
+            os.close(os.open(self._path(key, "lock"), os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+            return True
+        except FileExistsError:
+            return False
+
+    def release(self, key):
+        self._path(key, "done").write_text(str(os.getpid()))  # who compiled it
+        self._path(key, "lock").unlink(missing_ok=True)
+
+    def owners(self):
+        """Kernel key -> the pid of the worker that compiled it."""
+        return {p.name[:-len(".done")]: int(p.read_text() or 0)
+                for p in self.folder.glob("*.done")}
+
+    def wait(self, key):
+        while self.has(key, "lock"):
+            time.sleep(POLL_SECONDS)
+
+    def count(self, kind):
+        return len(list(self.folder.glob(f"*.{kind}")))
+
+
+def _zero_arrays(args):
+    import numpy as np
+
+    for a in args:
+        if isinstance(a, np.ndarray) and a.flags.writeable:
+            a[...] = 0
+
+
+def _skip(*args, **kws):
+    return None
+
+
+def claimed_compiles(claims: Claims):
+    """Patch numba's compile-on-first-call path so that each numbaconv kernel is
+    compiled by the worker that claims it, and skipped (or awaited) by the others."""
+    from numba.core.dispatcher import Dispatcher
+
+    original = Dispatcher._compile_for_args
+    returns = {}
+
+    def compile_for_args(self, *args, **kws):
+        key = _kernel_key(self)
+        if not key.startswith("numbaconv."):
+            return original(self, *args, **kws)
+        claims.mark(key, "seen")
+        if claims.take(key):
+            try:
+                return original(self, *args, **kws)
+            finally:
+                claims.release(key)
+        if key not in returns:
+            returns[key] = _returns_value(self.py_func)
+        if returns[key]:
+            claims.wait(key)
+            return original(self, *args, **kws)
+        _zero_arrays(args)
+        return _skip  # numba calls what this returns: the compiled kernel, or here nothing
+
+    Dispatcher._compile_for_args = compile_for_args
+    return lambda: setattr(Dispatcher, "_compile_for_args", original)
+
+
+# --------------------------------------------------------------------------- processes
+def worker(claims_dir, workload, model, dtype, names):
+    """One warm-up process: the workload with claimed compiles."""
+    restore = claimed_compiles(Claims(claims_dir))
+    try:
+        run_workload(workload, model, dtype, names or None)
+    finally:
+        restore()
+
+
+def check(workload, model, dtype, names):
+    """The last pass: the workload with nothing patched; prints how many kernels it
+    still had to compile (0 when the workers left nothing out)."""
+    from .compile_report import record
+
+    rows, _ = record(lambda: run_workload(workload, model, dtype, names or None))
+    print(json.dumps({"compiled": [r["kernel"] for r in rows]}))
+
+
+def _bar(done, total, width=24):
+    filled = int(width * done / max(total, 1))
+    return "[" + "#" * filled + "." * (width - filled) + "]"
+
+
+def warmup(workload="train", model="cnn", dtype="float32", jobs=None, names=None,
+           stream=sys.stderr, env=None):
+    """Compile the kernels of ``workload`` into the cache with ``jobs`` processes (default:
+    the CPU count, at most 4).  Returns ``{"kernels", "seconds", "check_compiled",
+    "owners"}``: how many kernels are cached, the wall time, what the last pass still
+    had to compile, and which worker (pid) compiled each kernel."""
+    if workload not in WORKLOADS:
+        raise ValueError(f"workload: expected one of {WORKLOADS}; got {workload!r}")
+    if dtype not in ("float32", "float64"):
+        raise ValueError(f"dtype: expected 'float32' or 'float64'; got {dtype!r}")
+    jobs = jobs or min(os.cpu_count() or 1, 4)
+    if jobs < 1:
+        raise ValueError(f"jobs: expected a positive number of processes; got {jobs}")
+    names = ",".join(names or ())
+    env = dict(os.environ if env is None else env)
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    # each worker's numba threads would only fight the other compiling workers
+    env.setdefault("NUMBA_NUM_THREADS", "1")
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="numbaconv-warmup-") as folder:
+        claims = Claims(folder)
+        cmd = [sys.executable, "-m", "numbaconv.warmup", "worker", folder, workload, model,
+               dtype, names]
+        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(jobs)]
+        while any(p.poll() is None for p in procs):
+            _progress(stream, claims, start)
+            time.sleep(0.5)
+        _progress(stream, claims, start)
+        failed = [p for p in procs if p.returncode]
+        owners = claims.owners()
+    if stream is not None:
+        stream.write("\n")
+    if failed:  # a skipped call broke a worker's workload: the check pass still completes it
+        for p in failed:
+            print(f"numbaconv warmup: a worker stopped early:\n{p.stderr.read()[-800:]}",
+                  file=sys.stderr)
+    final_env = dict(env)
+    final_env.pop("NUMBA_NUM_THREADS")
+    out = subprocess.run([sys.executable, "-m", "numbaconv.warmup", "check", workload,
+                          model, dtype, names], env=final_env, capture_output=True,
+                         text=True, check=False)
+    if out.returncode:
+        raise RuntimeError(f"numbaconv warmup: the workload failed:\n{out.stderr[-2000:]}")
+    compiled = json.loads(out.stdout.strip().splitlines()[-1])["compiled"]
+    return {"kernels": len(owners) + len(compiled), "seconds": time.perf_counter() - start,
+            "check_compiled": compiled, "owners": owners}
+
+
+def _progress(stream, claims, start):
+    if stream is None or (not getattr(stream, "isatty", lambda: False)()
+                          and claims.count("lock")):
+        return  # into a log file: only the last line
+    done, seen, busy = claims.count("done"), claims.count("seen"), claims.count("lock")
+    stream.write(f"\rcompiling {_bar(done, seen)} {done}/{seen} kernels, {busy} now, "
+                 f"{time.perf_counter() - start:.0f} s ")
+    stream.flush()
+
+
+if __name__ == "__main__":
+    role, *rest = sys.argv[1:]
+    if role == "worker":
+        folder, workload, model, dtype, names = rest
+        worker(folder, workload, model, dtype, names.split(",") if names else None)
+    else:
+        workload, model, dtype, names = rest
+        check(workload, model, dtype, names.split(",") if names else None)

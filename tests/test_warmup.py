@@ -1,0 +1,57 @@
+"""``numbaconv warmup``: parallel worker processes fill an empty JIT cache, each kernel
+compiled once, by whichever worker claims it; a fresh process then compiles nothing."""
+
+import os
+
+import pytest
+
+from numbaconv import warmup as W
+
+
+def test_workers_share_the_kernels_and_leave_nothing_to_compile(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    names = ["max_pool2d", "avg_pool2d", "channel_shuffle", "pad reflect"]
+    result = W.warmup("ops", dtype="float32", jobs=2, names=names, stream=None, env=env)
+    assert result["check_compiled"] == []  # the last, fresh pass loaded everything
+    owners = result["owners"]
+    assert {"numbaconv.kernels.cpu.pool.max_pool2d_forward",
+            "numbaconv.kernels.cpu.pool.max_pool2d_backward",
+            "numbaconv.kernels.cpu.pad.pad2d_forward"} <= set(owners)
+    assert len(set(owners.values())) == 2  # both workers compiled some of them
+    assert result["kernels"] == len(owners)
+
+
+def test_a_kernel_whose_result_is_used_is_awaited_not_skipped():
+    def writes(out):
+        for i in range(3):
+            out[i] = i
+        return
+
+    def returns(x):
+        def helper():
+            return 1
+        return x + helper()
+
+    def nested_only(x):
+        f = lambda: 2  # noqa: E731
+        return
+
+    assert not W._returns_value(writes)
+    assert W._returns_value(returns)
+    assert not W._returns_value(nested_only)
+
+
+def test_claims_are_exclusive(tmp_path):
+    claims = W.Claims(tmp_path)
+    assert claims.take("k") and not claims.take("k")
+    claims.release("k")
+    assert claims.owners() == {"k": os.getpid()} and claims.take("k")
+
+
+def test_bad_arguments_are_clear_errors():
+    with pytest.raises(ValueError, match="workload"):
+        W.warmup("everything")
+    with pytest.raises(ValueError, match="dtype"):
+        W.warmup("ops", dtype="float16")
+    with pytest.raises(ValueError, match="jobs"):
+        W.warmup("ops", jobs=-1)
