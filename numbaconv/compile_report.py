@@ -2,8 +2,8 @@
 
 A workload of ``numbaconv.warmup`` (one training step and an evaluation of a named
 model, the functional ops' forwards and backwards, or one ``conv2d``) runs in a fresh
-Python process with an empty numba cache, while a listener on numba's ``numba:compile`` events times each compile.
-A kernel's seconds are its *top-level* compile: a helper compiled while its caller
+Python process with an empty numba cache, while a listener on numba's
+``numba:compile`` events times each compile.  A kernel's seconds are its *top-level* compile: a helper compiled while its caller
 compiles counts to the caller (that is the time a user waits for on that call), so the
 column adds up to the workload's compile time.  ``python -m numbaconv.compile_report
 WORKLOAD`` is the child; ``table(workload)`` runs it and formats the result.

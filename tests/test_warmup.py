@@ -33,7 +33,7 @@ def test_a_kernel_whose_result_is_used_is_awaited_not_skipped():
         return x + helper()
 
     def nested_only(x):
-        f = lambda: 2  # noqa: E731
+        f = lambda: 2  # noqa: E731, F841
         return
 
     assert not W._returns_value(writes)
