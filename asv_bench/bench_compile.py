@@ -44,3 +44,30 @@ class FirstCall:
     def track_import(self):
         with tempfile.TemporaryDirectory() as cache:
             return _run(cache)[0]
+
+
+class CompileBudget:
+    """Compile seconds of one training step of the main job's model (``numbaconv bench
+    --compile``: a fresh process, an empty cache): the total, and the slowest kernel, so
+    that a kernel whose compile time regresses shows on the dashboard."""
+
+    unit = "seconds"
+    timeout = 600
+    number = 1
+    repeat = 1
+
+    def setup_cache(self):  # once for the three numbers (it takes ~35 s on 2 cores)
+        from numbaconv.compile_report import run
+
+        return run("train", "cnn")["rows"]
+
+    def track_train_step_compile_total(self, rows):
+        return sum(r["seconds"] for r in rows)
+
+    def track_train_step_compile_slowest_kernel(self, rows):
+        return max(r["seconds"] for r in rows)
+
+    def track_train_step_kernels(self, rows):
+        return len(rows)
+
+    track_train_step_kernels.unit = "kernels"

@@ -107,10 +107,14 @@ def _warmup(args) -> int:
     print(f"numbaconv warmup: compiling the kernels of {what} ({args.dtype}) in "
           f"{args.jobs or 'one per core'} processes", file=sys.stderr)
     try:
-        result = warmup(workload, args.model, args.dtype, args.jobs)
+        result = warmup(workload, args.model, args.dtype, args.jobs, force=args.force)
     except (ValueError, RuntimeError) as exc:
         print(f"numbaconv warmup: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) else 1
+    if result["already"]:
+        print(f"{result['kernels']} kernels already in the cache (warmed before with these "
+              f"sources; --force to redo)")
+        return 0
     print(f"{result['kernels']} kernels in the cache after {result['seconds']:.1f} s")
     return 0
 
@@ -287,6 +291,8 @@ def main(argv=None) -> int:
     warm.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     warm.add_argument("-j", "--jobs", type=int, default=None,
                       help="processes (default: one per core, at most 4)")
+    warm.add_argument("--force", action="store_true",
+                      help="compile again even if this workload was warmed before")
     _add_plot_parser(sub, sorted(MODELS))
     args = parser.parse_args(argv)
     if args.command == "info":
