@@ -241,9 +241,9 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     * depthwise (``groups == C_in``, any channel multiplier): ``'depthwise'``, per-channel
       kernels on stride-phase planes (forward, grad input, grad weight).  A single input
       channel (an MNIST first layer) is different: its grad weight is ``'tiled'`` and,
-      where the blocked conv applies, its forward ``'blocked'`` (1.4-3x faster than the
-      depthwise kernels; ``docs/benchmarks/cpu.md``), so a network's first layer, which
-      needs no grad input, compiles no depthwise kernel on an AVX-512 host.
+      at stride 1 where the blocked conv applies, its forward ``'blocked'`` (1.3-2.3x
+      faster than the depthwise kernels; ``docs/benchmarks/cpu.md``), so such a first
+      layer, which needs no grad input, compiles no depthwise kernel.
     * a short reduction (:func:`_blocked_applies`: per output at most
       ``config.BLOCKED_MAX_REDUCTION`` products, ``C_g*kH*kW`` forward at any stride
       but 1x1, ``K_g*kH*kW`` grad input at stride 1, twice that on wide images at
@@ -301,7 +301,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
         single = spec.in_channels == 1
         if single and kernel == "conv2d_grad_weight":
             return "tiled"
-        if not (single and kernel == "conv2d_forward" and _blocked_applies(spec, kernel)):
+        if not (single and kernel == "conv2d_forward" and spec.stride == (1, 1)
+                and _blocked_applies(spec, kernel)):
             return "depthwise"
     if _blocked_applies(spec, kernel):
         return "blocked"

@@ -37,19 +37,6 @@ POLL_SECONDS = 0.05
 
 
 # --------------------------------------------------------------------------- workloads
-def _cast(model, dtype):
-    """Parameters and float buffers of ``model`` in ``dtype`` (in place)."""
-    for p in model.parameters():
-        p.data = p.data.astype(dtype)
-        p.zero_grad()
-    for _, m in model.named_modules():
-        for name in m._buffers:
-            value = getattr(m, name)
-            if value.dtype.kind == "f":
-                object.__setattr__(m, name, value.astype(dtype))
-    return model
-
-
 def train_step(model="cnn", dtype="float32"):
     """One training step of a named model as ``numbaconv train`` runs it (batch 32 of
     8x8 digits-sized images, data that needs no gradient, Adam), then an evaluation."""
@@ -58,7 +45,7 @@ def train_step(model="cnn", dtype="float32"):
     from . import models, nn, optim
 
     nn.manual_seed(0)
-    net = _cast(models.build(model), dtype).input_requires_grad(False)
+    net = models.build(model).to(dtype=dtype).input_requires_grad(False)
     rng = np.random.default_rng(0)
     x = rng.random((32, 1, 8, 8)).astype(dtype)
     y = rng.integers(0, 10, 32)
@@ -183,7 +170,8 @@ def _skip(*args, **kws):
 
 def claimed_compiles(claims: Claims):
     """Patch numba's compile-on-first-call path so that each numbaconv kernel is
-    compiled by the worker that claims it, and skipped (or awaited) by the others."""
+    compiled by the worker that claims it, and skipped (or awaited) by the others.
+    Returns the undo."""
     from numba.core.dispatcher import Dispatcher
 
     original = Dispatcher._compile_for_args

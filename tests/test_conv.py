@@ -384,6 +384,8 @@ def test_chooser_rules():
     assert choose(spec(1, 32, 1)) == blocked("depthwise")
     assert choose(spec(1, 32, 1), "conv2d_grad_weight") == "tiled"
     assert choose(spec(1, 32, 1), "conv2d_grad_input") == "depthwise"
+    assert choose(spec(1, 32, 1, stride=2)) == "depthwise"  # strided: depthwise is faster
+    assert choose(spec(1, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
     assert choose(spec(32, 32, 16)) == "direct"  # thin groups
     assert choose(spec(3, 2, 1)) == "direct"  # tiny
     # stride 1, reductions up to config.BLOCKED_MAX_REDUCTION (320): blocked

@@ -12,15 +12,25 @@ from numbaconv.dispatch import device_of
 
 
 def _to64(model):
-    for p in model.parameters():
-        p.data = p.data.astype(np.float64)
-        p.zero_grad()
-    for _, m in model.named_modules():
-        for name in m._buffers:
-            value = getattr(m, name)
-            if value.dtype.kind == "f":
-                object.__setattr__(m, name, value.astype(np.float64))
-    return model
+    return model.double()
+
+
+def test_module_dtype_casts_and_moves():
+    """``double()``, ``float()``, ``to(dtype)``, ``to(device, dtype)``: floating
+    parameters, gradients and buffers change dtype; integer counters do not."""
+    model = nn.Sequential(nn.Conv2d(2, 3, 3), nn.BatchNorm2d(3))
+    assert model.double() is model
+    bn = model[1]
+    assert {p.data.dtype for p in model.parameters()} == {np.dtype(np.float64)}
+    assert {p.grad.dtype for p in model.parameters()} == {np.dtype(np.float64)}
+    assert bn.running_mean.dtype == np.float64 and bn.num_batches_tracked.dtype.kind == "i"
+    assert model.to(np.float32)[0].weight.data.dtype == np.float32
+    y = model.to(dtype="float64")(np.ones((1, 2, 5, 5)))
+    assert y.dtype == np.float64 and model.float()[0].bias.data.dtype == np.float32
+    with pytest.raises(TypeError, match="float type"):
+        model.to(np.int32)
+    with pytest.raises(ValueError, match="device"):
+        model.to("tpu")
 
 
 LAYERS = [

@@ -111,16 +111,7 @@ def _workload():
         config.CUDA_REDUCE_THREADS = 32
         for name in MODELS:
             nn.manual_seed(0)
-            model = MODELS[name]()
-            for p in model.parameters():
-                p.data = p.data.astype(dtype)
-                p.zero_grad()
-            for _, m in model.named_modules():
-                for buffer in m._buffers:
-                    value = getattr(m, buffer)
-                    if value.dtype.kind == "f":
-                        object.__setattr__(m, buffer, value.astype(dtype))
-            model.to("cuda")
+            model = MODELS[name]().to("cuda", dtype)
             loss_fn = nn.CrossEntropyLoss()
             for opt in (optim.Adam(model.parameters()),
                         optim.SGD(model.parameters(), lr=0.1, momentum=0.9)):

@@ -138,20 +138,42 @@ class Module:
         return self.train(False)
 
     # ------------------------------------------------------------------ devices
-    def to(self, device):
-        """Move every parameter and buffer to ``'cpu'`` or ``'cuda'`` (in place)."""
-        if device not in ("cpu", "cuda"):
+    def to(self, device=None, dtype=None):
+        """Move every parameter and buffer to ``'cpu'`` or ``'cuda'`` and/or cast the
+        floating ones to ``dtype`` (in place, as PyTorch: ``to('cuda')``,
+        ``to(np.float64)``, ``to('cuda', np.float64)``).  Gradients are reset."""
+        if device is not None and not isinstance(device, str):
+            device, dtype = None, device  # to(dtype)
+        if device not in (None, "cpu", "cuda"):
             raise ValueError(f"Module.to: device must be 'cpu' or 'cuda'; got {device!r}")
-        move = to_device if device == "cuda" else to_host
+        if dtype is not None:
+            dtype = np.dtype(dtype)
+            if dtype.kind != "f":
+                raise TypeError(f"Module.to: dtype must be a float type; got {dtype}")
+
+        def convert(value, is_parameter):
+            on = device or device_of(value)
+            if dtype is not None and value.dtype.kind == "f" and value.dtype != dtype:
+                value = np.asarray(to_host(value)).astype(dtype)
+            if not is_parameter and not len(value.shape):
+                return value  # 0-d counters (num_batches_tracked) stay on the host
+            return to_device(value) if on == "cuda" else to_host(value)
+
         for _, m in self.named_modules():
             for p in m._parameters.values():
-                p.data = move(p.data)
+                p.data = convert(p.data, True)
                 p.zero_grad()
-            for name in m._buffers:  # 0-d counters (num_batches_tracked) stay on the host
-                value = getattr(m, name)
-                if len(value.shape):
-                    object.__setattr__(m, name, move(value))
+            for name in m._buffers:
+                object.__setattr__(m, name, convert(getattr(m, name), False))
         return self
+
+    def double(self):
+        """Floating parameters and buffers in float64 (in place)."""
+        return self.to(dtype=np.float64)
+
+    def float(self):
+        """Floating parameters and buffers in float32 (in place)."""
+        return self.to(dtype=np.float32)
 
     # ------------------------------------------------------------------ persistence
     def state_dict(self):
