@@ -260,7 +260,8 @@ def warmup(workload="train", model="cnn", dtype="float32", jobs=None, names=None
     env = dict(os.environ if env is None else env)
     env.pop("NUMBA_ENABLE_CUDASIM", None)
     # each worker's numba threads would only fight the other compiling workers
-    env.setdefault("NUMBA_NUM_THREADS", "1")
+    worker_env = dict(env)
+    worker_env.setdefault("NUMBA_NUM_THREADS", "1")
     start = time.perf_counter()
     stamp = _stamp_path(workload, model, dtype, names, env)
     if stamp.exists() and not force:
@@ -270,7 +271,7 @@ def warmup(workload="train", model="cnn", dtype="float32", jobs=None, names=None
         claims = Claims(folder)
         cmd = [sys.executable, "-m", "numbaconv.warmup", "worker", folder, workload, model,
                dtype, names]
-        procs = [subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+        procs = [subprocess.Popen(cmd, env=worker_env, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, text=True) for _ in range(jobs)]
         while any(p.poll() is None for p in procs):
             _progress(stream, claims, start)
@@ -284,10 +285,8 @@ def warmup(workload="train", model="cnn", dtype="float32", jobs=None, names=None
         for p in failed:
             print(f"numbaconv warmup: a worker stopped early:\n{p.stderr.read()[-800:]}",
                   file=sys.stderr)
-    final_env = dict(env)
-    final_env.pop("NUMBA_NUM_THREADS")
     out = subprocess.run([sys.executable, "-m", "numbaconv.warmup", "check", workload,
-                          model, dtype, names], env=final_env, capture_output=True,
+                          model, dtype, names], env=env, capture_output=True,
                          text=True, check=False)
     if out.returncode:
         raise RuntimeError(f"numbaconv warmup: the workload failed:\n{out.stderr[-2000:]}")

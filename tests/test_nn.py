@@ -212,6 +212,7 @@ def test_short_training_run_lowers_the_loss():
     loss_fn = nn.CrossEntropyLoss()
     first = loss_fn(model(data[0]), data[1])  # training mode: batch statistics
     result = fit(model, data, epochs=3, batch_size=32, stream=None)
+    assert model[0].input_grad  # fit skipped the first grad input, and then restored it
     assert loss_fn(model(data[0]), data[1]) < 0.5 * first
     assert result["loss"] < 0.5 * first
 
