@@ -81,9 +81,40 @@ class InTreeKernelsLocator(_PackageStamped, _numba("InTreeCacheLocator")):
     """The kernel's ``__pycache__``, numbaconv's stamp."""
 
 
+def _locked_save(save):
+    """numba's ``IndexDataCacheFile.save`` under an exclusive ``flock`` on the kernel's
+    index (every numba cache in the process: a save cannot tell whose kernel it holds,
+    and a lock costs microseconds).  numba reads the index, picks a free data-file name
+    and writes both back unlocked: two processes saving two signatures of one kernel at
+    once could leave the index pointing one signature at the other's machine code
+    (numba/numba#10128).  Parallel test workers and ``numbaconv warmup`` do exactly
+    that; with the lock they take turns.  Where ``fcntl`` or the lock file is not
+    available the save runs as numba's."""
+    @functools.wraps(save)
+    def run(self, key, data):
+        try:
+            import fcntl
+
+            fd = os.open(self._index_path + ".lock", os.O_CREAT | os.O_RDWR, 0o644)
+        except (ImportError, OSError):
+            return save(self, key, data)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return save(self, key, data)
+        finally:
+            os.close(fd)  # closing releases the lock
+
+    run.numbaconv_locked = True
+    return run
+
+
 def install():
-    """Put numbaconv's locators first in numba's list (before any kernel is defined)."""
+    """Put numbaconv's locators first in numba's list (before any kernel is defined),
+    and make saving into numbaconv's caches safe for several processes at once."""
     classes = _numba("CacheImpl")._locator_classes
     for cls in (InTreeKernelsLocator, UserProvidedKernelsLocator):  # user-provided first
         if cls not in classes:
             classes.insert(0, cls)
+    index_file = _numba("IndexDataCacheFile")
+    if not getattr(index_file.save, "numbaconv_locked", False):
+        index_file.save = _locked_save(index_file.save)

@@ -157,7 +157,11 @@ def _bench(args) -> int:
     if args.compile:
         from .compile_report import table as compile_table
 
-        print(compile_table("ops" if args.ops else "train", args.model))
+        try:
+            print(compile_table("ops" if args.ops else "train", args.model))
+        except RuntimeError as exc:
+            print(f"numbaconv bench --compile: {exc}", file=sys.stderr)
+            return 1
         return 0
     if args.ops:
         print(table(repeat=args.repeat))
@@ -193,6 +197,10 @@ def _plot(args) -> int:
     except ValueError as exc:
         print(f"numbaconv plot {args.what}: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # e.g. the disk filled while writing
+        print(f"numbaconv plot {args.what}: could not write {args.out!r}: {exc}",
+              file=sys.stderr)
+        return 1
     print(f"wrote {args.out}")
     return 0
 
@@ -290,7 +298,7 @@ def main(argv=None) -> int:
     warm.add_argument("--ops", action="store_true", help="the functional ops instead")
     warm.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     warm.add_argument("-j", "--jobs", type=int, default=None,
-                      help="processes (default: one per core, at most 4)")
+                      help="processes (default: the number of cores, at most 4)")
     warm.add_argument("--force", action="store_true",
                       help="compile again even if this workload was warmed before")
     _add_plot_parser(sub, sorted(MODELS))

@@ -243,7 +243,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       channel (an MNIST first layer) is different: its grad weight is ``'tiled'`` and,
       at stride 1 where the blocked conv applies, its forward ``'blocked'`` (1.3-2.3x
       faster than the depthwise kernels; ``docs/benchmarks/cpu.md``), so such a first
-      layer, which needs no grad input, compiles no depthwise kernel.
+      layer, which needs no grad input, compiles no depthwise kernel on an AVX-512 host
+      (elsewhere the blocked conv does not apply and its forward stays depthwise).
     * a short reduction (:func:`_blocked_applies`: per output at most
       ``config.BLOCKED_MAX_REDUCTION`` products, ``C_g*kH*kW`` forward at any stride
       but 1x1, ``K_g*kH*kW`` grad input at stride 1, twice that on wide images at

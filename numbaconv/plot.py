@@ -44,6 +44,8 @@ def check_png_path(out, what="out"):
         raise ValueError(f"{what}: folder {folder!r} does not exist")
     if os.path.isdir(out):
         raise ValueError(f"{what}: {out!r} is a folder; give a file name")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{what}: folder {folder!r} is not writable")
     return out
 
 
@@ -81,19 +83,29 @@ def read_history(path):
         raise ValueError(f"history file {os.fspath(path)!r} does not exist") from None
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ValueError(f"history file {os.fspath(path)!r} is not JSON: {exc}") from None
+    return _checked_history(record, f"history file {os.fspath(path)!r}")
+
+
+def _checked_history(record, what):
     keys = ("epoch", "loss", "train_accuracy", "test_accuracy", "seconds")
     epochs = record.get("epochs") if isinstance(record, dict) else None
-    if not epochs or not all(isinstance(e, dict) and all(k in e for k in keys)
-                             for e in epochs):
-        raise ValueError(f"history file {os.fspath(path)!r} holds no epochs; expected what "
-                         f"'numbaconv train --history' writes (each epoch with {keys})")
+
+    def number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+    if (not isinstance(epochs, list) or not epochs or not isinstance(record.get("run", {}), dict)
+            or not all(isinstance(e, dict) and all(number(e.get(k)) for k in keys)
+                       for e in epochs)):
+        raise ValueError(f"{what} holds no epochs; expected what 'numbaconv train "
+                         f"--history' writes (a list of epochs, each with numbers {keys})")
     return record
 
 
 def plot_history(history, out):
     """Loss, and training and test accuracy, per epoch (``history``: a path or the record)."""
     out = check_png_path(out)
-    record = read_history(history) if not isinstance(history, dict) else history
+    record = (_checked_history(history, "history") if isinstance(history, dict)
+              else read_history(history))
     epochs = record["epochs"]
     x = [e["epoch"] for e in epochs]
     fig = _figure()(figsize=(8, 3.2), dpi=100, layout="constrained")
@@ -129,10 +141,13 @@ def load_model(path, name):
     if not os.path.isfile(path):
         raise ValueError(f"model file {path!r} does not exist")
     try:
-        with np.load(path) as data:
-            state = {k: data[k] for k in data.files}
+        data = np.load(path)
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise ValueError(f"model file {path!r} is not a saved model (.npz): {exc}") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"model file {path!r} holds one array, not a saved model (.npz)")
+    with data:
+        state = {k: data[k] for k in data.files}
     kernels = [a for a in state.values() if a.ndim == 4]
     matrices = [a for a in state.values() if a.ndim == 2]
     if not kernels or not matrices:
@@ -301,6 +316,8 @@ def checkerboard_panels(kernel_size, stride, size=8, image=None):
     if k < 1 or s < 1:
         raise ValueError(f"kernel_size and stride: expected positive integers; got "
                          f"{kernel_size} and {stride}")
+    if image is None and int(size) < 2:
+        raise ValueError(f"size: expected an input of at least 2 pixels; got {size}")
     image = smooth_image(size) if image is None else np.asarray(image, np.float64)
     if image.ndim != 2:
         raise ValueError(f"image: expected (H, W); got shape {image.shape}")

@@ -50,11 +50,12 @@ def fit(model, data, epochs=10, batch_size=32, lr=2e-3, seed=0, device="cpu",
     (forward, loss, backward, Adam) then runs there on contiguous slices of it.  Only the
     loss value and the count of correct rows come back per step.  The per-epoch test
     accuracy of ``history`` is measured outside the epoch's time."""
+    before = model.first_layer().input_grad
     model.input_requires_grad(False)  # the data needs no gradient (restored at the end)
     try:
         return _fit(model, data, epochs, batch_size, lr, seed, device, stream, history)
     finally:
-        model.input_requires_grad(True)
+        model.input_requires_grad(before)
 
 
 def _fit(model, data, epochs, batch_size, lr, seed, device, stream, history):

@@ -15,8 +15,8 @@ loads everything from the cache and compiles whatever a skip left out, so the ca
 complete whatever the interleaving.
 
 Safe with several processes: numba writes each cache file to a temporary name and
-renames it into place, and the per-kernel lock keeps two workers from rewriting one
-kernel's index at once.  Claims live in a temporary folder of this run only.
+renames it into place, and numbaconv saves into a kernel's index under an exclusive
+``flock`` (``_jit_cache``).  Claims live in a temporary folder of this run only.
 """
 
 from __future__ import annotations
@@ -139,12 +139,16 @@ class Claims:
         except FileExistsError:
             return False
 
-    def release(self, key):
-        self._path(key, "done").write_text(str(os.getpid()))  # who compiled it
+    def release(self, key, compiled=True):
+        """Unlock ``key``; ``.done`` names the process that compiled it (0: loaded from
+        the cache), and a later load never overwrites a compiler's pid."""
+        done = self._path(key, "done")
+        if compiled or not done.exists():
+            done.write_text(str(os.getpid() if compiled else 0))
         self._path(key, "lock").unlink(missing_ok=True)
 
     def owners(self):
-        """Kernel key -> the pid of the worker that compiled it."""
+        """Kernel key -> the pid of the worker that compiled it (0: none did)."""
         return {p.name[:-len(".done")]: int(p.read_text() or 0)
                 for p in self.folder.glob("*.done")}
 
@@ -182,16 +186,18 @@ def claimed_compiles(claims: Claims):
         if not key.startswith("numbaconv."):
             return original(self, *args, **kws)
         claims.mark(key, "seen")
-        if claims.take(key):
+        if key not in returns:
+            returns[key] = _returns_value(self.py_func)
+        taken = claims.take(key)
+        while not taken and returns[key]:  # its result is used: wait for the lock
+            claims.wait(key)
+            taken = claims.take(key)
+        if taken:
+            misses = sum(self.stats.cache_misses.values())
             try:
                 return original(self, *args, **kws)
             finally:
-                claims.release(key)
-        if key not in returns:
-            returns[key] = _returns_value(self.py_func)
-        if returns[key]:
-            claims.wait(key)
-            return original(self, *args, **kws)
+                claims.release(key, sum(self.stats.cache_misses.values()) > misses)
         _zero_arrays(args)
         return _skip  # numba calls what this returns: the compiled kernel, or here nothing
 
@@ -225,18 +231,25 @@ def _bar(done, total, width=24):
 
 def _stamp_path(workload, model, dtype, names, env):
     """A file beside the JIT cache that says this workload was warmed with these exact
-    kernel sources, numba and Python: the next warm-up returns at once.  It lives where
-    the kernels do, so clearing the cache clears it too."""
+    package sources (the kernels and what chooses them), numba, Python, CPU and
+    ``NUMBA_*`` settings: the next warm-up returns at once.  It lives where the kernels
+    do, so clearing the cache clears it too."""
     import hashlib
     import platform
 
     import numba
+    from llvmlite import binding
 
-    from ._jit_cache import SOURCES, kernels_stamp
+    from ._jit_cache import PACKAGE, SOURCES
 
     folder = Path(env.get("NUMBA_CACHE_DIR") or SOURCES / "cpu" / "__pycache__")
-    key = hashlib.sha256(repr((workload, model, dtype, names, kernels_stamp().hex(),
-                               numba.__version__, platform.python_version())).encode())
+    key = hashlib.sha256(repr((workload, model, dtype, names, numba.__version__,
+                               platform.python_version(), binding.get_host_cpu_name(),
+                               binding.get_host_cpu_features().flatten(),
+                               sorted((k, v) for k, v in env.items()
+                                      if k.startswith("NUMBA_")))).encode())
+    for path in sorted(PACKAGE.rglob("*.py")):  # what picks the kernels, not only them
+        key.update(path.relative_to(PACKAGE).as_posix().encode() + path.read_bytes())
     return folder / f"numbaconv-warmup-{key.hexdigest()[:16]}.done"
 
 
@@ -245,15 +258,15 @@ def warmup(workload="train", model="cnn", dtype="float32", jobs=None, names=None
     """Compile the kernels of ``workload`` into the cache with ``jobs`` processes (default:
     the CPU count, at most 4).  Returns ``{"kernels", "seconds", "check_compiled",
     "owners", "already"}``: how many kernels are cached, the wall time, what the last
-    pass still had to compile, which worker (pid) claimed each kernel (compiled it, or
-    loaded it where the cache had it), and whether a
+    pass still had to compile, which worker (pid) compiled each kernel (0: a worker
+    loaded it from the cache), and whether a
     stamp from an earlier warm-up of the same sources made it return at once (unless
     ``force``)."""
     if workload not in WORKLOADS:
         raise ValueError(f"workload: expected one of {WORKLOADS}; got {workload!r}")
     if dtype not in ("float32", "float64"):
         raise ValueError(f"dtype: expected 'float32' or 'float64'; got {dtype!r}")
-    jobs = jobs or min(os.cpu_count() or 1, 4)
+    jobs = min(os.cpu_count() or 1, 4) if jobs is None else jobs
     if jobs < 1:
         raise ValueError(f"jobs: expected a positive number of processes; got {jobs}")
     names = ",".join(names or ())
@@ -271,27 +284,31 @@ def warmup(workload="train", model="cnn", dtype="float32", jobs=None, names=None
         claims = Claims(folder)
         cmd = [sys.executable, "-m", "numbaconv.warmup", "worker", folder, workload, model,
                dtype, names]
+        logs = [open(Path(folder) / f"worker{i}.log", "w+") for i in range(jobs)]
         procs = [subprocess.Popen(cmd, env=worker_env, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True) for _ in range(jobs)]
+                                  stderr=log) for log in logs]
         while any(p.poll() is None for p in procs):
             _progress(stream, claims, start)
             time.sleep(0.5)
         _progress(stream, claims, start)
-        failed = [p for p in procs if p.returncode]
+        failed = []
+        for p, log in zip(procs, logs):
+            log.seek(0)
+            if p.returncode:
+                failed.append(log.read()[-800:])
+            log.close()
         owners = claims.owners()
     if stream is not None:
         stream.write("\n")
-    if failed:  # a skipped call broke a worker's workload: the check pass still completes it
-        for p in failed:
-            print(f"numbaconv warmup: a worker stopped early:\n{p.stderr.read()[-800:]}",
-                  file=sys.stderr)
+    for tail in failed:  # a skipped call broke a worker: the check pass still completes it
+        print(f"numbaconv warmup: a worker stopped early:\n{tail}", file=sys.stderr)
     out = subprocess.run([sys.executable, "-m", "numbaconv.warmup", "check", workload,
                           model, dtype, names], env=env, capture_output=True,
                          text=True, check=False)
     if out.returncode:
         raise RuntimeError(f"numbaconv warmup: the workload failed:\n{out.stderr[-2000:]}")
     compiled = json.loads(out.stdout.strip().splitlines()[-1])["compiled"]
-    kernels = len(owners) + len(compiled)
+    kernels = len(set(owners) | {f"numbaconv.kernels.{name}" for name in compiled})
     try:
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(str(kernels))

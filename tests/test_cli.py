@@ -62,7 +62,8 @@ def test_train_on_small_mnist_files(tmp_path):
 
 
 def test_train_refuses_an_unwritable_history_before_training(tmp_path):
-    out = _run("train", "--epochs", "1", "--history", str(tmp_path / "no" / "h.json"))
+    out = _run("train", "--epochs", "1", "--history", str(tmp_path / "no" / "h.json"),
+               "--out", "", cwd=tmp_path)
     assert out.returncode == 2 and "--history" in out.stderr and "does not exist" in out.stderr
     assert "epoch" not in out.stderr  # no training was run
 

@@ -43,3 +43,20 @@ def test_an_edited_inlined_helper_recompiles(tmp_path):
     helper.write_text(edited)                              # replicate now copies row 0
     total, hits, misses = _run(tmp_path)
     assert (hits, misses) == (0, 1) and total != first[0]  # recompiled: the new helper
+
+
+def test_saves_into_numbaconvs_cache_take_the_index_lock(tmp_path):
+    """Saving a kernel holds an exclusive flock on its index (``<index>.nbi.lock``), so
+    processes sharing a cache (parallel test workers, ``numbaconv warmup``) take turns
+    instead of racing numba's read-modify-write of the index."""
+    from numba.core import caching
+
+    import numbaconv.kernels  # noqa: F401  (installs the locators and the lock)
+
+    save = getattr(caching, "IndexDataCacheFile", None) or caching._IndexDataCacheFile
+    assert getattr(save.save, "numbaconv_locked", False)
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    env.pop("NUMBA_ENABLE_CUDASIM", None)
+    subprocess.run([sys.executable, "-c", SCRIPT], env=env, check=True, capture_output=True)
+    locks = [p.name for p in tmp_path.rglob("*.nbi.lock")]
+    assert any(name.startswith("pad.pad2d_forward") for name in locks), locks

@@ -68,9 +68,14 @@ def test_history_file_errors(tmp_path, capsys):
     bad.write_text("{not json")
     with pytest.raises(ValueError, match="is not JSON"):
         plot.read_history(bad)
-    bad.write_text(json.dumps({"epochs": [{"epoch": 1}]}))
+    for record in ({"epochs": [{"epoch": 1}]}, {"epochs": "x"}, {"run": 3, "epochs": []},
+                   {"epochs": [{"epoch": 1, "loss": "high", "train_accuracy": 1,
+                                "test_accuracy": 1, "seconds": 1}]}):
+        bad.write_text(json.dumps(record))
+        with pytest.raises(ValueError, match="holds no epochs"):
+            plot.read_history(bad)
     with pytest.raises(ValueError, match="holds no epochs"):
-        plot.read_history(bad)
+        plot.plot_history({"run": [], "epochs": []}, tmp_path / "h.png")
     assert cli.main(["plot", "history", str(tmp_path / "none.json"), "--out",
                      str(tmp_path / "h.png")]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -198,6 +203,11 @@ def test_bad_paths_and_models_are_clear_errors(trained, tmp_path, capsys):
     not_npz.write_text("hello")
     with pytest.raises(ValueError, match="not a saved model"):
         plot.load_model(not_npz, "cnn")
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    with pytest.raises(ValueError, match="holds one array"):
+        plot.load_model(tmp_path / "one.npy", "cnn")
+    with pytest.raises(ValueError, match="size"):
+        plot.checkerboard_panels(3, 2, size=1)
     with pytest.raises(ValueError, match="unknown model 'vgg'"):
         plot.load_model(saved, "vgg")
     with pytest.raises(SystemExit) as exit_info:  # argparse names the choices

@@ -18,10 +18,11 @@ def test_workers_share_the_kernels_and_leave_nothing_to_compile(tmp_path):
     assert {"numbaconv.kernels.cpu.shuffle.channel_shuffle",
             "numbaconv.kernels.cpu.pad.pad2d_forward",
             "numbaconv.kernels.cpu.pool.max_pool2d_forward"} <= set(owners)
-    assert len(set(owners.values())) == 2  # both workers compiled some of them
+    compilers = {pid for pid in owners.values() if pid}
+    assert len(compilers) == 2  # both workers compiled some of them
     assert result["kernels"] == len(owners) and not result["already"]
     again = W.warmup("ops", jobs=2, names=names, stream=None, env=env)  # stamped: at once
-    assert again["already"] and again["kernels"] == len(owners) and again["seconds"] < 1
+    assert again["already"] and again["kernels"] == len(owners) and not again["owners"]
 
 
 def test_a_kernel_whose_result_is_used_is_awaited_not_skipped():

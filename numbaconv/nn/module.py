@@ -102,11 +102,15 @@ class Module:
         ``requires_grad``).  With False, the first layer of the chain (through leading
         Sequential children) may skip its grad input, and ``backward`` then returns
         None: a conv fed with data saves that product, and its kernels' compile time."""
+        object.__setattr__(self.first_layer(), "input_grad", bool(flag))
+        return self
+
+    def first_layer(self):
+        """The module that sees this one's input first (through leading Sequentials)."""
         first = self
         while isinstance(first, Sequential) and len(first):
             first = first[0]
-        object.__setattr__(first, "input_grad", bool(flag))
-        return self
+        return first
 
     # ------------------------------------------------------------------ traversal
     def children(self):
