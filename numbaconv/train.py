@@ -88,8 +88,8 @@ def _fit(model, data, epochs, batch_size, lr, seed, device, stream, history):
                 stream.flush()
         epoch_times.append(time.perf_counter() - start)
         if history:
-            records.append({"epoch": epoch, "loss": running / seen,
-                            "train_accuracy": correct / seen,
+            records.append({"epoch": epoch, "loss": running / max(seen, 1),
+                            "train_accuracy": correct / max(seen, 1),
                             "test_accuracy": evaluate(model, x_test, y_test, device=device),
                             "seconds": epoch_times[-1]})
         if stream is not None:

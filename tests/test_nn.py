@@ -27,8 +27,9 @@ def test_module_dtype_casts_and_moves():
     assert model.to(np.float32)[0].weight.data.dtype == np.float32
     y = model.to(dtype="float64")(np.ones((1, 2, 5, 5)))
     assert y.dtype == np.float64 and model.float()[0].bias.data.dtype == np.float32
-    with pytest.raises(TypeError, match="float type"):
-        model.to(np.int32)
+    for bad in (np.int32, np.float16):
+        with pytest.raises(TypeError, match="float type"):
+            model.to(bad)
     with pytest.raises(ValueError, match="device"):
         model.to("tpu")
 

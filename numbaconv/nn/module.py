@@ -152,8 +152,9 @@ class Module:
             raise ValueError(f"Module.to: device must be 'cpu' or 'cuda'; got {device!r}")
         if dtype is not None:
             dtype = np.dtype(dtype)
-            if dtype.kind != "f":
-                raise TypeError(f"Module.to: dtype must be a float type; got {dtype}")
+            if dtype not in (np.float32, np.float64):  # what the kernels compute in
+                raise TypeError(f"Module.to: dtype must be a float type, float32 or "
+                                f"float64; got {dtype}")
 
         def convert(value, is_parameter):
             on = device or device_of(value)
