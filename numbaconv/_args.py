@@ -12,6 +12,7 @@ Errors name the argument, what was expected and what was given::
 from __future__ import annotations
 
 import numbers
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -331,3 +332,18 @@ __all__ = [
     "pool_output_size", "int_tuple", "padding_pairs", "check_float_dtypes", "check_ndim",
     "check_shape",
 ]
+
+
+def unwritable_file(path) -> str | None:
+    """Why a file cannot be written at ``path`` (its folder is missing or is not one), or
+    None; an empty path means "skip" and is fine."""
+    if not path:
+        return None
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        return f"folder {folder!r} does not exist"
+    if os.path.isdir(path):
+        return "is a folder; give a file name"
+    if not os.access(folder, os.W_OK):
+        return f"folder {folder!r} is not writable"
+    return None

@@ -67,13 +67,14 @@ def torch_function(torch, op, params):
     return lambda *t: getattr(tf, op)(*t, **params)
 
 
-def op_calls(name, put=None):
+def op_calls(name, put=None, dtype=np.float32):
     """(forward, backward, inputs, output) for :data:`OPS` entry ``name``: zero-argument
     calls of the op and of its backward (on the forward's output, with max-pool's
     indices), the inputs made by :func:`make_inputs` and moved with ``put`` (e.g.
     ``numbaconv.to_device``)."""
     op, shapes, params = OPS[name]
-    arrays = [put(a) for a in make_inputs(shapes)] if put else make_inputs(shapes)
+    arrays = make_inputs(shapes, dtype=np.dtype(dtype))
+    arrays = [put(a) for a in arrays] if put else arrays
     forward, backward = getattr(F, op), getattr(F, op + "_backward")
     saved = {}
     if op == "max_pool2d":

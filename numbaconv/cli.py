@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ._args import unwritable_file
+
 
 def info() -> dict:
     """Versions, CPU threads and threading layer, CUDA devices (or why none), JIT cache."""
@@ -73,7 +75,7 @@ def _train(args) -> int:
               file=sys.stderr)
         return 2
     for flag, path in (("--out", args.out), ("--history", args.history)):
-        problem = _unwritable(path)
+        problem = unwritable_file(path)
         if problem:  # said now, not after the training it would throw away
             print(f"numbaconv train: {flag} {path!r}: {problem}", file=sys.stderr)
             return 2
@@ -117,23 +119,6 @@ def _warmup(args) -> int:
         return 0
     print(f"{result['kernels']} kernels in the cache after {result['seconds']:.1f} s")
     return 0
-
-
-def _unwritable(path) -> str | None:
-    """Why a file cannot be written at ``path`` (its folder is missing or is not one), or
-    None; an empty path means "skip" and is fine."""
-    import os
-
-    if not path:
-        return None
-    folder = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        return f"folder {folder!r} does not exist"
-    if os.path.isdir(path):
-        return "is a folder; give a file name"
-    if not os.access(folder, os.W_OK):
-        return f"folder {folder!r} is not writable"
-    return None
 
 
 def _summary(args) -> int:

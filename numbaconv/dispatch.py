@@ -240,9 +240,10 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       batch 32): there is no receptive field to gather, and BLAS needs no transposed copy.
     * depthwise (``groups == C_in``, any channel multiplier): ``'depthwise'``, per-channel
       kernels on stride-phase planes (forward, grad input, grad weight).  A single input
-      channel (an MNIST first layer) is different: its grad weight is ``'tiled'`` and,
-      at stride 1 where the blocked conv applies, its forward ``'blocked'`` (1.3-2.3x
-      faster than the depthwise kernels; ``docs/benchmarks/cpu.md``), so such a first
+      channel (an MNIST first layer) is different: its grad weight is ``'tiled'`` from 16
+      output channels, and at stride 1 where the blocked conv applies its forward is
+      ``'blocked'`` (even with depthwise at run time on random shapes, and already
+      compiled for the layers after it; ``docs/benchmarks/cpu.md``), so such a first
       layer, which needs no grad input, compiles no depthwise kernel on an AVX-512 host
       (elsewhere the blocked conv does not apply and its forward stays depthwise).
     * a short reduction (:func:`_blocked_applies`: per output at most
@@ -300,7 +301,7 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
         return "gemm"
     if depthwise:
         single = spec.in_channels == 1
-        if single and kernel == "conv2d_grad_weight":
+        if single and kernel == "conv2d_grad_weight" and spec.out_channels >= 16:
             return "tiled"
         if not (single and kernel == "conv2d_forward" and spec.stride == (1, 1)
                 and _blocked_applies(spec, kernel)):

@@ -36,16 +36,14 @@ def _figure():
 
 def check_png_path(out, what="out"):
     """``out`` must name a .png file in a folder that exists."""
+    from ._args import unwritable_file
+
     out = os.fspath(out)
     if not out.lower().endswith(".png"):
         raise ValueError(f"{what}: expected a path ending in .png; got {out!r}")
-    folder = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(folder):
-        raise ValueError(f"{what}: folder {folder!r} does not exist")
-    if os.path.isdir(out):
-        raise ValueError(f"{what}: {out!r} is a folder; give a file name")
-    if not os.access(folder, os.W_OK):
-        raise ValueError(f"{what}: folder {folder!r} is not writable")
+    problem = unwritable_file(out)
+    if problem:
+        raise ValueError(f"{what}: {out!r}: {problem}")
     return out
 
 

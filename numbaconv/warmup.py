@@ -62,20 +62,11 @@ def train_step(model="cnn", dtype="float32"):
 def ops(dtype="float32", names=None):
     """Every functional op of ``numbaconv bench --ops`` (or those named), forward and
     backward, on its benchmark shape."""
-    import numpy as np
-
-    from . import functional as F
-    from .bench import OPS, make_inputs
+    from .bench import OPS, op_calls
 
     for name in names or OPS:
-        op, shapes, params = OPS[name]
-        arrays = make_inputs(shapes, dtype=np.dtype(dtype))
-        saved = {}
-        if op == "max_pool2d":
-            y, saved["indices"] = getattr(F, op)(*arrays, return_indices=True, **params)
-        else:
-            y = getattr(F, op)(*arrays, **params)
-        getattr(F, op + "_backward")(y, *arrays, **params, **saved)
+        _, backward, _, _ = op_calls(name, dtype=dtype)  # runs the forward
+        backward()
 
 
 def first_conv2d(dtype="float32"):
@@ -224,11 +215,6 @@ def check(workload, model, dtype, names):
     print(json.dumps({"compiled": [r["kernel"] for r in rows]}))
 
 
-def _bar(done, total, width=24):
-    filled = int(width * done / max(total, 1))
-    return "[" + "#" * filled + "." * (width - filled) + "]"
-
-
 def _stamp_path(workload, model, dtype, names, env):
     """A file beside the JIT cache that says this workload was warmed with these exact
     package sources (the kernels and what chooses them), numba, Python, CPU and
@@ -319,11 +305,13 @@ def warmup(workload="train", model="cnn", dtype="float32", jobs=None, names=None
 
 
 def _progress(stream, claims, start):
+    from .train import _bar
+
     if stream is None or (not getattr(stream, "isatty", lambda: False)()
                           and claims.count("lock")):
         return  # into a log file: only the last line
     done, seen, busy = claims.count("done"), claims.count("seen"), claims.count("lock")
-    stream.write(f"\rcompiling {_bar(done, seen)} {done}/{seen} kernels, {busy} now, "
+    stream.write(f"\rcompiling {_bar(done, max(seen, 1))} {done}/{seen} kernels, {busy} now, "
                  f"{time.perf_counter() - start:.0f} s ")
     stream.flush()
 

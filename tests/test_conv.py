@@ -383,6 +383,7 @@ def test_chooser_rules():
     # one input channel (an MNIST first layer): dense kernels but for the grad input
     assert choose(spec(1, 32, 1)) == blocked("depthwise")
     assert choose(spec(1, 32, 1), "conv2d_grad_weight") == "tiled"
+    assert choose(spec(1, 8, 1), "conv2d_grad_weight") == "depthwise"  # few outputs
     assert choose(spec(1, 32, 1), "conv2d_grad_input") == "depthwise"
     assert choose(spec(1, 32, 1, stride=2)) == "depthwise"  # strided: depthwise is faster
     assert choose(spec(1, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"

@@ -93,7 +93,7 @@ def max_pool2d_forward(x, out, indices, geometry):
 def global_avg_pool2d_forward(x, out, geometry, count_include_pad, divisor_override):
     # n c h w -> n c 1 1: the mean of each plane (an avg pool whose one window is the
     # whole plane).  NumPy, not a kernel: a memory-bound sum that one thread does as
-    # fast, without the 2 s compile of the windowed kernel.  Same signature as it.
+    # fast, with nothing to compile.  Same signature as the windowed kernel.
     n, c, h, w = x.shape
     np.sum(x.reshape(n, c, h * w), axis=2, out=out.reshape(n, c))
     out /= out.dtype.type(h * w)
