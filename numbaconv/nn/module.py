@@ -87,6 +87,12 @@ class Module:
         object.__setattr__(self, name, array)
         self._buffers[name] = True
 
+    def __getstate__(self):
+        """Pickling keeps parameters, buffers, submodules and settings, and drops what
+        the last forward kept for its backward (the other ``_``-prefixed attributes)."""
+        keep = ("_parameters", "_buffers", "_modules")
+        return {k: v for k, v in self.__dict__.items() if not k.startswith("_") or k in keep}
+
     # ------------------------------------------------------------------ calling
     def forward(self, x):
         raise NotImplementedError

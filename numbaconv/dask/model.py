@@ -1,0 +1,144 @@
+"""``predict``: a ``numbaconv.nn`` model over a dask array, equal to ``model.forward``.
+
+A model made only of local layers (convs, pools, batch norm, activations, dropout,
+channel shuffle and the blocks built of them) runs tile by tile over the spatial axes.
+One halo serves the whole network: from ``analysis.receptive_field`` (size, jump = total
+stride, start), output ``o`` reads input ``[start + o*jump - size/2, ... + size/2)``.
+A tile's piece starts on a multiple of the jump (then every layer's grid lines up with
+the whole array's) or at the true border (then the network pads there as it would), and
+only outputs whose field lies inside the piece are kept, so no output ever sees a
+padding the whole array would not have: exact, without blending.
+
+Anything else (a classifier's Flatten / Linear / adaptive pooling, upsampling, a
+transposed conv, circular padding, a module class from outside ``numbaconv.nn``) runs
+per chunk of whole images along N (``batch_size`` rows per task if given).  The model
+goes into the graph once, as one key, copied without the arrays its last forward kept.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+
+import dask.array as da
+import numpy as np
+from dask.array.utils import meta_from_array
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+from .. import analysis
+from .._args import int_tuple
+from . import _blocks
+from ._plan import field_axis
+from .ops import prepare, tiled_array
+
+_NONLOCAL = {"Linear", "Flatten", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample",
+             "ConvTranspose2d", "ResizeConv2d"}
+
+
+def tileable(model) -> bool:
+    """Whether every output of ``model`` depends only on its receptive field."""
+    for _, m in model.named_modules():
+        cls = type(m)
+        if not cls.__module__.startswith("numbaconv.nn") or cls.__name__ in _NONLOCAL:
+            return False
+        if getattr(m, "padding_mode", "zeros") == "circular":
+            return False
+    return True
+
+
+def output_length(model, length, axis, ndim):
+    """The model's output length along ``axis`` for an input of ``length`` (the chain
+    of kernel / stride / padding / dilation that ``receptive_field`` follows)."""
+    for layer in analysis._chain(model):
+        geometry = analysis._layer_geometry(layer)
+        if geometry is None:
+            continue
+        kernel, stride, padding, dilation = geometry
+        k = int_tuple(kernel, ndim, "kernel_size", "predict", 1)[axis]
+        s = int_tuple(stride, ndim, "stride", "predict", 1)[axis]
+        d = int_tuple(dilation, ndim, "dilation", "predict", 1)[axis]
+        if padding == "same":
+            lo, hi = (d * (k - 1)) // 2, d * (k - 1) - (d * (k - 1)) // 2
+        elif padding == "valid":
+            lo = hi = 0
+        else:
+            lo = hi = int_tuple(padding, ndim, "padding", "predict", 0)[axis]
+        span = length + lo + hi - d * (k - 1) - 1
+        if getattr(layer, "ceil_mode", False):
+            out = -(-span // s) + 1
+            if (out - 1) * s >= length + lo:
+                out -= 1
+        else:
+            out = span // s + 1
+        length = out
+    return length
+
+
+def _shipped(model):
+    """A copy of ``model`` in eval mode, without the arrays of its last forward."""
+    copy = pickle.loads(pickle.dumps(model))
+    copy.eval()
+    return copy
+
+
+def predict(model, x, batch_size=None):
+    """``model.eval().forward`` over the dask array ``x`` (``(N, C, L)`` or
+    ``(N, C, H, W)``), as a lazy dask array; see the module doc for how."""
+    if not isinstance(x, da.Array):
+        raise TypeError(f"numbaconv.dask.predict: x must be a dask.array.Array; got "
+                        f"{type(x).__name__}")
+    if x.ndim not in (3, 4):
+        raise ValueError(f"numbaconv.dask.predict: x must be (N, C, L) or (N, C, H, W); "
+                         f"got shape {tuple(x.shape)}")
+    if batch_size is not None:
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"numbaconv.dask.predict: batch_size must be a positive int; "
+                             f"got {batch_size!r}")
+        x = x.rechunk({0: batch_size})
+    x = prepare("predict", x, x.ndim - 2)
+    model = _shipped(model)
+    ndim = x.ndim - 2
+    name = f"predict-{tokenize(x, repr(model), *_state(model))}"
+    model_key = f"{name}-model"
+    if tileable(model):
+        return _tiled(model, model_key, name, x, ndim)
+    return _per_images(model, model_key, name, x)
+
+
+def _state(model):
+    return [np.asarray(v) for v in model.state_dict().values()]
+
+
+def _tiled(model, model_key, name, x, ndim):
+    rf = analysis.receptive_field(model, ndim)
+    plans = [field_axis(x.chunks[2 + i], output_length(model, int(x.shape[2 + i]), i, ndim),
+                        rf.size[i], rf.jump[i], rf.start[i]) for i in range(ndim)]
+    if any(not p for p in plans):
+        raise ValueError(f"numbaconv.dask.predict: input of spatial size "
+                         f"{tuple(x.shape[2:])} is smaller than the model's receptive "
+                         f"field {rf.size}")
+    # one small forward on the client for the output channels and dtype
+    probe = np.zeros((1, x.shape[1]) + tuple(max(1, math.ceil(s)) for s in rf.size),
+                     x.dtype)
+    y = model.forward(probe)
+    meta = meta_from_array(x._meta, ndim=x.ndim, dtype=y.dtype)
+
+    def task(blocks, grid, gathers, places, shape):
+        return (_blocks.apply_model, model_key, grid, gathers, places, shape)
+
+    return tiled_array(name, x, plans, int(y.shape[1]), meta, task, {model_key: model})
+
+
+def _per_images(model, model_key, name, x):
+    x = x.rechunk({i: -1 for i in range(2, x.ndim)})
+    y = model.forward(np.zeros((1,) + tuple(x.shape[1:]), x.dtype))
+    dsk = {model_key: model}
+    zeros = (0,) * (x.ndim - 1)
+    for ni in range(len(x.chunks[0])):
+        dsk[(name, ni) + (0,) * (y.ndim - 1)] = (
+            _blocks.apply_model, model_key, (x.name, ni) + zeros, (), None, None)
+    chunks = (x.chunks[0],) + tuple((int(n),) for n in y.shape[1:])
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[x])
+    return da.Array(graph, name, chunks, meta=meta_from_array(x._meta, ndim=y.ndim,
+                                                              dtype=y.dtype))
