@@ -19,9 +19,29 @@ except ImportError as exc:  # pragma: no cover - the message is the point
     raise ImportError("numbaconv.dask needs dask: pip install 'numbaconv[dask]'") from exc
 
 from .model import predict
-from .ops import (avg_pool1d, avg_pool2d, conv1d, conv2d, conv_transpose1d, conv_transpose2d,
-                  interpolate, max_pool1d, max_pool2d)
+from .ops import (
+    avg_pool1d,
+    avg_pool2d,
+    conv1d,
+    conv2d,
+    conv_transpose1d,
+    conv_transpose2d,
+    interpolate,
+    max_pool1d,
+    max_pool2d,
+)
 from .workers import configure
 
-__all__ = ["conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d", "max_pool1d",
-           "max_pool2d", "avg_pool1d", "avg_pool2d", "interpolate", "predict", "configure"]
+__all__ = [
+    "avg_pool1d",
+    "avg_pool2d",
+    "configure",
+    "conv1d",
+    "conv2d",
+    "conv_transpose1d",
+    "conv_transpose2d",
+    "interpolate",
+    "max_pool1d",
+    "max_pool2d",
+    "predict",
+]

@@ -11,25 +11,78 @@ from __future__ import annotations
 
 import importlib
 
+import numpy as np
+
 from . import _worker
 
 
-def namespace(a):
-    """``numpy`` or ``cupy``: the module of the chunk's array type."""
-    return importlib.import_module(type(a).__module__.split(".")[0])
+def _library(a):
+    return type(a).__module__.partition(".")[0]
+
+
+def new(like, shape, dtype, zero=False):
+    """An array of ``like``'s kind: NumPy, CuPy, or a numba device array."""
+    lib = _library(like)
+    if lib in ("numpy", "cupy"):
+        xp = importlib.import_module(lib)
+        return (xp.zeros if zero else xp.empty)(shape, dtype)
+    from ..dispatch import get_backend
+
+    be = get_backend("cuda")
+    return be.zeros(shape, dtype) if zero else be.empty(shape, dtype)
+
+
+def compute(a, fn):
+    """``fn(a, xp)`` with ``xp`` NumPy or CuPy; numba device arrays, which have no
+    arithmetic, go through the host (only the rare blocks that need it)."""
+    lib = _library(a)
+    if lib in ("numpy", "cupy"):
+        return fn(a, importlib.import_module(lib))
+    from ..dispatch import to_device, to_host
+
+    return to_device(fn(to_host(a), np))
 
 
 def assemble(grid, gathers):
-    """The input piece: ``grid`` nests the chunks along each spatial axis (outermost
-    first); ``gathers`` slices the concatenation, one slice per spatial axis."""
-    def cat(node, axis):
-        if not isinstance(node, list):
-            return node
-        parts = [cat(p, axis + 1) for p in node]
-        return parts[0] if len(parts) == 1 else namespace(parts[0]).concatenate(parts, axis)
+    """The input piece, one contiguous array: ``grid`` nests the chunks along each
+    spatial axis (outermost first), ``gathers`` slices their concatenation per axis.
+    Each chunk's overlap is copied straight to its place (one copy, no concatenate)."""
+    if not isinstance(grid, list):  # a whole chunk
+        return grid
+    leaves, offsets = [], []
 
-    piece = cat(grid, 2)
-    return piece[(slice(None), slice(None)) + tuple(gathers)]
+    def walk(node, axis, origin):
+        if not isinstance(node, list):
+            leaves.append(node)
+            offsets.append(origin)
+            return
+        at = 0
+        for part in node:
+            walk(part, axis + 1, origin + (at,))
+            at += _length(part, axis)
+
+    walk(grid, 2, ())
+    first = leaves[0]
+    shape = tuple(first.shape[:2]) + tuple(g.stop - g.start for g in gathers)
+    piece = new(first, shape, first.dtype)
+    for chunk, origin in zip(leaves, offsets):
+        src, dst = [], []
+        for g, off, n in zip(gathers, origin, chunk.shape[2:]):
+            lo, hi = max(off, g.start), min(off + n, g.stop)
+            if lo >= hi:
+                break
+            src.append(slice(lo - off, hi - off))
+            dst.append(slice(lo - g.start, hi - g.start))
+        else:
+            piece[(slice(None), slice(None)) + tuple(dst)] = \
+                chunk[(slice(None), slice(None)) + tuple(src)]
+    return piece
+
+
+def _length(node, axis):
+    while isinstance(node, list):
+        node = node[0]
+    return node.shape[axis]
 
 
 def _local(op, piece, consts, params):
@@ -60,21 +113,20 @@ def run(op, params, consts, grid, gathers, places, shape, bias=None, index_map=N
     outputs ``(lo, hi)`` and where they land ``(dst0, dst1)``, or None where the block
     reads no input (a transposed conv's gap: the block is the bias alone)."""
     _worker.enter()
-    xp = namespace(grid_leaf(grid))
-    out = None
-    if all(p is not None for p in places):
+    like = grid_leaf(grid)
+    if any(p is None for p in places):
+        out = new(like, shape, like.dtype, zero=True)
+    else:
         piece = assemble(grid, gathers)
         y = _local(op, piece, consts, params)
         if index_map is not None:  # max pool: (values, flat indices in the piece's plane)
             y, idx = y
-            out = (_keep(xp, y, places, shape),
-                   _keep(xp, _global_index(idx, piece.shape[2:], index_map), places, shape))
-            return out
-        out = _keep(xp, y, places, shape)
-    else:
-        out = xp.zeros(shape, grid_leaf(grid).dtype)
+            idx = compute(idx, lambda i, xp: _global_index(i, piece.shape[2:], index_map))
+            return keep(y, places, shape), keep(idx, places, shape)
+        out = keep(y, places, shape)
     if bias is not None:
-        out += bias.reshape((-1,) + (1,) * (len(shape) - 2))
+        out = compute(out, lambda o, xp: o + xp.asarray(bias).reshape(
+            (-1,) + (1,) * (len(shape) - 2)))
     return out
 
 
@@ -84,18 +136,19 @@ def grid_leaf(grid):
     return grid
 
 
-def _keep(xp, y, places, shape):
-    """The block from the piece's output ``y``: a view's contiguous copy where the piece
-    covers the block, else a zero block with the covered part filled."""
-    src = tuple(slice(lo, hi) for (lo, hi), _ in places)
+def keep(y, places, shape):
+    """The block from the piece's output ``y``: ``y`` itself where it is exactly the
+    block, else a new block (zeros where the piece does not reach) with its part."""
     for axis, ((lo, hi), _) in enumerate(places):
         if y.shape[2 + axis] < hi:
             raise RuntimeError(f"numbaconv.dask: a piece gave {y.shape[2 + axis]} outputs "
                                f"along axis {2 + axis}, the block needs {hi}")
-    if all(d0 == 0 and d1 == n for (_, (d0, d1)), n in zip(places, shape[2:])):
-        return xp.ascontiguousarray(y[(slice(None), slice(None)) + src])
-    out = xp.zeros(shape, y.dtype)
+    src = tuple(slice(lo, hi) for (lo, hi), _ in places)
     dst = tuple(slice(d0, d1) for _, (d0, d1) in places)
+    covered = all(d0 == 0 and d1 == n for (_, (d0, d1)), n in zip(places, shape[2:]))
+    if covered and tuple(y.shape[2:]) == tuple(shape[2:]):
+        return y
+    out = new(y, shape, y.dtype, zero=not covered)
     out[(slice(None), slice(None)) + dst] = y[(slice(None), slice(None)) + src]
     return out
 
@@ -116,7 +169,7 @@ def getitem(pair, i):
 def apply_model(model, grid, gathers, places, shape):
     """A model's forward on a piece (tiles) or a chunk of images (``places`` None)."""
     _worker.enter()
-    y = model.forward(assemble(grid, gathers))
-    if places is None:
-        return y
-    return _keep(namespace(y), y, places, shape)
+    piece = assemble(grid, gathers)
+    _worker.model_on(model, piece)
+    y = model.forward(piece)
+    return y if places is None else keep(y, places, shape)

@@ -14,6 +14,7 @@ goes with the input chunk where its window starts.
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -40,7 +41,7 @@ def chunk_bounds(chunks):
 def _out_chunks(starts, out_len):
     """Output chunks from output block starts (one per input chunk), empty ones dropped."""
     edges = sorted({min(max(int(s), 0), out_len) for s in starts} | {0, out_len})
-    return tuple(int(e1 - e0) for e0, e1 in zip(edges, edges[1:]) if e1 > e0)
+    return tuple(int(e1 - e0) for e0, e1 in itertools.pairwise(edges) if e1 > e0)
 
 
 def _blocks(out_chunks, make):

@@ -11,6 +11,8 @@ the pool at once.
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 
 _threads = None  # numba threads per task on this worker, once configured
 
@@ -45,6 +47,23 @@ def enter():
         import numba
 
         numba.set_num_threads(_threads)
+
+
+_moved = weakref.WeakSet()  # models this worker moved to its GPU
+_moving = threading.Lock()
+
+
+def model_on(model, piece):
+    """Move a shipped (host) model to the GPU the first time a task of this worker
+    gets a GPU piece (once per worker, not per task)."""
+    from ..dispatch import device_of
+
+    if device_of(piece) != "cuda" or model in _moved:
+        return
+    with _moving:
+        if model not in _moved:
+            model.to("cuda")
+            _moved.add(model)
 
 
 def report():

@@ -28,6 +28,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from .. import analysis
 from .._args import int_tuple
+from ..dispatch import device_of, to_host
 from . import _blocks
 from ._plan import field_axis
 from .ops import prepare, tiled_array
@@ -76,8 +77,28 @@ def output_length(model, length, axis, ndim):
 
 
 def _shipped(model):
-    """A copy of ``model`` in eval mode, without the arrays of its last forward."""
-    copy = pickle.loads(pickle.dumps(model))
+    """A host copy of ``model`` in eval mode, without the arrays of its last forward
+    (a worker moves it to the GPU when its chunks are there, once)."""
+    swapped = []
+    for _, m in model.named_modules():
+        for p in m._parameters.values():
+            if p is None:
+                continue
+            swapped.append((p, "grad", p.grad))  # inference needs no gradients
+            p.grad = None
+            if device_of(p.data) == "cuda":
+                swapped.append((p, "data", p.data))
+                p.data = to_host(p.data)
+        for name in m._buffers:
+            value = getattr(m, name)
+            if value is not None and device_of(value) == "cuda":
+                swapped.append((m, name, value))
+                object.__setattr__(m, name, to_host(value))
+    try:
+        copy = pickle.loads(pickle.dumps(model))
+    finally:
+        for owner, name, value in swapped:
+            object.__setattr__(owner, name, value)
     copy.eval()
     return copy
 

@@ -165,8 +165,8 @@ def _conv(op, ndim, x, weight, bias, stride, padding, dilation, groups, padding_
     plans = [window_axis(x.chunks[2 + i], n, k, s, d, p[0]) for i, (n, k, s, d, p) in
              enumerate(zip(_axes(spec.out_size, ndim), _axes(spec.kernel, ndim),
                            _axes(spec.stride, ndim), _axes(spec.dilation, ndim), pads))]
-    params = dict(stride=stride, padding=local_padding, dilation=dilation, groups=groups,
-                  flip=flip)
+    params = {"stride": stride, "padding": local_padding, "dilation": dilation, "groups": groups,
+                  "flip": flip}
     name = f"{op}-{tokenize(x, weight, bias, params, padding_mode)}"
     return blocks_graph(name, x, plans, op, params, [weight, bias], spec.out_channels,
                         spec.dtype)
@@ -196,8 +196,8 @@ def _conv_transpose(op, ndim, x, weight, bias, stride, padding, output_padding, 
              enumerate(zip(_axes(spec.in_size, ndim), _axes(spec.kernel, ndim),
                            _axes(spec.stride, ndim), _axes(spec.dilation, ndim),
                            _axes(spec.pads, ndim)))]
-    params = dict(stride=stride, padding=0, output_padding=0, groups=groups,
-                  dilation=dilation)
+    params = {"stride": stride, "padding": 0, "output_padding": 0, "groups": groups,
+                  "dilation": dilation}
     name = f"{op}-{tokenize(x, weight, bias, stride, padding, output_padding, groups, dilation)}"
     return blocks_graph(name, x, plans, "conv_transpose", params, [weight],
                         spec.in_channels, spec.dtype, bias=bias)
@@ -240,7 +240,7 @@ def max_pool1d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
                return_indices=False):
     """:func:`numbaconv.max_pool1d` over a dask array; indices are global, as there."""
     return _pool("max_pool1d", 1, x, kernel_size, stride, padding, dilation, ceil_mode,
-                 dict(dilation=dilation, return_indices=bool(return_indices)),
+                 {"dilation": dilation, "return_indices": bool(return_indices)},
                  bool(return_indices))
 
 
@@ -249,7 +249,7 @@ def max_pool2d(x, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=Fal
     """:func:`numbaconv.max_pool2d` over a dask array; indices are ``h * W + w`` of the
     whole array's plane, as there."""
     return _pool("max_pool2d", 2, x, kernel_size, stride, padding, dilation, ceil_mode,
-                 dict(dilation=dilation, return_indices=bool(return_indices)),
+                 {"dilation": dilation, "return_indices": bool(return_indices)},
                  bool(return_indices))
 
 
@@ -257,16 +257,16 @@ def avg_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
     """:func:`numbaconv.avg_pool1d` over a dask array."""
     return _pool("avg_pool1d", 1, x, kernel_size, stride, padding, 1, ceil_mode,
-                 dict(count_include_pad=count_include_pad,
-                      divisor_override=divisor_override))
+                 {"count_include_pad": count_include_pad,
+                      "divisor_override": divisor_override})
 
 
 def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False,
                count_include_pad=True, divisor_override=None):
     """:func:`numbaconv.avg_pool2d` over a dask array."""
     return _pool("avg_pool2d", 2, x, kernel_size, stride, padding, 1, ceil_mode,
-                 dict(count_include_pad=count_include_pad,
-                      divisor_override=divisor_override))
+                 {"count_include_pad": count_include_pad,
+                      "divisor_override": divisor_override})
 
 
 # --------------------------------------------------------------------------- resizing
@@ -294,10 +294,10 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
             part = idx[blk.o0:blk.o1]
             local[2 - spec.ndim + i] = (np.where(part >= 0, part - blk.a, -1), lam[blk.o0:blk.o1])
         out_shape = (rows, channels, len(local[0][0]), len(local[1][0]))
-        return dict(h_idx=local[0][0], h_lam=local[0][1], w_idx=local[1][0],
-                    w_lam=local[1][1], out_shape=out_shape)
+        return {"h_idx": local[0][0], "h_lam": local[0][1], "w_idx": local[1][0],
+                    "w_lam": local[1][1], "out_shape": out_shape}
 
-    params = dict(nearest=spec.mode == "nearest")
+    params = {"nearest": spec.mode == "nearest"}
     name = f"interpolate-{tokenize(x, size, scale_factor, mode, align_corners)}"
     return blocks_graph(name, x, plans, "interpolate", params, [], spec.in_shape[1],
                         spec.dtype, block_params=block_params)
