@@ -159,6 +159,20 @@ def _bench(args) -> int:
     return 0
 
 
+def _predict(args) -> int:
+    """A saved model over an array file on a dask cluster; bad inputs are one line."""
+    try:
+        from .dask import files
+    except ImportError as exc:
+        print(f"numbaconv predict: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return files.run(args)
+    except ValueError as exc:
+        print(f"numbaconv predict: {exc}", file=sys.stderr)
+        return 2
+
+
 def _plot(args) -> int:
     """Draw one picture to ``--out`` (PNG); bad paths and files are one line on stderr."""
     from . import plot
@@ -287,6 +301,22 @@ def main(argv=None) -> int:
     warm.add_argument("--force", action="store_true",
                       help="compile again even if this workload was warmed before")
     _add_plot_parser(sub, sorted(MODELS))
+    from .models import ALL
+
+    pred = sub.add_parser("predict", help="run a saved model over an array file (.npy or "
+                                          "Zarr), locally or on a dask cluster")
+    pred.add_argument("model_file", help="the model's weights (.npz)")
+    pred.add_argument("input", help="(N, C, H, W) or (N, C, L) array: .npy or .zarr")
+    pred.add_argument("output", help="where to write the result: .npy or .zarr")
+    pred.add_argument("--model", default="cnn", choices=sorted(ALL),
+                      help="the architecture of MODEL_FILE (default cnn)")
+    pred.add_argument("--scheduler", default="",
+                      help="address of a dask scheduler (default: a local cluster)")
+    pred.add_argument("--workers", type=int, default=None,
+                      help="worker processes of the local cluster (default: one per core)")
+    pred.add_argument("--chunks", default="auto",
+                      help="input chunks, one int per axis, -1 for a whole axis, e.g. "
+                           "'1,-1,1024,1024' (default: the file's, or dask's 'auto')")
     args = parser.parse_args(argv)
     if args.command == "info":
         _run_probe()
@@ -294,7 +324,7 @@ def main(argv=None) -> int:
             print(f"{key:>16}: {value}")
         return 0
     return {"train": _train, "summary": _summary, "bench": _bench,
-            "plot": _plot, "warmup": _warmup}[args.command](args)
+            "plot": _plot, "warmup": _warmup, "predict": _predict}[args.command](args)
 
 
 if __name__ == "__main__":  # pragma: no cover

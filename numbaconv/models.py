@@ -1,8 +1,14 @@
 """Named small models for the command line (``numbaconv train --model``, ``numbaconv
-summary``): each builder takes ``(in_channels, num_classes)`` and works on 8x8 digits
-as on 28x28 MNIST (a global pool before the classifier)."""
+summary``, ``numbaconv predict``): each builder takes ``(in_channels, num_classes)``; the
+classifiers work on 8x8 digits as on 28x28 MNIST (a global pool before the classifier),
+``fcn`` on images of any size."""
 
 from __future__ import annotations
+
+import os
+import zipfile
+
+import numpy as np
 
 from . import nn
 
@@ -44,10 +50,55 @@ def inception(in_channels=1, num_classes=10):
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes))
 
 
+def fcn(in_channels=1, num_classes=2):
+    """Fully convolutional: three 3x3 convs, per-pixel scores of the input's size (what
+    ``numbaconv predict`` runs tile by tile over images of any size)."""
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.ReLU(),
+        nn.Conv2d(16, num_classes, 3, padding=1))
+
+
+# the classifiers, trainable on the digits (numbaconv train --model)
 MODELS = {"cnn": cnn, "resnet": resnet, "mobile": mobile, "inception": inception}
+# every named model (numbaconv predict --model)
+ALL = {**MODELS, "fcn": fcn}
 
 
 def build(name, in_channels=1, num_classes=10):
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
     return MODELS[name](in_channels, num_classes)
+
+
+def load(path, name):
+    """A named model (``numbaconv.models``) with the weights saved at ``path`` (.npz by
+    ``numbaconv train``), in eval mode.  Input channels and classes come from the file."""
+    if name not in ALL:
+        raise ValueError(f"model: unknown model {name!r}; choose one of {sorted(ALL)}")
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise ValueError(f"model file {path!r} does not exist")
+    try:
+        data = np.load(path)
+    except (OSError, ValueError, zipfile.BadZipFile) as exc:
+        raise ValueError(f"model file {path!r} is not a saved model (.npz): {exc}") from None
+    if not isinstance(data, np.lib.npyio.NpzFile):
+        raise ValueError(f"model file {path!r} holds one array, not a saved model (.npz)")
+    with data:
+        state = {k: data[k] for k in data.files}
+    kernels = [a for a in state.values() if a.ndim == 4]
+    matrices = [a for a in state.values() if a.ndim == 2]
+    classifier = name in MODELS
+    if not kernels or (classifier and not matrices):
+        what = "conv weights and classifier" if classifier else "conv weights"
+        raise ValueError(f"model file {path!r} holds no {what}; was it written by "
+                         f"'numbaconv train' (or Module.save)?")
+    outputs = matrices[-1].shape[0] if classifier else kernels[-1].shape[0]
+    model = ALL[name](in_channels=kernels[0].shape[1], num_classes=outputs)
+    try:
+        model.load_state_dict(state)
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"model file {path!r} does not hold a {name!r} model: "
+                         f"{exc.args[0]}") from None
+    return model.eval()

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import zipfile
 
 import numpy as np
 
@@ -128,37 +127,11 @@ def plot_history(history, out):
 
 # --------------------------------------------------------------------------- models
 def load_model(path, name):
-    """A named model (``numbaconv.models``) with the weights saved at ``path`` (.npz by
-    ``numbaconv train``), in eval mode.  Input channels and classes come from the file."""
+    """A named model with the weights saved at ``path``, in eval mode
+    (:func:`numbaconv.models.load`)."""
     from . import models
 
-    if name not in models.MODELS:
-        raise ValueError(f"model: unknown model {name!r}; choose one of "
-                         f"{sorted(models.MODELS)}")
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise ValueError(f"model file {path!r} does not exist")
-    try:
-        data = np.load(path)
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise ValueError(f"model file {path!r} is not a saved model (.npz): {exc}") from None
-    if not isinstance(data, np.lib.npyio.NpzFile):
-        raise ValueError(f"model file {path!r} holds one array, not a saved model (.npz)")
-    with data:
-        state = {k: data[k] for k in data.files}
-    kernels = [a for a in state.values() if a.ndim == 4]
-    matrices = [a for a in state.values() if a.ndim == 2]
-    if not kernels or not matrices:
-        raise ValueError(f"model file {path!r} holds no conv weights and classifier; "
-                         f"was it written by 'numbaconv train'?")
-    model = models.build(name, in_channels=kernels[0].shape[1],
-                         num_classes=matrices[-1].shape[0])
-    try:
-        model.load_state_dict(state)
-    except (KeyError, ValueError) as exc:
-        raise ValueError(f"model file {path!r} does not hold a {name!r} model: "
-                         f"{exc.args[0]}") from None
-    return model.eval()
+    return models.load(path, name)
 
 
 def _convs(module):
@@ -373,6 +346,16 @@ def plot_checkerboard(kernel_size, stride, out, size=8):
     return _save(fig, out)
 
 
-__all__ = ["read_history", "plot_history", "load_model", "filter_grid", "plot_filters",
-           "feature_maps", "plot_features", "checkerboard_panels", "plot_checkerboard",
-           "check_png_path", "smooth_image"]
+__all__ = [
+    "check_png_path",
+    "checkerboard_panels",
+    "feature_maps",
+    "filter_grid",
+    "load_model",
+    "plot_checkerboard",
+    "plot_features",
+    "plot_filters",
+    "plot_history",
+    "read_history",
+    "smooth_image",
+]
