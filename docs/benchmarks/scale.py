@@ -23,8 +23,10 @@ import tempfile
 import threading
 import time
 
+import dask
 import dask.array as da
 import distributed
+import numba
 import numpy as np
 
 import numbaconv.dask as ndk
@@ -83,20 +85,27 @@ class PeakMemory:
         self._thread.join()
 
 
-def cluster(n, memory_limit):
+def cluster(n, memory_limit, threads=None):
     c = distributed.LocalCluster(n_workers=n, threads_per_worker=1, processes=True,
                                  dashboard_address=None, memory_limit=memory_limit,
                                  silence_logs=50)
     client = distributed.Client(c)
-    ndk.configure(client)
+    ndk.configure(client, threads=threads)
     return c, client
 
 
 def file_run(client, model, src, dst):
-    x = files.open_input(src).rechunk((1, 1, CHUNK, CHUNK))
+    x = files.open_input(src, chunks=(1, 1, CHUNK, CHUNK))
     job = files.write_output(ndk.predict(model, x), dst)
     t0 = time.perf_counter()
     client.compute(job).result()
+    return time.perf_counter() - t0
+
+
+def single_file_run(model, src, dst):
+    """The same job in this process, without dask: load, forward, save."""
+    t0 = time.perf_counter()
+    np.save(dst, model.forward(np.load(src)))
     return time.perf_counter() - t0
 
 
@@ -105,6 +114,43 @@ def warm(client, model, folder):
     if not os.path.exists(small):
         write_image(small, 512)
     file_run(client, model, small, os.path.join(folder, "warm-out.npy"))
+
+
+def fits(model, folder, side, repeat, memory_limit):
+    """An array that fits: in memory, in this process (whole-array forward vs dask's
+    threaded scheduler); and file to file (one process vs the 2-worker cluster)."""
+    x = np.random.default_rng(1).standard_normal((1, 1, side, side), np.float32)
+    lazy = da.from_array(x, chunks=(1, 1, CHUNK, CHUNK))
+    model.forward(x[:, :, :256, :256])
+    whole, chunked = [], []
+    with dask.config.set(scheduler="threads", num_workers=2):
+        ndk.configure(None)  # 2 tasks at once, 1 numba thread each
+        ndk.predict(model, lazy).compute()
+        for _ in range(repeat):
+            numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+            t0 = time.perf_counter()
+            want = model.forward(x)
+            whole.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            got = ndk.predict(model, lazy).compute()
+            chunked.append(time.perf_counter() - t0)
+    assert np.allclose(got, want, atol=1e-5)
+    w, c = statistics.median(whole), statistics.median(chunked)
+    print(f"fits ({side}^2), in memory: forward (all cores) {w:.2f} s, numbaconv.dask "
+          f"(threaded scheduler, 2 tasks x 1 thread) {c:.2f} s: {100 * (c / w - 1):+.0f}%")
+    src = os.path.join(folder, f"fits-{side}.npy")
+    np.save(src, x)
+    cl, client = cluster(2, memory_limit)
+    warm(client, model, folder)
+    one, dist = [], []
+    for _ in range(repeat):
+        one.append(single_file_run(model, src, os.path.join(folder, "fits-out1.npy")))
+        dist.append(file_run(client, model, src, os.path.join(folder, "fits-out2.npy")))
+    client.close()
+    cl.close()
+    o, d = statistics.median(one), statistics.median(dist)
+    print(f"fits ({side}^2), file to file: one process {o:.2f} s, 2 dask workers "
+          f"{d:.2f} s: {100 * (d / o - 1):+.0f}%")
 
 
 def main():
@@ -123,47 +169,34 @@ def main():
 
     # 3. overhead on an array that fits
     if args.small:
-        x = np.random.default_rng(1).standard_normal((1, 1, args.small, args.small),
-                                                    np.float32)
-        model.forward(x[:, :, :256, :256])
-        c, client = cluster(2, args.memory_limit)
-        warm(client, model, folder)
-        lazy = da.from_array(x, chunks=(1, 1, CHUNK, CHUNK))
-        single, dist = [], []
-        for _ in range(args.repeat):
-            t0 = time.perf_counter()
-            want = model.forward(x)
-            single.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            got = ndk.predict(model, lazy).compute()
-            dist.append(time.perf_counter() - t0)
-        assert np.allclose(got, want, atol=1e-5)
-        s, d = statistics.median(single), statistics.median(dist)
-        print(f"fits ({args.small}^2): forward {s:.2f} s, dask 2 workers {d:.2f} s: "
-              f"overhead {100 * (d / s - 1):+.0f}%")
-        client.close()
-        c.close()
+        fits(model, folder, args.small, args.repeat, args.memory_limit)
 
     # 2. throughput, 1 vs 2 workers
     if args.mid:
         src = os.path.join(folder, f"mid-{args.mid}.npy")
         if not os.path.exists(src):
             write_image(src, args.mid)
-        times = {1: [], 2: []}
-        clusters = {n: cluster(n, args.memory_limit) for n in (1, 2)}
-        for n, (_, client) in clusters.items():
+        # one numba thread per worker: 1 worker uses one core, 2 workers two; and
+        # one worker with a thread per core, the alternative on one machine
+        setups = {"1 worker x 1 thread": (1, 1), "2 workers x 1 thread": (2, 1),
+                  "1 worker x 2 threads": (1, 2)}
+        clusters = {k: cluster(n, args.memory_limit, t) for k, (n, t) in setups.items()}
+        times = {k: [] for k in setups}
+        for _, client in clusters.values():
             warm(client, model, folder)
         for _ in range(args.repeat):
-            for n, (_, client) in clusters.items():
-                times[n].append(file_run(client, model, src,
+            for k, (_, client) in clusters.items():
+                times[k].append(file_run(client, model, src,
                                          os.path.join(folder, "mid-out.npy")))
         for c, client in clusters.values():
             client.close()
             c.close()
-        t1, t2 = statistics.median(times[1]), statistics.median(times[2])
         mpix = args.mid ** 2 / 1e6
-        print(f"throughput ({args.mid}^2 from disk to disk): 1 worker {mpix / t1:.1f} "
-              f"Mpixel/s, 2 workers {mpix / t2:.1f} Mpixel/s: speedup {t1 / t2:.2f}x")
+        base = statistics.median(times["1 worker x 1 thread"])
+        for k, t in times.items():
+            t = statistics.median(t)
+            print(f"throughput ({args.mid}^2, disk to disk), {k}: {mpix / t:.1f} Mpixel/s "
+                  f"({base / t:.2f}x)")
 
     # 1. an image larger than the workers' memory
     if args.big:

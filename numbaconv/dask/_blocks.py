@@ -79,6 +79,12 @@ def assemble(grid, gathers):
     return piece
 
 
+def cut(chunk, ranges):
+    """The part of a chunk a neighbouring block needs (a view: copied only if it must
+    travel to another worker)."""
+    return chunk[(slice(None), slice(None)) + tuple(slice(lo, hi) for lo, hi in ranges)]
+
+
 def _length(node, axis):
     while isinstance(node, list):
         node = node[0]

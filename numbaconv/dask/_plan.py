@@ -120,9 +120,9 @@ def field_axis(in_chunks, out_len, size, jump, start):
 
 
 def overlapping(bounds, a, b):
-    """Indices of the chunks (``bounds`` from :func:`chunk_bounds`) that meet ``[a, b)``,
-    and ``[a, b)`` relative to the first of them."""
+    """The chunks (``bounds`` from :func:`chunk_bounds`) that meet ``[a, b)``: a list of
+    ``(chunk index, start, stop)`` with ``[start, stop)`` the part inside that chunk."""
     first = int(np.searchsorted(bounds, a, "right")) - 1
     last = int(np.searchsorted(bounds, b, "left")) - 1
-    base = int(bounds[first])
-    return list(range(first, last + 1)), slice(a - base, b - base)
+    return [(j, max(a, int(bounds[j])) - int(bounds[j]),
+             min(b, int(bounds[j + 1])) - int(bounds[j])) for j in range(first, last + 1)]

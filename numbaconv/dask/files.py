@@ -33,12 +33,27 @@ def open_input(path, chunks="auto"):
             raise ValueError(f"input {path!r} is a Zarr store: pip install zarr") from None
     if not path.endswith(".npy"):
         raise ValueError(f"input {path!r}: expected a .npy file or a .zarr store")
-    try:
-        array = np.load(path, mmap_mode="r")
-    except ValueError as exc:
-        raise ValueError(f"input {path!r} is not a .npy array: {exc}") from None
-    return da.from_array(array, chunks=chunks, name=f"npy-{os.path.abspath(path)}-"
-                         f"{os.stat(path).st_mtime_ns}", asarray=False)
+    reader = NpyReader(path)
+    return da.from_array(reader, chunks=chunks, name=f"npy-{os.path.abspath(path)}-"
+                         f"{os.stat(path).st_mtime_ns}", meta=np.empty((0,) * reader.ndim,
+                                                                       reader.dtype))
+
+
+class NpyReader:
+    """A ``.npy`` file as dask's ``from_array`` source: it pickles as its path (a
+    memory map would pickle as its whole data, into the graph), and each chunk's task
+    maps the file and copies its slice."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+        try:
+            array = np.load(self.path, mmap_mode="r")
+        except ValueError as exc:
+            raise ValueError(f"input {self.path!r} is not a .npy array: {exc}") from None
+        self.shape, self.dtype, self.ndim = array.shape, array.dtype, array.ndim
+
+    def __getitem__(self, key):
+        return np.array(np.load(self.path, mmap_mode="r")[key])
 
 
 def parse_chunks(text, ndim):
@@ -66,8 +81,7 @@ class NpyBlocks:
     def __setitem__(self, key, value):
         out = np.lib.format.open_memmap(self.path, mode="r+")
         out[key] = np.asarray(value)
-        out.flush()
-        del out
+        del out  # unmapped: the pages are the OS's to write back (no msync per block)
 
 
 def check_output(path):
@@ -98,7 +112,7 @@ def run(args):
     output = check_output(args.output)
     x = open_input(args.input)
     if args.chunks != "auto":
-        x = x.rechunk(parse_chunks(args.chunks, x.ndim))
+        x = open_input(args.input, parse_chunks(args.chunks, x.ndim))
     y = predict(model, x)
     job = write_output(y, output)
     if args.scheduler:

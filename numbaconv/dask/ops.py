@@ -93,40 +93,51 @@ def blocks_graph(name, x, plans, op, params, consts, out_channels, dtype, bias=N
 
 def tiled_array(name, x, plans, out_channels, meta, task, dsk=None):
     """A dask array with one block per (N chunk of ``x``, block of each plan), computed
-    by ``task(blocks, grid, gathers, places, shape)``: ``grid`` nests the keys of the
-    input chunks the blocks read, ``gathers`` slices their concatenation per axis,
-    ``places`` per axis ``((lo, hi), (dst0, dst1))`` or None where a block reads nothing."""
+    by ``task(blocks, grid, gathers, places, shape)``: ``grid`` nests the input pieces
+    the block reads (whole chunks, or a cut of a neighbour: only the halo travels
+    between workers, not the neighbour's chunk), ``gathers`` slices their concatenation
+    per axis, ``places`` per axis ``((lo, hi), (dst0, dst1))`` or None where a block
+    reads nothing."""
     dsk = {} if dsk is None else dsk
     bounds = [chunk_bounds(x.chunks[2 + i]) for i in range(len(plans))]
+    cuts = f"{name}-halo"
     for ni, rows in enumerate(x.chunks[0]):
         for combo in itertools.product(*(enumerate(p) for p in plans)):
             blocks = tuple(b for _, b in combo)
-            chunk_ids, gathers, places = [], [], []
+            parts, gathers, places = [], [], []
             for blk, bnd in zip(blocks, bounds):
                 if blk.a == blk.b:
-                    chunk_ids.append([0])
+                    parts.append([(0, 0, int(bnd[1] - bnd[0]))])
                     gathers.append(slice(0, 0))
                     places.append(None)
                 else:
-                    ids, sl = overlapping(bnd, blk.a, blk.b)
-                    chunk_ids.append(ids)
-                    gathers.append(sl)
+                    parts.append(overlapping(bnd, blk.a, blk.b))
+                    gathers.append(slice(0, blk.b - blk.a))
                     places.append(((blk.lo, blk.hi), (blk.dst0, blk.dst1)))
             shape = (rows, out_channels) + tuple(b.o1 - b.o0 for b in blocks)
+            grid = _nest(x, ni, parts, bounds, cuts, dsk)
             dsk[(name, ni, 0) + tuple(j for j, _ in combo)] = task(
-                blocks, _nest(x.name, ni, chunk_ids), tuple(gathers), tuple(places), shape)
+                blocks, grid, tuple(gathers), tuple(places), shape)
     chunks = (x.chunks[0], (out_channels,)) + tuple(
         tuple(b.o1 - b.o0 for b in p) for p in plans)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[x])
     return da.Array(graph, name, chunks, meta=meta)
 
 
-def _nest(xname, ni, chunk_ids):
-    """Nested lists of input chunk keys, outermost spatial axis first."""
-    def build(axis, prefix):
-        if axis == len(chunk_ids):
-            return (xname, ni, 0) + prefix
-        return [build(axis + 1, prefix + (j,)) for j in chunk_ids[axis]]
+def _nest(x, ni, parts, bounds, cuts, dsk):
+    """Nested lists of input keys, outermost spatial axis first: a chunk's own key where
+    the piece takes all of it, else the key of a task that cuts the part it needs."""
+    def build(axis, picked):
+        if axis < len(parts):
+            return [build(axis + 1, picked + (p,)) for p in parts[axis]]
+        key = (x.name, ni, 0) + tuple(j for j, _, _ in picked)
+        if all(lo == 0 and hi == bnd[j + 1] - bnd[j]
+               for (j, lo, hi), bnd in zip(picked, bounds)):
+            return key
+        cut = (cuts, ni) + tuple(v for p in picked for v in p)
+        if cut not in dsk:
+            dsk[cut] = (_blocks.cut, key, tuple((lo, hi) for _, lo, hi in picked))
+        return cut
     return build(0, ())
 
 

@@ -29,9 +29,17 @@ from . import _worker
 def configure(client, threads=None, threading_layer=None):
     """Set numba's threads (per task; default: see above) and threading layer on every
     worker of ``client`` (a ``distributed.Client``); returns the client.  Workers that
-    join later need another call."""
+    join later need another call.  ``client=None`` sets this process, for dask's local
+    threaded scheduler (default threads: cores // dask's thread count)."""
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise ValueError(f"configure: threads must be a positive int; got {threads!r}")
+    if client is None:
+        import dask
+
+        tasks = dask.config.get("num_workers", None) or _worker.usable_cores()
+        _worker.setup(threads or max(1, _worker.usable_cores() // tasks),
+                      threading_layer or ("threadsafe" if tasks > 1 else None))
+        return None
     workers = client.scheduler_info(n_workers=-1)["workers"] \
         if _takes_n_workers(client) else client.scheduler_info()["workers"]
     if not workers:
