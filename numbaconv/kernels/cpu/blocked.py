@@ -69,7 +69,7 @@ from .gemm import BLOCK, _fma_4x4, block_runs
 from .gemm_conv import scratch
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def to_flat_frame(x, frame, lo_h, lo_w, height, width):
     """``frame[n, c, i*width + j] = x[n, c, i + lo_h, j + lo_w]`` for ``i < height``,
     ``j < width``, 0 outside ``x`` and past row ``height`` (``lo`` < 0 pads, ``lo`` > 0
@@ -92,7 +92,7 @@ def to_flat_frame(x, frame, lo_h, lo_w, height, width):
         fill(dst[height * width:], zero)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def to_phase_frame(x, frame, lo_h, lo_w, height, width, sh):
     """:func:`to_flat_frame` of each stride phase of ``x`` at column stride 2 (row stride
     ``sh``): ``frame[n, 2*(c*sh + a) + b, i*width + j] = x[n, c, i*sh + a + lo_h, 2*j +
@@ -170,7 +170,7 @@ def _store_row(tile, at, width, v0, v1, v2, v3):
     simd.store_flat(tile, at + 3 * width, v3)
 
 
-@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
 def _forward_blocked(frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w, tables):
     """``out`` from ``frames`` (N, C*phases, Hf*Wf + slack; :func:`_framed`) and
     ``packed`` (G, K_g/4, C_g*kH*kW, 4) weights; ``tiles[t]``: thread ``t``'s 4 rows of
@@ -241,7 +241,7 @@ def _tap(ch0, j, taps, kw, area, row_step, dw):
     return ch0 + j // area, (f // kw) * row_step + (f % kw) * dw
 
 
-@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
 def _grad_weight_blocked(frames, grads, grad_weight, kh, kw, dh, frame_w, dw, threads):
     """``grad_weight[k, (c, r, s)] = sum over n, q of grads[n, k, q] * frames[n, g*C_g + c,
     q + r*dH*Wf + s*dW]``: dot products along the flat pixels, the columns past ``OW``

@@ -159,7 +159,7 @@ def dot_from(a, src, start, step, acc):
     return dot(a, src[start:_span(start, step, a.shape[0]):step], acc)
 
 
-@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
 def conv2d_forward(x, weight, bias, out, geometry):
     # n c h w , k c r s -> n k oh ow   (bias has length k; pass zeros for no bias)
     sh, sw, ph, pw, dh, dw, groups = geometry
@@ -189,7 +189,7 @@ def conv2d_forward(x, weight, bias, out, geometry):
                                   ow_lo * sw + offset, sw, w)
 
 
-@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
 def conv2d_grad_input(grad_out, weight, grad_in, geometry):
     # n k oh ow , k c r s -> n c h w   (the transposed convolution)
     sh, sw, ph, pw, dh, dw, groups = geometry
@@ -221,7 +221,7 @@ def conv2d_grad_input(grad_out, weight, grad_in, geometry):
                                   go_plane[oh, ow_lo:ow_hi], w)
 
 
-@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
 def conv2d_grad_weight(x, grad_out, grad_weight, geometry):
     # n c h w , n k oh ow -> k c r s   (one job per weight entry: a deterministic dot product)
     sh, sw, ph, pw, dh, dw, groups = geometry
@@ -250,7 +250,7 @@ def conv2d_grad_weight(x, grad_out, grad_weight, geometry):
         grad_weight[k, c, r, s] = acc
 
 
-@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
 def conv2d_grad_bias(grad_out, grad_bias):
     # n k oh ow -> k
     batch, out_ch, out_h, out_w = grad_out.shape
@@ -263,7 +263,7 @@ def conv2d_grad_bias(grad_out, grad_bias):
         grad_bias[k] = acc
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def add_channel_bias(out, bias):
     # n k h w += k   (in place: the bias of a transposed convolution, and of Linear)
     # Scalar loops over a flat view, not ``out[n, k] += b``: an array expression inside

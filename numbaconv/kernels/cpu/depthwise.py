@@ -264,7 +264,7 @@ def _gather_taps(out, src, shifts, taps, start, accumulate):
         out[i] = acc
 
 
-@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
 def conv2d_forward_depthwise(x, weight, bias, out, geometry):
     # n c h w , (c m) 1 r s -> n (c m) oh ow
     sh, sw, ph, pw, dh, dw, groups = geometry
@@ -286,7 +286,7 @@ def conv2d_forward_depthwise(x, weight, bias, out, geometry):
             copy(out[n, k, oh], ext[oh * wq:oh * wq + out_w])
 
 
-@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
 def conv2d_grad_input_depthwise(grad_out, weight, grad_in, geometry):
     # n (c m) oh ow , (c m) 1 r s -> n c h w
     sh, sw, ph, pw, dh, dw, groups = geometry
@@ -321,7 +321,7 @@ def conv2d_grad_input_depthwise(grad_out, weight, grad_in, geometry):
         _merge_phases(grad_in[n, c], phases, rows, sh, sw, ph, pw, hq, wq)
 
 
-@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
 def conv2d_grad_weight_depthwise(x, grad_out, grad_weight, geometry):
     # n c h w , n (c m) oh ow -> (c m) 1 r s   (one job per output channel; batch in order)
     sh, sw, ph, pw, dh, dw, groups = geometry

@@ -180,7 +180,7 @@ def _dots(a, m0, b, n0, c, cm, cn, rows, cols):
             c[cm + i, cn + j] = acc
 
 
-@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
 def gemm_nt(a, b, c):
     """``c[g] += a[g] @ b[g].T`` for ``a (G, M, K)``, ``b (G, N, K)``, ``c (G, M, N)``;
     the last axis of ``a``, ``b`` and ``c`` unit-stride (any strides elsewhere)."""

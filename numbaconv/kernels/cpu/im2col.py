@@ -59,7 +59,7 @@ def _columns_to_plane(flat, row_stride, start, c, plane, geometry):
                           flat[base + ow_lo:base + ow_hi], flat.dtype.type(1))
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _to_columns(x, n0, nb, flat, row_stride, image_stride, geometry):
     # x[n0:n0+nb] -> columns: image i's row (c, r, s) at flat[row * row_stride + i *
     # image_stride :][: OH*OW]; jobs own one (image, channel) plane
@@ -69,7 +69,7 @@ def _to_columns(x, n0, nb, flat, row_stride, image_stride, geometry):
         plane_to_columns(x[n0 + i, c], c, flat, row_stride, i * image_stride, geometry)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def _from_columns(flat, row_stride, image_stride, n0, nb, x, geometry):
     # the adjoint of _to_columns: overlapping windows summed onto x[n0:n0+nb]
     ch = x.shape[1]

@@ -12,7 +12,7 @@ from .._index import pad_source_index
 source_index = njit(inline="always")(pad_source_index)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def pad2d_forward(x, out, pads, mode, value):
     # n c h w -> n c (pt + h + pb) (pl + w + pr)
     top, left = pads
@@ -31,7 +31,7 @@ def pad2d_forward(x, out, pads, mode, value):
                     out[n, c, oh, ow] = x[n, c, ih, iw]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def pad2d_backward(grad_out, grad_in, pads, mode):
     # n c oh ow -> n c h w : each padded position sends its gradient to the element it copied
     top, left = pads

@@ -33,7 +33,7 @@ def _tap_range(o, in_len, out_len, k, stride, pad, dil, adaptive):
     return start, step, lo, hi
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def max_pool2d_forward(x, out, indices, geometry):
     # n c h w -> n c oh ow (values), n c oh ow (flat arg-max per plane, int64)
     kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, adaptive = geometry
@@ -106,7 +106,7 @@ def global_avg_pool2d_backward(grad_out, grad_in, geometry, count_include_pad,
     np.copyto(grad_in, grad_out.reshape(n, c, 1, 1) / grad_in.dtype.type(h * w))
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def max_pool2d_backward(grad_out, indices, grad_in, geometry):
     # n c oh ow -> n c h w : each output's gradient goes to its recorded arg-max
     batch, ch, in_h, in_w = grad_in.shape
@@ -121,7 +121,7 @@ def max_pool2d_backward(grad_out, indices, grad_in, geometry):
                 flat[indices[n, c, oh, ow]] += grad_out[n, c, oh, ow]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _avg_axis(in_len, out_len, k, stride, pad, adaptive):
     """Per-output clipped window ``[lo, hi)`` of the averaging windows along one axis
     (the shared ``_window.avg_window``)."""
@@ -132,7 +132,7 @@ def _avg_axis(in_len, out_len, k, stride, pad, adaptive):
     return lo, hi
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def avg_pool2d_forward(x, out, geometry, count_include_pad, divisor_override):
     # Separable: window sums along each row first, then over the window's rows (one
     # vector add per row).  Windows and divisors are per-axis, as PyTorch's.
@@ -169,7 +169,7 @@ def avg_pool2d_forward(x, out, geometry, count_include_pad, divisor_override):
                 dst[ow] = dst[ow] / div_row[ow]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def avg_pool2d_backward(grad_out, grad_in, geometry, count_include_pad, divisor_override):
     # each output's gradient / divisor spread over its (clipped) window
     kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, adaptive = geometry
@@ -191,7 +191,7 @@ def avg_pool2d_backward(grad_out, grad_in, geometry, count_include_pad, divisor_
                         plane[ih, iw] += share
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def interpolate2d_forward(x, out, h_idx, h_lam, w_idx, w_lam, nearest):
     # n c h w -> n c oh ow through per-axis (index, weight) tables
     batch, ch = x.shape[0], x.shape[1]
@@ -206,7 +206,7 @@ def interpolate2d_forward(x, out, h_idx, h_lam, w_idx, w_lam, nearest):
                                             nearest)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def interpolate2d_backward(grad_out, grad_in, h_idx, h_lam, h_range, w_idx, w_lam, w_range):
     # each output's gradient, times its weights, onto the (up to 4) inputs it read;
     # ``*_range`` (the gather form's tables) are unused here

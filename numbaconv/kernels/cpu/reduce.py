@@ -17,7 +17,7 @@ _batch_norm_element = _el.batch_norm_element
 _batch_norm_grad_element = _el.batch_norm_grad_element
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def channel_moments(x, mean, var):
     # mean[c], biased var[c] over (n, s) of x (N, C, S); two passes, float64 accumulators
     batch, ch, size = x.shape
@@ -37,7 +37,7 @@ def channel_moments(x, mean, var):
         var[c] = sq / count
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def channel_dot_sums(a, b, sum_a, sum_ab):
     # sum_a[c] = sum over (n, s) of a; sum_ab[c] = the same of a * b
     batch, ch, size = a.shape
@@ -52,7 +52,7 @@ def channel_dot_sums(a, b, sum_a, sum_ab):
         sum_ab[c] = tab
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def batch_norm_finish(mean, var, eps, momentum, unbiased, update, running_mean, running_var,
                       inv_std):
     # inv_std = 1 / sqrt(var + eps); with ``update`` also the running statistics
@@ -61,7 +61,7 @@ def batch_norm_finish(mean, var, eps, momentum, unbiased, update, running_mean, 
                             running_var, inv_std)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def batch_norm_forward(x, mean, inv_std, weight, bias, xhat, y):
     # xhat = (x - mean) * inv_std; y = xhat * weight + bias   (per channel)
     batch, ch, size = x.shape
@@ -71,7 +71,7 @@ def batch_norm_forward(x, mean, inv_std, weight, bias, xhat, y):
                                 job % ch, s)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def batch_norm_backward(g, xhat, weight, inv_std, mean_g, mean_gx, gx):
     # gx = (g - mean_g - xhat * mean_gx) * weight * inv_std  (mean_* zero in eval mode)
     batch, ch, size = g.shape
@@ -81,14 +81,14 @@ def batch_norm_backward(g, xhat, weight, inv_std, mean_g, mean_gx, gx):
                                      job // ch, job % ch, s)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def cross_entropy_rows(logits, target, scale, grad, stats):
     # per row: loss and hit in stats, gradient in grad (kernels/_elementwise.py)
     for i in prange(logits.shape[0]):
         _cross_entropy_row(logits, target, scale, grad, stats, i)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def sum_squares(x, partials):
     # partials[k] = sum of x[i]^2 over the k-th of len(partials) contiguous chunks
     parts = partials.size

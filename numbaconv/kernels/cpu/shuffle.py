@@ -12,7 +12,7 @@ from .._index import shuffled_channel
 _source = njit(inline="always")(shuffled_channel)
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def channel_shuffle(x, out, groups):
     # n c h w -> n c' h w   (c' a permutation of c)
     batch, ch = x.shape[0], x.shape[1]

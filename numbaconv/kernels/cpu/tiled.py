@@ -51,7 +51,7 @@ from .gemm_conv import scratch
 from .im2col import plane_to_columns
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def to_padded_groups(x, xg, lo_h, lo_w):
     """``xg[n, g, i, j*C_g + c] = x[n, g*C_g + c, i + lo_h, j + lo_w]``, 0 outside ``x``:
     each group's channels last, in a frame that holds every position a conv reads
@@ -80,7 +80,7 @@ def to_padded_groups(x, xg, lo_h, lo_w):
                     run[c] = src[c, j + lo_w]
 
 
-@njit(parallel=True, cache=True)
+@njit(parallel=True, cache=True, nogil=True)
 def merge_column_phases(even, odd, x, a, sh):
     """``x[n, c, r*sh + a, 2*j + b]`` from column phase ``b`` (``even``, ``odd``) of
     row phase ``a``: one row of ``x`` per job, in whole vectors whose lanes alternate
@@ -143,7 +143,7 @@ def _even_tiles(length, most):
     return count, min((size + BLOCK - 1) // BLOCK * BLOCK, most)
 
 
-@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
 def _forward_tiles(xg, wp, bias, out, tiles, geometry, kh, kw, in_place):
     # xg (N, G, H', W'*C_g) framed channels-last; wp (G, K_g, kh*kw*C_g); out (N, K, OH, OW)
     groups, k_g = wp.shape[0], wp.shape[1]
@@ -307,7 +307,7 @@ def conv2d_grad_input_tiled(grad_out, weight, grad_in, geometry):
             even = None
 
 
-@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
 def _grad_weight_tiles(x, dy, partials, work, geometry, kh, kw, out_w, chunk_rows):
     """``partials[t]``: thread ``t``'s share of the grad weight, ``(G, K_g, C_g*kh*kw)``.
 

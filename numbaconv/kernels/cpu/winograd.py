@@ -57,7 +57,7 @@ def _filter_transform(weight):
     return np.ascontiguousarray(u.transpose(0, 2, 1)).reshape(16, k, c)
 
 
-@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
 def _input_transform(x, n0, nb, v, ph, pw, tiles_h, tiles_w):
     # x (N, C, H, W) -> v (16, C, nb * tiles_h * tiles_w): B^T d B of every 4x4 tile.
     # Tile column tx reads padded columns 2tx .. 2tx+3, i.e. even[tx], odd[tx],
@@ -106,7 +106,7 @@ def _input_transform(x, n0, nb, v, ph, pw, tiles_h, tiles_w):
                     v3[j] = o0[j] - o1[j]
 
 
-@njit(parallel=True, cache=True, fastmath=CPU_FASTMATH)
+@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
 def _output_transform(m, bias, out, n0, nb, tiles_h, tiles_w):
     # m (16, K, nb * tiles) -> out[n0:n0+nb] (N, K, OH, OW): A^T m A + bias, edges cropped.
     # Vectors over a tile row; the two output columns of each tile go to even / odd
