@@ -206,6 +206,12 @@ def main():
             write_image(src, args.big)
             print(f"wrote {src} ({os.path.getsize(src) / 2**30:.1f} GiB) in "
                   f"{time.perf_counter() - t0:.0f} s")
+        t0 = time.perf_counter()
+        lazy = ndk.predict(model, files.open_input(src, chunks=(1, 1, CHUNK, CHUNK)))
+        job = files.write_output(lazy, os.path.join(folder, "big-out.npy"))
+        tasks = len(job.__dask_graph__())
+        print(f"graph: {tasks} tasks ({lazy.npartitions} blocks), built in "
+              f"{time.perf_counter() - t0:.2f} s")
         c, client = cluster(2, args.memory_limit)
         warm(client, model, folder)
         with PeakMemory(client) as mem:
