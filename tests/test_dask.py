@@ -324,3 +324,30 @@ def test_predict_command(tmp_path):
     bad = subprocess.run(run + [str(tmp_path / "missing" / "out.npy")], capture_output=True,
                          text=True, timeout=300)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
+
+
+def test_file_sources_read_each_piece_directly(client, tmp_path):
+    """Arrays opened from .npy / Zarr files: blocks read their own pieces (no chunk or
+    halo tasks in the graph), with the same result for any chunking."""
+    from numbaconv.dask import files
+
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal((3, 2, 29, 23)).astype(np.float32)
+    np.save(tmp_path / "x.npy", x)
+    w = rng.standard_normal((4, 2, 3, 3)).astype(np.float32)
+    model = _fcn()
+    pairs = []
+    for _ in range(2):
+        chunks = (chunking(rng, 3), (2,), chunking(rng, 29), chunking(rng, 23))
+        lazy_x = files.open_input(tmp_path / "x.npy", chunks=chunks)
+        y = ndk.conv2d(lazy_x, w, stride=2, padding=1)
+        assert not any("halo" in str(k) for k in dict(y.__dask_graph__()))
+        pairs += [(y, nc.conv2d(x, w, stride=2, padding=1)),
+                  (ndk.predict(model, lazy_x), model.forward(x))]
+    zarr = pytest.importorskip("zarr")
+    z = zarr.open_array(str(tmp_path / "x.zarr"), mode="w", shape=x.shape,
+                        chunks=(2, 2, 10, 7), dtype=x.dtype)
+    z[...] = x
+    pairs.append((ndk.max_pool2d(files.open_input(tmp_path / "x.zarr"), 3, 2, 1),
+                  nc.max_pool2d(x, 3, 2, 1)))
+    check(pairs, rtol=1e-4)

@@ -166,6 +166,31 @@ def test_state_dict_save_load_round_trip(tmp_path, rng):
         other.load_state_dict({**model.state_dict(), "0.weight": np.zeros((1, 1))})
 
 
+def test_pickle_and_release_drop_the_forward_caches(rng):
+    """A pickled model carries its parameters, buffers and settings, not the inputs its
+    last forward kept for backward; release() drops those in place."""
+    import pickle
+
+    from numbaconv.models import build
+
+    nn.manual_seed(1)
+    model = build("resnet")
+    x = rng.standard_normal((2, 1, 8, 8)).astype(np.float32)
+    model(x)
+    model.eval()
+    want = model(x)
+    cached = [m for _, m in model.named_modules() if "_x" in m.__dict__]
+    assert cached
+    copy = pickle.loads(pickle.dumps(model))
+    assert not any("_x" in m.__dict__ for _, m in copy.named_modules())
+    np.testing.assert_array_equal(copy(x), want)
+    assert model.release() is model
+    assert not any(k.startswith("_") and k not in nn.Module._STATE
+                   for _, m in model.named_modules() for k in m.__dict__)
+    np.testing.assert_array_equal(model(x), want)
+    model.backward(np.ones_like(want))  # a forward again, then backward works
+
+
 @pytest.mark.skipif(torch is None, reason="PyTorch not installed")
 def test_torch_state_dict_maps_by_name(rng):
     tm = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.BatchNorm2d(4),

@@ -53,10 +53,13 @@ def write_image(path, side, rows=1024):
     del out
 
 
-def _rss():
+def _memory():
+    """Resident memory, and its private part (USS: without the pages of memory-mapped
+    files, which the OS can drop at any time)."""
     import psutil
 
-    return psutil.Process().memory_info().rss
+    info = psutil.Process().memory_full_info()
+    return info.rss, info.uss
 
 
 class PeakMemory:
@@ -69,8 +72,9 @@ class PeakMemory:
     def _run(self):
         while not self._stop.is_set():
             try:
-                for addr, rss in self.client.run(_rss).items():
-                    self.peak[addr] = max(self.peak.get(addr, 0), rss)
+                for addr, (rss, uss) in self.client.run(_memory).items():
+                    old = self.peak.get(addr, (0, 0))
+                    self.peak[addr] = (max(old[0], rss), max(old[1], uss))
             except Exception:  # noqa: BLE001 - a worker busy closing
                 pass
             self._stop.wait(self.every)
@@ -214,16 +218,19 @@ def main():
               f"{time.perf_counter() - t0:.2f} s")
         c, client = cluster(2, args.memory_limit)
         warm(client, model, folder)
+        idle = {a: uss for a, (_, uss) in client.run(_memory).items()}
         with PeakMemory(client) as mem:
             seconds = file_run(client, model, src, os.path.join(folder, "big-out.npy"))
         client.close()
         c.close()
         gib = os.path.getsize(src) / 2**30
         chunk_mib = CHUNK * CHUNK * 4 / 2**20
-        peaks = ", ".join(f"{v / 2**20:.0f} MiB" for v in mem.peak.values())
+        peaks = "; ".join(f"RSS {rss / 2**20:.0f} MiB, private {uss / 2**20:.0f} MiB "
+                          f"({(uss - idle[a]) / 2**20:.0f} MiB above idle)"
+                          for a, (rss, uss) in mem.peak.items())
         print(f"big ({args.big}^2, {gib:.1f} GiB in, same out): {seconds:.0f} s, "
-              f"{args.big ** 2 / 1e6 / seconds:.1f} Mpixel/s; peak resident memory per "
-              f"worker {peaks} (chunk {chunk_mib:.0f} MiB)")
+              f"{args.big ** 2 / 1e6 / seconds:.1f} Mpixel/s; peak memory per worker: "
+              f"{peaks} (chunk {chunk_mib:.0f} MiB)")
 
 
 if __name__ == "__main__":

@@ -79,10 +79,19 @@ def assemble(grid, gathers):
     return piece
 
 
+def read(source, rows, ranges):
+    """A block's piece straight from a file reader (``ops.register_source``)."""
+    key = (slice(*rows), slice(None)) + tuple(slice(lo, hi) for lo, hi in ranges)
+    return np.ascontiguousarray(source[key])
+
+
 def cut(chunk, ranges):
-    """The part of a chunk a neighbouring block needs (a view: copied only if it must
-    travel to another worker)."""
-    return chunk[(slice(None), slice(None)) + tuple(slice(lo, hi) for lo, hi in ranges)]
+    """The part of a chunk a neighbouring block needs, as a copy: a view would keep the
+    whole chunk in memory until that block runs, a row of chunks later."""
+    part = chunk[(slice(None), slice(None)) + tuple(slice(lo, hi) for lo, hi in ranges)]
+    if _library(part) in ("numpy", "cupy"):
+        return importlib.import_module(_library(part)).ascontiguousarray(part)
+    return part
 
 
 def _length(node, axis):
@@ -178,4 +187,5 @@ def apply_model(model, grid, gathers, places, shape):
     piece = assemble(grid, gathers)
     _worker.model_on(model, piece)
     y = model.forward(piece)
+    model.release()  # the layers' inputs, kept for a backward that will not come
     return y if places is None else keep(y, places, shape)

@@ -1,7 +1,8 @@
 """``numbaconv predict``: a saved model over an array file, on a dask cluster.
 
-Input: a ``.npy`` file (memory-mapped: chunks are read by the tasks that need them, never
-the whole file at once) or a Zarr store (a directory, where ``zarr`` is installed).
+Input: a ``.npy`` file (memory-mapped: each block's task reads its own piece, halo
+included, never the whole file) or a Zarr store (a directory, where ``zarr`` is
+installed), registered with ``ops.register_source`` so that blocks read from the file.
 Output: the same two kinds, by the output path's suffix; each block is written by the
 task that computed it (the ``.npy`` header is written first, then each task opens the
 file and writes its slice), so memory per worker stays at a few chunks.  On a
@@ -16,6 +17,8 @@ import sys
 import dask.array as da
 import numpy as np
 
+from .ops import register_source
+
 
 def _is_zarr(path):
     return os.fspath(path).rstrip("/").endswith(".zarr") or os.path.isdir(path)
@@ -28,15 +31,19 @@ def open_input(path, chunks="auto"):
         raise ValueError(f"input {path!r} does not exist")
     if _is_zarr(path):
         try:
-            return da.from_zarr(path, chunks=chunks if chunks != "auto" else None)
+            import zarr
         except ImportError:
             raise ValueError(f"input {path!r} is a Zarr store: pip install zarr") from None
+        store = zarr.open_array(path, mode="r")
+        x = da.from_zarr(store, chunks=chunks if chunks != "auto" else store.chunks)
+        return register_source(x, store)
     if not path.endswith(".npy"):
         raise ValueError(f"input {path!r}: expected a .npy file or a .zarr store")
     reader = NpyReader(path)
-    return da.from_array(reader, chunks=chunks, name=f"npy-{os.path.abspath(path)}-"
-                         f"{os.stat(path).st_mtime_ns}", meta=np.empty((0,) * reader.ndim,
-                                                                       reader.dtype))
+    x = da.from_array(reader, chunks=chunks, name=f"npy-{os.path.abspath(path)}-"
+                      f"{os.stat(path).st_mtime_ns}-{chunks}",
+                      meta=np.empty((0,) * reader.ndim, reader.dtype))
+    return register_source(x, reader)
 
 
 class NpyReader:

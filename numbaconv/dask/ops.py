@@ -101,6 +101,10 @@ def tiled_array(name, x, plans, out_channels, meta, task, dsk=None):
     dsk = {} if dsk is None else dsk
     bounds = [chunk_bounds(x.chunks[2 + i]) for i in range(len(plans))]
     cuts = f"{name}-halo"
+    source = SOURCES.get(x.name)
+    if source is not None:  # a file: each block reads its own piece, halo included
+        dsk[f"{name}-source"] = source
+    rows_at = chunk_bounds(x.chunks[0])
     for ni, rows in enumerate(x.chunks[0]):
         for combo in itertools.product(*(enumerate(p) for p in plans)):
             blocks = tuple(b for _, b in combo)
@@ -115,13 +119,33 @@ def tiled_array(name, x, plans, out_channels, meta, task, dsk=None):
                     gathers.append(slice(0, blk.b - blk.a))
                     places.append(((blk.lo, blk.hi), (blk.dst0, blk.dst1)))
             shape = (rows, out_channels) + tuple(b.o1 - b.o0 for b in blocks)
-            grid = _nest(x, ni, parts, bounds, cuts, dsk)
+            if source is not None:
+                ranges = tuple((b.a, b.b) if b.a < b.b else (0, 1) for b in blocks)
+                grid = (_blocks.read, f"{name}-source",
+                        (int(rows_at[ni]), int(rows_at[ni + 1])), ranges)
+                gathers = [slice(0, hi - lo) for lo, hi in ranges]
+            else:
+                grid = _nest(x, ni, parts, bounds, cuts, dsk)
             dsk[(name, ni, 0) + tuple(j for j, _ in combo)] = task(
                 blocks, grid, tuple(gathers), tuple(places), shape)
     chunks = (x.chunks[0], (out_channels,)) + tuple(
         tuple(b.o1 - b.o0 for b in p) for p in plans)
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[x])
     return da.Array(graph, name, chunks, meta=meta)
+
+
+# Arrays read straight from a file (numbaconv.dask.files): name -> a picklable reader
+# that slices the file.  Blocks of such an array read their own piece, halo and all,
+# instead of waiting for neighbouring chunks: memory per worker stays at a few pieces,
+# and nothing travels between workers.
+SOURCES = {}
+
+
+def register_source(x, reader):
+    """Say that ``x``'s data can be read at any slice from ``reader`` (``reader[key]``
+    returns an in-memory array; it pickles small).  Returns ``x``."""
+    SOURCES[x.name] = reader
+    return x
 
 
 def _nest(x, ni, parts, bounds, cuts, dsk):

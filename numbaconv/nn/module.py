@@ -87,11 +87,22 @@ class Module:
         object.__setattr__(self, name, array)
         self._buffers[name] = True
 
+    _STATE = ("_parameters", "_buffers", "_modules")
+
     def __getstate__(self):
         """Pickling keeps parameters, buffers, submodules and settings, and drops what
         the last forward kept for its backward (the other ``_``-prefixed attributes)."""
-        keep = ("_parameters", "_buffers", "_modules")
-        return {k: v for k, v in self.__dict__.items() if not k.startswith("_") or k in keep}
+        return {k: v for k, v in self.__dict__.items()
+                if not k.startswith("_") or k in self._STATE}
+
+    def release(self):
+        """Drop what the last forward kept for its backward, in every submodule (the
+        inputs of each layer: for inference on large arrays, that is most of the
+        memory); a backward then needs another forward first.  Returns the module."""
+        for _, m in self.named_modules():
+            for k in [k for k in m.__dict__ if k.startswith("_") and k not in self._STATE]:
+                del m.__dict__[k]
+        return self
 
     # ------------------------------------------------------------------ calling
     def forward(self, x):
