@@ -12,12 +12,12 @@ import pytest
 da = pytest.importorskip("dask.array")
 distributed = pytest.importorskip("distributed")
 
-import dask  # noqa: E402
+import dask
 
-import numbaconv as nc  # noqa: E402
-import numbaconv.dask as ndk  # noqa: E402
-from numbaconv import models, nn  # noqa: E402
-from numbaconv.dask import _plan, _worker, workers  # noqa: E402
+import numbaconv as nc
+import numbaconv.dask as ndk
+from numbaconv import models, nn
+from numbaconv.dask import _plan, _worker, workers
 
 # one xdist worker runs this module, so its tests share one cluster
 pytestmark = pytest.mark.xdist_group("dask")
@@ -311,18 +311,18 @@ def test_predict_command(tmp_path):
            str(tmp_path / "in.npy"), "--model", "fcn", "--workers", "2",
            "--chunks", "1,-1,16,20"]
     done = subprocess.run(run + [str(tmp_path / "out.npy")], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     np.testing.assert_allclose(np.load(tmp_path / "out.npy"), model.eval().forward(x),
                                rtol=1e-4, atol=1e-5)
     pytest.importorskip("zarr")
     done = subprocess.run(run + [str(tmp_path / "out.zarr")], capture_output=True,
-                          text=True, timeout=300)
+                          text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr
     np.testing.assert_allclose(np.asarray(da.from_zarr(str(tmp_path / "out.zarr"))),
                                np.load(tmp_path / "out.npy"))
     bad = subprocess.run(run + [str(tmp_path / "missing" / "out.npy")], capture_output=True,
-                         text=True, timeout=300)
+                         text=True, timeout=300, check=False)
     assert bad.returncode == 2 and "does not exist" in bad.stderr
 
 

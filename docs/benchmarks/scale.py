@@ -71,12 +71,9 @@ class PeakMemory:
 
     def _run(self):
         while not self._stop.is_set():
-            try:
-                for addr, (rss, uss) in self.client.run(_memory).items():
-                    old = self.peak.get(addr, (0, 0))
-                    self.peak[addr] = (max(old[0], rss), max(old[1], uss))
-            except Exception:  # noqa: BLE001 - a worker busy closing
-                pass
+            for addr, (rss, uss) in self.client.run(_memory).items():
+                old = self.peak.get(addr, (0, 0))
+                self.peak[addr] = (max(old[0], rss), max(old[1], uss))
             self._stop.wait(self.every)
 
     def __enter__(self):
