@@ -14,15 +14,13 @@ except ImportError:  # the dask extra is optional
     ndk = None
 
 import numbaconv as nc
-from numbaconv import nn
+from numbaconv import models, nn
 
 
 def _model():
+    """1 -> 4 -> 4 -> 1 channels: models.fcn, narrow."""
     nn.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(4, 4, 3, padding=2, dilation=2), nn.ReLU(),
-        nn.Conv2d(4, 1, 3, padding=1)).eval()
+    return models.fcn(1, 1, width=4).eval()
 
 
 class Chunked:

@@ -50,13 +50,14 @@ def inception(in_channels=1, num_classes=10):
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, num_classes))
 
 
-def fcn(in_channels=1, num_classes=2):
-    """Fully convolutional: three 3x3 convs, per-pixel scores of the input's size (what
-    ``numbaconv predict`` runs tile by tile over images of any size)."""
+def fcn(in_channels=1, num_classes=2, width=16):
+    """Fully convolutional: three 3x3 convs (the middle one dilated 2, a 9x9 receptive
+    field), per-pixel scores of the input's size (what ``numbaconv predict`` runs tile
+    by tile over images of any size)."""
     return nn.Sequential(
-        nn.Conv2d(in_channels, 16, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 16, 3, padding=2, dilation=2), nn.ReLU(),
-        nn.Conv2d(16, num_classes, 3, padding=1))
+        nn.Conv2d(in_channels, width, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(width, width, 3, padding=2, dilation=2), nn.ReLU(),
+        nn.Conv2d(width, num_classes, 3, padding=1))
 
 
 # the classifiers, trainable on the digits (numbaconv train --model)

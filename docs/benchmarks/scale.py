@@ -30,18 +30,16 @@ import numba
 import numpy as np
 
 import numbaconv.dask as ndk
-from numbaconv import nn
+from numbaconv import models, nn
 from numbaconv.dask import files
 
 CHUNK = 2048
 
 
 def model3():
+    """1 -> 4 -> 4 -> 1 channels: models.fcn, narrow."""
     nn.manual_seed(0)
-    return nn.Sequential(
-        nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
-        nn.Conv2d(4, 4, 3, padding=2, dilation=2), nn.ReLU(),
-        nn.Conv2d(4, 1, 3, padding=1)).eval()
+    return models.fcn(1, 1, width=4).eval()
 
 
 def write_image(path, side, rows=1024):
