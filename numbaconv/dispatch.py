@@ -433,15 +433,45 @@ def like_caller(result, caller):
     return torch.as_tensor(result, device=caller.device)
 
 
+def _host_view(a):
+    """``(array the kernels can take, whether it was a torch CPU tensor)``: a torch CPU
+    tensor becomes its NumPy view (no copy), a non-native byte order a native copy (the
+    caller's array is never changed); everything else passes as it is."""
+    if isinstance(a, np.ndarray):
+        if a.dtype.byteorder not in "=|" and not a.dtype.isnative:
+            return a.astype(a.dtype.newbyteorder("=")), False
+        return a, False
+    if type(a).__module__.partition(".")[0] == "torch" and hasattr(a, "numpy") \
+            and getattr(a, "device", None) is not None and a.device.type == "cpu":
+        return _host_view(a.detach().numpy())[0], True
+    return a, False
+
+
 def returns_caller_type(op):
-    """Decorate a functional op so that its array results come back as the array type
-    of its first GPU argument (CuPy in, CuPy out; torch in, torch out).  NumPy and numba
-    inputs pass through untouched: the check is a type look-up per call."""
+    """Decorate a functional op so that its array results come back as the caller's
+    array type: CuPy in, CuPy out; PyTorch tensors in (CPU or CUDA), tensors out; NumPy
+    and numba arrays as they are.  Torch CPU tensors reach the kernels as NumPy views and
+    big-endian arrays as native copies (``_host_view``); the check is a type look-up per
+    argument."""
     import functools
 
     @functools.wraps(op)
     def wrapper(*args, **kwargs):
+        torch_cpu = False
+        if not all(a is None or type(a) is np.ndarray and a.dtype.isnative
+                   for a in (*args, *kwargs.values()) if not _plain(a)):
+            views = [_host_view(a) for a in args]
+            kviews = {k: _host_view(v) for k, v in kwargs.items()}
+            torch_cpu = any(t for _, t in views) or any(t for _, t in kviews.values())
+            args = tuple(v for v, _ in views)
+            kwargs = {k: v for k, (v, _) in kviews.items()}
         result = op(*args, **kwargs)
+        if torch_cpu:
+            import torch
+
+            if isinstance(result, tuple):
+                return tuple(None if r is None else torch.from_numpy(r) for r in result)
+            return torch.from_numpy(result)
         caller = next((a for a in (*args, *kwargs.values()) if _foreign_library(a)), None)
         if caller is None:
             return result
@@ -450,3 +480,8 @@ def returns_caller_type(op):
         return like_caller(result, caller)
 
     return wrapper
+
+
+def _plain(a):
+    """Arguments that are not arrays (ints, tuples, strings, None)."""
+    return a is None or isinstance(a, (int, float, str, tuple, list, bool))
