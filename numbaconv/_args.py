@@ -30,9 +30,12 @@ def _is_int(v) -> bool:
 
 
 def int_tuple(value, ndim: int, name: str, op: str, minimum: int = 0) -> tuple[int, ...]:
-    """An int or one int per spatial dim -> a tuple of ``ndim`` ints ``>= minimum``."""
+    """An int or one int per spatial dim -> a tuple of ``ndim`` ints ``>= minimum``.  A
+    one-element tuple stands for every dim, as PyTorch takes it."""
     if _is_int(value):
         vals = (int(value),) * ndim
+    elif isinstance(value, (tuple, list)) and len(value) == 1 and _is_int(value[0]):
+        vals = (int(value[0]),) * ndim
     elif isinstance(value, (tuple, list)) and len(value) == ndim and all(_is_int(v) for v in value):
         vals = tuple(int(v) for v in value)
     else:

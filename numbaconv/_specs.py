@@ -108,7 +108,8 @@ def pool_spec(op, ndim, x, kernel_size, stride, padding, dilation, ceil_mode):
     """max_pool / avg_pool: kernel, stride (None = kernel), padding <= kernel / 2."""
     dtype = _check_input(op, x, ndim)
     k = int_tuple(kernel_size, ndim, "kernel_size", op, 1)
-    s = k if stride is None else int_tuple(stride, ndim, "stride", op, 1)
+    empty = isinstance(stride, (tuple, list)) and len(stride) == 0  # PyTorch: the default
+    s = k if stride is None or empty else int_tuple(stride, ndim, "stride", op, 1)
     p = int_tuple(padding, ndim, "padding", op, 0)
     d = int_tuple(dilation, ndim, "dilation", op, 1)
     _check_bool(op, "ceil_mode", ceil_mode)
@@ -207,7 +208,7 @@ def fold_spec(op, cols, output_size, kernel_size, dilation, padding, stride):
 
 
 # --------------------------------------------------------------------------- interpolate
-_INTERP_MODES = {"nearest": (1, 2), "linear": (1,), "bilinear": (2,)}
+_INTERP_MODES = {"nearest": (1, 2), "nearest-exact": (1, 2), "linear": (1,), "bilinear": (2,)}
 
 
 @dataclass(frozen=True)
@@ -236,9 +237,9 @@ def interpolate_spec(op, x, size, scale_factor, mode, align_corners):
         raise ValueError(f"{op}: mode={mode!r} needs {want} input; got shape "
                          f"{tuple(x.shape)} ({len(x.shape)}-D)")
     _check_input(op, x, ndim)
-    if mode == "nearest" and align_corners is not None:
+    if mode.startswith("nearest") and align_corners is not None:
         raise ValueError(f"{op}: align_corners can only be set with mode 'linear' or "
-                         f"'bilinear'; got align_corners={align_corners!r} with mode='nearest'")
+                         f"'bilinear'; got align_corners={align_corners!r} with mode={mode!r}")
     corners = False if align_corners is None else _check_bool(op, "align_corners",
                                                               align_corners)
     if (size is None) == (scale_factor is None):
@@ -280,7 +281,12 @@ def interpolation_table(in_len, out_len, scale, mode, align_corners, dtype):
     o = np.arange(out_len)
     idx = np.full((out_len, 2), -1, np.int64)
     lam = np.zeros((out_len, 2), dtype)
-    if mode == "nearest":
+    if mode == "nearest-exact":  # pixel centres: floor((o + 0.5) * scale), in float32
+        f = np.float32(1.0 / scale) if scale else np.float32(in_len) / np.float32(out_len)
+        src = np.floor((o.astype(np.float32) + np.float32(0.5)) * f).astype(np.int64)
+        idx[:, 0] = np.minimum(src, in_len - 1)
+        lam[:, 0] = 1
+    elif mode == "nearest":
         # float32 arithmetic on purpose: it is PyTorch's, and picks the same index at ties
         if out_len == in_len:
             src = o

@@ -332,7 +332,7 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
         return {"h_idx": local[0][0], "h_lam": local[0][1], "w_idx": local[1][0],
                     "w_lam": local[1][1], "out_shape": out_shape}
 
-    params = {"nearest": spec.mode == "nearest"}
+    params = {"nearest": spec.mode not in ("linear", "bilinear")}
     name = f"interpolate-{tokenize(x, size, scale_factor, mode, align_corners)}"
     return blocks_graph(name, x, plans, "interpolate", params, [], spec.in_shape[1],
                         spec.dtype, block_params=block_params)

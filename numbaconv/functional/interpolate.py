@@ -21,25 +21,37 @@ from ..dispatch import backend_for
 from ._common import as_4d, one_grad
 
 
-def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None):
+def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=None,
+                recompute_scale_factor=None):
     """Resize ``(N, C, L)`` or ``(N, C, H, W)`` data to ``size``, or by ``scale_factor``
     (output ``floor(n * scale_factor)``); give exactly one.
 
-    ``mode``: ``'nearest'`` (3-D or 4-D input), ``'linear'`` (3-D), ``'bilinear'`` (4-D).
-    ``align_corners`` (linear modes only, default False): see the module doc.
+    ``mode``: ``'nearest'``, ``'nearest-exact'`` (pixel centres, as PIL and scikit-image)
+    and ``'area'`` (adaptive average pooling) on 3-D or 4-D input, ``'linear'`` (3-D),
+    ``'bilinear'`` (4-D).  ``align_corners`` (linear modes only, default False): see the
+    module doc.  ``recompute_scale_factor=True`` samples as if the output size had been
+    given (``in / out`` instead of ``1 / scale_factor``), as PyTorch does.
     """
+    size, scale_factor, mode = _resolve("interpolate", x, size, scale_factor, mode,
+                                        align_corners, recompute_scale_factor)
+    if mode == "area":
+        return _area(x).adaptive(x, size)
     spec = interpolate_spec("interpolate", x, size, scale_factor, mode, align_corners)
     be = backend_for(spec.op, input=x)
     h, w = _tables(be, spec)
     out = be.empty(spec.out_shape, spec.dtype)
     be.kernels.interpolate2d_forward(as_4d(be, x), out, h[0], h[1], w[0], w[1],
-                                     spec.mode == "nearest")
+                                     spec.mode != "linear" and spec.mode != "bilinear")
     return out.reshape(spec.output_shape)
 
 
 def interpolate_backward(grad_output, x, size=None, scale_factor=None, mode="nearest",
-                         align_corners=None):
+                         align_corners=None, recompute_scale_factor=None):
     """Gradient of :func:`interpolate`: ``(grad_input,)``."""
+    size, scale_factor, mode = _resolve("interpolate_backward", x, size, scale_factor, mode,
+                                        align_corners, recompute_scale_factor)
+    if mode == "area":
+        return _area(x).adaptive_backward(grad_output, x, size)
     spec = interpolate_spec("interpolate_backward", x, size, scale_factor, mode,
                             align_corners)
     check_float_dtypes(spec.op, grad_output=grad_output, input=x)
@@ -50,6 +62,43 @@ def interpolate_backward(grad_output, x, size=None, scale_factor=None, mode="nea
     be.kernels.interpolate2d_backward(be.asarray(grad_output).reshape(spec.out_shape), grad,
                                       *h, *w)
     return one_grad(grad.reshape(x.shape))
+
+
+class _area:
+    """``mode='area'``: adaptive average pooling to the output size, as PyTorch."""
+
+    def __init__(self, x):
+        from . import pool
+
+        nd = len(x.shape) - 2
+        self.adaptive = getattr(pool, f"adaptive_avg_pool{nd}d")
+        self.adaptive_backward = getattr(pool, f"adaptive_avg_pool{nd}d_backward")
+
+
+def _resolve(op, x, size, scale_factor, mode, align_corners, recompute):
+    """``(size, scale_factor, mode)`` after ``recompute_scale_factor`` and ``'area'``
+    (which pools to a size, so a scale factor becomes one)."""
+    if recompute not in (None, True, False):
+        raise ValueError(f"{op}: recompute_scale_factor must be True, False or None; got "
+                         f"{recompute!r}")
+    if not (recompute or mode == "area") or scale_factor is None:
+        if recompute and size is not None:
+            raise ValueError(f"{op}: recompute_scale_factor is not meaningful with an "
+                             f"explicit size; give scale_factor instead")
+        if mode == "area" and align_corners is not None:
+            raise ValueError(f"{op}: align_corners can only be set with mode 'linear' or "
+                             f"'bilinear'; got align_corners={align_corners!r} with mode='area'")
+        return size, scale_factor, mode
+    if size is not None:
+        raise ValueError(f"{op}: give exactly one of size and scale_factor; got size={size!r}, "
+                         f"scale_factor={scale_factor!r}")
+    # the output size PyTorch computes from the scale factor; then sample from sizes
+    probe = interpolate_spec(op, x, None, scale_factor, "nearest", None)
+    out = probe.output_shape[2:]
+    if mode == "area" and align_corners is not None:
+        raise ValueError(f"{op}: align_corners can only be set with mode 'linear' or "
+                         f"'bilinear'; got align_corners={align_corners!r} with mode='area'")
+    return out, None, mode
 
 
 def _tables(be, spec: InterpSpec):
