@@ -12,9 +12,10 @@ def test_int_tuple_normalizes():
     assert int_tuple((1, 2), 2, "stride", "op", 1) == (1, 2)
     assert int_tuple([4], 1, "stride", "op", 1) == (4,)
     assert int_tuple(np.int64(2), 2, "stride", "op", 1) == (2, 2)
+    assert int_tuple((3,), 2, "stride", "op", 1) == (3, 3)  # one value for every dim
 
 
-@pytest.mark.parametrize("bad", [(1,), (1, 2, 3), 1.5, "2", None, True, (1, 2.0)])
+@pytest.mark.parametrize("bad", [(), (1, 2, 3), 1.5, "2", None, True, (1, 2.0), (2.0,)])
 def test_int_tuple_rejects_wrong_form(bad):
     with pytest.raises(ValueError, match=r"op: stride must be an int or a tuple of 2 ints"):
         int_tuple(bad, 2, "stride", "op", 1)

@@ -3,6 +3,7 @@ the device's kernels (``numbaconv.dispatch``), allocate, launch.  One module per
 family; every forward ``op`` has an ``op_backward``."""
 
 from ..dispatch import returns_caller_type
+from ._edges import edges
 from .conv import conv1d, conv1d_backward, conv2d, conv2d_backward
 from .fold import fold, fold_backward, unfold, unfold_backward
 from .interpolate import interpolate, interpolate_backward
@@ -27,8 +28,9 @@ FORWARD_OPS = (
 
 __all__ = [name for op in FORWARD_OPS for name in (op, op + "_backward")]
 
-# CuPy in, CuPy out; PyTorch CUDA tensors in, tensors out (zero copy): every public op
-# returns its caller's GPU array type (``dispatch.returns_caller_type``).
+# Every public op takes PyTorch's edge cases (``_edges``: unbatched input, empty batch,
+# zero output channels, cropping pads) and returns its caller's array type: CuPy in,
+# CuPy out; PyTorch tensors in, tensors out (``dispatch.returns_caller_type``).
 for _name in __all__:
-    globals()[_name] = returns_caller_type(globals()[_name])
+    globals()[_name] = returns_caller_type(edges(_name, globals()[_name]))
 del _name
