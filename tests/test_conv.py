@@ -556,7 +556,8 @@ W = np.zeros((4, 4, 3, 3), np.float32)
     (lambda: nc.conv2d(X.astype(np.complex64), W), TypeError, r"got input=complex64"),
     (lambda: nc.conv2d(X, W.astype(np.float64)), TypeError, r"share one dtype.*input=float32, weight=float64"),
     (lambda: nc.conv2d(X, W, np.zeros(4, np.float16)), TypeError, r"bias=float16"),
-    (lambda: nc.conv2d(X[0], W), ValueError, r"input must be 4-D \(N, C, H, W\); got shape \(4, 6, 6\)"),
+    # (C, H, W) is an unbatched input, as in PyTorch; (H, W) is neither
+    (lambda: nc.conv2d(X[0, 0], W), ValueError, r"input must be 4-D \(N, C, H, W\); got shape \(6, 6\)"),
     (lambda: nc.conv1d(X, W), ValueError, r"conv1d: input must be 3-D"),
     (lambda: nc.conv2d(X, W[:, :, 0]), ValueError, r"weight must be 4-D"),
     (lambda: nc.conv2d(X, W[:, :3]), ValueError, r"weight.shape\[1\] must be C_in // groups = 4 // 1 = 4"),
@@ -575,7 +576,7 @@ W = np.zeros((4, 4, 3, 3), np.float32)
     (lambda: nc.conv2d(X, W, padding=7, padding_mode="circular"), ValueError, r"'circular' needs padding <= input size"),
     (lambda: nc.conv2d(X, W, dilation=3), ValueError, r"output size would be \(0, 0\)"),
     (lambda: nc.conv2d(X, W, flip="yes"), ValueError, r"flip must be True or False"),
-    (lambda: nc.conv2d(X[:0], W), ValueError, r"non-empty batch"),
+    (lambda: nc.conv2d(X[:, :0], W[:, :0]), ValueError, r"non-empty batch and channel"),
     (lambda: nc.conv2d_backward(np.zeros((2, 4, 3, 3), np.float32), X, W), ValueError,
      r"grad_output must have shape \(2, 4, 4, 4\); got \(2, 4, 3, 3\)"),
     (lambda: nc.conv2d_backward(np.zeros((2, 4, 4, 4)), X, W), TypeError, r"grad_output=float64"),

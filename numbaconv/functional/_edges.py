@@ -159,6 +159,13 @@ def _cropping_pad(fn, values, backward):
         axis = nd - 1 - i
         keep[axis] = slice(max(-pad[2 * i], 0), size[axis] - max(-pad[2 * i + 1], 0))
     keep = tuple(keep)
+    out = [len(range(*k.indices(n))) for k, n in zip(keep, size)]
+    if circular:
+        out = [n + grow[2 * (nd - 1 - a)] + grow[2 * (nd - 1 - a) + 1]
+               if nd - 1 - a < len(pad) // 2 else n for a, n in enumerate(out)]
+    if min(out) < 1:
+        raise ValueError(f"pad: pad {tuple(pad)} leaves an empty output {tuple(out)} from "
+                         f"input {tuple(x.shape)}")
     values = dict(values, pad=grow)
     if circular:
         cropped = _copy(x[keep])
