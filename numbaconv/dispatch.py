@@ -296,7 +296,7 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
             return "tiled"
         return config.CONV_ALGORITHM
     pointwise = (spec.kernel == (1, 1) and spec.stride == (1, 1)
-                 and all(p == (0, 0) for p in spec.pads))
+                 and all(p == (0, 0) for p in spec.pads) and spec.in_size == spec.out_size)
     if pointwise:
         return "gemm"
     if depthwise:

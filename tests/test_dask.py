@@ -191,6 +191,61 @@ def test_channels_rechunked_and_lazy(client):
     check([(y, nc.conv2d(x, w, padding=1))])
 
 
+def test_blocks_of_padding_only_and_pool_windows_of_padding_only():
+    """Output blocks whose windows lie wholly in the end padding still get the bias;
+    max-pool windows of padding only keep index -1, as the single call gives."""
+    x = np.arange(1.0, 5.0).reshape(1, 1, 4)
+    w, b = np.ones((1, 1, 1)), np.array([10.0])
+    with dask.config.set(scheduler="sync"):
+        got = ndk.conv1d(da.from_array(x, chunks=1), w, b, stride=2,
+                         padding=((0, 1),)).compute()
+        np.testing.assert_array_equal(got, nc.conv1d(x, w, b, stride=2, padding=((0, 1),)))
+        x2 = np.array([[[1.0, 2.0]]])
+        got = ndk.conv1d(da.from_array(x2, chunks=1), w, stride=3, padding=((0, 2),))
+        np.testing.assert_array_equal(got.compute(), nc.conv1d(x2, w, stride=3,
+                                                               padding=((0, 2),)))
+        x3 = np.arange(1.0, 31.0).reshape(1, 1, 2, 15)
+        kw = {"kernel_size": 2, "padding": 1, "dilation": 3, "return_indices": True}
+        for chunks in (x3.shape, (1, 1, 1, 4)):
+            _, i = dask.compute(*ndk.max_pool2d(da.from_array(x3, chunks=chunks), **kw))
+            np.testing.assert_array_equal(i, nc.max_pool2d(x3, **kw)[1])
+
+
+def test_predict_routes_non_local_layers_per_image_and_names_models_apart():
+    rng = np.random.default_rng(13)
+    x = rng.standard_normal((2, 1, 10, 9)).astype(np.float32)
+    lazy_x = da.from_array(x, chunks=(1, 1, 4, 5))
+    nn.manual_seed(0)
+    zeros = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.Conv2d(2, 1, 1, padding=2)).eval()
+    nn.manual_seed(0)
+    replicate = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1),
+                              nn.Conv2d(2, 1, 1, padding=2, padding_mode="replicate")).eval()
+    batch_stats = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1),
+                                nn.BatchNorm2d(2, track_running_stats=False)).eval()
+    assert ndk.model.tileable(zeros)
+    assert not ndk.model.tileable(replicate) and not ndk.model.tileable(batch_stats)
+    ys = [ndk.predict(m, lazy_x) for m in (zeros, replicate, batch_stats)]
+    assert len({y.name for y in ys}) == 3  # same weights, other padding: other graphs
+    with dask.config.set(scheduler="sync"):
+        for y, m in zip(dask.compute(*ys), (zeros, replicate, batch_stats)):
+            np.testing.assert_allclose(y, m.forward(x), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="too small"):
+        ndk.predict(nn.Sequential(nn.Conv2d(1, 1, 5), nn.Conv2d(1, 1, 7, padding=3)),
+                    da.from_array(x[:, :, :3, :3], chunks=2))
+
+
+def test_predict_on_threads_sharing_one_model():
+    """Several threads of one process: each runs its own copy of the model (the layers
+    keep per-forward state), so results stay exact."""
+    rng = np.random.default_rng(14)
+    model = _fcn()
+    x = rng.standard_normal((2, 2, 40, 40)).astype(np.float32)
+    with dask.config.set(scheduler="threads", num_workers=4):
+        for _ in range(3):
+            got = ndk.predict(model, da.from_array(x, chunks=(1, 2, 8, 8))).compute()
+            np.testing.assert_allclose(got, model.forward(x), rtol=1e-4, atol=1e-5)
+
+
 def test_errors_are_early_and_clear():
     x = da.zeros((2, 3, 8, 8), chunks=4, dtype=np.float32)
     w = np.zeros((4, 3, 3, 3), np.float32)

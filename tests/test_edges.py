@@ -70,6 +70,12 @@ CASES = [
     ("interpolate nearest-exact 1-D", lambda x: F.interpolate(x, 13, mode="nearest-exact"),
      lambda x: nc.interpolate(x, 13, mode="nearest-exact"),
      lambda g, x: nc.interpolate_backward(g, x, 13, mode="nearest-exact"), [(2, 3, 6)]),
+    # a 1x1 transposed conv whose output_padding makes the output larger than the input
+    ("conv_transpose1d 1x1 output_padding", lambda x, w: F.conv_transpose1d(
+        x, w, groups=2, dilation=3, output_padding=1),
+     lambda x, w: nc.conv_transpose1d(x, w, groups=2, dilation=3, output_padding=1),
+     lambda g, x, w: nc.conv_transpose1d_backward(g, x, w, groups=2, dilation=3,
+                                                  output_padding=1), [(1, 4, 4), (4, 2, 1)]),
     ("max_pool2d stride=() padding=(1,)", lambda x: F.max_pool2d(x, 3, (), (1,)),
      lambda x: nc.max_pool2d(x, 3, (), (1,)),
      lambda g, x: nc.max_pool2d_backward(g, x, 3, (), (1,)), [(1, 2, 7, 7)]),

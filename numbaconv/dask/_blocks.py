@@ -172,9 +172,11 @@ def _global_index(idx, piece_shape, index_map):
     """Flat indices within the piece's plane -> within the whole array's plane."""
     starts, full = index_map
     if len(piece_shape) == 1:
-        return idx + starts[0]
-    w = piece_shape[1]
-    return (idx // w + starts[0]) * full[1] + (idx % w + starts[1])
+        moved = idx + starts[0]
+    else:
+        w = piece_shape[1]
+        moved = (idx // w + starts[0]) * full[1] + (idx % w + starts[1])
+    return moved * (idx >= 0) - (idx < 0)  # -1 (a window of padding only) stays -1
 
 
 def getitem(pair, i):
@@ -185,7 +187,7 @@ def apply_model(model, grid, gathers, places, shape):
     """A model's forward on a piece (tiles) or a chunk of images (``places`` None)."""
     _worker.enter()
     piece = assemble(grid, gathers)
-    _worker.model_on(model, piece)
+    model = _worker.thread_copy(model, piece)  # layers keep state: one copy per thread
     y = model.forward(piece)
     model.release()  # the layers' inputs, kept for a backward that will not come
     return y if places is None else keep(y, places, shape)

@@ -61,7 +61,9 @@ def window_axis(in_chunks, out_len, kernel, stride, dilation, pad_lo):
 
     def make(o0, o1):
         first = o0 * stride - pad_lo           # input where the first window starts
-        a = 0 if first <= 0 else (first // stride) * stride
+        # a window may lie wholly in the end padding: the piece then still ends at the
+        # array's end, where the op pads as it does globally
+        a = 0 if first <= 0 else (min(first, length - 1) // stride) * stride
         b = min(length, max((o1 - 1) * stride - pad_lo + span, a + 1))
         lo = o0 - a // stride
         return Block(o0, o1, a, b, lo, lo + o1 - o0, 0, o1 - o0)
@@ -111,7 +113,7 @@ def field_axis(in_chunks, out_len, size, jump, start):
 
     def make(o0, o1):
         first = math.floor(start + o0 * jump - size / 2)
-        a = 0 if first <= 0 else (first // jump) * jump
+        a = 0 if first <= 0 else (min(first, length - 1) // jump) * jump
         b = min(length, max(math.ceil(start + (o1 - 1) * jump + size / 2), a + 1))
         lo = o0 - a // jump
         return Block(o0, o1, a, b, lo, lo + o1 - o0, 0, o1 - o0)

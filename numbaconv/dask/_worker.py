@@ -11,8 +11,8 @@ the pool at once.
 from __future__ import annotations
 
 import os
+import pickle
 import threading
-import weakref
 
 _threads = None  # numba threads per task on this worker, once configured
 
@@ -35,6 +35,12 @@ def setup(threads, layer):
     threads = max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS))
     if layer and not parallel._is_initialized:
         numba.config.THREADING_LAYER = layer
+    elif layer and numba.threading_layer() == "workqueue":
+        import warnings
+
+        warnings.warn(f"numbaconv.dask.configure: numba's pool already runs the workqueue "
+                      f"layer, which cannot run tasks of several threads at once; start "
+                      f"the worker with NUMBA_THREADING_LAYER={layer}", stacklevel=2)
     start_numba_threads()
     _threads = threads
     numba.set_num_threads(threads)
@@ -49,21 +55,28 @@ def enter():
         numba.set_num_threads(_threads)
 
 
-_moved = weakref.WeakSet()  # models this worker moved to its GPU
-_moving = threading.Lock()
+_copies = threading.local()
 
 
-def model_on(model, piece):
-    """Move a shipped (host) model to the GPU the first time a task of this worker
-    gets a GPU piece (once per worker, not per task)."""
+def thread_copy(model, piece):
+    """This executor thread's own copy of a shipped model (a forward writes the layers'
+    caches, so two threads must not share one), on the piece's device: made once per
+    thread and model, not per task."""
     from ..dispatch import device_of
 
-    if device_of(piece) != "cuda" or model in _moved:
-        return
-    with _moving:
-        if model not in _moved:
-            model.to("cuda")
-            _moved.add(model)
+    copies = getattr(_copies, "models", None)
+    if copies is None:
+        copies = _copies.models = {}
+    device = device_of(piece)
+    entry = copies.get((id(model), device))
+    if entry is None or entry[0] is not model:
+        copy = pickle.loads(pickle.dumps(model))
+        if device == "cuda":
+            copy.to("cuda")
+        entry = copies[(id(model), device)] = (model, copy)
+        while len(copies) > 4:  # the models of the last few predict calls
+            copies.pop(next(iter(copies)))
+    return entry[1]
 
 
 def report():

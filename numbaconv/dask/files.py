@@ -103,8 +103,9 @@ def check_output(path):
 
 def write_output(y, path):
     """Lazy writes of ``y`` to ``path``: returns what to compute."""
-    if path.rstrip("/").endswith(".zarr"):
-        return y.to_zarr(path, overwrite=True, compute=False)
+    if path.rstrip("/").endswith(".zarr"):  # Zarr wants regular chunks
+        regular = y.rechunk(tuple(max(c) for c in y.chunks))
+        return regular.to_zarr(path, overwrite=True, compute=False)
     return da.store(y, NpyBlocks(path, y.shape, y.dtype), lock=False, compute=False)
 
 

@@ -10,9 +10,11 @@ only outputs whose field lies inside the piece are kept, so no output ever sees 
 padding the whole array would not have: exact, without blending.
 
 Anything else (a classifier's Flatten / Linear / adaptive pooling, upsampling, a
-transposed conv, circular padding, a module class from outside ``numbaconv.nn``) runs
-per chunk of whole images along N (``batch_size`` rows per task if given).  The model
-goes into the graph once, as one key, copied without the arrays its last forward kept.
+transposed conv, padding other than zeros, batch statistics in eval, a module class
+from outside ``numbaconv.nn``) runs per chunk of whole images along N (``batch_size``
+rows per task if given).  The model
+goes into the graph once, as one key, copied without the arrays its last forward kept;
+each worker thread runs its own copy of it.
 """
 
 from __future__ import annotations
@@ -38,13 +40,22 @@ _NONLOCAL = {"Linear", "Flatten", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Ups
 
 
 def tileable(model) -> bool:
-    """Whether every output of ``model`` depends only on its receptive field."""
+    """Whether every output of ``model`` depends only on its receptive field, with
+    zeros (or the pool's -inf) as the only padding: layers with per-batch statistics,
+    reflect / replicate / circular padding (they read pixels outside the field) or
+    per-side padding run per chunk of images instead."""
     for _, m in model.named_modules():
         cls = type(m)
         if not cls.__module__.startswith("numbaconv.nn") or cls.__name__ in _NONLOCAL:
             return False
-        if getattr(m, "padding_mode", "zeros") == "circular":
+        if getattr(m, "padding_mode", "zeros") != "zeros":
             return False
+        if getattr(m, "track_running_stats", True) is False:
+            return False
+    try:
+        analysis.receptive_field(model)
+    except ValueError:  # a padding form the field arithmetic does not follow
+        return False
     return True
 
 
@@ -72,6 +83,10 @@ def output_length(model, length, axis, ndim):
                 out -= 1
         else:
             out = span // s + 1
+        if out < 1:
+            raise ValueError(f"numbaconv.dask.predict: the input is too small for the model: "
+                             f"{type(layer).__name__} would output {out} along spatial axis "
+                             f"{axis}")
         length = out
     return length
 
@@ -120,15 +135,11 @@ def predict(model, x, batch_size=None):
     x = prepare("predict", x, x.ndim - 2)
     model = _shipped(model)
     ndim = x.ndim - 2
-    name = f"predict-{tokenize(x, repr(model), *_state(model))}"
+    name = f"predict-{tokenize(x, pickle.dumps(model))}"
     model_key = f"{name}-model"
     if tileable(model):
         return _tiled(model, model_key, name, x, ndim)
     return _per_images(model, model_key, name, x)
-
-
-def _state(model):
-    return [np.asarray(v) for v in model.state_dict().values()]
 
 
 def _tiled(model, model_key, name, x, ndim):
@@ -152,7 +163,10 @@ def _tiled(model, model_key, name, x, ndim):
 
 
 def _per_images(model, model_key, name, x):
-    x = x.rechunk({i: -1 for i in range(2, x.ndim)})
+    whole = {i: -1 for i in range(2, x.ndim)}
+    if any(getattr(m, "track_running_stats", True) is False for _, m in model.named_modules()):
+        whole[0] = -1  # statistics over the whole batch, even in eval: one task
+    x = x.rechunk(whole)
     y = model.forward(np.zeros((1,) + tuple(x.shape[1:]), x.dtype))
     dsk = {model_key: model}
     zeros = (0,) * (x.ndim - 1)

@@ -18,6 +18,7 @@ Weights are one graph key each, sent to a worker once, not copied into every tas
 from __future__ import annotations
 
 import itertools
+import weakref
 
 import dask.array as da
 import numpy as np
@@ -138,7 +139,7 @@ def tiled_array(name, x, plans, out_channels, meta, task, dsk=None):
 # that slices the file.  Blocks of such an array read their own piece, halo and all,
 # instead of waiting for neighbouring chunks: memory per worker stays at a few pieces,
 # and nothing travels between workers.
-SOURCES = {}
+SOURCES = weakref.WeakValueDictionary()  # the array's graph holds the reader
 
 
 def register_source(x, reader):

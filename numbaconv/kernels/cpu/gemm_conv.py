@@ -33,7 +33,10 @@ def _layout(x_shape, weight_shape, out_shape, geometry, itemsize):
     out_ch, ch_per_group, kh, kw = weight_shape
     out_h, out_w = out_shape[2], out_shape[3]
     cols_geometry = (kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
-    pointwise = kh == kw == 1 and sh == sw == 1 and ph == pw == 0
+    # a plain product only where input and output planes have one size (a transposed
+    # conv's output_padding makes its output, this conv's input, larger)
+    pointwise = (kh == kw == 1 and sh == sw == 1 and ph == pw == 0
+                 and tuple(x_shape[2:]) == (out_h, out_w))
     rows = ch_per_group * kh * kw
     per_image = (x_shape[1] * kh * kw + out_ch) * out_h * out_w * itemsize  # cols + dy/out
     chunk = max(1, min(x_shape[0], config.IM2COL_CHUNK_BYTES // max(per_image, 1)))
