@@ -50,6 +50,43 @@ def to_tensor(a, like):
     return torch.as_tensor(a, device=like.device)
 
 
+class _QuietBlas:
+    """NumPy's BLAS at one thread while a bridge call runs, its count restored after.
+
+    In a PyTorch process three thread pools want the same cores: torch's OpenMP team,
+    numba's, and the BLAS that numbaconv's GEMM path calls through NumPy.  A BLAS team
+    woken between torch's parallel regions spins while torch needs the cores: a 1x1
+    layer's forward+backward took 14 ms patched against 1.8 ms in torch, 2.6 ms with
+    BLAS at one thread (docs/benchmarks/torch.md).  Setting the count costs ~0.6 us
+    (``threadpoolctl``; without it this does nothing)."""
+
+    def __init__(self):
+        self.libs = None
+
+    def _find(self):
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:
+            return []
+        return ThreadpoolController().select(user_api="blas").lib_controllers
+
+    @contextlib.contextmanager
+    def __call__(self):
+        if self.libs is None:
+            self.libs = self._find()
+        before = [lib.get_num_threads() for lib in self.libs]
+        for lib in self.libs:
+            lib.set_num_threads(1)
+        try:
+            yield
+        finally:
+            for lib, n in zip(self.libs, before):
+                lib.set_num_threads(n)
+
+
+quiet_blas = _QuietBlas()
+
+
 @contextlib.contextmanager
 def _stream(like):
     """CUDA launches on torch's current stream of ``like``'s device."""
@@ -72,7 +109,7 @@ class _Op(torch.autograd.Function):
     def forward(ctx, name, params, *tensors):
         like = tensors[0]
         arrays = [to_array(t) for t in tensors]
-        with _stream(like):
+        with _stream(like), quiet_blas():
             out = getattr(F, name)(*arrays, **params)
         ctx.name, ctx.params = name, params
         if isinstance(out, tuple):  # values and indices (max pools)
@@ -93,7 +130,7 @@ class _Op(torch.autograd.Function):
             saved = saved[:-1]
         like = saved[0]
         arrays = [to_array(t) for t in saved]
-        with _stream(like):
+        with _stream(like), quiet_blas():
             grads = getattr(F, ctx.name + "_backward")(to_array(grad), *arrays, **params)
         out = [None, None]
         for needs, g in zip(ctx.needs_input_grad[2:], grads):
@@ -126,9 +163,9 @@ def _bridge(name):
             if t is not None and not isinstance(t, torch.Tensor):
                 raise TypeError(f"numbaconv.torch.{name}: {n} must be a torch.Tensor; "
                                 f"got {type(t).__name__}")
-        if tensors and len(tensors) < len(arrays) and None in tensors:
-            raise ValueError(f"numbaconv.torch.{name}: {arrays[tensors.index(None)]} is "
-                             f"required")
+        missing = [n for n, t in zip(arrays, tensors) if t is None]  # not `None in`:
+        if missing:                                                  # that runs t == None
+            raise ValueError(f"numbaconv.torch.{name}: {missing[0]} is required")
         return _Op.apply(name, values, *tensors)
 
     op.__name__ = op.__qualname__ = name
