@@ -208,7 +208,8 @@ def fold_spec(op, cols, output_size, kernel_size, dilation, padding, stride):
 
 
 # --------------------------------------------------------------------------- interpolate
-_INTERP_MODES = {"nearest": (1, 2), "nearest-exact": (1, 2), "linear": (1,), "bilinear": (2,)}
+_INTERP_MODES = {"nearest": (1, 2), "nearest-exact": (1, 2), "linear": (1,), "bilinear": (2,),
+                 "bicubic": (2,)}
 
 
 @dataclass(frozen=True)
@@ -311,12 +312,48 @@ def interpolation_table(in_len, out_len, scale, mode, align_corners, dtype):
         idx[:, 1] = np.minimum(i0 + 1, in_len - 1)
         lam[:, 0] = t(1) - lam1
         lam[:, 1] = lam1
-    # outputs that read input i have idx0 in {i - 1, i}; idx0 is non-decreasing in o
+    return idx, lam, _readers(idx, in_len)
+
+
+def _readers(idx, in_len):
+    """For each input, a ``[lo, hi)`` range of the outputs that read it: those have
+    ``idx0`` in ``{i - 1, i}``, and ``idx0`` is non-decreasing in the output."""
     first = idx[:, 0]
     i = np.arange(in_len)
-    readers = np.stack([np.searchsorted(first, i - 1, "left"),
-                        np.searchsorted(first, i, "right")], axis=1).astype(np.int64)
-    return idx, lam, readers
+    return np.stack([np.searchsorted(first, i - 1, "left"),
+                     np.searchsorted(first, i, "right")], axis=1).astype(np.int64)
+
+
+def bicubic_tables(in_len, out_len, scale, align_corners, dtype):
+    """PyTorch's bicubic (cubic convolution, A = -0.75, indices clamped to the edge) as
+    two 2-tap tables per axis, ``(idx, lam, readers)`` for taps (-1, 0) and (+1, +2)
+    around ``floor(src)``: the 2-tap kernels run once per pair of pairs and the four
+    results add up to the 4x4-tap value."""
+    t = np.dtype(dtype).type
+    o = np.arange(out_len).astype(dtype)
+    if align_corners:
+        real = (t(in_len - 1) / t(out_len - 1) if out_len > 1 else t(0)) * o
+    else:
+        f = t(1.0 / scale) if scale else t(in_len) / t(out_len)
+        real = f * (o + t(0.5)) - t(0.5)  # not clamped at 0 for cubic, as PyTorch
+    base = np.floor(real)
+    d = (real - base).astype(dtype)
+    a = t(-0.75)
+
+    def near(x):   # |x| <= 1
+        return ((a + t(2)) * x - (a + t(3))) * x * x + t(1)
+
+    def far(x):    # 1 < |x| < 2
+        return ((a * x - t(5) * a) * x + t(8) * a) * x - t(4) * a
+
+    weights = [far(d + t(1)), near(d), near(t(1) - d), far(t(2) - d)]
+    start = base.astype(np.int64) - 1
+    tables = []
+    for pair in (0, 2):
+        idx = np.stack([np.clip(start + pair + k, 0, in_len - 1) for k in (0, 1)], axis=1)
+        lam = np.stack([weights[pair], weights[pair + 1]], axis=1).astype(dtype)
+        tables.append((idx.astype(np.int64), lam, _readers(idx, in_len)))
+    return tables
 
 
 # --------------------------------------------------------------------------- shuffle, pad

@@ -1,6 +1,7 @@
 """PyTorch's edge semantics, forward and backward, against PyTorch itself: unbatched
 inputs, empty batches, zero output channels, cropping pads in every mode, interpolate's
-nearest-exact / area / recompute_scale_factor, one-element tuples and ``stride=()``."""
+nearest-exact / area / bicubic / recompute_scale_factor, one-element tuples and
+``stride=()``."""
 
 import numpy as np
 import pytest
@@ -64,9 +65,14 @@ CASES = [
     *[(f"interpolate {mode} {kw}", lambda x, m=mode, k=kw: F.interpolate(x, mode=m, **k),
        lambda x, m=mode, k=kw: nc.interpolate(x, mode=m, **k),
        lambda g, x, m=mode, k=kw: nc.interpolate_backward(g, x, mode=m, **k), [(2, 2, 7, 9)])
-      for mode in ("nearest-exact", "area", "bilinear", "nearest")
+      for mode in ("nearest-exact", "area", "bilinear", "bicubic", "nearest")
       for kw in ({"scale_factor": 1.7}, {"scale_factor": 0.45}, {"size": (11, 4)},
                  {"scale_factor": 2.3, "recompute_scale_factor": True})],
+    ("interpolate bicubic align_corners", lambda x: F.interpolate(
+        x, (9, 5), mode="bicubic", align_corners=True),
+     lambda x: nc.interpolate(x, (9, 5), mode="bicubic", align_corners=True),
+     lambda g, x: nc.interpolate_backward(g, x, (9, 5), mode="bicubic", align_corners=True),
+     [(1, 2, 4, 6)]),
     ("interpolate nearest-exact 1-D", lambda x: F.interpolate(x, 13, mode="nearest-exact"),
      lambda x: nc.interpolate(x, 13, mode="nearest-exact"),
      lambda g, x: nc.interpolate_backward(g, x, 13, mode="nearest-exact"), [(2, 3, 6)]),
@@ -116,6 +122,18 @@ def test_zero_output_channels_give_empty_results():
     assert gx.shape == x.shape and not gx.any() and gw.shape == (0, 3, 3, 3)
     assert gb.shape == (0,)
     assert nc.conv_transpose2d(x, np.zeros((3, 0, 3, 3))).shape == (2, 0, 8, 7)
+
+
+def test_bicubic_on_cuda_under_the_simulator():
+    x = np.random.default_rng(0).standard_normal((1, 2, 5, 4)).astype(np.float32)
+    y = nc.interpolate(nc.to_device(x), scale_factor=1.5, mode="bicubic")
+    np.testing.assert_allclose(nc.to_host(y), nc.interpolate(x, scale_factor=1.5,
+                                                             mode="bicubic"), atol=1e-6)
+    g = np.ones(y.shape, np.float32)
+    (gd,) = nc.interpolate_backward(nc.to_device(g), nc.to_device(x), scale_factor=1.5,
+                                    mode="bicubic")
+    np.testing.assert_allclose(nc.to_host(gd), nc.interpolate_backward(
+        g, x, scale_factor=1.5, mode="bicubic")[0], atol=1e-5)
 
 
 def test_unbatched_on_cuda_under_the_simulator():

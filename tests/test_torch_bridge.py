@@ -53,6 +53,9 @@ CASES = [
     ("interpolate", [(1, 2, 5, 4)], {"scale_factor": 2, "mode": "bilinear"}),
     ("interpolate", [(2, 2, 5)], {"size": 8, "mode": "linear", "align_corners": True}),
     ("interpolate", [(1, 2, 3, 4)], {"size": (7, 5), "mode": "nearest"}),
+    ("interpolate", [(1, 2, 4, 5)], {"scale_factor": 1.6, "mode": "bicubic"}),
+    ("interpolate", [(1, 1, 4, 3)], {"size": (6, 7), "mode": "bicubic",
+                                     "align_corners": True}),
     ("channel_shuffle", [(2, 6, 3, 3)], {"groups": 3}),
     ("pad", [(1, 2, 5, 4)], {"pad": (1, 2, 2, 0), "mode": "reflect"}),
     ("pad", [(2, 2, 5)], {"pad": (3, 1), "mode": "circular"}),
@@ -172,10 +175,14 @@ def test_patch_selects_layers_and_leaves_the_rest_to_torch():
         nt.patch(model, ops=["Linear"])
     with pytest.raises(TypeError, match="torch.nn.Module"):
         nt.patch(object())
-    # what numbaconv does not compute runs torch's own forward: half precision, bicubic
-    up = nt.patch(torch.nn.Upsample(scale_factor=2, mode="bicubic"))
+    # bicubic is numbaconv's; what numbaconv does not compute runs torch's own forward:
+    # trilinear (5-D), half precision
     x = torch.randn(1, 2, 4, 4)
+    up = nt.patch(torch.nn.Upsample(scale_factor=2, mode="bicubic"))
     torch.testing.assert_close(up(x), F.interpolate(x, scale_factor=2, mode="bicubic"))
+    up3 = nt.patch(torch.nn.Upsample(scale_factor=2, mode="trilinear"))
+    x5 = torch.randn(1, 1, 2, 3, 3)
+    torch.testing.assert_close(up3(x5), F.interpolate(x5, scale_factor=2, mode="trilinear"))
     conv = nt.patch(torch.nn.Conv2d(2, 3, 3)).to(torch.bfloat16)
     assert conv(x.to(torch.bfloat16)).dtype == torch.bfloat16
 

@@ -313,6 +313,9 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
     x = prepare("interpolate", x, ndim if ndim in (1, 2) else 2)
     spec = _specs.interpolate_spec("interpolate", standin(x), size, scale_factor, mode,
                                    align_corners)
+    if spec.mode == "bicubic":  # four tables per axis: not planned here yet
+        raise ValueError("numbaconv.dask.interpolate: mode 'bicubic' is not supported on "
+                         "dask arrays; use 'bilinear', or numbaconv.interpolate per chunk")
     tables = []
     for axis in (0, 1):
         in_len, out_len = spec.in_shape[2 + axis], spec.out_shape[2 + axis]
@@ -333,7 +336,7 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
         return {"h_idx": local[0][0], "h_lam": local[0][1], "w_idx": local[1][0],
                     "w_lam": local[1][1], "out_shape": out_shape}
 
-    params = {"nearest": spec.mode not in ("linear", "bilinear")}
+    params = {"nearest": spec.mode in ("nearest", "nearest-exact")}
     name = f"interpolate-{tokenize(x, size, scale_factor, mode, align_corners)}"
     return blocks_graph(name, x, plans, "interpolate", params, [], spec.in_shape[1],
                         spec.dtype, block_params=block_params)

@@ -15,8 +15,10 @@ Nearest takes ``floor(o * scale)``.
 
 from __future__ import annotations
 
+import numpy as np
+
 from .._args import check_float_dtypes, check_shape
-from .._specs import InterpSpec, interpolate_spec, interpolation_table
+from .._specs import InterpSpec, bicubic_tables, interpolate_spec, interpolation_table
 from ..dispatch import backend_for
 from ._common import as_4d, one_grad
 
@@ -28,8 +30,8 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
 
     ``mode``: ``'nearest'``, ``'nearest-exact'`` (pixel centres, as PIL and scikit-image)
     and ``'area'`` (adaptive average pooling) on 3-D or 4-D input, ``'linear'`` (3-D),
-    ``'bilinear'`` (4-D).  ``align_corners`` (linear modes only, default False): see the
-    module doc.  ``recompute_scale_factor=True`` samples as if the output size had been
+    ``'bilinear'`` and ``'bicubic'`` (4-D).  ``align_corners`` (linear and cubic modes
+    only, default False): see the module doc.  ``recompute_scale_factor=True`` samples as if the output size had been
     given (``in / out`` instead of ``1 / scale_factor``), as PyTorch does.
     """
     size, scale_factor, mode = _resolve("interpolate", x, size, scale_factor, mode,
@@ -38,11 +40,13 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
         return _area(x).adaptive(x, size)
     spec = interpolate_spec("interpolate", x, size, scale_factor, mode, align_corners)
     be = backend_for(spec.op, input=x)
-    h, w = _tables(be, spec)
-    out = be.empty(spec.out_shape, spec.dtype)
-    be.kernels.interpolate2d_forward(as_4d(be, x), out, h[0], h[1], w[0], w[1],
-                                     spec.mode != "linear" and spec.mode != "bilinear")
-    return out.reshape(spec.output_shape)
+    parts = []
+    for h, w in _tables(be, spec):
+        out = be.empty(spec.out_shape, spec.dtype)
+        be.kernels.interpolate2d_forward(as_4d(be, x), out, h[0], h[1], w[0], w[1],
+                                         spec.mode in ("nearest", "nearest-exact"))
+        parts.append(out)
+    return _total(be, parts).reshape(spec.output_shape)
 
 
 def interpolate_backward(grad_output, x, size=None, scale_factor=None, mode="nearest",
@@ -57,11 +61,13 @@ def interpolate_backward(grad_output, x, size=None, scale_factor=None, mode="nea
     check_float_dtypes(spec.op, grad_output=grad_output, input=x)
     check_shape(spec.op, "grad_output", grad_output, spec.output_shape)
     be = backend_for(spec.op, grad_output=grad_output, input=x)
-    h, w = _tables(be, spec)
-    grad = be.empty(spec.in_shape, spec.dtype)
-    be.kernels.interpolate2d_backward(be.asarray(grad_output).reshape(spec.out_shape), grad,
-                                      *h, *w)
-    return one_grad(grad.reshape(x.shape))
+    parts = []
+    for h, w in _tables(be, spec):
+        grad = be.empty(spec.in_shape, spec.dtype)
+        be.kernels.interpolate2d_backward(be.asarray(grad_output).reshape(spec.out_shape),
+                                          grad, *h, *w)
+        parts.append(grad)
+    return one_grad(_total(be, parts).reshape(x.shape))
 
 
 class _area:
@@ -102,12 +108,30 @@ def _resolve(op, x, size, scale_factor, mode, align_corners, recompute):
 
 
 def _tables(be, spec: InterpSpec):
-    """(idx, lam, readers) for the height and the width axis, on ``be``'s device."""
-    tables = []
+    """``[(height table, width table)]`` on ``be``'s device, each ``(idx, lam,
+    readers)``: one pair for the 2-tap modes, four for bicubic (its taps two by two)."""
+    per_axis = []
     for axis in (0, 1):
         in_len, out_len = spec.in_shape[2 + axis], spec.out_shape[2 + axis]
-        mode = spec.mode if (axis == 1 or spec.ndim == 2) else "nearest"
-        t = interpolation_table(in_len, out_len, spec.scales[axis], mode,
-                                spec.align_corners, spec.dtype)
-        tables.append(tuple(be.from_host(a) for a in t))
-    return tables
+        if spec.mode == "bicubic":
+            tabs = bicubic_tables(in_len, out_len, spec.scales[axis], spec.align_corners,
+                                  spec.dtype)
+        else:
+            mode = spec.mode if (axis == 1 or spec.ndim == 2) else "nearest"
+            tabs = [interpolation_table(in_len, out_len, spec.scales[axis], mode,
+                                        spec.align_corners, spec.dtype)]
+        per_axis.append([tuple(be.from_host(a) for a in t) for t in tabs])
+    return [(h, w) for h in per_axis[0] for w in per_axis[1]]
+
+
+def _total(be, parts):
+    """The sum of the partial results (one part but for bicubic)."""
+    total = parts[0]
+    for part in parts[1:]:
+        if isinstance(total, np.ndarray):
+            total += part
+        else:
+            from ..nn._ops import add
+
+            total = add(total, part)
+    return total

@@ -162,7 +162,7 @@ def build(jit):
         w1 = w_idx[ow, 1]
         top = w_lam[ow, 0] * plane[h0, w0] + w_lam[ow, 1] * plane[h0, w1]
         if h_lam[oh, 1] == _ZERO:  # 1-D data (unit height) and exact rows: one row is read
-            return top
+            return h_lam[oh, 0] * top
         bottom = w_lam[ow, 0] * plane[h1, w0] + w_lam[ow, 1] * plane[h1, w1]
         return h_lam[oh, 0] * top + h_lam[oh, 1] * bottom
 

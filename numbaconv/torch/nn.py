@@ -77,14 +77,14 @@ class AdaptiveAvgPool2d(tnn.AdaptiveAvgPool2d):
 
 
 class Upsample(tnn.Upsample):
-    _MODES = {3: ("nearest", "linear"), 4: ("nearest", "bilinear")}
+    _MODES = {3: ("nearest", "nearest-exact", "linear", "area"),
+              4: ("nearest", "nearest-exact", "bilinear", "bicubic", "area")}
 
     def forward(self, input):
-        if (not _ours(input) or self.mode not in self._MODES.get(input.dim(), ())
-                or self.recompute_scale_factor):
-            return super().forward(input)
+        if not _ours(input) or self.mode not in self._MODES.get(input.dim(), ()):
+            return super().forward(input)  # trilinear, 5-D, half precision, ...
         return nt.interpolate(input, self.size, self.scale_factor, self.mode,
-                              self.align_corners)
+                              self.align_corners, self.recompute_scale_factor)
 
 
 class ChannelShuffle(tnn.ChannelShuffle):
