@@ -73,6 +73,8 @@ def edges(name, fn):
         x = values.get("x")
         if x is None or not hasattr(x, "shape"):
             return fn(*args, **kwargs)
+        if base == "pad" and _flat_constant(values):
+            return _constant_pad_any_rank(fn, values, backward)
         rank = _pad_rank(values) if base == "pad" else RANK[base]
         unbatched = rank is not None and len(x.shape) == rank - 1
         if unbatched:
@@ -96,6 +98,37 @@ def edges(name, fn):
         return result[0]
 
     return op
+
+
+def _flat_constant(values):
+    """A constant pad of an input of another rank than (N, C, *padded dims)."""
+    pad, x = values.get("pad"), values["x"]
+    if values.get("mode", "constant") != "constant" or not isinstance(pad, (tuple, list)):
+        return False
+    dims = len(pad) // 2
+    return len(pad) % 2 == 0 and 1 <= dims <= 2 and len(x.shape) >= dims \
+        and len(x.shape) != dims + 2
+
+
+def _constant_pad_any_rank(fn, values, backward):
+    """Constant padding pads the last dims whatever comes before them (PyTorch): the
+    leading dims fold into N, with C = 1, and unfold again after."""
+    dims = len(values["pad"]) // 2
+    x = values["x"]
+    lead = tuple(int(v) for v in x.shape[: len(x.shape) - dims])
+    rows = int(np.prod(lead)) if lead else 1
+    values = dict(values)
+    for key in ("grad_output", "x"):
+        if values.get(key) is not None:
+            a = values[key]
+            values[key] = a.reshape((rows, 1) + tuple(a.shape[len(a.shape) - dims:]))
+    if rows == 0:
+        result = _empty("pad", fn, values, backward)
+    else:
+        result = fn(**values)
+    first = result[0] if backward else result
+    shaped = first.reshape(lead + tuple(first.shape[2:]))
+    return (shaped,) if backward else shaped
 
 
 def _out_channels(base, values):
