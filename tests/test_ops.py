@@ -318,7 +318,7 @@ ERRORS = [
     (lambda: nc.channel_shuffle(X[0, 0], 1), ValueError, "at least 3-D"),
     (lambda: nc.interpolate(X), ValueError, "exactly one of size and scale_factor"),
     (lambda: nc.interpolate(X, size=4, scale_factor=2), ValueError, "exactly one"),
-    (lambda: nc.interpolate(X, size=4, mode="bicubic"), ValueError, "mode must be one of"),
+    (lambda: nc.interpolate(X, size=4, mode="trilinear"), ValueError, "mode must be one of"),
     (lambda: nc.interpolate(X, size=4, mode="linear"), ValueError, "needs 3-D"),
     (lambda: nc.interpolate(X[0], size=4, mode="bilinear"), ValueError, "needs 4-D"),
     (lambda: nc.interpolate(X, size=4, align_corners=True), ValueError, "align_corners"),
