@@ -74,13 +74,11 @@ def _torch_call(name, tensors, params):
         # torch's functional conv has no padding_mode: pad first, as its layers do
         mode = p.pop("padding_mode")
         pad = p.pop("padding")
-        k = tensors[1].shape[2:]
-        d = p.get("dilation", 1)
-        per = [pad] * len(k) if isinstance(pad, int) else list(pad)
+        if pad == "same":  # odd kernels here: (k - 1) * dilation / 2 on each side
+            pad = [(k - 1) * p.get("dilation", 1) // 2 for k in tensors[1].shape[2:]]
+        per = [pad] * (tensors[0].dim() - 2) if isinstance(pad, int) else list(pad)
         sides = [v for q in reversed(per) for v in (q, q)]
-        del k, d
-        return F.conv2d(F.pad(tensors[0], sides, mode), *tensors[1:], **p) \
-            if name == "conv2d" else F.conv1d(F.pad(tensors[0], sides, mode), *tensors[1:], **p)
+        return getattr(F, name)(F.pad(tensors[0], sides, mode), *tensors[1:], **p)
     if name == "channel_shuffle":
         return torch.channel_shuffle(tensors[0], p["groups"])
     if name == "pad":
