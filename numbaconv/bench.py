@@ -202,11 +202,11 @@ def paired_medians(first, second, repeat=7, blocks=3):
     return float(np.median(times[0])), float(np.median(times[1]))
 
 
-def measure_case(name, repeat=7, torch=None):
+def measure_case(name, repeat=7, torch=None, cases=None):
     """(ours forward s, ours forward+backward s, torch forward s, torch forward+backward
-    s) for :data:`SUITE` entry ``name``, ours and PyTorch timed alternately; the torch
-    entries None without PyTorch."""
-    op, shapes, params, dtype = SUITE[name]
+    s) for :data:`SUITE` entry ``name`` (or ``cases[name]``), ours and PyTorch timed
+    alternately; the torch entries None without PyTorch."""
+    op, shapes, params, dtype = (cases or SUITE)[name]
     arrays = make_inputs(shapes, dtype=np.dtype(dtype))
     forward, backward = getattr(F, op), getattr(F, op + "_backward")
     kw = dict(return_indices=True) if op == "max_pool2d" else {}
@@ -237,13 +237,13 @@ def measure_case(name, repeat=7, torch=None):
     return f, fb, tf, tfb
 
 
-def peak_memory_ratio(name):
+def peak_memory_ratio(name, cases=None):
     """Peak memory NumPy allocates during one forward + backward of :data:`SUITE` entry
     ``name`` (outputs, gradients, workspaces; ``tracemalloc`` sees NumPy's allocations),
     divided by the bytes of its inputs + output."""
     import tracemalloc
 
-    op, shapes, params, dtype = SUITE[name]
+    op, shapes, params, dtype = (cases or SUITE)[name]
     arrays = make_inputs(shapes, dtype=np.dtype(dtype))
     forward, backward = getattr(F, op), getattr(F, op + "_backward")
     kw = dict(return_indices=True) if op == "max_pool2d" else {}
@@ -267,8 +267,53 @@ def geometric_mean(values):
     return float(np.exp(np.mean(np.log(values)))) if values else float("nan")
 
 
-def suite_table(repeat=7, names=None):
-    """The printable suite table (Markdown) with the geometric mean of the ratios."""
+def random_cases(n, seed):
+    """``n`` conv layers drawn from realistic ranges, as :data:`SUITE` entries: batch
+    1-64, channels 1-512 (thin inputs, depthwise, grouped and 1x1 layers among them),
+    kernels 1-7, stride 1-2, dilation 1-3, sizes 7-224 with odd ones, float32 and some
+    float64.  The work is capped (~1.5 GMAC forward) by shrinking batch, then size, so
+    a table of 24 stays a few minutes on 2 cores.  The same seed draws the same cases."""
+    rng = np.random.default_rng(seed)
+    cases = {}
+    while len(cases) < n:
+        kind = rng.choice(["dense", "depthwise", "grouped", "pointwise", "thin"],
+                          p=[0.45, 0.15, 0.1, 0.15, 0.15])
+        batch = int(np.exp(rng.uniform(0, np.log(64.99))))
+        size = int(np.exp(rng.uniform(np.log(7), np.log(224.99))))
+        width = size if rng.random() < 0.7 else int(rng.integers(7, 225))
+        k = 1 if kind == "pointwise" else int(rng.choice([1, 3, 3, 3, 5, 5, 7]))
+        stride = int(rng.choice([1, 1, 1, 2]))
+        dilation = int(rng.choice([1, 1, 1, 2, 3])) if k > 1 else 1
+        cin = int(np.exp(rng.uniform(0, np.log(512.99))))
+        cin = int(rng.integers(1, 4)) if kind == "thin" else max(cin, 2)
+        if kind == "depthwise":
+            cout, groups = cin, cin
+        else:
+            cout = int(np.exp(rng.uniform(np.log(4), np.log(512.99))))
+            groups = int(rng.choice([2, 4, 8])) if kind == "grouped" else 1
+            cin, cout = max(groups, cin // groups * groups), max(groups, cout // groups * groups)
+        span = dilation * (k - 1) + 1
+        padding = span // 2 if (rng.random() < 0.8 or min(size, width) < span) else 0
+        out_h = (size + 2 * padding - span) // stride + 1
+        out_w = (width + 2 * padding - span) // stride + 1
+        macs = batch * cout * out_h * out_w * (cin // groups) * k * k
+        while macs > 1.5e9 and batch > 1:
+            batch = max(1, batch // 2)
+            macs = batch * cout * out_h * out_w * (cin // groups) * k * k
+        if macs > 1.5e9 or out_h < 1 or out_w < 1:
+            continue  # too big even at batch 1: draw again
+        dtype = "f8" if rng.random() < 0.15 else "f4"
+        params = {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups}
+        name = (f"{kind} {k}x{k} s{stride} d{dilation} g{groups} {cin}->{cout} {size}x{width} "
+                f"b{batch} {'float64' if dtype == 'f8' else 'float32'}")
+        cases[name] = ("conv2d", [(batch, cin, size, width), (cout, cin // groups, k, k)],
+                       params, dtype)
+    return cases
+
+
+def suite_table(repeat=7, names=None, cases=None, memory=True):
+    """The printable suite table (Markdown) with the geometric means of the ratios and
+    the worst case; ``cases`` instead of :data:`SUITE` (e.g. :func:`random_cases`)."""
     import numba
 
     try:
@@ -282,17 +327,26 @@ def suite_table(repeat=7, names=None):
              f"numbaconv faster)", "",
              "| case | fwd ms | fwd+bwd ms | torch fwd ms | torch fwd+bwd ms | fwd ratio | "
              "fwd+bwd ratio | peak mem / (in+out) |", "|---|---|---|---|---|---|---|---|"]
-    ratios = []
-    for name in names or SUITE:
-        f, fb, tf, tfb = measure_case(name, repeat, torch)
-        mem = f"{peak_memory_ratio(name):.2f}"
+    ratios, forward, both = [], [], []
+    for name in names or (cases or SUITE):
+        f, fb, tf, tfb = measure_case(name, repeat, torch, cases)
+        mem = f"{peak_memory_ratio(name, cases):.2f}" if memory else ""
         if torch is None:
             lines.append(f"| {name} | {f * 1e3:.2f} | {fb * 1e3:.2f} | | | | | {mem} |")
             continue
+        forward.append((tf / f, name))
+        both.append((tfb / fb, name))
         ratios += [tf / f, tfb / fb]
         lines.append(f"| {name} | {f * 1e3:.2f} | {fb * 1e3:.2f} | {tf * 1e3:.2f} | "
                      f"{tfb * 1e3:.2f} | {tf / f:.2f} | {tfb / fb:.2f} | {mem} |")
     lines.append("")
-    lines.append(f"geometric mean of the ratios: {geometric_mean(ratios):.2f}" if ratios
-                 else "(PyTorch not installed: no comparison)")
+    if not ratios:
+        lines.append("(PyTorch not installed: no comparison)")
+        return "\n".join(lines)
+    lines.append(f"geometric mean of the ratios: {geometric_mean(ratios):.2f} (forward "
+                 f"{geometric_mean([r for r, _ in forward]):.2f}, forward+backward "
+                 f"{geometric_mean([r for r, _ in both]):.2f})")
+    for label, rows in (("forward", forward), ("forward+backward", both)):
+        worst = min(rows)
+        lines.append(f"worst {label}: {worst[0]:.2f} ({worst[1]})")
     return "\n".join(lines)

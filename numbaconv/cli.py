@@ -151,6 +151,21 @@ def _bench(args) -> int:
     if args.ops:
         print(table(repeat=args.repeat))
         return 0
+    if args.random is not None:
+        import os
+
+        from .bench import random_cases
+
+        if args.random < 1:
+            print(f"numbaconv bench: --random needs a positive count; got {args.random}",
+                  file=sys.stderr)
+            return 2
+        seed = args.seed if args.seed is not None else int.from_bytes(os.urandom(3), "big")
+        print(f"{args.random} random layers, seed {seed} (numbaconv bench --random "
+              f"{args.random} --seed {seed} draws them again)")
+        print(suite_table(repeat=args.repeat, cases=random_cases(args.random, seed),
+                          memory=False))
+        return 0
     names = [n for n in SUITE if args.filter in n] if args.filter else None
     if names == []:
         print(f"numbaconv bench: no case matches {args.filter!r}", file=sys.stderr)
@@ -285,6 +300,11 @@ def main(argv=None) -> int:
     bench.add_argument("--ops", action="store_true",
                        help="one shape per functional op (default: the conv suite)")
     bench.add_argument("--filter", default="", help="only suite cases whose name has this")
+    bench.add_argument("--random", type=int, default=None, metavar="N",
+                       help="N conv layers drawn at random from realistic ranges instead "
+                            "of the suite (odd sizes, thin, depthwise, grouped, 1x1)")
+    bench.add_argument("--seed", type=int, default=None,
+                       help="the seed of --random (default: a fresh one, printed)")
     bench.add_argument("--compile", action="store_true",
                        help="compile seconds per kernel with an empty cache, for one "
                             "training step of --model (or, with --ops, every op)")

@@ -50,3 +50,33 @@ def test_compile_report_times_each_kernel_in_a_fresh_process():
     assert "cpu.conv.conv2d_forward" in text and "total compile" in text
     with pytest.raises(ValueError, match="workload"):
         compile_report.run("nope")
+
+
+def test_random_cases_are_valid_varied_and_reproducible():
+    from numbaconv._args import conv_spec
+    from numbaconv.bench import random_cases
+
+    cases = random_cases(40, seed=3)
+    assert len(cases) == 40 and random_cases(40, seed=3) == cases
+    assert random_cases(40, seed=4) != cases
+    kinds = {name.split()[0] for name in cases}
+    assert {"dense", "depthwise", "pointwise", "thin"} <= kinds
+    sizes = set()
+    for name, (op, shapes, params, dtype) in cases.items():
+        assert op == "conv2d" and dtype in ("f4", "f8")
+        x = np.broadcast_to(np.zeros((), dtype), shapes[0])
+        w = np.broadcast_to(np.zeros((), dtype), shapes[1])
+        spec = conv_spec("conv2d", 2, x, w, None, params["stride"], params["padding"],
+                         params["dilation"], params["groups"], "zeros", False)
+        macs = np.prod(spec.out_size) * spec.batch * spec.out_channels * np.prod(
+            shapes[1][1:])
+        assert macs <= 1.5e9, name
+        sizes.update(shapes[0][2:])
+    assert any(s % 2 for s in sizes) and min(sizes) >= 7 and max(sizes) <= 224
+
+
+def test_bench_random_needs_a_positive_count(capsys):
+    from numbaconv.cli import main
+
+    assert main(["bench", "--random", "0"]) == 2
+    assert "positive" in capsys.readouterr().err
