@@ -381,6 +381,20 @@ def to_device(a, stream=0):
     return cuda.to_device(np.ascontiguousarray(a), stream=stream)
 
 
+def new_like(like, shape, dtype=None, zero=False):
+    """A new array of ``like``'s kind (NumPy, CuPy, or a numba device array) and device,
+    empty or zero-filled."""
+    dtype = like.dtype if dtype is None else dtype
+    library = type(like).__module__.partition(".")[0]
+    if library in ("numpy", "cupy"):
+        import importlib
+
+        xp = importlib.import_module(library)
+        return (xp.zeros if zero else xp.empty)(shape, dtype)
+    be = get_backend(device_of(like))
+    return be.zeros(shape, dtype) if zero else be.empty(shape, dtype)
+
+
 def to_host(a):
     """Copy a GPU array to a NumPy array; NumPy arrays pass through."""
     if device_of(a) == CPU:

@@ -13,23 +13,12 @@ import importlib
 
 import numpy as np
 
+from ..dispatch import new_like
 from . import _worker
 
 
 def _library(a):
     return type(a).__module__.partition(".")[0]
-
-
-def new(like, shape, dtype, zero=False):
-    """An array of ``like``'s kind: NumPy, CuPy, or a numba device array."""
-    lib = _library(like)
-    if lib in ("numpy", "cupy"):
-        xp = importlib.import_module(lib)
-        return (xp.zeros if zero else xp.empty)(shape, dtype)
-    from ..dispatch import get_backend
-
-    be = get_backend("cuda")
-    return be.zeros(shape, dtype) if zero else be.empty(shape, dtype)
 
 
 def compute(a, fn):
@@ -64,7 +53,7 @@ def assemble(grid, gathers):
     walk(grid, 2, ())
     first = leaves[0]
     shape = tuple(first.shape[:2]) + tuple(g.stop - g.start for g in gathers)
-    piece = new(first, shape, first.dtype)
+    piece = new_like(first, shape)
     for chunk, origin in zip(leaves, offsets):
         src, dst = [], []
         for g, off, n in zip(gathers, origin, chunk.shape[2:]):
@@ -130,7 +119,7 @@ def run(op, params, consts, grid, gathers, places, shape, bias=None, index_map=N
     _worker.enter()
     like = grid_leaf(grid)
     if any(p is None for p in places):
-        out = new(like, shape, like.dtype, zero=True)
+        out = new_like(like, shape, zero=True)
     else:
         piece = assemble(grid, gathers)
         y = _local(op, piece, consts, params)
@@ -163,7 +152,7 @@ def keep(y, places, shape):
     covered = all(d0 == 0 and d1 == n for (_, (d0, d1)), n in zip(places, shape[2:]))
     if covered and tuple(y.shape[2:]) == tuple(shape[2:]):
         return y
-    out = new(y, shape, y.dtype, zero=not covered)
+    out = new_like(y, shape, zero=not covered)
     out[(slice(None), slice(None)) + dst] = y[(slice(None), slice(None)) + src]
     return out
 

@@ -3,7 +3,7 @@
 
 numba's thread count is per calling thread (``numba.set_num_threads`` is thread-local),
 and dask runs tasks on its own executor threads, so the count set here is applied again
-at the start of each task (:func:`enter`, a few hundred nanoseconds).  The threading
+at the start of each task (:func:`enter`).  The threading
 layer can only be chosen before numba's pool starts, so :func:`setup` sets it and starts
 the pool at once.
 """

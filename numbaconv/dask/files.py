@@ -17,6 +17,7 @@ import sys
 import dask.array as da
 import numpy as np
 
+from .._args import unwritable_file
 from .ops import register_source
 
 
@@ -92,12 +93,15 @@ class NpyBlocks:
 
 
 def check_output(path):
-    path = os.fspath(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        raise ValueError(f"output {path!r}: folder {parent!r} does not exist")
-    if not (path.endswith(".npy") or path.rstrip("/").endswith(".zarr")):
+    """``path`` if a result can be written there (the shared check of ``train`` and
+    ``plot``; a Zarr store is a folder and may exist: it is overwritten)."""
+    path = os.fspath(path).rstrip("/")
+    zarr_store = path.endswith(".zarr")
+    if not (path.endswith(".npy") or zarr_store):
         raise ValueError(f"output {path!r}: expected a .npy file or a .zarr store")
+    why = unwritable_file(path + "/x" if zarr_store and os.path.isdir(path) else path)
+    if why:
+        raise ValueError(f"output {path!r}: {why}")
     return path
 
 

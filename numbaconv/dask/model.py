@@ -29,7 +29,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from .. import analysis
-from .._args import int_tuple
+from .._args import int_tuple, pool_output_size
 from ..dispatch import device_of, to_host
 from . import _blocks
 from ._plan import field_axis
@@ -60,29 +60,21 @@ def tileable(model) -> bool:
 
 
 def output_length(model, length, axis, ndim):
-    """The model's output length along ``axis`` for an input of ``length`` (the chain
-    of kernel / stride / padding / dilation that ``receptive_field`` follows)."""
+    """The model's output length along ``axis`` for an input of ``length``: the layer
+    chain that ``receptive_field`` follows, through the library's size formulas."""
     for layer in analysis._chain(model):
         geometry = analysis._layer_geometry(layer)
         if geometry is None:
             continue
         kernel, stride, padding, dilation = geometry
-        k = int_tuple(kernel, ndim, "kernel_size", "predict", 1)[axis]
-        s = int_tuple(stride, ndim, "stride", "predict", 1)[axis]
-        d = int_tuple(dilation, ndim, "dilation", "predict", 1)[axis]
         if padding == "same":
-            lo, hi = (d * (k - 1)) // 2, d * (k - 1) - (d * (k - 1)) // 2
-        elif padding == "valid":
-            lo = hi = 0
+            out = length  # 'same' needs stride 1 (the op's own rule)
         else:
-            lo = hi = int_tuple(padding, ndim, "padding", "predict", 0)[axis]
-        span = length + lo + hi - d * (k - 1) - 1
-        if getattr(layer, "ceil_mode", False):
-            out = -(-span // s) + 1
-            if (out - 1) * s >= length + lo:
-                out -= 1
-        else:
-            out = span // s + 1
+            k, s, d = (int_tuple(v, ndim, name, "predict", 1)[axis] for v, name in
+                       ((kernel, "kernel_size"), (stride, "stride"), (dilation, "dilation")))
+            p = 0 if padding == "valid" else int_tuple(padding, ndim, "padding", "predict",
+                                                       0)[axis]
+            out = pool_output_size(length, k, s, p, d, bool(getattr(layer, "ceil_mode", False)))
         if out < 1:
             raise ValueError(f"numbaconv.dask.predict: the input is too small for the model: "
                              f"{type(layer).__name__} would output {out} along spatial axis "

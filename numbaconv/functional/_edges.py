@@ -23,7 +23,7 @@ import inspect
 
 import numpy as np
 
-from ..dispatch import device_of, get_backend
+from ..dispatch import new_like
 
 # the batched rank of the data argument, per op (pad: see _pad_rank)
 RANK = {
@@ -36,12 +36,10 @@ _CONVS = ("conv1d", "conv2d", "conv_transpose1d", "conv_transpose2d")
 
 
 def _zeros(like, shape):
-    if isinstance(like, np.ndarray):
-        return np.zeros(shape, like.dtype)
-    return get_backend(device_of(like)).zeros(shape, like.dtype)
+    return new_like(like, shape, zero=True)
 
 
-def _first(a, n=1):
+def _first(a):
     """``a`` with a new leading axis of 1 (a view)."""
     if isinstance(a, np.ndarray) or type(a).__module__.startswith("cupy"):
         return a[None]

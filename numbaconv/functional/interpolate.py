@@ -1,16 +1,21 @@
-"""interpolate: nearest (1-D, 2-D), linear (1-D) and bilinear (2-D) resizing.
+"""interpolate: nearest, nearest-exact and area (1-D, 2-D), linear (1-D), bilinear and
+bicubic (2-D) resizing.
 
 The per-axis arithmetic (which inputs each output reads, with which weights) is done
 once per call on the host, by PyTorch's rules and in its precision
-(``_specs.interpolation_table``); the kernels then only gather with those tables, the
-backward as a gather too (each input sums the outputs that read it).  1-D data is 2-D
-data with a height of 1.
+(``_specs.interpolation_table``); the kernels then only gather with those 2-tap tables,
+the backward as a gather too (each input sums the outputs that read it).  1-D data is
+2-D data with a height of 1.  Bicubic's four taps per axis are two 2-tap tables
+(``_specs.bicubic_tables``): the same kernels run once per pair of tables and the four
+partial results are summed, forward and backward, on either device.  ``area`` is
+adaptive average pooling to the output size.
 
 Coordinates: with ``align_corners=False`` (the default) pixels are areas and output
 ``o`` samples input ``(o + 0.5) * scale - 0.5`` (clamped at 0), where ``scale`` is
 ``1 / scale_factor`` when a scale factor was given, else ``in / out``; with
 ``align_corners=True`` the corner pixels' centres line up: ``o * (in - 1) / (out - 1)``.
-Nearest takes ``floor(o * scale)``.
+Nearest takes ``floor(o * scale)``, nearest-exact ``floor((o + 0.5) * scale)``; bicubic
+does not clamp at 0 and reads indices clamped to the edge.
 """
 
 from __future__ import annotations
@@ -31,13 +36,14 @@ def interpolate(x, size=None, scale_factor=None, mode="nearest", align_corners=N
     ``mode``: ``'nearest'``, ``'nearest-exact'`` (pixel centres, as PIL and scikit-image)
     and ``'area'`` (adaptive average pooling) on 3-D or 4-D input, ``'linear'`` (3-D),
     ``'bilinear'`` and ``'bicubic'`` (4-D).  ``align_corners`` (linear and cubic modes
-    only, default False): see the module doc.  ``recompute_scale_factor=True`` samples as if the output size had been
-    given (``in / out`` instead of ``1 / scale_factor``), as PyTorch does.
+    only, default False): see the module doc.  ``recompute_scale_factor=True`` samples
+    as if the output size had been given (``in / out`` instead of ``1 / scale_factor``),
+    as PyTorch does.
     """
     size, scale_factor, mode = _resolve("interpolate", x, size, scale_factor, mode,
                                         align_corners, recompute_scale_factor)
     if mode == "area":
-        return _area(x).adaptive(x, size)
+        return _area(x)(x, size)
     spec = interpolate_spec("interpolate", x, size, scale_factor, mode, align_corners)
     be = backend_for(spec.op, input=x)
     parts = []
@@ -55,7 +61,7 @@ def interpolate_backward(grad_output, x, size=None, scale_factor=None, mode="nea
     size, scale_factor, mode = _resolve("interpolate_backward", x, size, scale_factor, mode,
                                         align_corners, recompute_scale_factor)
     if mode == "area":
-        return _area(x).adaptive_backward(grad_output, x, size)
+        return _area(x, backward=True)(grad_output, x, size)
     spec = interpolate_spec("interpolate_backward", x, size, scale_factor, mode,
                             align_corners)
     check_float_dtypes(spec.op, grad_output=grad_output, input=x)
@@ -70,15 +76,12 @@ def interpolate_backward(grad_output, x, size=None, scale_factor=None, mode="nea
     return one_grad(_total(be, parts).reshape(x.shape))
 
 
-class _area:
-    """``mode='area'``: adaptive average pooling to the output size, as PyTorch."""
+def _area(x, backward=False):
+    """``mode='area'`` is adaptive average pooling to the output size, as in PyTorch."""
+    from . import pool
 
-    def __init__(self, x):
-        from . import pool
-
-        nd = len(x.shape) - 2
-        self.adaptive = getattr(pool, f"adaptive_avg_pool{nd}d")
-        self.adaptive_backward = getattr(pool, f"adaptive_avg_pool{nd}d_backward")
+    name = f"adaptive_avg_pool{len(x.shape) - 2}d" + ("_backward" if backward else "")
+    return getattr(pool, name)
 
 
 def _resolve(op, x, size, scale_factor, mode, align_corners, recompute):
@@ -87,23 +90,17 @@ def _resolve(op, x, size, scale_factor, mode, align_corners, recompute):
     if recompute not in (None, True, False):
         raise ValueError(f"{op}: recompute_scale_factor must be True, False or None; got "
                          f"{recompute!r}")
-    if not (recompute or mode == "area") or scale_factor is None:
-        if recompute and size is not None:
-            raise ValueError(f"{op}: recompute_scale_factor is not meaningful with an "
-                             f"explicit size; give scale_factor instead")
-        if mode == "area" and align_corners is not None:
-            raise ValueError(f"{op}: align_corners can only be set with mode 'linear' or "
-                             f"'bilinear'; got align_corners={align_corners!r} with mode='area'")
-        return size, scale_factor, mode
-    if size is not None:
-        raise ValueError(f"{op}: give exactly one of size and scale_factor; got size={size!r}, "
-                         f"scale_factor={scale_factor!r}")
-    # the output size PyTorch computes from the scale factor; then sample from sizes
-    probe = interpolate_spec(op, x, None, scale_factor, "nearest", None)
-    out = probe.output_shape[2:]
     if mode == "area" and align_corners is not None:
-        raise ValueError(f"{op}: align_corners can only be set with mode 'linear' or "
-                         f"'bilinear'; got align_corners={align_corners!r} with mode='area'")
+        raise ValueError(f"{op}: align_corners can only be set with mode 'linear', "
+                         f"'bilinear' or 'bicubic'; got align_corners={align_corners!r} with "
+                         f"mode='area'")
+    if recompute and size is not None:
+        raise ValueError(f"{op}: recompute_scale_factor is not meaningful with an explicit "
+                         f"size; give scale_factor instead")
+    if not (recompute or mode == "area") or scale_factor is None:
+        return size, scale_factor, mode
+    # the output size PyTorch computes from the scale factor; then sample from sizes
+    out = interpolate_spec(op, x, None, scale_factor, "nearest", None).output_shape[2:]
     return out, None, mode
 
 

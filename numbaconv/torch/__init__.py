@@ -55,10 +55,9 @@ class _QuietBlas:
 
     In a PyTorch process three thread pools want the same cores: torch's OpenMP team,
     numba's, and the BLAS that numbaconv's GEMM path calls through NumPy.  A BLAS team
-    woken between torch's parallel regions spins while torch needs the cores: a 1x1
-    layer's forward+backward took 14 ms patched against 1.8 ms in torch, 2.6 ms with
-    BLAS at one thread (docs/benchmarks/torch.md).  Setting the count costs ~0.6 us
-    (``threadpoolctl``; without it this does nothing)."""
+    woken between torch's parallel regions spins on the cores torch needs next, so
+    inside torch the GEMM path's products run on the calling thread (measured in
+    docs/benchmarks/torch.md).  Needs ``threadpoolctl``; without it, does nothing."""
 
     def __init__(self):
         self.libs = None
