@@ -1,34 +1,24 @@
 """Thread pools that take turns on the same cores, set to sleep soon when idle.
 
-A CPU op here alternates numba parallel kernels (numba's OpenMP pool) with OpenBLAS
-matrix products (OpenBLAS's own pool).  Both pools busy-wait after their work by
-default, so each steals the cores the other needs next: measured on 2 cores, the digits
-CNN trained ~4x slower per epoch (2.9 s vs 0.7 s) and PyTorch timings in the same
-process turned bimodal.  Both runtimes read their wait policy from the environment once,
-when they load, so it is set just around those two loads and then restored: nothing
-else in the process (PyTorch's own OpenMP copy, other BLAS copies) sees it, and a value
-the user set is left alone.
+A CPU op here runs numba parallel kernels (numba's OpenMP pool) and, on the GEMM path,
+matrix products through NumPy's BLAS (OpenBLAS, with a pool of its own).  A pool that
+busy-waits after its work steals the cores the next one needs: with OpenBLAS's default
+wait, a GEMM-path backward took 8 ms instead of 0.3 (``docs/benchmarks/cpu.md``).  The
+rules:
 
-* :func:`quiet_blas_import`: NumPy's OpenBLAS with ``OPENBLAS_THREAD_TIMEOUT=4`` (its
-  threads sleep after 2**4 idle cycles).  Only effective when NumPy is first imported by
-  numbaconv; ``numbaconv info`` says whether it took.
-* :func:`start_numba_threads`: numba's threading layer started with a short spin:
-  ``GOMP_SPINCOUNT=config.CPU_SPIN_COUNT`` for GNU OpenMP (idle threads spin that many
-  rounds, then sleep: 10**4 rounds cost ~0.5 ms of CPU per region here, against ~4.3 ms
-  at 10**5 and ~0.07 ms passive, measured with ``getrusage`` around one region and an
-  idle pause; ``KMP_BLOCKTIME=0``, sleep at once, should numba load
-  Intel's OpenMP instead; ``tbb`` and ``workqueue`` do not spin).  Called once, before
-  the first CPU kernel.
-
-  Why a short spin rather than none: waking a sleeping pool costs ~45 us per parallel
-  region on this 2-core VM (an empty ``prange`` took 45 us with
-  ``OMP_WAIT_POLICY=PASSIVE``, the first policy here, against 1.5 us with a spin), and
-  one conv call runs 2-6 regions (frame copy, kernel, grad bias...): a (2,16,32,32)
-  3x3 layer took 190-206 us forward and 470-490 backward asleep, 92 and 205-218
-  spinning 10**4 rounds; training (``numbaconv train``, seconds per epoch, passive vs
-  spin): the MobileNet-style model 0.35 -> 0.17, the ResNet 0.95 -> 0.47, the digits
-  CNN 0.51 vs 0.52 (unchanged: the spin leaves OpenBLAS its cores).  The default spin
-  (3*10**5 rounds, milliseconds) is what stole the cores from OpenBLAS and PyTorch.
+* :func:`start_numba_threads`: numba's threading layer starts with a short spin,
+  ``GOMP_SPINCOUNT=config.CPU_SPIN_COUNT`` for GNU OpenMP (``KMP_BLOCKTIME=0`` should
+  numba load Intel's OpenMP; ``tbb`` and ``workqueue`` do not spin).  Short, not none:
+  one conv call runs several parallel regions back to back, and waking a sleeping pool
+  costs ~45 us per region on this VM.  Set only while the pool starts, so nothing else in
+  the process sees it; a value the user set wins.  Called once, before the first CPU
+  kernel.
+* :func:`blas_on_caller`: numbaconv never runs OpenBLAS's pool.  While a product of ours
+  runs, every BLAS library in the process is held at one thread (``threadpoolctl``), so
+  OpenBLAS's threads, whoever woke them last, go back to sleep and stay there; the
+  user's own count is restored after.  Large products are split across a few plain
+  threads instead (``kernels/cpu/blas.py``), which block, never spin.  This holds
+  whatever was imported first, so import order does not matter.
 """
 
 from __future__ import annotations
@@ -40,7 +30,6 @@ import threading
 
 _started = False
 _lock = threading.Lock()
-blas_quiet = None  # True / False once NumPy is imported: whether the timeout applied
 
 
 @contextlib.contextmanager
@@ -54,14 +43,6 @@ def _environ(name, value):
         yield
     finally:
         os.environ.pop(name, None)
-
-
-def quiet_blas_import():
-    global blas_quiet
-    fresh = "numpy" not in sys.modules
-    with _environ("OPENBLAS_THREAD_TIMEOUT", "4"):
-        import numpy  # noqa: F401  (loads OpenBLAS, which reads the timeout now)
-    blas_quiet = fresh or "OPENBLAS_THREAD_TIMEOUT" in os.environ
 
 
 def start_numba_threads():
@@ -83,3 +64,45 @@ def start_numba_threads():
                     _environ("KMP_BLOCKTIME", "0"):
                 parallel._launch_threads()
         _started = True
+
+
+class _BlasOnCaller:
+    """Context manager: every BLAS library at one thread inside, the counts restored
+    when the last thread in the process leaves (callers may overlap: dask workers)."""
+
+    def __init__(self):
+        self.libs = None
+        self.depth = 0
+        self.saved = []
+        self.lock = threading.Lock()
+
+    def _find(self):
+        try:
+            from threadpoolctl import ThreadpoolController
+        except ImportError:  # a core dependency; without it, BLAS keeps its count
+            return []
+        return ThreadpoolController().select(user_api="blas").lib_controllers
+
+    def __enter__(self):
+        with self.lock:
+            if self.libs is None:
+                self.libs = self._find()
+            if self.depth == 0:
+                self.saved = [lib.get_num_threads() for lib in self.libs]
+                for lib, n in zip(self.libs, self.saved):
+                    if n != 1:
+                        lib.set_num_threads(1)
+            self.depth += 1
+        return self
+
+    def __exit__(self, *exc):
+        with self.lock:
+            self.depth -= 1
+            if self.depth == 0:
+                for lib, n in zip(self.libs, self.saved):
+                    if n != 1:
+                        lib.set_num_threads(n)
+        return False
+
+
+blas_on_caller = _BlasOnCaller()

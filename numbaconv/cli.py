@@ -45,14 +45,11 @@ def info() -> dict:
 
 
 def _idle_threads() -> str:
-    """Whether the thread pools sleep when idle (see ``numbaconv._threads``)."""
-    from . import _threads
+    """How the thread pools wait (see ``numbaconv._threads``)."""
+    from . import config
 
-    if _threads.blas_quiet:
-        return "OpenMP and OpenBLAS sleep when idle"
-    return ("OpenBLAS spins when idle: NumPy was imported before numbaconv; set "
-            "OPENBLAS_THREAD_TIMEOUT=4 or import numbaconv first (CPU ops up to ~4x faster "
-            "on few cores)")
+    return (f"numba's OpenMP threads spin {config.CPU_SPIN_COUNT} rounds, then sleep; "
+            f"BLAS runs at one thread per block of a product, never its own pool")
 
 
 def _run_probe():

@@ -55,6 +55,10 @@ CONV_ALGORITHM = "auto"
 # images that fit (one image at least).
 IM2COL_CHUNK_BYTES = 16 * 1024 * 1024
 
+# Floating-point operations from which a BLAS product is split across numba's thread
+# count (kernels/cpu/blas.py): below it one thread finishes before a second wakes.
+BLAS_SPLIT_FLOPS = 8_000_000
+
 # Output pixels per job of the 'tiled' convolution: the tile of their receptive fields
 # (pixels x C_g*kH*kW values) is built and multiplied while it sits in the thread's cache.
 TILED_PIXELS = 64

@@ -9,7 +9,7 @@ import pytest
 from conftest import torch
 
 import numbaconv as nc
-from numbaconv import dispatch
+from numbaconv import config, dispatch
 
 
 class FakeGPUArray:
@@ -153,23 +153,53 @@ def test_results_come_back_as_the_callers_gpu_array_type(monkeypatch, rng):
     assert nc.conv2d.__wrapped__ is not None  # every public op goes through it
 
 
-def test_thread_wait_policies_are_scoped_to_the_two_runtime_loads():
-    """numbaconv sets OPENBLAS_THREAD_TIMEOUT / GOMP_SPINCOUNT / KMP_BLOCKTIME only
-    around loading NumPy's OpenBLAS and numba's OpenMP pool: nothing is left in the
-    environment for other libraries, and a policy the user set is kept."""
+def test_thread_wait_policy_is_scoped_to_numbas_pool_start():
+    """numbaconv sets GOMP_SPINCOUNT / KMP_BLOCKTIME only around starting numba's OpenMP
+    pool: nothing is left in the environment for other libraries, and a policy the user
+    set is kept."""
     code = ("import os\n"
             "os.environ['OMP_WAIT_POLICY'] = 'ACTIVE'\n"
             "import numbaconv, numpy as np\n"
             "numbaconv.conv2d(np.ones((1, 1, 3, 3), np.float32), np.ones((1, 1, 1, 1), np.float32))\n"
-            "print(os.environ['OMP_WAIT_POLICY'], 'OPENBLAS_THREAD_TIMEOUT' in os.environ,\n"
-            "      numbaconv._threads.blas_quiet)\n")
+            "print(os.environ['OMP_WAIT_POLICY'], *(name in os.environ for name in\n"
+            "      ('GOMP_SPINCOUNT', 'KMP_BLOCKTIME', 'OPENBLAS_THREAD_TIMEOUT')))\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True).stdout.split()
-    assert out == ["ACTIVE", "False", "True"]
-    code = ("import os, numpy as np, numbaconv\n"
-            "numbaconv.conv2d(np.ones((1, 1, 3, 3), np.float32), np.ones((1, 1, 3, 3), np.float32))\n"
-            "print(numbaconv._threads.blas_quiet, *(name in os.environ for name in\n"
-            "      ('GOMP_SPINCOUNT', 'KMP_BLOCKTIME', 'OMP_WAIT_POLICY')))\n")
-    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
-                         text=True).stdout.split()
-    assert out == ["False", "False", "False", "False"]
+    assert out == ["ACTIVE", "False", "False", "False"]
+
+
+def test_blas_products_run_at_one_thread_and_restore_the_users_count(monkeypatch):
+    """Every BLAS call of the GEMM path sees BLAS at one thread (its pool never wakes),
+    whatever the user set; the user's count is back after the op; a product split
+    across threads equals NumPy's."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from numbaconv.kernels.cpu import blas
+
+    seen = []
+    real = np.matmul
+
+    def spy(*args, **kwargs):
+        seen.append({lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                     if lib["user_api"] == "blas"})
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(blas, "np", type("NP", (), {"matmul": staticmethod(spy)}))
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "gemm")
+    monkeypatch.setattr(config, "BLAS_SPLIT_FLOPS", 1000)
+    x = np.random.default_rng(0).standard_normal((2, 3, 9, 9)).astype(np.float32)
+    w = np.random.default_rng(1).standard_normal((8, 3, 3, 3)).astype(np.float32)
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        y = nc.conv2d(x, w, padding=1)
+        nc.conv2d_backward(y, x, w, padding=1)
+        after = {lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                 if lib["user_api"] == "blas"}
+    assert seen and all(counts <= {1} for counts in seen)
+    assert after == {2}
+    np.testing.assert_allclose(y, nc.reference.conv2d(x, w, padding=1), rtol=1e-4, atol=1e-4)
+    monkeypatch.setattr(blas, "np", np)
+    a = np.random.default_rng(2).standard_normal((3, 40, 70)).astype(np.float32)
+    for b in (np.random.default_rng(3).standard_normal((3, 70, 90)).astype(np.float32),
+              np.random.default_rng(4).standard_normal((70, 5)).astype(np.float32)):
+        out = np.empty((3, 40, b.shape[-1]), np.float32)
+        blas.matmul(a, b, out)
+        np.testing.assert_allclose(out, a @ b, rtol=1e-5, atol=1e-5)

@@ -50,42 +50,6 @@ def to_tensor(a, like):
     return torch.as_tensor(a, device=like.device)
 
 
-class _QuietBlas:
-    """NumPy's BLAS at one thread while a bridge call runs, its count restored after.
-
-    In a PyTorch process three thread pools want the same cores: torch's OpenMP team,
-    numba's, and the BLAS that numbaconv's GEMM path calls through NumPy.  A BLAS team
-    woken between torch's parallel regions spins on the cores torch needs next, so
-    inside torch the GEMM path's products run on the calling thread (measured in
-    docs/benchmarks/torch.md).  Needs ``threadpoolctl``; without it, does nothing."""
-
-    def __init__(self):
-        self.libs = None
-
-    def _find(self):
-        try:
-            from threadpoolctl import ThreadpoolController
-        except ImportError:
-            return []
-        return ThreadpoolController().select(user_api="blas").lib_controllers
-
-    @contextlib.contextmanager
-    def __call__(self):
-        if self.libs is None:
-            self.libs = self._find()
-        before = [lib.get_num_threads() for lib in self.libs]
-        for lib in self.libs:
-            lib.set_num_threads(1)
-        try:
-            yield
-        finally:
-            for lib, n in zip(self.libs, before):
-                lib.set_num_threads(n)
-
-
-quiet_blas = _QuietBlas()
-
-
 @contextlib.contextmanager
 def _stream(like):
     """CUDA launches on torch's current stream of ``like``'s device."""
@@ -108,7 +72,7 @@ class _Op(torch.autograd.Function):
     def forward(ctx, name, params, *tensors):
         like = tensors[0]
         arrays = [to_array(t) for t in tensors]
-        with _stream(like), quiet_blas():
+        with _stream(like):
             out = getattr(F, name)(*arrays, **params)
         ctx.name, ctx.params = name, params
         if isinstance(out, tuple):  # values and indices (max pools)
@@ -129,7 +93,7 @@ class _Op(torch.autograd.Function):
             saved = saved[:-1]
         like = saved[0]
         arrays = [to_array(t) for t in saved]
-        with _stream(like), quiet_blas():
+        with _stream(like):
             grads = getattr(F, ctx.name + "_backward")(to_array(grad), *arrays, **params)
         out = [None, None]
         for needs, g in zip(ctx.needs_input_grad[2:], grads):

@@ -14,7 +14,8 @@ convs (g8: forward 5.5 -> 4.8 ms), elsewhere it is within this VM's noise:
 where ``dy[g]`` is the chunk's output gradient laid out the same way (a transposing
 copy).  Chunks keep the buffers under ``config.IM2COL_CHUNK_BYTES`` (never a
 whole-batch buffer); they come from a per-thread workspace (:func:`scratch`).  BLAS
-runs from Python, between numba's parallel regions, never inside one.  A 1x1
+runs from Python (:mod:`.blas`, never BLAS's own pool), between numba's parallel
+regions, never inside one.  A 1x1
 convolution with stride 1 and no padding needs no im2col: the input already is the
 column matrix of each image (a stacked product, no copy).
 """
@@ -25,6 +26,7 @@ import threading
 import numpy as np
 
 from ... import config
+from .blas import matmul
 from .im2col import col2im_wide, im2col_wide
 
 
@@ -88,12 +90,12 @@ def conv2d_forward_gemm(x, weight, bias, out, geometry):
     for n0, nb in chunks(x.shape[0], chunk):
         o = out[n0:n0 + nb].reshape(nb, groups, k_g, out_len)
         if pointwise:
-            np.matmul(w, x[n0:n0 + nb].reshape(nb, groups, rows, out_len), out=o)
+            matmul(w, x[n0:n0 + nb].reshape(nb, groups, rows, out_len), out=o)
             o += b
             continue
         cols = _wide_columns(x, n0, nb, groups, rows, out_len, cols_geometry)
         product = scratch("product", (groups, k_g, nb * out_len), x.dtype)
-        np.matmul(w, cols, out=product)
+        matmul(w, cols, out=product)
         np.add(product.reshape(groups, k_g, nb, out_len).transpose(2, 0, 1, 3), b, out=o)
 
 
@@ -110,12 +112,12 @@ def conv2d_grad_weight_gemm(x, grad_out, grad_weight, geometry):
             cols = x[n0:n0 + nb].reshape(nb, groups, rows, out_len)
             dy = grad_out[n0:n0 + nb].reshape(nb, groups, k_g, out_len)
             for i in range(nb):
-                np.matmul(dy[i], cols[i].transpose(0, 2, 1), out=partial)
+                matmul(dy[i], cols[i].transpose(0, 2, 1), out=partial)
                 gw += partial
             continue
         cols = _wide_columns(x, n0, nb, groups, rows, out_len, cols_geometry)
         dy = _wide_grad(grad_out, n0, nb, groups, k_g, out_len)
-        np.matmul(dy, cols.transpose(0, 2, 1), out=partial)
+        matmul(dy, cols.transpose(0, 2, 1), out=partial)
         gw += partial
 
 
@@ -126,9 +128,9 @@ def conv2d_grad_input_gemm(grad_out, weight, grad_in, geometry):
     for n0, nb in chunks(grad_in.shape[0], chunk):
         if pointwise:
             dy = grad_out[n0:n0 + nb].reshape(nb, groups, k_g, out_len)
-            np.matmul(w_t, dy, out=grad_in[n0:n0 + nb].reshape(nb, groups, rows, out_len))
+            matmul(w_t, dy, out=grad_in[n0:n0 + nb].reshape(nb, groups, rows, out_len))
             continue
         dy = _wide_grad(grad_out, n0, nb, groups, k_g, out_len)
         cols = scratch("columns", (groups, rows, nb * out_len), grad_in.dtype)
-        np.matmul(w_t, dy, out=cols)
+        matmul(w_t, dy, out=cols)
         col2im_wide(cols.reshape(cols.size), n0, nb, grad_in, cols_geometry)

@@ -10,6 +10,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._elementwise import build
+from . import blas
 
 _el = build(njit(inline="always"))
 _cross_entropy_row, _batch_norm_channel = _el.cross_entropy_row, _el.batch_norm_channel
@@ -106,6 +107,6 @@ def matmul(a, b, out, trans_a, trans_b, accumulate):
     left = a.T if trans_a else a
     right = b.T if trans_b else b
     if accumulate:
-        out += left @ right
+        out += blas.matmul(left, right, np.empty_like(out))
     else:
-        np.matmul(left, right, out=out)
+        blas.matmul(left, right, out)

@@ -34,6 +34,7 @@ from numba import njit, prange
 from ... import config
 from ...config import CPU_FASTMATH
 from .conv import copy_from, copy_into, valid_range
+from .blas import matmul
 from .gemm_conv import chunks, scratch
 
 # G (4x3): the filter transform
@@ -155,7 +156,7 @@ def _winograd(x, u, bias, out, ph, pw):
         v = scratch("winograd_in", (16, ch, nb * per_image), x.dtype)
         m = scratch("winograd_out", (16, out_ch, nb * per_image), x.dtype)
         _input_transform(x, n0, nb, v, ph, pw, tiles_h, tiles_w)
-        np.matmul(u, v, out=m)  # 16 products (K, C) @ (C, tiles): BLAS, outside prange
+        matmul(u, v, m)  # 16 products (K, C) @ (C, tiles): BLAS, outside prange
         _output_transform(m, bias, out, n0, nb, tiles_h, tiles_w)
 
 
