@@ -3,16 +3,16 @@
 A CPU op here runs numba parallel kernels (numba's OpenMP pool) and, on the GEMM path,
 matrix products through NumPy's BLAS (OpenBLAS, with a pool of its own).  A pool that
 busy-waits after its work steals the cores the next one needs: with OpenBLAS's default
-wait, a GEMM-path backward took 8 ms instead of 0.3 (``docs/benchmarks/cpu.md``).  The
-rules:
+wait, a GEMM-path backward ran many times slower (measured: ``docs/benchmarks/cpu.md``,
+"Kernel measurements").  The rules:
 
 * :func:`start_numba_threads`: numba's threading layer starts with a short spin,
   ``GOMP_SPINCOUNT=config.CPU_SPIN_COUNT`` for GNU OpenMP (``KMP_BLOCKTIME=0`` should
   numba load Intel's OpenMP; ``tbb`` and ``workqueue`` do not spin).  Short, not none:
   one conv call runs several parallel regions back to back, and waking a sleeping pool
-  costs ~45 us per region on this VM.  Set only while the pool starts, so nothing else in
-  the process sees it; a value the user set wins.  Called once, before the first CPU
-  kernel.
+  costs time in every region (measured: same place).  Set only while the pool starts,
+  so nothing else in the process sees it; a value the user set wins.  Called once,
+  before the first CPU kernel.
 * :func:`blas_on_caller`: numbaconv never runs OpenBLAS's pool.  While a product of ours
   runs, every BLAS library in the process is held at one thread (``threadpoolctl``), so
   OpenBLAS's threads, whoever woke them last, go back to sleep and stay there; the
@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import threading
 
 _started = False

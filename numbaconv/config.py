@@ -79,18 +79,18 @@ TILED_GRAD_PIXELS = 1024
 # pixel) would pass this many bytes per thread (wide layers: 406 pixels at 256 channels).
 TILED_GRAD_BYTES = 4 * 1024 * 1024
 
-# 'auto' picks the register-blocked direct convolution (kernels/cpu/blocked.py) for a
-# conv whose kernel reduces at most this many products per output (C_g*kH*kW forward,
-# at any stride but for 1x1; K_g*kH*kW for the grad input, at stride 1): without
-# horizontal sums it wins on short reductions, the tiled dot-product blocks on long ones
-# (measured in blocked.py).
+# When 'auto' picks the register-blocked direct convolution (kernels/cpu/blocked.py;
+# the rules in dispatch._blocked_applies, the measurements in docs/benchmarks/cpu.md):
+# stride-1 forwards but on maps narrower than BLOCKED_NARROW columns with at least
+# BLOCKED_NARROW_CHANNELS output channels per group; strided forwards of at most
+# BLOCKED_MAX_REDUCTION products per output (C_g*kH*kW); stride-1 grad inputs; stride-1
+# grad weights with at least BLOCKED_GRAD_MIN_CHANNELS input and output channels per
+# group, C_g*kH*kW at most BLOCKED_GRAD_MAX_REDUCTION, and maps of BLOCKED_NARROW
+# columns or more.
+BLOCKED_NARROW = 20
+BLOCKED_NARROW_CHANNELS = 32
 BLOCKED_MAX_REDUCTION = 320
-
-# ... and its grad weight (dot products along the flat pixels of grad_out and of the
-# input's frame, no im2col) for reductions C_g*kH*kW up to this; past it the tiled grad
-# weight's per-thread partial sums run wide layers faster (one core, ms, blocked vs tiled:
-# g8 2.1 vs 3.6, 5x5 32->64 4.3 vs 5.3, 3x3 64->64 56x56 10.5 vs 12.8; but 3x3 256->256
-# 14x14 15.5 vs 11.0, 128->128 28x28 51 vs 43).
+BLOCKED_GRAD_MIN_CHANNELS = 16
 BLOCKED_GRAD_MAX_REDUCTION = 800
 
 # Register blocks (4 output channels x 4 vectors of pixels) per job of the blocked conv.

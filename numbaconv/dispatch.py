@@ -195,31 +195,36 @@ def _blocked_applies(spec, kernel: str) -> bool:
     """The register-blocked direct conv (``kernels/cpu/blocked.py``) for ``kernel``, on
     an AVX-512 host (its 16 accumulators need 32 vector registers):
 
-    * forward and grad input: at least 4 output channels per group (a block's 4 rows)
-      and a reduction of at most ``config.BLOCKED_MAX_REDUCTION`` products per output,
-      or, at stride 1, twice that where the frame's dropped columns are at most 5% of
-      its width (``(kW-1)*dW`` of ``OW + (kW-1)*dW``; 56-wide 3x3 layers).  The forward
-      at any stride but 1x1 (whose strided frame would copy phases no tap reads), the
-      grad input at stride 1;
-    * grad weight: stride 1, at least 4 output channels per group (a block's rows) and
-      ``C_g*kH*kW`` at most ``config.BLOCKED_GRAD_MAX_REDUCTION``."""
+    * forward at stride 1: always, but on narrow maps (``OW < config.BLOCKED_NARROW``)
+      with at least ``config.BLOCKED_NARROW_CHANNELS`` output channels per group (and
+      the tiled kernel's ``config.TILED_MIN_CHANNELS`` input channels), where its
+      dropped frame columns cost more than the tiled kernel's horizontal sums;
+    * strided forward (on a frame of stride phases): at least 4 output channels per
+      group, not 1x1, and at most ``config.BLOCKED_MAX_REDUCTION`` products per output;
+    * grad input: stride 1 (a conv of ``grad_out``);
+    * grad weight: stride 1, at least ``config.BLOCKED_GRAD_MIN_CHANNELS`` input and
+      output channels per group, ``C_g*kH*kW`` at most
+      ``config.BLOCKED_GRAD_MAX_REDUCTION``, not on narrow maps.
+
+    The measurements behind each rule: ``docs/benchmarks/cpu.md``, "The chooser"."""
     if not _wide_simd():
         return False
     stride_1 = spec.stride == (1, 1)
-    if not stride_1 and (kernel != "conv2d_forward" or spec.kernel == (1, 1)):
-        return False
     k_g = spec.out_channels // spec.groups
     c_g = spec.in_channels // spec.groups
     taps = spec.kernel[0] * spec.kernel[1]
     if kernel == "conv2d_grad_weight":
-        return k_g >= 4 and c_g * taps <= config.BLOCKED_GRAD_MAX_REDUCTION
-    # the grad input is a conv of grad_out: K_g channels in, C_g out
-    reduced, rows = (k_g, c_g) if kernel == "conv2d_grad_input" else (c_g, k_g)
-    in_w = spec.in_size[1] + spec.pads[1][0] + spec.pads[1][1]  # the frame's width
-    dropped = (spec.kernel[1] - 1) * spec.dilation[1]
-    wide = stride_1 and dropped <= 0.05 * in_w
-    limit = config.BLOCKED_MAX_REDUCTION * (2 if wide else 1)
-    return rows >= 4 and reduced * taps <= limit
+        least = config.BLOCKED_GRAD_MIN_CHANNELS
+        return (stride_1 and k_g >= least and c_g >= least
+                and c_g * taps <= config.BLOCKED_GRAD_MAX_REDUCTION
+                and spec.out_size[1] >= config.BLOCKED_NARROW)
+    if kernel == "conv2d_grad_input":
+        return stride_1
+    if not stride_1:
+        return (spec.kernel != (1, 1) and k_g >= 4
+                and c_g * taps <= config.BLOCKED_MAX_REDUCTION)
+    return not (spec.out_size[1] < config.BLOCKED_NARROW and c_g >= config.TILED_MIN_CHANNELS
+                and k_g >= config.BLOCKED_NARROW_CHANNELS)
 
 
 def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> str:
@@ -228,56 +233,31 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     (``kernel``: ``'conv2d_forward'``, ``'conv2d_grad_input'`` or
     ``'conv2d_grad_weight'``).
 
-    Rules on the CPU (CUDA: :func:`_choose_cuda`), first match wins:
+    Rules on the CPU (CUDA: :func:`_choose_cuda`), first match wins.  They were derived
+    from random layer shapes (``numbaconv bench --random``), each kernel timed under
+    every algorithm; the tables are in ``docs/benchmarks/cpu.md``, "The chooser".
 
     * ``config.CONV_ALGORITHM`` other than ``'auto'`` forces the choice (tests,
       benchmarks); ``'depthwise'`` forced on a non-depthwise conv means ``'direct'``,
       ``'winograd'`` forced where F(2x2, 3x3) does not apply means ``'gemm'``,
       ``'blocked'`` forced on a strided grad input or grad weight means ``'tiled'``.
-    * 1x1 at stride 1 without padding: ``'gemm'``, a plain BLAS matrix product per group
-      (the input already is the column matrix; no im2col).  The tiled kernel measured
-      slower here (0.59 vs 0.54 ms forward on (8,256,14,14) -> 64; 11.7 vs 8.1 ms at
-      batch 32): there is no receptive field to gather, and BLAS needs no transposed copy.
-    * depthwise (``groups == C_in``, any channel multiplier): ``'depthwise'``, per-channel
-      kernels on stride-phase planes (forward, grad input, grad weight).  A single input
-      channel (an MNIST first layer) is different: its grad weight is ``'tiled'`` from 16
-      output channels, and at stride 1 where the blocked conv applies its forward is
-      ``'blocked'`` (even with depthwise at run time on random shapes, and already
-      compiled for the layers after it; ``docs/benchmarks/cpu.md``), so such a first
-      layer, which needs no grad input, compiles no depthwise kernel on an AVX-512 host
-      (elsewhere the blocked conv does not apply and its forward stays depthwise).
-    * a short reduction (:func:`_blocked_applies`: per output at most
-      ``config.BLOCKED_MAX_REDUCTION`` products, ``C_g*kH*kW`` forward at any stride
-      but 1x1, ``K_g*kH*kW`` grad input at stride 1, twice that on wide images at
-      stride 1; the grad weight at stride 1 up to ``config.BLOCKED_GRAD_MAX_REDUCTION``)
-      on an AVX-512 host: ``'blocked'``, the register-blocked direct conv, vectors
-      along the output pixels, no horizontal sums in the forward and grad input, no
-      im2col in the grad weight.  One core,
-      forward, vs tiled (ms): grouped g8 (reduction 144) 3.1 vs 3.6, 16 -> 16 channels
-      0.13 vs 0.26, 3x3 64 -> 64 56x56 18.3 vs 19.7; but 5x5 32 -> 64 28x28 (800) 6.8
-      vs 6.3 and (8,256,14,14) 22.8 vs 17.6.  Strided forwards read a frame of stride
-      phases; 2 threads, vs tiled: the RGB stem 1.26 vs 2.07 ms (vs 2.4-3.3 on the
-      GEMM path below, which ran it before), 3x3 s2 16 -> 128 1.47 vs 1.79.
+    * 1x1 at stride 1 without padding: ``'gemm'``, a plain matrix product per group (the
+      input already is the column matrix), through :mod:`kernels.cpu.blas`.
+    * depthwise (``groups == C_in``) with more than one channel: ``'depthwise'``,
+      per-channel kernels on stride-phase planes.  A single input channel (an MNIST
+      first layer) takes the dense rules below: the depthwise kernels' one plane
+      measured up to 13x slower there.
+    * thin groups (under ``config.TILED_MIN_CHANNELS`` input channels) whose product has
+      fewer than ``config.GEMM_MIN_MACS_PER_PIXEL`` multiply-accumulates per output
+      pixel: ``'direct'``, which reads the input once.
+    * where :func:`_blocked_applies`: ``'blocked'``, the register-blocked direct conv:
+      vectors along the output pixels, no horizontal sums, no im2col.
     * at least ``config.TILED_MIN_CHANNELS`` input channels per group: ``'tiled'``,
-      im2col tiles multiplied in cache by numba's register-blocked dot-product GEMM
-      (forward; grad input, one stride-1 conv per stride phase, so also the transposed
-      conv's forward; grad weight), any kernel, stride, dilation, groups.  Measured
-      1.0-2.5x faster than the GEMM path and 1.0-1.6x faster than Winograd on every
-      3x3 / 5x5 / dilated / grouped / strided layer of the bench suite, so Winograd is
-      no longer picked (it stays reachable by forcing).
-    * thinner groups, where a group's product has fewer than
-      ``config.GEMM_MIN_MACS_PER_PIXEL`` multiply-accumulates per output pixel
-      (``K_g * C_g * kH * kW``): ``'direct'``, which reads the input once, no buffer.
-    * everything else (few input channels, e.g. an RGB stem's grad input, and on hosts
-      without AVX-512 its forward): ``'gemm'``, im2col per chunk of images plus one
-      BLAS matrix product per group.  On the (1,3,224,224) 7x7 stride-2 stem the tiled
-      forward (runs of kW*3 = 21 values) measured even (2.6 vs 2.4 ms; 2.8-3.0 vs
-      2.5-3.1 with the SIMD block) but its grad input, 3-row products, 2.2x slower (4.9
-      vs 2.2 ms) -- except the grad weight, which is ``'tiled'`` there: its reduction runs over pixels, so thin inputs still give long
-      rows, and it makes no BLAS call.  Measured (ms, tiled vs gemm): the stem 1.9 vs
-      2.9-3.9 and 5.9 vs 8.0 in another run; (8,4,56,56) -> 32 3x3 0.45-0.9 vs 1.5-8
-      (the BLAS product (32 x 25088) @ (25088 x 36) alone takes 1.1-1.4 ms, up to 6
-      when OpenBLAS's threads have to be woken).
+      im2col tiles multiplied in cache by numba's dot-product blocks; any kernel,
+      stride, dilation, groups.
+    * else ``'gemm'`` (a thin strided grad input, and every thin kernel on hosts
+      without AVX-512), but the grad weight ``'tiled'``: its reduction runs over pixels,
+      so thin inputs still give long rows.
 
     A kernel without a variant for the chosen algorithm runs the next one in
     :data:`CONV_FALLBACK` (blocked -> tiled -> gemm -> direct; winograd -> gemm;
@@ -299,22 +279,17 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
                  and all(p == (0, 0) for p in spec.pads) and spec.in_size == spec.out_size)
     if pointwise:
         return "gemm"
-    if depthwise:
-        single = spec.in_channels == 1
-        if single and kernel == "conv2d_grad_weight" and spec.out_channels >= 16:
-            return "tiled"
-        if not (single and kernel == "conv2d_forward" and spec.stride == (1, 1)
-                and _blocked_applies(spec, kernel)):
-            return "depthwise"
-    if _blocked_applies(spec, kernel):
-        return "blocked"
+    if depthwise and spec.in_channels > 1:
+        return "depthwise"
     k_g = spec.out_channels // spec.groups
     c_g = spec.in_channels // spec.groups
+    macs = k_g * c_g * spec.kernel[0] * spec.kernel[1]
+    if c_g < config.TILED_MIN_CHANNELS and macs < config.GEMM_MIN_MACS_PER_PIXEL:
+        return "direct"
+    if _blocked_applies(spec, kernel):
+        return "blocked"
     if c_g >= config.TILED_MIN_CHANNELS:
         return "tiled"
-    macs = k_g * c_g * spec.kernel[0] * spec.kernel[1]
-    if macs < config.GEMM_MIN_MACS_PER_PIXEL:
-        return "direct"
     return "tiled" if kernel == "conv2d_grad_weight" else "gemm"
 
 

@@ -174,6 +174,9 @@ def test_tiled_matches_the_oracle_across_tiles(x_shape, w_shape, params, dtype, 
     ((2, 12, 9, 17), (12, 4, 2, 3), dict(groups=3, dilation=(3, 2), padding=((2, 0), (1, 3)))),
     ((1, 8, 6, 5), (5, 8, 5, 5), dict(padding=(5, 1))),  # grad input: a negative pad
     ((1, 4, 3, 40), (8, 4, 1, 3), dict(padding=(0, 1))),  # rows longer than a job
+    ((2, 2, 9, 13), (3, 2, 3, 3), dict(padding=1)),  # thin: 3 rows out, 2 in the grad input
+    ((1, 8, 7, 9), (4, 2, 3, 3), dict(groups=4, padding=(1, 0))),  # one output channel a group
+    ((2, 1, 10, 12), (5, 1, 5, 5), dict(padding=2, dilation=(1, 2))),  # one input channel
     # strided forwards on frames of stride phases (their gradients run tiled)
     ((2, 8, 11, 10), (8, 8, 3, 3), dict(stride=2, padding=1)),
     ((1, 3, 20, 37), (8, 3, 7, 7), dict(stride=2, padding=3)),  # a stem: rows > a vector
@@ -368,8 +371,8 @@ def test_chooser_rules():
     from numbaconv.dispatch import choose_conv_algorithm
     from numbaconv.kernels.cpu import simd
 
-    def spec(c_in, c_out, groups, k=3, stride=1):
-        x = np.zeros((1, c_in, 8, 8), np.float32)
+    def spec(c_in, c_out, groups, k=3, stride=1, size=8):
+        x = np.zeros((1, c_in, size, size), np.float32)
         w = np.zeros((c_out, c_in // groups, k, k), np.float32)
         return conv_spec("conv2d", 2, x, w, None, stride, 0, 1, groups, "zeros", False)
 
@@ -380,29 +383,37 @@ def test_chooser_rules():
     blocked = (lambda other: "blocked") if simd.WIDE else (lambda other: other)
     assert choose(spec(32, 32, 32)) == "depthwise"
     assert choose(spec(8, 16, 8)) == "depthwise"  # multiplier 2
-    # one input channel (an MNIST first layer): dense kernels but for the grad input
-    assert choose(spec(1, 32, 1)) == blocked("depthwise")
+    # one input channel (an MNIST first layer): the dense rules
+    assert choose(spec(1, 32, 1)) == blocked("gemm")
+    assert choose(spec(1, 32, 1), "conv2d_grad_input") == blocked("gemm")
     assert choose(spec(1, 32, 1), "conv2d_grad_weight") == "tiled"
-    assert choose(spec(1, 8, 1), "conv2d_grad_weight") == "depthwise"  # few outputs
-    assert choose(spec(1, 32, 1), "conv2d_grad_input") == "depthwise"
-    assert choose(spec(1, 32, 1, stride=2)) == "depthwise"  # strided: depthwise is faster
+    assert choose(spec(1, 32, 1, stride=2)) == blocked("gemm")
+    assert choose(spec(1, 32, 1, stride=2), "conv2d_grad_input") == "gemm"
     assert choose(spec(1, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
+    assert choose(spec(1, 5, 1)) == "direct"  # 45 products per pixel
     assert choose(spec(32, 32, 16)) == "direct"  # thin groups
     assert choose(spec(3, 2, 1)) == "direct"  # tiny
-    # stride 1, reductions up to config.BLOCKED_MAX_REDUCTION (320): blocked
-    assert choose(spec(16, 32, 1)) == blocked("tiled")  # 144
-    assert choose(spec(8, 32, 1)) == blocked("tiled")
-    assert choose(spec(64, 64, 8)) == blocked("tiled")  # 8 channels a group
-    assert choose(spec(4, 32, 1)) == blocked("gemm")  # few input channels
-    assert choose(spec(16, 32, 1), "conv2d_grad_input") == blocked("tiled")  # 32*9 = 288
-    assert choose(spec(16, 64, 1), "conv2d_grad_input") == "tiled"  # 64*9
-    assert choose(spec(64, 64, 16)) == blocked("gemm")  # a block's 4 rows: 4 channels a group
-    assert choose(spec(64, 64, 32)) == "direct"  # ... not 2
-    assert choose(spec(16, 32, 1), "conv2d_grad_weight") == blocked("tiled")  # up to 800
+    # stride 1: forward and grad input blocked, however long the reduction or thin the
+    # layer, but the forward of narrow maps (OW < 20) with many output channels
+    for c_in, c_out, groups, k in ((16, 32, 1, 3), (4, 32, 1, 3), (64, 64, 16, 3),
+                                   (16, 32, 1, 5), (256, 256, 1, 3), (72, 4, 4, 3)):
+        want = "tiled" if c_in // groups >= 8 else "gemm"
+        for kernel in ("conv2d_forward", "conv2d_grad_input"):
+            wide_map = conv_spec("conv2d", 2, np.zeros((1, c_in, 30, 30), np.float32),
+                                 np.zeros((c_out, c_in // groups, k, k), np.float32), None,
+                                 1, 0, 1, groups, "zeros", False)
+            assert choose(wide_map, kernel) == blocked(want), (c_in, c_out, groups, k)
+    assert choose(spec(256, 256, 1)) == "tiled"  # 6 columns out, 256 channels
+    assert choose(spec(256, 16, 1)) == blocked("tiled")  # ... 16 channels
+    assert choose(spec(256, 256, 1), "conv2d_grad_input") == blocked("tiled")
+    # grad weight at stride 1: blocked from 16 channels in and out per group, up to a
+    # reduction of 800, on maps from 20 columns
+    assert choose(spec(16, 32, 1, size=30), "conv2d_grad_weight") == blocked("tiled")
+    assert choose(spec(16, 32, 1), "conv2d_grad_weight") == "tiled"  # 6 columns
+    assert choose(spec(16, 8, 1), "conv2d_grad_weight") == "tiled"
+    assert choose(spec(8, 32, 1), "conv2d_grad_weight") == "tiled"
     assert choose(spec(128, 32, 1), "conv2d_grad_weight") == "tiled"  # 1152
-    # long reductions: tiled
-    assert choose(spec(16, 32, 1, k=5)) == "tiled"  # 400
-    assert choose(spec(64, 64, 1)) == "tiled"  # 576
+    assert choose(spec(4, 32, 1), "conv2d_grad_weight") == "tiled"
     # strided forwards with short reductions run blocked on a frame of stride phases,
     # even with few input channels (the RGB stem); their grad input and grad weight,
     # and strided 1x1 convs, do not
@@ -412,20 +423,10 @@ def test_chooser_rules():
     assert choose(spec(16, 32, 1, stride=2), "conv2d_grad_input") == "tiled"
     assert choose(spec(16, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
     assert choose(spec(16, 32, 1, k=1, stride=2)) == "tiled"
-    # few input channels: the grad weight (a reduction over pixels) runs tiled, the grad
-    # input on the GEMM path
+    # few input channels: the grad weight (a reduction over pixels) runs tiled, the
+    # strided grad input on the GEMM path
     assert choose(spec(4, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
     assert choose(spec(4, 32, 1, stride=2), "conv2d_grad_input") == "gemm"
-
-    # wide images: twice the reduction at stride 1 (2 dropped columns of a 114-wide
-    # frame), not at stride 2 (whose output is as wide as a 56-wide stride-1 layer's)
-    def wide(stride):
-        return conv_spec("conv2d", 2, np.zeros((1, 64, 112, 112), np.float32),
-                         np.zeros((64, 64, 3, 3), np.float32), None, stride, 1, 1, 1, "zeros",
-                         False)
-
-    assert choose(wide(1)) == blocked("tiled")
-    assert choose(wide(2)) == "tiled"
     assert choose(spec(3, 2, 1), "conv2d_grad_weight") == "direct"
     assert choose(spec(64, 64, 1, k=1), "conv2d_grad_weight") == "gemm"
     assert choose(spec(64, 64, 1, k=1)) == "gemm"  # 1x1

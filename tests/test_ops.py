@@ -241,10 +241,11 @@ def test_conv_transpose_is_the_adjoint_of_conv(rng):
     ((1, 2, 9, 1), (4, 1, 3, 1), dict(groups=2, padding=(0, 0)), "depthwise"),  # a column
     ((2, 5, 6, 6), (7, 5, 1, 1), {}, "gemm"),
     ((1, 6, 5, 4), (4, 3, 1, 1), dict(groups=2), "gemm"),
-    ((2, 16, 7, 6), (16, 16, 3, 3), dict(padding=1), "blocked"),  # stride 1, reduction 144
+    ((2, 16, 7, 6), (16, 16, 3, 3), dict(padding=1), "blocked"),  # stride 1
+    ((1, 40, 4, 30), (5, 40, 3, 3), dict(padding=1), "blocked"),  # a long reduction, 5 rows
     ((1, 8, 5, 9), (8, 4, 2, 3), dict(groups=2, padding=((1, 0), (2, 1)), dilation=(2, 1)),
      "blocked"),
-    ((2, 40, 7, 6), (16, 40, 3, 3), dict(padding=1), "tiled"),  # reduction 360
+    ((2, 40, 7, 6), (32, 40, 3, 3), dict(padding=1), "tiled"),  # narrow, 32 channels out
     ((1, 16, 9, 5), (6, 8, 3, 2), dict(groups=2, stride=(1, 2), padding=(2, 0)), "tiled"),
     ((1, 3, 9, 9), (8, 3, 3, 3), dict(stride=2, padding=1), "blocked"),  # an RGB stem
     ((2, 8, 11, 10), (12, 4, 3, 2), dict(groups=2, stride=(2, 3), padding=(1, 2),

@@ -38,7 +38,7 @@ def _executor(workers):
 def _split(a, b, out, parts):
     """(a, b, out) triples, ``parts`` blocks of ``out``'s longer matrix axis."""
     rows, cols = out.shape[-2], out.shape[-1]
-    axis_len = cols if cols >= rows else rows
+    axis_len = max(cols, rows)
     step = -(-axis_len // parts)
     blocks = []
     for start in range(0, axis_len, step):

@@ -3,56 +3,45 @@
 Same signatures as the direct kernels in ``conv.py``, so the algorithm chooser
 (``dispatch.choose_conv_algorithm``, algorithm ``'blocked'``) swaps one for the other.
 
-The input is first copied into a flat frame (:func:`to_flat_frame`): each channel's plane
-zero-padded (or cropped) to exactly the rows and columns the conv reads, ``Wf = OW +
-(kW-1)*dW`` wide, its rows laid end to end.  Numbering the output pixels the same way,
-``q = oh*Wf + ow``, every tap is a constant shift::
+What: the input is copied into a flat frame (:func:`to_flat_frame`), each channel's
+plane zero-padded (or cropped) to exactly the rows and columns the conv reads, ``Wf =
+OW + (kW-1)*dW`` wide, rows end to end.  Numbering the output pixels the same way, ``q
+= oh*Wf + ow``, every tap is a constant shift::
 
     out[n, k, q] = bias[k] + sum over (c, r, s) of w[k, c, r, s] * frame[n, c, q + r*dH*Wf + s*dW]
 
-so a run of consecutive ``q`` reads a contiguous run of the frame, whatever the tap, pad
-or dilation.  A register block is 4 output channels x 4 vectors of consecutive pixels
-(64 in float32): 16 accumulators (:mod:`.simd`).  Per tap it loads 4 vectors of the
-frame and broadcasts 4 weights into 16 fused multiply-adds.  The reduction runs along the
-block's own registers, so it needs no horizontal sums: a short reduction (a grouped conv's
-``C_g*kH*kW``, a thin layer's) costs no more per step than a long one.  That is where
-the tiled kernel's dot-product blocks lose.  Measured on one core against the tiled forward
-(ms): grouped g8 (8,128,28,28) 3x3 2.9 vs 3.7-3.8, (8,64,56,56) g4 -> 16 per group 5.8
-vs 8.2, (8,16,56,56) 1.3 vs 1.9, (8,32,28,28) 32 -> 32 1.28 vs 1.35, 2x2 64 -> 32 1.19 vs
-1.26; but (8,64,14,14) 3x3 64 -> 64 1.45 vs 1.22 and (8,256,14,14) 23 vs 18: a long
-reduction streams a block's weights and the input window from L2 once per 4 output
-channels, where the dot-product blocks read them in place.  ``dispatch`` picks it
-(``_blocked_applies``) for reductions up to ``config.BLOCKED_MAX_REDUCTION``, twice that
-on wide images at stride 1, whose dropped columns (below) cost less.
+so consecutive ``q`` read a contiguous run of the frame, whatever the tap, pad or
+dilation; the columns ``ow >= OW`` are computed and dropped.
 
-Strided, the frame holds each channel's ``sH x sW`` stride phases, each zero-padded the
-same way (:func:`_framed`; at column stride 2 both column phases of a row come from one
-pass of masked vector loads and even/odd shuffles, :func:`to_phase_frame`), so tap
-``(r, s)`` is again one shift within one phase plane (:func:`_tap_tables`) and the
-kernel is unchanged but for where a tap reads (:func:`_strided_taps`, compiled apart from
-the stride-1 loop).  Forward only, measured at 2 threads against the tiled forward
-(ms): the (1,3,224,224) 7x7 stride-2 stem 1.26 vs 2.07 (the GEMM path, which ran it
-before, 2.4-3.3), (8,8,64,64) 3x3 -> 32 0.34 vs 0.51, (8,16,56,56) -> 128 1.47 vs 1.79,
-5x5 8 -> 32 0.65 vs 0.84; even from reduction ~200 up: 24 -> 64 1.22 vs 1.24, 32 -> 64
-(288) 1.59 vs 1.50, 64 -> 128 (576) 5.70 vs 5.63, so strided convs get no wide-image
-bonus.  The strided grad input (one conv per stride phase) and grad weight measured
-slower than the tiled ones (e.g. the stride-2 3x3 64 -> 128 grad input 9.7 vs 6.8 ms,
-grad weight 14.4 vs 13.5 on one core) and are not built.
+How: a register block is 4 output channels x 4 vectors of pixels, 16 accumulators
+(:mod:`.simd`); per tap, 4 frame vectors and 4 broadcast weights make 16 fused
+multiply-adds.  A job is one image, one group, 4 output channels and
+``config.BLOCKED_BLOCKS`` blocks, written to the thread's tile, then its valid columns
+to ``out``.  Each output is one sum in a fixed order: deterministic.  Strided (forward
+only), the frame holds each channel's ``sH x sW`` stride phases (:func:`_framed`,
+:func:`to_phase_frame`), so a tap is again one shift within one phase plane
+(:func:`_tap_tables`, :func:`_strided_taps`, compiled apart from the stride-1 loop).
+The stride-1 grad input is the same conv on ``grad_out`` with the weights flipped and
+transposed.  The grad weight, a reduction over pixels, keeps the dot-product form
+(``gemm.block_runs``) but reads ``grad_out`` (in the same flat numbering, dropped
+columns zero) and the frame in place, each tap a shift: no im2col columns.
 
-Columns ``ow >= OW`` of the flat numbering are computed and dropped (2/30 of the work at
-28 wide with a 3x3 kernel).  A job is one image, one group, 4 output channels and
-``config.BLOCKED_BLOCKS`` pixel blocks; its products go to the thread's tile, then the
-valid columns to ``out``.  Each output entry is one sum in a fixed order:
-deterministic.
+Why: the reduction runs along the block's own registers, with no horizontal sums, so a
+short reduction (a grouped conv's ``C_g*kH*kW``, a thin layer's) costs no more per step
+than a long one; that is where the tiled kernel's dot-product blocks lose.  It loses in
+turn where a long reduction meets a narrow map: it streams a block's weights and input
+window from L2 once per 4 output channels, and a narrow map drops the largest share of
+frame columns.  The grad weight pays a horizontal sum per dot product, so on long
+reductions and small images the tiled grad weight wins.  A strided grad input and grad
+weight ran slower than the tiled ones and are not built.
 
-Grad input at stride 1 is the same conv on ``grad_out`` with the weights flipped and
-transposed (:func:`conv2d_grad_input_blocked`).  The grad weight is a reduction over
-pixels, so it keeps the dot-product form (``gemm.block_runs``), but reads its operands
-in place: ``grad_out`` copied into the same flat numbering (the dropped columns zero)
-and the input's frame, each tap again a shift (:func:`_grad_weight_blocked`), so no
-im2col columns are built.  One core (ms, vs the tiled grad weight): g8 2.1 vs 3.6,
-5x5 32 -> 64 4.3 vs 5.3, (8,64,56,56) 3x3 10.5 vs 12.8; but (8,256,14,14) 15.5 vs 11.0
-(224-pixel images: a horizontal sum per 14 vectors) and (32,128,28,28) 51 vs 43.
+Rule: ``dispatch._blocked_applies`` picks it, on AVX-512 hosts only (its 16 accumulators
+need 32 vector registers): every stride-1 forward except narrow maps (``OW <
+config.BLOCKED_NARROW``) with many output channels; every stride-1 grad input; strided
+forwards of at most ``config.BLOCKED_MAX_REDUCTION`` products per output; stride-1 grad
+weights on enough channels per group (``config.BLOCKED_GRAD_MIN_CHANNELS``) whose
+reduction stays within ``config.BLOCKED_GRAD_MAX_REDUCTION``.  The full conditions are
+that function's (measured: docs/benchmarks/cpu.md, "Kernel measurements").
 """
 
 import functools
@@ -176,8 +165,9 @@ def _forward_blocked(frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w, 
     ``packed`` (G, K_g/4, C_g*kH*kW, 4) weights; ``tiles[t]``: thread ``t``'s 4 rows of
     its job's pixels.  ``tables``: None at stride 1, else the taps' planes and shifts
     (:func:`_tap_tables`).  numba compiles the two cases apart (it prunes the ``is
-    None`` branch): the strided taps' tables cost the stride-1 loop ~4% when both were
-    in one kernel (one core, (8,64,56,56) 3x3: 18.7-19.0 vs 18.0 ms)."""
+    None`` branch), so the stride-1 loop does not carry the strided taps' tables (in
+    one kernel they slowed it; measured: docs/benchmarks/cpu.md, "Kernel
+    measurements")."""
     batch, out_ch, out_h, out_w = out.shape
     groups, kblocks, taps = packed.shape[0], packed.shape[1], packed.shape[2]
     k_g = out_ch // groups

@@ -18,9 +18,10 @@ Each parallel job owns one output plane (or one weight entry), so no two threads
 the same element: results are deterministic and race-free.  The innermost loop runs
 along the output row over the range of positions whose input tap is in bounds, computed
 up front, so it is branch-free and, at stride 1, unit-stride.  It runs through
-:func:`axpy` / :func:`dot` (and their strided forms) on row *views* indexed from 0: numba wraps negative indices
-around, and with an index LLVM cannot prove non-negative that check stops the loop from
-vectorizing (measured: scalar ``vfmadd..ss`` only, 2-3x slower).
+:func:`axpy` / :func:`dot` (and their strided forms) on row *views* indexed from 0:
+numba wraps negative indices around, and with an index LLVM cannot prove non-negative
+that check stops the loop from vectorizing (scalar ``vfmadd..ss`` only, much slower;
+measured: docs/benchmarks/cpu.md, "Kernel measurements").
 """
 
 from numba import njit, prange
@@ -90,8 +91,8 @@ def split_columns(src, row, lo, in_w, even, odd, at, count):
     loads (lanes outside the row are zeros, their memory never read) split into even
     and odd lanes, so ``even`` and ``odd`` are overwritten up to a vector less one past
     ``at + count`` (callers write those values afterwards, or keep that much slack).
-    One core, the 4 phases of (8,16,56,56) (+1 pad): 0.10 ms, against 0.29 for a
-    strided copy of each phase."""
+    Faster than a strided copy of each phase (measured: docs/benchmarks/cpu.md, "Kernel
+    measurements")."""
     lanes = simd.lanes(even)
     for j in range(0, count, lanes):
         col = 2 * j + lo  # source columns col .. col + 2*lanes - 1
@@ -267,7 +268,8 @@ def conv2d_grad_bias(grad_out, grad_bias):
 def add_channel_bias(out, bias):
     # n k h w += k   (in place: the bias of a transposed convolution, and of Linear)
     # Scalar loops over a flat view, not ``out[n, k] += b``: an array expression inside
-    # a prange nests a second parfor, which triples the compile time (cpu.md).
+    # a prange nests a second parfor, which multiplies the compile time (measured:
+    # docs/benchmarks/cpu.md, "Compile time").
     batch, ch = out.shape[0], out.shape[1]
     flat = out.reshape(batch * ch, out.size // max(batch * ch, 1))
     for job in prange(batch * ch):

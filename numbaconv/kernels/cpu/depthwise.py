@@ -99,10 +99,10 @@ def _split_phases(phases, rows, plane, sh, sw, ph, pw, hq, wq):
     column strides in two passes, both flat: each row phase ``a`` is assembled with
     whole-row copies into ``rows`` (zero-padded, row pitch ``sw * wq``), then split into
     its ``sw`` column phases by one strided pass over the buffer (the column phase ``b``
-    is every ``sw``-th element from ``b``).  A per-row gather of ``wq`` elements per
-    phase, the first version, spent most of the forward's time in loop set-up: 0.39 of
-    0.51 ms on (8,128,28,28) at stride 2, against 0.26 for the two passes; the one-pass
-    split at stride 2 measured 0.475 -> 0.426 ms for the whole forward on one core."""
+    is every ``sw``-th element from ``b``).  Passes, not a per-row gather of ``wq``
+    elements per phase (the first version), which spent most of the forward's time in
+    loop set-up; at stride 2 the one-pass split is faster still (measured:
+    docs/benchmarks/cpu.md, "Kernel measurements")."""
     in_h, in_w = plane.shape
     size = phases.shape[0] // (sh * sw)
     pitch, flat = sw * wq, hq * wq
@@ -224,12 +224,10 @@ def _gather_taps(out, src, shifts, taps, start, accumulate):
     The forward is ``ext = bias + taps over the phases`` (shifts: the taps' offsets);
     the stride-1 grad input, its adjoint, is ``phases += taps over ext`` read
     backwards (``ext`` in a zero-margined buffer, shifts ``margin - offset``).  One
-    ``axpy`` per tap stored and reloaded the plane every tap.  One core, forward
-    1.33-1.39 -> 1.04 ms on (8,64,56,56), 0.54 -> 0.47 on stride-2 (8,128,28,28); two,
-    0.72-1.0 -> 0.50-0.54 and 0.27 -> 0.24; grad input at stride 1, one core,
-    1.45-1.59 -> 1.29-1.35 (at stride 2 each tap reaches one of 4 phase planes, and a
-    gather over all of them measured 0.61 -> 0.90 ms, so it keeps one ``axpy`` per
-    tap)."""
+    ``axpy`` per tap, which stores and reloads the plane every tap, is slower for the
+    forward and the stride-1 grad input; the strided grad input keeps it, since each
+    tap there reaches one of several phase planes and a gather over all of them was
+    slower (measured: docs/benchmarks/cpu.md, "Kernel measurements")."""
     width, size, count = simd.lanes(out), out.shape[0], shifts.shape[0]
     if count == 9:
         w0, w1, w2 = simd.splat(out, taps[0]), simd.splat(out, taps[1]), simd.splat(out, taps[2])

@@ -1,44 +1,37 @@
 """A matrix product written in numba, in dot-product form: ``c[g] += a[g] @ b[g].T``.
 
-Both operands are read along their contiguous last axis (the reduction axis), so every
-entry of ``c`` is a dot product of two unit-stride rows.  A job computes a 4 x 4 block of
-``c``: sixteen dot products in one loop over the reduction axis, 16 vector accumulators
-held in registers (16 of AVX-512's 32), reading 4 + 4 rows for 16 fused multiply-adds.
-On AVX-512 hosts the block is written in explicit vectors (:mod:`.simd`: whole vectors,
-a masked tail, one joint tree of horizontal sums, 5-60% faster per core than the
-scalar form, see there); elsewhere each entry is a scalar reduction that LLVM's loop
-vectorizer turns into a vector accumulator, summed on its own.  Either is what an array
-of accumulators could not do: numba's arrays carry no ``noalias``, so accumulators kept
-in an array stay in memory (a register-blocked direct kernel written that way measured
-60-78 GFLOP/s here).  Measured on this 2-core machine, float32,
-interleaved with OpenBLAS over two runs (this VM swings 15-30% between runs), with the
-scalar-reduction block:
+What and how: both operands are read along their contiguous last axis (the reduction
+axis), so every entry of ``c`` is a dot product of two unit-stride rows.  A job computes
+a 4 x 4 block of ``c``: sixteen dot products in one loop over the reduction axis, 16
+vector accumulators held in registers, reading 4 + 4 rows for 16 fused multiply-adds.
+On AVX-512 hosts (32 vector registers) the block is written in explicit vectors
+(:mod:`.simd`: whole vectors, a masked tail, one joint tree of horizontal sums);
+elsewhere each entry is a scalar reduction that LLVM's loop vectorizer turns into a
+vector accumulator, summed on its own.  Blocks accumulate (``c += ...``): the forward
+starts from the bias, the grad weight sums its jobs into a per-thread partial.  Each
+entry of ``c`` gets one dot product per call, in a fixed order: deterministic.  Edge
+rows and columns (``M`` or ``N`` not a multiple of 4) take single dot products, rows
+indexed in place.
 
-    (M, K, N)            numba gemm_nt     OpenBLAS sgemm
-    (64, 576, 6272)      152-187 GFLOP/s   147-174
-    (64, 800, 6272)      147-167           143-164
-    (16, 144, 6272)       94-126            61-83     (a grouped conv's thin product)
-    (576, 64, 6272)       77                171       (short reduction: not used)
+Why: the tiled convolution (``tiled.py``) calls :func:`block` inside its own parallel
+region, on tiles it builds in cache (or :func:`block_runs` on the receptive fields where
+they lie), so it needs no BLAS call and numba's thread pool never hands the cores to
+OpenBLAS's; :func:`gemm_nt` is the same block as a standalone parallel product.  The
+accumulators are locals, never an array: numba's arrays carry no ``noalias``, so
+accumulators kept in an array stay in memory.  The explicit vectors beat the scalar
+form per core (see :mod:`.simd`).
 
-The last row is why a short reduction (a grad input's ``K_g``) does not go through it:
-the 16 horizontal sums at the end of every block cost as much as a 64-long loop (the
-block alone: 188 GFLOP/s at K = 576, 142 at K = 144).  The tiled convolution
-(``tiled.py``) calls :func:`block` inside its own parallel region, on tiles it builds in
-cache (or :func:`block_runs` on the receptive fields where they lie), so it needs no BLAS
-call and numba's thread pool never hands the cores to
-OpenBLAS's; :func:`gemm_nt` is the same block as a standalone parallel product, the form
-the table was measured with.  Blocks accumulate (``c += ...``): the forward starts from
-the bias, the grad weight sums its jobs into a per-thread partial.  Each entry of ``c``
-gets one dot product per call, in a fixed order: deterministic.  Edge rows and columns
-(``M`` or ``N`` not a multiple of 4) take single dot products, rows indexed in place.
-
-A product in the other form, ``c[m, :] += a[m, k] * b[k, :]`` (vectors along ``c``'s
-rows, no horizontal sums), was tried for short reductions in plain numba: 80-110
-GFLOP/s for a 4x4 block, because every step loads and stores ``c`` and LLVM guards the
-loop with runtime alias checks (and leaves it scalar, ~11 GFLOP/s, when a row is not
-typed contiguous).  With :mod:`.simd`'s vectors held in registers that form no longer
-has those costs; it needs its operand laid out pixels-last, which the tiles are not,
-and is what ``blocked.py`` runs at stride 1, on a flat frame where it is.
+Rule: it serves products with a long reduction (a conv's ``C_g*kH*kW``, or pixels),
+where it keeps up with OpenBLAS.  A short one, like the GEMM path's grad input (``W^T
+@ dy``, reduction ``K_g``), stays with BLAS: the 16 horizontal sums at the end of every
+block cost as much as a short loop (measured: docs/benchmarks/cpu.md, "Kernel
+measurements").  Short reductions want the other form, ``c[m, :] += a[m, k] * b[k, :]``
+(vectors along ``c``'s rows, no horizontal sums).  In plain numba that form was slow:
+every step loads and stores ``c``, and LLVM guards the loop with runtime alias checks
+(and leaves it scalar when a row is not typed contiguous).  With :mod:`.simd`'s vectors
+held in registers it no longer has those costs; it needs its operand laid out
+pixels-last, which the tiles are not, and is what ``blocked.py`` runs at stride 1, on a
+flat frame where it is.
 """
 
 from numba import njit, prange
@@ -170,8 +163,8 @@ def block(a, m0, b, n0, c, cm, cn, rows, cols):
 def _dots(a, m0, b, n0, c, cm, cn, rows, cols):
     """``c[cm:cm+rows, cn:cn+cols] += a[m0:m0+rows] @ b[n0:n0+cols].T``, one dot product
     per entry, rows indexed in place: a row view here, even on a path never taken,
-    leaves reference-count calls in every block (the vector block measured 47 against
-    87 GFLOP/s with them)."""
+    leaves reference-count calls in every block, which slow the vector block down
+    (measured: docs/benchmarks/cpu.md, "Kernel measurements")."""
     for i in range(rows):
         for j in range(cols):
             acc = c[cm + i, cn + j]

@@ -3,19 +3,18 @@
 Same signatures as the direct kernels in ``conv.py``, so the algorithm chooser
 (``dispatch.choose_conv_algorithm``) swaps one for the other.  The columns of a chunk
 of ``nb`` images sit side by side, ``cols[g]`` of shape ``(C_g*R*S, nb*OH*OW)``, so
-each group needs one matrix product per chunk, not one per image: alone, such products
-measured 8-27% faster (most for small images); end to end the gain shows on grouped
-convs (g8: forward 5.5 -> 4.8 ms), elsewhere it is within this VM's noise:
+each group needs one matrix product per chunk, not one per image:
 
     forward      out[n0:n0+nb, g] <- W[g] (K_g, C_g*R*S) @ cols[g] + bias
     grad weight  dW[g] += dy[g] (K_g, nb*OH*OW) @ cols[g]^T
     grad input   cols[g] = W[g]^T @ dy[g],  then col2im sums the columns back
 
 where ``dy[g]`` is the chunk's output gradient laid out the same way (a transposing
-copy).  Chunks keep the buffers under ``config.IM2COL_CHUNK_BYTES`` (never a
-whole-batch buffer); they come from a per-thread workspace (:func:`scratch`).  BLAS
-runs from Python (:mod:`.blas`, never BLAS's own pool), between numba's parallel
-regions, never inside one.  A 1x1
+copy).  Fewer, wider products run faster, most for small images and grouped convs
+(measured: docs/benchmarks/cpu.md, "Kernel measurements").  Chunks keep the buffers
+under ``config.IM2COL_CHUNK_BYTES`` (never a whole-batch buffer); they come from a
+per-thread workspace (:func:`scratch`).  BLAS runs from Python (:mod:`.blas`, never
+BLAS's own pool), between numba's parallel regions, never inside one.  A 1x1
 convolution with stride 1 and no padding needs no im2col: the input already is the
 column matrix of each image (a stacked product, no copy).
 """

@@ -12,20 +12,16 @@ already-summed lanes are zeroed (:func:`load_last`), and sums all 16 together at
 (:func:`add_sums_4x4`): one tree that halves the *set* of vectors at each level (pairs
 of vectors become one vector of half-segments), 15 vector adds and 30 shuffles instead
 of 16 separate trees, whose lanes come out in the block's row-major order and are added
-to ``c`` four at a time. Measured on one core, a 4x4-blocked (M x K) @ (64 x K).T
-product as the tiled forward runs it (GFLOP/s, scalar reductions -> vectors; one core's
-FMA peak is ~115): (8, 72) 34-36 -> 55-57, (16, 144) 56-61 -> 64-79, (16, 147) 49-51 ->
-61-64, (32, 256) 73-75 -> 81-100, (64, 576) 93-96 -> 99-107, (256, 2304) 92-107 ->
-92-108; float64 (16, 144) 35 -> 48, (8, 72) 34 -> 43, (64, 576) 45-49 -> 54. (Adding the
-sums to ``c`` as rows of 4 rather than 16 extracted lanes was worth 0-20% more on
-float32 and 3-30% on float64.)
+to ``c`` four at a time (rows of 4, not extracted lanes). It is never slower than the
+scalar reductions and gains most on short reductions, in float32 and float64
+(measured: docs/benchmarks/cpu.md, "Kernel measurements").
 
-Two things decide whether this pays, both measured: rows are indexed in place
+Two rules decide whether this pays, both measured there: rows are indexed in place
 (:func:`load` takes the 2-D array and a row), because a row *view* carries a
 reference count whose increments and decrements, left in every block by any branch
-numba's pruning cannot see through, cost more than a short block (47 vs 87 GFLOP/s on
-(16, 144)); and the loop counts whole vectors (``range(size // width)``), not a
-stepped range (which left the first version slower than the scalar block).
+numba's pruning cannot see through, cost more than a short block; and the loop counts
+whole vectors (``range(size // width)``), not a stepped range (which left the first
+version slower than the scalar block).
 
 The width is the host's widest: 64 bytes with AVX-512, else 32 (``VECTOR_BYTES``);
 numba's cache is keyed by the host CPU, so a cached kernel never runs on another.

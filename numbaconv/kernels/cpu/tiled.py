@@ -16,11 +16,11 @@ row is then built without bounds checks, each kernel row one contiguous run of
 dot-product blocks on the tile while it sits in the thread's cache: no whole-chunk
 column buffer goes to memory and back, and no BLAS call, so numba's thread pool never
 hands the cores to OpenBLAS's.  On AVX-512 hosts (``config.TILED_IN_PLACE``), a job
-whose pixels come in whole blocks of 4 builds no tile at all: ``gemm.block_runs`` reads
-each pixel's kernel rows as runs straight from the frame (dilation 1 along W, runs of
-whole vectors: kW*C_g a multiple of 16 in float32).  On one
-core, forward, in place vs tile (ms): grouped g8 3.7-4.1 vs 4.6-6.2, (8,256,14,14)
-18.5-18.6 vs 20.2-22.6, 5x5 6.4-8.0 vs 7.0-8.1, (8,64,56,56) 20.0-20.3 vs 20.4-20.9.
+whose pixels and output channels come in whole blocks of 4 builds no tile at all:
+``gemm.block_runs`` reads each pixel's kernel rows as runs straight from the frame,
+which skips the tile's copy.  Only runs of whole vectors (dilation 1 along W, kW*C_g a
+multiple of 16 in float32) go in place: a ragged run's tail vector costs a full step,
+and the tile wins there (measured: docs/benchmarks/cpu.md, "Kernel measurements").
 Tiles are near-equal in size (:func:`_even_tiles`).  Each thread owns one tile buffer
 (``tiles[t]``) and a fixed share of the jobs; every output entry is one dot product in
 a fixed order: deterministic.
@@ -34,6 +34,11 @@ Backward:
 * grad weight (:func:`conv2d_grad_weight_tiled`) builds, per job, the im2col columns
   of a few output rows in cache and adds their product with the same rows of
   ``grad_out`` (a reduction over pixels) into a per-thread partial sum.
+
+Rule: ``dispatch.choose_conv_algorithm`` runs it where the register-blocked kernel does
+not apply and a group has at least ``config.TILED_MIN_CHANNELS`` input channels
+(thinner groups make short reductions and few rows), and for the grad weight of thinner
+layers not left to the direct kernel (its reduction over pixels stays long).
 """
 
 import math
@@ -72,8 +77,9 @@ def to_padded_groups(x, xg, lo_h, lo_w):
             fill(dst[:j0 * c_g], zero)
             fill(dst[j1 * c_g:], zero)
             src = x[n, g * c_g:(g + 1) * c_g, ih]
-            # gather a column's channels, write contiguously (2-3x faster than the
-            # reverse on this machine: the writes are what the cache has to keep)
+            # gather a column's channels, write contiguously (faster than the reverse:
+            # the writes are what the cache has to keep; measured: cpu.md, "Kernel
+            # measurements")
             for j in range(j0, j1):
                 run = dst[j * c_g:(j + 1) * c_g]
                 for c in range(c_g):
@@ -84,9 +90,9 @@ def to_padded_groups(x, xg, lo_h, lo_w):
 def merge_column_phases(even, odd, x, a, sh):
     """``x[n, c, r*sh + a, 2*j + b]`` from column phase ``b`` (``even``, ``odd``) of
     row phase ``a``: one row of ``x`` per job, in whole vectors whose lanes alternate
-    between the two phases (masked loads and stores at the row's end).  For the
-    (8,32,56,56) grad input of a stride-2 layer, 2 threads: 0.12 ms for all 4 phases,
-    against 0.31 for numpy's strided assignment of each."""
+    between the two phases (masked loads and stores at the row's end): faster than
+    numpy's strided assignment of each phase (measured: docs/benchmarks/cpu.md, "Kernel
+    measurements")."""
     batch, ch, rows, w_even = even.shape
     w_odd, width = odd.shape[3], x.shape[3]
     lanes = simd.lanes(x)
@@ -155,8 +161,8 @@ def _forward_tiles(xg, wp, bias, out, tiles, geometry, kh, kw, in_place):
     sh, sw, ph, pw, dh, dw, _ = geometry
     c_g = wp.shape[2] // (kh * kw)
     run = kw * c_g
-    # runs of whole vectors only: a run's tail vector costs a full step (one core, C_g = 8
-    # 3x3, runs of 24: 3.3 ms in place vs 2.4 with the tile; 36: 3.5 vs 3.1; 48: even)
+    # runs of whole vectors only: a run's tail vector costs a full step, so ragged runs
+    # are faster from the tile (measured: docs/benchmarks/cpu.md, "Kernel measurements")
     in_place = in_place and dw == 1 and k_g % BLOCK == 0 and run % simd.lanes(wp) == 0
     for t in prange(threads):
         tile = tiles[t]

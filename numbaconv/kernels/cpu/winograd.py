@@ -23,9 +23,10 @@ input is a correlation of the (re-padded) grad output with the filters flipped a
 transposed (C_in and C_out swapped).  The grad weight has no variant here: the chooser
 falls back to the GEMM kernel for it.
 
-The chooser runs this path only when forced (``config.CONV_ALGORITHM = "winograd"``):
-the tiled kernels (``tiled.py``) measured 1.0-1.6x faster on every 3x3 layer of the
-bench suite, because these 16 products have inner dimension C only and go through BLAS.
+Rule: the chooser runs this path only when forced (``config.CONV_ALGORITHM =
+"winograd"``): the tiled kernels (``tiled.py``) were as fast or faster on every 3x3
+layer of the bench suite (measured: docs/benchmarks/cpu.md, "Kernel measurements"),
+because these 16 products have inner dimension C only and go through BLAS.
 """
 
 import numpy as np
