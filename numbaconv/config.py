@@ -47,8 +47,9 @@ PAD_MODES = {"constant": 0, "zeros": 0, "reflect": 1, "replicate": 2, "circular"
 # PyTorch soon after.  Read once, at the first CPU kernel.
 CPU_SPIN_COUNT = 10000
 
-# Convolution algorithm on the CPU: 'auto' (``dispatch.choose_conv_algorithm``), 'depthwise',
-# 'direct' or 'gemm'.  Tests patch it to run both paths over the same grid.
+# Convolution algorithm on the CPU: 'auto' (``dispatch.choose_conv_algorithm``), 'direct',
+# 'blocked', 'tiled', 'gemm' or 'depthwise'.  Tests patch it to run every path over the
+# same grid.
 CONV_ALGORITHM = "auto"
 
 # Largest im2col buffer the GEMM path allocates; the batch is processed in chunks of

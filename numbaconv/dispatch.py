@@ -167,14 +167,7 @@ def backend_for(op: str, **arrays):
 
 # --------------------------------------------------------------------------- algorithms
 # The algorithm a kernel falls back to when the chosen one has no variant of it.
-CONV_FALLBACK = {"blocked": "tiled", "tiled": "gemm", "winograd": "gemm", "gemm": "direct",
-                 "depthwise": "direct"}
-
-
-def _winograd_applies(spec) -> bool:
-    from .kernels.cpu.winograd import applies
-
-    return applies(spec.kernel, spec.stride, spec.dilation, spec.groups, spec.pads)
+CONV_FALLBACK = {"blocked": "tiled", "tiled": "gemm", "gemm": "direct", "depthwise": "direct"}
 
 
 _wide = None
@@ -229,7 +222,7 @@ def _blocked_applies(spec, kernel: str) -> bool:
 
 def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> str:
     """The one place that picks how a convolution runs: ``'direct'``, ``'blocked'``,
-    ``'tiled'``, ``'gemm'``, ``'depthwise'`` or ``'winograd'``, for one of its kernels
+    ``'tiled'``, ``'gemm'`` or ``'depthwise'``, for one of its kernels
     (``kernel``: ``'conv2d_forward'``, ``'conv2d_grad_input'`` or
     ``'conv2d_grad_weight'``).
 
@@ -239,7 +232,6 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
 
     * ``config.CONV_ALGORITHM`` other than ``'auto'`` forces the choice (tests,
       benchmarks); ``'depthwise'`` forced on a non-depthwise conv means ``'direct'``,
-      ``'winograd'`` forced where F(2x2, 3x3) does not apply means ``'gemm'``,
       ``'blocked'`` forced on a strided grad input or grad weight means ``'tiled'``.
     * 1x1 at stride 1 without padding: ``'gemm'``, a plain matrix product per group (the
       input already is the column matrix), through :mod:`kernels.cpu.blas`.
@@ -260,8 +252,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       so thin inputs still give long rows.
 
     A kernel without a variant for the chosen algorithm runs the next one in
-    :data:`CONV_FALLBACK` (blocked -> tiled -> gemm -> direct; winograd -> gemm;
-    depthwise -> direct).
+    :data:`CONV_FALLBACK` (blocked -> tiled -> gemm -> direct; depthwise ->
+    direct).
     """
     if device != CPU:
         return _choose_cuda(spec)
@@ -269,8 +261,6 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     if config.CONV_ALGORITHM != "auto":
         if config.CONV_ALGORITHM == "depthwise" and not depthwise:
             return "direct"
-        if config.CONV_ALGORITHM == "winograd" and not _winograd_applies(spec):
-            return "gemm"
         if (config.CONV_ALGORITHM == "blocked" and spec.stride != (1, 1)
                 and kernel != "conv2d_forward"):
             return "tiled"

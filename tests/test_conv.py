@@ -131,19 +131,6 @@ def _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_winograd_matches_the_oracle_across_chunks(dtype, rng, monkeypatch):
-    """F(2x2, 3x3) against the oracle at the dtype's tolerance, with the batch split in
-    chunks (odd sizes: cropped edge tiles), forward and grad input (grad weight: GEMM)."""
-    from numbaconv import config
-
-    monkeypatch.setattr(config, "CONV_ALGORITHM", "winograd")
-    monkeypatch.setattr(config, "IM2COL_CHUNK_BYTES", 60_000)
-    x, w, b = _arrays(rng, (3, 16, 9, 7), (18, 16, 3, 3), dtype)
-    params = dict(padding=(1, 2))
-    _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, w_shape, params", [
     ((3, 8, 9, 7), (10, 8, 3, 3), dict(padding=(1, 2))),  # K_g % 4 != 0, uneven pads
     ((2, 24, 8, 9), (9, 8, 2, 3), dict(groups=3, dilation=(2, 1), padding=1)),

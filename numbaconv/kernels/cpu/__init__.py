@@ -19,7 +19,6 @@ from .reduce import (batch_norm_backward, batch_norm_finish, batch_norm_forward,
                      sum_squares)
 from .shuffle import channel_shuffle
 from .tiled import conv2d_forward_tiled, conv2d_grad_input_tiled, conv2d_grad_weight_tiled
-from .winograd import conv2d_forward_winograd, conv2d_grad_input_winograd
 
 KERNELS = (
     "conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias",
@@ -37,11 +36,11 @@ KERNELS = (
 
 # CPU-only algorithms, chosen by ``dispatch.choose_conv_algorithm``, with the signatures
 # of the direct kernels they replace: register-blocked direct, im2col tiles
-# with numba's GEMM, BLAS-backed GEMM, depthwise, Winograd.
+# with numba's GEMM, BLAS-backed GEMM, depthwise.  (Winograd F(2x2, 3x3) was removed: 2-6x
+# slower than the chosen kernel on every random 3x3 layer, docs/benchmarks/cpu.md.)
 BLOCKED_KERNELS = ("conv2d_forward_blocked", "conv2d_grad_input_blocked",
                    "conv2d_grad_weight_blocked")
 TILED_KERNELS = ("conv2d_forward_tiled", "conv2d_grad_input_tiled", "conv2d_grad_weight_tiled")
 GEMM_KERNELS = ("conv2d_forward_gemm", "conv2d_grad_input_gemm", "conv2d_grad_weight_gemm")
 DEPTHWISE_KERNELS = ("conv2d_forward_depthwise", "conv2d_grad_input_depthwise",
                      "conv2d_grad_weight_depthwise")
-WINOGRAD_KERNELS = ("conv2d_forward_winograd", "conv2d_grad_input_winograd")

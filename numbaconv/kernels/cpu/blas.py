@@ -1,6 +1,6 @@
 """Matrix products through NumPy's BLAS, without BLAS's own thread pool.
 
-Every BLAS product of the CPU kernels (the GEMM-path conv, Winograd, ``nn.Linear``)
+Every BLAS product of the CPU kernels (the GEMM-path conv, ``nn.Linear``)
 goes through :func:`matmul`.  It runs BLAS at one thread (``_threads.blas_on_caller``):
 OpenBLAS's pool busy-waits after each product, on the cores numba's next parallel region
 needs, and in a process that imported NumPy before numbaconv, or ran its own products,
