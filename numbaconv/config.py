@@ -80,7 +80,7 @@ TILED_GRAD_PIXELS = 1024
 # pixel) would pass this many bytes per thread (wide layers: 406 pixels at 256 channels).
 TILED_GRAD_BYTES = 4 * 1024 * 1024
 
-# When 'auto' picks the register-blocked direct convolution (kernels/cpu/blocked.py;
+# When 'auto' picks the register-blocked direct convolution (kernels/cpu/conv/blocked.py;
 # the rules in dispatch._blocked_applies, the measurements in docs/benchmarks/cpu.md):
 # stride-1 forwards but on maps narrower than BLOCKED_NARROW columns with at least
 # BLOCKED_NARROW_CHANNELS output channels per group; strided forwards of at most

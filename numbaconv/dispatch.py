@@ -185,7 +185,7 @@ def _wide_simd() -> bool:
 
 
 def _blocked_applies(spec, kernel: str) -> bool:
-    """The register-blocked direct conv (``kernels/cpu/blocked.py``) for ``kernel``, on
+    """The register-blocked direct conv (``kernels/cpu/conv/blocked.py``) for ``kernel``, on
     an AVX-512 host (its 16 accumulators need 32 vector registers):
 
     * forward at stride 1: always, but on narrow maps (``OW < config.BLOCKED_NARROW``)

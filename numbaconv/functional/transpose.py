@@ -1,7 +1,7 @@
 """conv_transpose1d / conv_transpose2d and their backward.
 
 A transposed convolution is the adjoint of a convolution, so it runs on the very
-primitives of ``conv.py`` with the roles of the arrays swapped (``spec`` below describes
+conv primitives (``kernels/*/conv``) with the roles of the arrays swapped (``spec`` below describes
 the convolution whose *input* is the transposed conv's output):
 
 * forward      y  = ``conv2d_grad_input``(x, w)        (a gather: no racing scatter)

@@ -1,12 +1,16 @@
-"""CPU kernels.  Exports the same names, with the same signatures, as ``kernels.cuda``."""
+"""CPU kernels.  Exports the same names, with the same signatures, as ``kernels.cuda``.
 
-from .blocked import (conv2d_forward_blocked, conv2d_grad_input_blocked,
-                      conv2d_grad_weight_blocked)
-from .conv import (add_channel_bias, conv2d_forward, conv2d_grad_bias, conv2d_grad_input,
-                   conv2d_grad_weight)
-from .depthwise import (conv2d_forward_depthwise, conv2d_grad_input_depthwise,
-                        conv2d_grad_weight_depthwise)
-from .gemm_conv import conv2d_forward_gemm, conv2d_grad_input_gemm, conv2d_grad_weight_gemm
+``conv/`` holds the convolution algorithms (direct, blocked, tiled, GEMM, depthwise); the
+other modules are the ops (pool, pad, im2col, shuffle, elementwise, reduce) and the
+helpers the kernels share (``rows``, ``simd``, ``gemm``, ``blas``, ``workspace``)."""
+
+from .conv import (add_channel_bias, conv2d_forward, conv2d_forward_blocked,
+                   conv2d_forward_depthwise, conv2d_forward_gemm, conv2d_forward_tiled,
+                   conv2d_grad_bias, conv2d_grad_input, conv2d_grad_input_blocked,
+                   conv2d_grad_input_depthwise, conv2d_grad_input_gemm,
+                   conv2d_grad_input_tiled, conv2d_grad_weight, conv2d_grad_weight_blocked,
+                   conv2d_grad_weight_depthwise, conv2d_grad_weight_gemm,
+                   conv2d_grad_weight_tiled)
 from .elementwise import (activation_backward, activation_forward, adam_step, axpby,
                           copy_channels, dropout_mask, multiply, sgd_step)
 from .im2col import col2im, im2col
@@ -18,7 +22,6 @@ from .reduce import (batch_norm_backward, batch_norm_finish, batch_norm_forward,
                      channel_dot_sums, channel_moments, cross_entropy_rows, matmul,
                      sum_squares)
 from .shuffle import channel_shuffle
-from .tiled import conv2d_forward_tiled, conv2d_grad_input_tiled, conv2d_grad_weight_tiled
 
 KERNELS = (
     "conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight", "conv2d_grad_bias",

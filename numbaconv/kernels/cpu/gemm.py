@@ -13,7 +13,7 @@ entry of ``c`` gets one dot product per call, in a fixed order: deterministic.  
 rows and columns (``M`` or ``N`` not a multiple of 4) take single dot products, rows
 indexed in place.
 
-Why: the tiled convolution (``tiled.py``) calls :func:`block` inside its own parallel
+Why: the tiled convolution (``conv/tiled.py``) calls :func:`block` inside its own parallel
 region, on tiles it builds in cache (or :func:`block_runs` on the receptive fields where
 they lie), so it needs no BLAS call and numba's thread pool never hands the cores to
 OpenBLAS's; :func:`gemm_nt` is the same block as a standalone parallel product.  The
@@ -30,7 +30,7 @@ measurements").  Short reductions want the other form, ``c[m, :] += a[m, k] * b[
 every step loads and stores ``c``, and LLVM guards the loop with runtime alias checks
 (and leaves it scalar when a row is not typed contiguous).  With :mod:`.simd`'s vectors
 held in registers it no longer has those costs; it needs its operand laid out
-pixels-last, which the tiles are not, and is what ``blocked.py`` runs at stride 1, on a
+pixels-last, which the tiles are not, and is what ``conv/blocked.py`` runs at stride 1, on a
 flat frame where it is.
 """
 
@@ -105,7 +105,7 @@ def block_runs(a, m0, b, rows, cols, c, cm, cn, runs, run, row_step):
     ``m0+i`` of ``a`` is ``runs`` runs of ``run`` values and the runs of ``j`` are
     ``b[rows[j] + q * row_step, cols[j] : cols[j] + run]``, ``q < runs`` (``run`` at
     least a vector).  With one run that is ``a[m0:m0+4] @ b[rows].T``; with several it
-    reads a conv's receptive fields straight from a channels-last frame (``tiled.py``),
+    reads a conv's receptive fields straight from a channels-last frame (``conv/tiled.py``),
     one run per kernel row.  16 vector accumulators (:mod:`.simd`); a run's tail is
     one last vector with its already-summed lanes zeroed in ``a``; one joint tree of
     horizontal sums at the end.  Rows are indexed in place, never taken as views (see

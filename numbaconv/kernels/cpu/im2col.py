@@ -5,12 +5,12 @@ matrix product ``W (C_out, C*kH*kW) @ cols (C*kH*kW, OH*OW)``; ``col2im`` is its
 it sums every column entry back onto the input pixel it was read from (overlapping
 windows add).  ``geometry = (kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)``,
 pads are the leading ones.  Jobs own one (n, c) input plane: no races.  Row copies run
-through ``conv.py``'s view helpers (indexed from 0, so they vectorize).
+through the view helpers of ``rows.py`` (indexed from 0, so they vectorize).
 """
 
 from numba import njit, prange
 
-from .conv import axpy_into, copy_from, fill, valid_range
+from .rows import axpy_into, copy_from, fill, valid_range
 
 
 @njit(inline="always")

@@ -12,7 +12,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._window import build
-from .conv import axpy, copy, fill
+from .rows import axpy, copy, fill
 
 _el = build(njit(inline="always"))
 _max_pool, _avg_pool, _interp = _el.max_pool, _el.avg_pool, _el.interp

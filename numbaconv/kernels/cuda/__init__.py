@@ -1,9 +1,10 @@
 """CUDA kernels (numba-cuda).  Exports the same names, with the same signatures, as
 ``kernels.cpu`` (see ``kernels.cpu.KERNELS``); each name is a launcher that picks its
-grid at call time.  The conv algorithms sit where the CPU's do: ``conv.py`` (direct, one
-thread per output), ``tiled.py`` (implicit GEMM in shared-memory tiles), ``depthwise.py``
-(direct with shared-memory halo tiles), and ``tuner.py``, which picks among the direct
-and tiled kernels per shape.  Every launch goes through ``_launch.launch`` (counted).
+grid at call time.  The conv algorithms are the twins of ``kernels/cpu/conv/``'s:
+``conv.py`` (direct, one thread per output), ``tiled.py`` (implicit GEMM in shared-memory
+tiles), ``depthwise.py`` (direct with shared-memory halo tiles), and ``tuner.py``, which
+picks among the direct and tiled kernels per shape (the CPU-only members, blocked and
+GEMM, have no twin: ``dispatch._choose_cuda``).  Every launch goes through ``_launch.launch`` (counted).
 
 Imported only when a GPU array is given (``dispatch.get_backend``), so importing
 numbaconv never touches the CUDA driver.

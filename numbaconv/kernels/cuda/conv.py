@@ -1,4 +1,4 @@
-"""CUDA direct convolution kernels: the twins of ``kernels/cpu/conv.py`` (same names,
+"""CUDA direct convolution kernels: the twins of ``kernels/cpu/conv/direct.py`` (same names,
 same signatures, same contract), one thread per output element, no shared memory.  The
 tuner (``tuner.py``) runs them on tiny layers, where a tiled kernel's tile would be
 mostly empty; everything else runs ``tiled.py`` or ``depthwise.py``.

@@ -1,5 +1,5 @@
 """Depthwise convolution on the GPU (``groups == C_in``, ``C_out = mult * C_in``): the
-twins of ``kernels/cpu/depthwise.py``.  Not a GEMM (one input channel per output
+twins of ``kernels/cpu/conv/depthwise.py``.  Not a GEMM (one input channel per output
 channel), so direct kernels, memory-bound, built to read each input value once from
 global memory:
 

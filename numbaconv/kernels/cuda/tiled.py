@@ -1,4 +1,4 @@
-"""Dense convolution on the GPU as implicit GEMM: the twins of ``kernels/cpu/tiled.py``.
+"""Dense convolution on the GPU as implicit GEMM: the twins of ``kernels/cpu/conv/tiled.py``.
 
 Each kernel is a matrix product whose operands are gathered from the conv's arrays as
 the tiles are loaded (no im2col buffer):

@@ -1,6 +1,6 @@
 """Register-blocked direct convolution, vectors along the output pixels (CPU only).
 
-Same signatures as the direct kernels in ``conv.py``, so the algorithm chooser
+Same signatures as the direct kernels in ``direct.py``, so the algorithm chooser
 (``dispatch.choose_conv_algorithm``, algorithm ``'blocked'``) swaps one for the other.
 
 What: the input is copied into a flat frame (:func:`to_flat_frame`), each channel's
@@ -50,12 +50,12 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ... import config
-from ...config import CPU_FASTMATH
-from . import simd
-from .conv import copy, fill, frame_span, split_columns
-from .gemm import BLOCK, _fma_4x4, block_runs
-from .gemm_conv import scratch
+from .... import config
+from ....config import CPU_FASTMATH
+from .. import simd
+from ..gemm import BLOCK, _fma_4x4, block_runs
+from ..rows import copy, fill, frame_span, split_columns
+from ..workspace import scratch
 
 
 @njit(parallel=True, cache=True, nogil=True)
@@ -86,7 +86,7 @@ def to_phase_frame(x, frame, lo_h, lo_w, height, width, sh):
     """:func:`to_flat_frame` of each stride phase of ``x`` at column stride 2 (row stride
     ``sh``): ``frame[n, 2*(c*sh + a) + b, i*width + j] = x[n, c, i*sh + a + lo_h, 2*j +
     b + lo_w]``, 0 outside ``x``; a row's two column phases in one pass
-    (:func:`.conv.split_columns`, whose last vector runs into the next row, written after
+    (:func:`..rows.split_columns`, whose last vector runs into the next row, written after
     it, or past the last row into the frame's slack)."""
     batch, ch, in_h, in_w = x.shape
     zero = frame.dtype.type(0)

@@ -1,6 +1,6 @@
 """Convolution as im2col + matrix product (CPU only: the matrix product is BLAS).
 
-Same signatures as the direct kernels in ``conv.py``, so the algorithm chooser
+Same signatures as the direct kernels in ``direct.py``, so the algorithm chooser
 (``dispatch.choose_conv_algorithm``) swaps one for the other.  The columns of a chunk
 of ``nb`` images sit side by side, ``cols[g]`` of shape ``(C_g*R*S, nb*OH*OW)``, so
 each group needs one matrix product per chunk, not one per image:
@@ -13,20 +13,20 @@ where ``dy[g]`` is the chunk's output gradient laid out the same way (a transpos
 copy).  Fewer, wider products run faster, most for small images and grouped convs
 (measured: docs/benchmarks/cpu.md, "Kernel measurements").  Chunks keep the buffers
 under ``config.IM2COL_CHUNK_BYTES`` (never a whole-batch buffer); they come from a
-per-thread workspace (:func:`scratch`).  BLAS runs from Python (:mod:`.blas`, never
+per-thread workspace (:func:`scratch`).  BLAS runs from Python (:mod:`..blas`, never
 BLAS's own pool), between numba's parallel regions, never inside one.  A 1x1
 convolution with stride 1 and no padding needs no im2col: the input already is the
 column matrix of each image (a stacked product, no copy).
 """
 
 import math
-import threading
 
 import numpy as np
 
-from ... import config
-from .blas import matmul
-from .im2col import col2im_wide, im2col_wide
+from .... import config
+from ..blas import matmul
+from ..im2col import col2im_wide, im2col_wide
+from ..workspace import scratch
 
 
 def _layout(x_shape, weight_shape, out_shape, geometry, itemsize):
@@ -42,23 +42,6 @@ def _layout(x_shape, weight_shape, out_shape, geometry, itemsize):
     per_image = (x_shape[1] * kh * kw + out_ch) * out_h * out_w * itemsize  # cols + dy/out
     chunk = max(1, min(x_shape[0], config.IM2COL_CHUNK_BYTES // max(per_image, 1)))
     return groups, out_ch // groups, rows, out_h * out_w, cols_geometry, pointwise, chunk
-
-
-_workspace = threading.local()
-
-
-def scratch(key, shape, dtype):
-    """An array carved from a per-thread workspace named ``key``, reused across calls
-    (grown when too small): a fresh buffer per call would pay a page fault per 4 KiB
-    on every call.  Contents are undefined; one buffer per key at a time."""
-    nbytes = math.prod(shape) * np.dtype(dtype).itemsize
-    spaces = getattr(_workspace, "spaces", None)
-    if spaces is None:
-        spaces = _workspace.spaces = {}
-    space = spaces.get(key)
-    if space is None or space.size < nbytes:
-        space = spaces[key] = np.empty(nbytes, np.uint8)
-    return space[:nbytes].view(dtype).reshape(shape)
 
 
 def chunks(batch, chunk):

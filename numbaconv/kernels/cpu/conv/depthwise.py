@@ -1,7 +1,7 @@
 """CPU depthwise convolution (``groups == C_in``, any channel multiplier ``m``: output
 channel ``k`` reads input channel ``k // m``): forward, grad input and grad weight, the
 fast path ``dispatch.choose_conv_algorithm`` picks.  Same signatures and contract as the
-direct kernels in ``conv.py``.
+direct kernels in ``direct.py``.
 
 Depthwise work is a few multiply-adds per pixel, so the enemy is loop overhead: a row of
 56 outputs is too short for a vector loop to pay its set-up nine times over.  So each
@@ -32,12 +32,12 @@ summed over the batch in order): deterministic.
 import numpy as np
 from numba import njit, prange
 
-from ...config import CPU_FASTMATH
-from . import simd
-from .conv import axpy, copy, copy_from, copy_into, dot, fill, split_columns, valid_range
+from ....config import CPU_FASTMATH
+from .. import simd
+from ..rows import axpy, copy, copy_from, copy_into, dot, fill, split_columns, valid_range
 
 
-# values kept past a phase plane's last row for :func:`.conv.split_columns`, which may
+# values kept past a phase plane's last row for :func:`..rows.split_columns`, which may
 # overwrite up to a vector less one there: a float32 vector (16 with AVX-512) covers
 # every dtype
 _SPLIT_SLACK = simd.VECTOR_BYTES // 4
@@ -95,7 +95,7 @@ def _split_phases(phases, rows, plane, sh, sw, ph, pw, hq, wq):
     (flat, one phase plane every ``size`` elements), zero outside the plane.
 
     At column stride 2, row by row: both column phases of a row in one pass of vector
-    loads and even/odd shuffles (:func:`.conv.split_columns`), no row buffer.  Other
+    loads and even/odd shuffles (:func:`..rows.split_columns`), no row buffer.  Other
     column strides in two passes, both flat: each row phase ``a`` is assembled with
     whole-row copies into ``rows`` (zero-padded, row pitch ``sw * wq``), then split into
     its ``sw`` column phases by one strided pass over the buffer (the column phase ``b``

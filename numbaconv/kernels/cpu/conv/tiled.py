@@ -1,6 +1,6 @@
 """Convolution as im2col tiles multiplied in cache, all in one parallel region (CPU only).
 
-Same signatures as the direct kernels in ``conv.py``, so the algorithm chooser
+Same signatures as the direct kernels in ``direct.py``, so the algorithm chooser
 (``dispatch.choose_conv_algorithm``, algorithm ``'tiled'``) swaps one for the other.
 
 Forward, per job (one image, one group, ``config.TILED_PIXELS`` output pixels)::
@@ -47,13 +47,13 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-from ... import config
-from ...config import CPU_FASTMATH
-from . import simd
-from .conv import copy, fill, frame_span
-from .gemm import BLOCK, block, block_runs
-from .gemm_conv import scratch
-from .im2col import plane_to_columns
+from .... import config
+from ....config import CPU_FASTMATH
+from .. import simd
+from ..gemm import BLOCK, block, block_runs
+from ..im2col import plane_to_columns
+from ..rows import copy, fill, frame_span
+from ..workspace import scratch
 
 
 @njit(parallel=True, cache=True, nogil=True)
