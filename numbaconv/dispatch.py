@@ -234,7 +234,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       benchmarks); ``'depthwise'`` forced on a non-depthwise conv means ``'direct'``,
       ``'blocked'`` forced on a strided grad input or grad weight means ``'tiled'``.
     * 1x1 at stride 1 without padding: ``'gemm'``, a plain matrix product per group (the
-      input already is the column matrix), through :mod:`kernels.cpu.blas`.
+      input already is the column matrix), through :mod:`kernels.cpu.blas`; but the
+      forward of a single input channel, an outer product, ``'direct'``.
     * depthwise (``groups == C_in``) with more than one channel: ``'depthwise'``,
       per-channel kernels on stride-phase planes.  A single input channel (an MNIST
       first layer) takes the dense rules below: the depthwise kernels' one plane
@@ -267,8 +268,9 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
         return config.CONV_ALGORITHM
     pointwise = (spec.kernel == (1, 1) and spec.stride == (1, 1)
                  and all(p == (0, 0) for p in spec.pads) and spec.in_size == spec.out_size)
-    if pointwise:
-        return "gemm"
+    if pointwise:  # a one-channel forward is an outer product: BLAS is slow at K = 1
+        one = spec.in_channels == 1 and kernel == "conv2d_forward"
+        return "direct" if one else "gemm"
     if depthwise and spec.in_channels > 1:
         return "depthwise"
     k_g = spec.out_channels // spec.groups

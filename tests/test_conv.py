@@ -418,6 +418,9 @@ def test_chooser_rules():
     assert choose(spec(64, 64, 1, k=1), "conv2d_grad_weight") == "gemm"
     assert choose(spec(64, 64, 1, k=1)) == "gemm"  # 1x1
     assert choose(spec(2, 2, 1, k=1)) == "gemm"  # 1x1, however thin
+    assert choose(spec(1, 64, 1, k=1)) == "direct"  # ... but one channel: an outer product
+    assert choose(spec(8, 64, 8, k=1)) == "gemm"
+    assert choose(spec(1, 64, 1, k=1), "conv2d_grad_weight") == "gemm"
 
 
 # --------------------------------------------------------------------------- drop-in
