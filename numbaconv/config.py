@@ -101,6 +101,11 @@ BLOCKED_BLOCKS = 4
 # (thinner groups give short reductions, and the grad input's products few rows).
 TILED_MIN_CHANNELS = 8
 
+# 'auto' runs a forward of fewer multiply-accumulates than this (all outputs) with the
+# direct kernel: one kernel call, no frame or tile to build (a 3->5 channel 9x9 layer:
+# ~15 us a call instead of ~30).
+DIRECT_MAX_MACS = 32768
+
 # 'auto' uses the GEMM path when a group's matrix product is at least this many
 # multiply-accumulates per output pixel (K_g * C_g * kH * kW); below it the direct
 # kernel wins (depthwise, tiny channel counts).

@@ -233,6 +233,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     * ``config.CONV_ALGORITHM`` other than ``'auto'`` forces the choice (tests,
       benchmarks); ``'depthwise'`` forced on a non-depthwise conv means ``'direct'``,
       ``'blocked'`` forced on a strided grad input or grad weight means ``'tiled'``.
+    * a tiny forward (fewer than ``config.DIRECT_MAX_MACS`` multiply-accumulates in
+      all): ``'direct'``, one kernel call where the others add a frame or a tile.
     * 1x1 at stride 1 without padding: ``'gemm'``, a plain matrix product per group (the
       input already is the column matrix), through :mod:`kernels.cpu.blas`; but the
       forward of a single input channel, an outer product, ``'direct'``.
@@ -266,6 +268,10 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
                 and kernel != "conv2d_forward"):
             return "tiled"
         return config.CONV_ALGORITHM
+    macs = (spec.batch * spec.out_channels * spec.out_size[0] * spec.out_size[1]
+            * spec.in_channels // spec.groups * spec.kernel[0] * spec.kernel[1])
+    if kernel == "conv2d_forward" and macs < config.DIRECT_MAX_MACS:
+        return "direct"  # one kernel call: the others' frames and tiles cost more
     pointwise = (spec.kernel == (1, 1) and spec.stride == (1, 1)
                  and all(p == (0, 0) for p in spec.pads) and spec.in_size == spec.out_size)
     if pointwise:  # a one-channel forward is an outer product: BLAS is slow at K = 1

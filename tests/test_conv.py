@@ -196,13 +196,16 @@ def test_blocked_matches_the_oracle_across_jobs(x_shape, w_shape, params, dtype,
     ((1, 2, 4, 4), 1, dict(stride=2, padding=3)),                    # pads past the input
 ])
 def test_depthwise_matches_the_oracle_across_stride_phases(x_shape, mult, params, dtype,
-                                                            rng):
+                                                            rng, monkeypatch):
     """The depthwise kernels' stride-phase split (row phases assembled by whole rows,
     then split into column phases by one flat pass) and its adjoint, on strides 1-3,
     dilations and pads that reach past the input, forward and both gradients."""
     from numbaconv._args import conv_spec
     from numbaconv.dispatch import choose_conv_algorithm
 
+    from numbaconv import config
+
+    monkeypatch.setattr(config, "DIRECT_MAX_MACS", 0)  # tiny layers: not the direct kernel
     ch = x_shape[1]
     x, w, b = _arrays(rng, x_shape, (ch * mult, 1, 3, 3), dtype)
     params = dict(params, groups=ch)
@@ -219,9 +222,9 @@ def test_depthwise_matches_the_oracle_across_stride_phases(x_shape, mult, params
     ((1, 1, 12, 12), (5, 1, 3, 2), dict(dilation=(2, 3), padding=(1, 2))),
 ])
 def test_single_input_channel_takes_the_dense_kernels(x_shape, w_shape, params, rng):
-    """One input channel is depthwise by its groups, but its forward and grad weight run
-    the dense kernels (blocked, tiled); and the parameter-only backward of a layer fed
-    with data equals the full one."""
+    """One input channel is depthwise by its groups, but runs the dense kernels (direct,
+    blocked, tiled, GEMM); and the parameter-only backward of a layer fed with data
+    equals the full one."""
     from numbaconv.functional.conv import conv_param_grads
 
     x, w, b = _arrays(rng, x_shape, w_shape, np.float64)
@@ -353,7 +356,8 @@ def test_both_register_blocks_match_numpy(k, dtype, rng):
         np.testing.assert_allclose(c, want, rtol=rtol, atol=atol)
 
 
-def test_chooser_rules():
+def test_chooser_rules(monkeypatch):
+    from numbaconv import config
     from numbaconv._args import conv_spec
     from numbaconv.dispatch import choose_conv_algorithm
     from numbaconv.kernels.cpu import simd
@@ -366,6 +370,11 @@ def test_chooser_rules():
     def choose(s, kernel="conv2d_forward"):
         return choose_conv_algorithm("cpu", s, kernel)
 
+    # a tiny forward runs direct (one kernel call), whatever else would apply
+    assert choose(spec(16, 32, 1)) != "direct"  # 1*32*6*6*144 = 165888 products
+    assert choose(spec(3, 5, 1, size=5)) == "direct"  # 1215
+    assert choose(spec(3, 5, 1, size=5), "conv2d_grad_input") != "direct"
+    monkeypatch.setattr(config, "DIRECT_MAX_MACS", 0)  # the rules below, on tiny specs
     # the blocked conv needs AVX-512's 32 registers; elsewhere its cases run tiled / gemm
     blocked = (lambda other: "blocked") if simd.WIDE else (lambda other: other)
     assert choose(spec(32, 32, 32)) == "depthwise"
