@@ -14,6 +14,10 @@ on its first call (and is cached on disk for the next process).
 
 __version__ = "0.1.0"
 
+from ._threads import quiet_blas_import as _quiet_blas_import
+
+_quiet_blas_import()
+
 from . import analysis, functional, nn, optim, reference
 from .dispatch import to_device, to_host, use_stream
 from .functional import *  # noqa: F401,F403  (the ops, listed in functional.__all__)

@@ -18,17 +18,26 @@ wait, a GEMM-path backward ran many times slower (measured: ``docs/benchmarks/cp
   OpenBLAS's threads, whoever woke them last, go back to sleep and stay there; the
   user's own count is restored after.  Large products are split across a few plain
   threads instead (``kernels/cpu/blas.py``), which block, never spin.  This holds
-  whatever was imported first, so import order does not matter.
+  whatever was imported first, for numbaconv's own products.
+* :func:`quiet_blas_import`: the user's own NumPy products still wake OpenBLAS's pool,
+  whose threads then spin (2**28 cycles by default) on the cores every library needs
+  next: a tiny conv took 3.6 ms after a 300x300 product instead of 0.02, and PyTorch's
+  23 ms.  Where numbaconv is imported before NumPy, NumPy's OpenBLAS is loaded with
+  ``OPENBLAS_THREAD_TIMEOUT=4`` (sleep after 2**4 idle cycles), set only around that
+  load.  Imported after NumPy, the timeout was read already: ``numbaconv info`` says
+  so, and setting it in the environment does the same.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import sys
 import threading
 
 _started = False
 _lock = threading.Lock()
+blas_quiet = None  # True / False once NumPy is imported: whether the timeout applied
 
 
 @contextlib.contextmanager
@@ -42,6 +51,14 @@ def _environ(name, value):
         yield
     finally:
         os.environ.pop(name, None)
+
+
+def quiet_blas_import():
+    global blas_quiet
+    fresh = "numpy" not in sys.modules
+    with _environ("OPENBLAS_THREAD_TIMEOUT", "4"):
+        import numpy  # noqa: F401  (loads OpenBLAS, which reads the timeout now)
+    blas_quiet = fresh or "OPENBLAS_THREAD_TIMEOUT" in os.environ
 
 
 def start_numba_threads():

@@ -48,8 +48,15 @@ def _idle_threads() -> str:
     """How the thread pools wait (see ``numbaconv._threads``)."""
     from . import config
 
-    return (f"numba's OpenMP threads spin {config.CPU_SPIN_COUNT} rounds, then sleep; "
-            f"BLAS runs at one thread per block of a product, never its own pool")
+    from . import _threads
+
+    pools = (f"numba's OpenMP threads spin {config.CPU_SPIN_COUNT} rounds, then sleep; "
+             f"numbaconv's BLAS products run at one thread per block, never BLAS's pool")
+    if _threads.blas_quiet:
+        return pools + "; OpenBLAS's pool sleeps soon after your own NumPy products"
+    return (pools + "; OpenBLAS's pool spins ~0.1 s after your own NumPy products "
+            "(NumPy was imported before numbaconv): set OPENBLAS_THREAD_TIMEOUT=4 or "
+            "import numbaconv first")
 
 
 def _run_probe():

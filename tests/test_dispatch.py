@@ -153,19 +153,24 @@ def test_results_come_back_as_the_callers_gpu_array_type(monkeypatch, rng):
     assert nc.conv2d.__wrapped__ is not None  # every public op goes through it
 
 
-def test_thread_wait_policy_is_scoped_to_numbas_pool_start():
-    """numbaconv sets GOMP_SPINCOUNT / KMP_BLOCKTIME only around starting numba's OpenMP
-    pool: nothing is left in the environment for other libraries, and a policy the user
-    set is kept."""
+def test_thread_wait_policies_are_scoped_to_the_two_runtime_loads():
+    """numbaconv sets OPENBLAS_THREAD_TIMEOUT / GOMP_SPINCOUNT / KMP_BLOCKTIME only
+    around loading NumPy's OpenBLAS and numba's OpenMP pool: nothing is left in the
+    environment for other libraries, and a policy the user set is kept."""
     code = ("import os\n"
             "os.environ['OMP_WAIT_POLICY'] = 'ACTIVE'\n"
             "import numbaconv, numpy as np\n"
             "numbaconv.conv2d(np.ones((1, 1, 3, 3), np.float32), np.ones((1, 1, 1, 1), np.float32))\n"
-            "print(os.environ['OMP_WAIT_POLICY'], *(name in os.environ for name in\n"
-            "      ('GOMP_SPINCOUNT', 'KMP_BLOCKTIME', 'OPENBLAS_THREAD_TIMEOUT')))\n")
+            "print(os.environ['OMP_WAIT_POLICY'], numbaconv._threads.blas_quiet, *(name in\n"
+            "      os.environ for name in ('GOMP_SPINCOUNT', 'KMP_BLOCKTIME',\n"
+            "                              'OPENBLAS_THREAD_TIMEOUT')))\n")
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
                          text=True).stdout.split()
-    assert out == ["ACTIVE", "False", "False", "False"]
+    assert out == ["ACTIVE", "True", "False", "False", "False"]
+    code = "import numpy, numbaconv\nprint(numbaconv._threads.blas_quiet)\n"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True,
+                         text=True).stdout.split()
+    assert out == ["False"]
 
 
 def test_blas_products_run_at_one_thread_and_restore_the_users_count(monkeypatch):
