@@ -14,9 +14,10 @@ wait, a GEMM-path backward ran many times slower (measured: ``docs/benchmarks/cp
   so nothing else in the process sees it; a value the user set wins.  Called once,
   before the first CPU kernel.
 * :func:`blas_on_caller`: numbaconv never runs OpenBLAS's pool.  While a product of ours
-  runs, every BLAS library in the process is held at one thread (``threadpoolctl``), so
-  OpenBLAS's threads, whoever woke them last, go back to sleep and stay there; the
-  user's own count is restored after.  Large products are split across a few plain
+  runs, the BLAS libraries NumPy loaded are held at one thread (found with
+  ``threadpoolctl``), so none of our products wakes OpenBLAS's threads (threads the
+  user's own products woke still spin out their timeout, see below); the user's count
+  is restored after.  Large products are split across a few plain
   threads instead (``kernels/cpu/blas.py``), which block, never spin.  This holds
   whatever was imported first, for numbaconv's own products.
 * :func:`quiet_blas_import`: the user's own NumPy products still wake OpenBLAS's pool,
@@ -83,41 +84,78 @@ def start_numba_threads():
 
 
 class _BlasOnCaller:
-    """Context manager: every BLAS library at one thread inside, the counts restored
-    when the last thread in the process leaves (callers may overlap: dask workers)."""
+    """Context manager: BLAS at one thread inside.
+
+    A process-wide pool (pthreads OpenBLAS, NumPy's wheels) has one count for the
+    process: the first thread in sets it to 1, the last one out restores it, so callers
+    may overlap (dask workers).  The library's own setter is called: threadpoolctl's
+    acts only from the first thread that ever used it, and would leave every other
+    thread's products on BLAS's pool.  A per-thread pool (OpenMP builds) is limited in
+    the calling thread only, and restored there.  The count is process-wide for the
+    first kind, so a limit the user sets from another thread meanwhile is overwritten
+    on the way out."""
 
     def __init__(self):
         self.libs = None
         self.depth = 0
         self.saved = []
         self.lock = threading.Lock()
+        self.local = threading.local()
 
-    def _find(self):
+    @staticmethod
+    def _find():
         try:
             from threadpoolctl import ThreadpoolController
         except ImportError:  # a core dependency; without it, BLAS keeps its count
             return []
-        return ThreadpoolController().select(user_api="blas").lib_controllers
+        found = []
+        for lib in ThreadpoolController().select(user_api="blas").lib_controllers:
+            setter = getattr(lib, "_real_set_num_threads", lib.set_num_threads)
+            per_thread = getattr(lib, "threading_layer", None) == "openmp"
+            found.append((lib.get_num_threads, setter, per_thread))
+        return found
+
+    def _libraries(self):
+        if self.libs is None:
+            with self.lock:
+                if self.libs is None:
+                    self.libs = self._find()
+        return self.libs
+
+    def limit_this_thread(self):
+        """Per-thread pools at one thread for good in this thread (the product pool's
+        own threads, which run nothing else)."""
+        for get, setter, per_thread in self._libraries():
+            if per_thread:
+                setter(1)
 
     def __enter__(self):
+        libs = self._libraries()
+        mine = [get() if per_thread else None for get, _, per_thread in libs]
+        self.local.__dict__.setdefault("stack", []).append(mine)
+        for (get, setter, per_thread), n in zip(libs, mine):
+            if per_thread and n != 1:
+                setter(1)
         with self.lock:
-            if self.libs is None:
-                self.libs = self._find()
             if self.depth == 0:
-                self.saved = [lib.get_num_threads() for lib in self.libs]
-                for lib, n in zip(self.libs, self.saved):
-                    if n != 1:
-                        lib.set_num_threads(1)
+                self.saved = [None if per_thread else get() for get, _, per_thread in libs]
+                for (get, setter, per_thread), n in zip(libs, self.saved):
+                    if n is not None and n != 1:
+                        setter(1)
             self.depth += 1
         return self
 
     def __exit__(self, *exc):
+        libs = self._libraries()
         with self.lock:
             self.depth -= 1
             if self.depth == 0:
-                for lib, n in zip(self.libs, self.saved):
-                    if n != 1:
-                        lib.set_num_threads(n)
+                for (get, setter, per_thread), n in zip(libs, self.saved):
+                    if n is not None and n != 1:
+                        setter(n)
+        for (get, setter, per_thread), n in zip(libs, self.local.stack.pop()):
+            if n is not None and n != 1:
+                setter(n)
         return False
 
 

@@ -106,9 +106,9 @@ TILED_MIN_CHANNELS = 8
 # ~15 us a call instead of ~30).
 DIRECT_MAX_MACS = 32768
 
-# 'auto' uses the GEMM path when a group's matrix product is at least this many
-# multiply-accumulates per output pixel (K_g * C_g * kH * kW); below it the direct
-# kernel wins (depthwise, tiny channel counts).
+# 'auto' runs thin groups (under TILED_MIN_CHANNELS input channels) whose product has
+# fewer multiply-accumulates per output pixel than this (K_g * C_g * kH * kW) on the
+# direct kernel, which reads the input once.
 GEMM_MIN_MACS_PER_PIXEL = 64
 
 # Activation codes shared by the CPU and CUDA activation kernels (kernels/_elementwise.py).

@@ -168,6 +168,7 @@ def backend_for(op: str, **arrays):
 # --------------------------------------------------------------------------- algorithms
 # The algorithm a kernel falls back to when the chosen one has no variant of it.
 CONV_FALLBACK = {"blocked": "tiled", "tiled": "gemm", "gemm": "direct", "depthwise": "direct"}
+CPU_ALGORITHMS = ("direct", "blocked", "tiled", "gemm", "depthwise")
 
 
 _wide = None
@@ -262,6 +263,10 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
         return _choose_cuda(spec)
     depthwise = spec.groups == spec.in_channels
     if config.CONV_ALGORITHM != "auto":
+        if config.CONV_ALGORITHM not in CPU_ALGORITHMS:
+            raise ValueError(
+                f"config.CONV_ALGORITHM must be 'auto' or one of {CPU_ALGORITHMS}; got "
+                f"{config.CONV_ALGORITHM!r} (Winograd was removed: it won no layer)")
         if config.CONV_ALGORITHM == "depthwise" and not depthwise:
             return "direct"
         if (config.CONV_ALGORITHM == "blocked" and spec.stride != (1, 1)

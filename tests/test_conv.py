@@ -430,6 +430,9 @@ def test_chooser_rules(monkeypatch):
     assert choose(spec(1, 64, 1, k=1)) == "direct"  # ... but one channel: an outer product
     assert choose(spec(8, 64, 8, k=1)) == "gemm"
     assert choose(spec(1, 64, 1, k=1), "conv2d_grad_weight") == "gemm"
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "winograd")  # removed: a clear error
+    with pytest.raises(ValueError, match="CONV_ALGORITHM.*winograd"):
+        choose(spec(16, 16, 1))
 
 
 # --------------------------------------------------------------------------- drop-in

@@ -200,6 +200,29 @@ def test_blas_products_run_at_one_thread_and_restore_the_users_count(monkeypatch
                  if lib["user_api"] == "blas"}
     assert seen and all(counts <= {1} for counts in seen)
     assert after == {2}
+    # from several threads at once (dask workers), then the main thread: every product
+    # at one thread, the user's count back at the end
+    import threading
+
+    seen.clear()
+    a_ = np.random.default_rng(5).standard_normal((3, 40, 70))
+    b_ = np.random.default_rng(6).standard_normal((3, 70, 90))
+
+    def work():
+        for _ in range(3):
+            blas.matmul(a_, b_, np.empty((3, 40, 90)))
+
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        workers = [threading.Thread(target=work) for _ in range(3)]
+        for t in workers:
+            t.start()
+        for t in workers:
+            t.join()
+        work()
+        after = {lib["num_threads"] for lib in threadpoolctl.threadpool_info()
+                 if lib["user_api"] == "blas"}
+    assert len(seen) >= 24 and all(counts <= {1} for counts in seen)
+    assert after == {2}
     np.testing.assert_allclose(y, nc.reference.conv2d(x, w, padding=1), rtol=1e-4, atol=1e-4)
     monkeypatch.setattr(blas, "np", np)
     a = np.random.default_rng(2).standard_normal((3, 40, 70)).astype(np.float32)

@@ -5,16 +5,18 @@ goes through :func:`matmul`.  It runs BLAS at one thread (``_threads.blas_on_cal
 OpenBLAS's pool busy-waits after each product, on the cores numba's next parallel region
 needs, and in a process that imported NumPy before numbaconv, or ran its own products,
 it waits long (a GEMM-path backward: 8 ms where it needs 0.3).  A product large enough
-to pay for a second thread (``config.BLAS_SPLIT_FLOPS``) is cut into as many column
-blocks (or row blocks, when the rows are the longer side) as numba has threads for this
-caller (``numba.get_num_threads()``), and the blocks run on a small pool of plain threads
-that sleep on a queue, never spin; the caller computes the first block itself.  Each
-output entry is computed by one BLAS call over the whole reduction: the result does not
-depend on the split.
+to pay for a second thread (``config.BLAS_SPLIT_FLOPS``) is cut into column blocks (or
+row blocks, when the rows are the longer side), one per ``BLAS_SPLIT_FLOPS`` of work
+and at most as many as numba has threads for this caller (``numba.get_num_threads()``).
+The blocks run on a small pool of plain threads that sleep on a queue, never spin; the
+caller computes the first block itself.  Each output entry is one BLAS call over the
+whole reduction, but BLAS's own blocking may round an entry differently in another
+split: results are deterministic for a given thread count, like the tiled kernels'.
 """
 
+import os
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numba
 import numpy as np
@@ -23,15 +25,28 @@ from ... import config
 from ..._threads import blas_on_caller
 
 _pool = None
+_pool_workers = 0
 _pool_lock = threading.Lock()
 
 
+def _forget_pool():
+    """After a fork the child has none of the pool's threads: start a new pool there."""
+    global _pool, _pool_workers, _pool_lock
+    _pool, _pool_workers, _pool_lock = None, 0, threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _executor(workers):
-    """The shared pool of plain threads, grown to ``workers`` when needed."""
-    global _pool
+    """The shared pool of plain threads, grown to ``workers`` when needed (each thread
+    holds per-thread BLAS pools at one thread for good)."""
+    global _pool, _pool_workers
     with _pool_lock:
-        if _pool is None or _pool._max_workers < workers:
-            _pool = ThreadPoolExecutor(workers, thread_name_prefix="numbaconv-blas")
+        if _pool is None or _pool_workers < workers:
+            _pool = ThreadPoolExecutor(workers, thread_name_prefix="numbaconv-blas",
+                                       initializer=blas_on_caller.limit_this_thread)
+            _pool_workers = workers
         return _pool
 
 
@@ -51,8 +66,8 @@ def _split(a, b, out, parts):
 
 
 def matmul(a, b, out):
-    """``out[...] = a @ b`` (NumPy's broadcasting matmul), on the caller's thread count,
-    never BLAS's pool."""
+    """``out[...] = a @ b`` for stacks of matrices (NumPy's broadcasting matmul, 2-D or
+    more on both sides), on the caller's thread count, never BLAS's pool."""
     m, k = a.shape[-2], a.shape[-1]
     n = b.shape[-1]
     stack = out.size // max(1, m * n)
@@ -68,7 +83,10 @@ def matmul(a, b, out):
         pool = _executor(len(blocks) - 1)
         futures = [pool.submit(np.matmul, *block_args[:2], out=block_args[2])
                    for block_args in blocks[1:]]
-        np.matmul(blocks[0][0], blocks[0][1], out=blocks[0][2])
+        try:
+            np.matmul(blocks[0][0], blocks[0][1], out=blocks[0][2])
+        finally:  # no block may still write to out once this returns
+            wait(futures)
         for future in futures:
             future.result()
     return out

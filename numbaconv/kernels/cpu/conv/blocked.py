@@ -14,7 +14,7 @@ so consecutive ``q`` read a contiguous run of the frame, whatever the tap, pad o
 dilation; the columns ``ow >= OW`` are computed and dropped.
 
 How: a register block is 4 output channels x 4 vectors of pixels, 16 accumulators
-(:mod:`.simd`); per tap, 4 frame vectors and 4 broadcast weights make 16 fused
+(:mod:`..simd`); per tap, 4 frame vectors and 4 broadcast weights make 16 fused
 multiply-adds.  A job is one image, one group, 4 output channels and
 ``config.BLOCKED_BLOCKS`` blocks, written to the thread's tile, then its valid columns
 to ``out``.  Each output is one sum in a fixed order: deterministic.  Strided (forward

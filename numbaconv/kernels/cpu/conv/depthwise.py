@@ -19,7 +19,7 @@ unit-stride loop that vectorizes:
     grad input   phase_grad[e+off] += w[r, s] * ext_grad[e]     (junk columns zeroed)
     grad weight  dw[r, s]          += dot(ext_grad, phase[off : off + len(ext)])
 
-All taps run in one pass with explicit SIMD vectors (:mod:`.simd`): the forward and the
+All taps run in one pass with explicit SIMD vectors (:mod:`..simd`): the forward and the
 stride-1 grad input as a gather into one register per vector of the output
 (:func:`_gather_taps`), the grad weight with one accumulator per tap
 (:func:`_dot_taps`); strided grad input keeps one ``axpy`` per tap.
@@ -179,7 +179,7 @@ def _tap_offsets(kh, kw, sh, sw, dh, dw, wq, size):
 @njit(inline="always", fastmath=CPU_FASTMATH)
 def _dot_taps(ext, phases, offsets, sums):
     """``sums[t] += dot(ext, phases[offsets[t] :][:len(ext)])`` for every tap: at 3x3 one
-    pass with 9 vector accumulators, each vector of ``ext`` loaded once (:mod:`.simd`);
+    pass with 9 vector accumulators, each vector of ``ext`` loaded once (:mod:`..simd`);
     other kernels one dot product per tap."""
     width, size, count = simd.lanes(ext), ext.shape[0], offsets.shape[0]
     zero = ext.dtype.type(0)
@@ -218,7 +218,7 @@ def _dot_taps(ext, phases, offsets, sums):
 def _gather_taps(out, src, shifts, taps, start, accumulate):
     """``out[i] = (out[i] if accumulate else start) + sum over t of taps[t] *
     src[i + shifts[t]]``: all taps in one pass, a vector of ``out`` kept in a register
-    (:mod:`.simd`) while the taps add into it in tap order, then stored once; at 3x3 the
+    (:mod:`..simd`) while the taps add into it in tap order, then stored once; at 3x3 the
     9 weights and shifts stay in registers too.
 
     The forward is ``ext = bias + taps over the phases`` (shifts: the taps' offsets);

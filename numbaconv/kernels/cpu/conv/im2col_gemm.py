@@ -19,7 +19,6 @@ convolution with stride 1 and no padding needs no im2col: the input already is t
 column matrix of each image (a stacked product, no copy).
 """
 
-import math
 
 import numpy as np
 

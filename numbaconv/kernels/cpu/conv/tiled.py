@@ -12,7 +12,7 @@ The input is first copied into a frame (:func:`to_padded_groups`): channels last
 each group, zero-padded (or cropped) to exactly the positions the conv reads.  A tile
 row is then built without bounds checks, each kernel row one contiguous run of
 ``kW * C_g`` values (``C_g`` per tap when dilated along W); the weights are packed
-``(G, K_g, R*S*C_g)`` in the same ``(r, s, c)`` order.  The product runs :mod:`.gemm`'s
+``(G, K_g, R*S*C_g)`` in the same ``(r, s, c)`` order.  The product runs :mod:`..gemm`'s
 dot-product blocks on the tile while it sits in the thread's cache: no whole-chunk
 column buffer goes to memory and back, and no BLAS call, so numba's thread pool never
 hands the cores to OpenBLAS's.  On AVX-512 hosts (``config.TILED_IN_PLACE``), a job
