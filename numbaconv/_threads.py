@@ -22,8 +22,8 @@ wait, a GEMM-path backward ran many times slower (measured: ``docs/benchmarks/cp
   whatever was imported first, for numbaconv's own products.
 * :func:`quiet_blas_import`: the user's own NumPy products still wake OpenBLAS's pool,
   whose threads then spin (2**28 cycles by default) on the cores every library needs
-  next: a tiny conv took 3.6 ms after a 300x300 product instead of 0.02, and PyTorch's
-  23 ms.  Where numbaconv is imported before NumPy, NumPy's OpenBLAS is loaded with
+  next (measured in ``docs/benchmarks/cpu.md``, "Import order and the other pools").
+  Where numbaconv is imported before NumPy, NumPy's OpenBLAS is loaded with
   ``OPENBLAS_THREAD_TIMEOUT=4`` (sleep after 2**4 idle cycles), set only around that
   load.  Imported after NumPy, the timeout was read already: ``numbaconv info`` says
   so, and setting it in the environment does the same.

@@ -46,12 +46,10 @@ def info() -> dict:
 
 def _idle_threads() -> str:
     """How the thread pools wait (see ``numbaconv._threads``)."""
-    from . import config
-
-    from . import _threads
+    from . import _threads, config
 
     pools = (f"numba's OpenMP threads spin {config.CPU_SPIN_COUNT} rounds, then sleep; "
-             f"numbaconv's BLAS products run at one thread per block, never BLAS's pool")
+             "numbaconv's BLAS products run at one thread per block, never BLAS's pool")
     if _threads.blas_quiet:
         return pools + "; OpenBLAS's pool sleeps soon after your own NumPy products"
     return (pools + "; OpenBLAS's pool spins ~0.1 s after your own NumPy products "

@@ -102,8 +102,8 @@ BLOCKED_BLOCKS = 4
 TILED_MIN_CHANNELS = 8
 
 # 'auto' runs a forward of fewer multiply-accumulates than this (all outputs) with the
-# direct kernel: one kernel call, no frame or tile to build (a 3->5 channel 9x9 layer:
-# ~15 us a call instead of ~30).
+# direct kernel: one kernel call, no frame or tile to build (measured in
+# docs/benchmarks/cpu.md, "The chooser, re-derived from random shapes").
 DIRECT_MAX_MACS = 32768
 
 # 'auto' runs thin groups (under TILED_MIN_CHANNELS input channels) whose product has

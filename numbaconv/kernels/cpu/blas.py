@@ -4,7 +4,7 @@ Every BLAS product of the CPU kernels (the GEMM-path conv, ``nn.Linear``)
 goes through :func:`matmul`.  It runs BLAS at one thread (``_threads.blas_on_caller``):
 OpenBLAS's pool busy-waits after each product, on the cores numba's next parallel region
 needs, and in a process that imported NumPy before numbaconv, or ran its own products,
-it waits long (a GEMM-path backward: 8 ms where it needs 0.3).  A product large enough
+it waits long (``docs/benchmarks/cpu.md``, "Thread pools").  A product large enough
 to pay for a second thread (``config.BLAS_SPLIT_FLOPS``) is cut into column blocks (or
 row blocks, when the rows are the longer side), one per ``BLAS_SPLIT_FLOPS`` of work
 and at most as many as numba has threads for this caller (``numba.get_num_threads()``).
