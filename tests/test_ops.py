@@ -194,6 +194,21 @@ def test_max_pool_indices_equal_a_row_major_scan_with_ties_and_nans(op, params, 
     np.testing.assert_array_equal(device.get(y), want_y)  # NaN == NaN here
 
 
+def test_max_pool_window_without_a_tap_in_the_input_is_minus_inf(rng, device):
+    """Padding and dilation can leave a window whose every tap is padding (PyTorch gives
+    -inf there): value -inf, index -1, and its gradient goes nowhere."""
+    x = rng.standard_normal((2, 3, 5, 1))
+    params = dict(kernel_size=(2, 2), padding=(1, 1), dilation=(2, 2))  # taps at -1, 1
+    y, idx = nc.max_pool2d(*device.put(x), **params, return_indices=True)
+    want_y, want_idx = ref.max_pool2d(x, **params, return_indices=True)
+    assert np.isneginf(want_y[..., 0]).all() and (want_idx[..., 0] == -1).all()
+    np.testing.assert_array_equal(device.get(y), want_y)
+    np.testing.assert_array_equal(device.get(idx), want_idx)
+    gy = rng.standard_normal(want_y.shape)
+    (g,) = nc.max_pool2d_backward(*device.put(gy, x), **params)
+    np.testing.assert_array_equal(device.get(g), ref.max_pool2d_backward(gy, x, **params)[0])
+
+
 def test_max_pool_backward_accepts_forward_indices(rng):
     x = rng.standard_normal((2, 3, 6, 6))
     y, idx = nc.max_pool2d(x, 3, stride=2, padding=1, return_indices=True)
@@ -294,6 +309,9 @@ ERRORS = [
      TypeError, "indices must be int64"),
     (lambda: nc.max_pool2d_backward(np.zeros((1, 4, 2, 3), np.float32), X, 2),
      ValueError, "grad_output must have shape"),
+    (lambda: nc.max_pool2d_backward(np.zeros((1, 4, 3, 3), np.float32), X, 2,
+                                    indices=np.full((1, 4, 3, 3), 36, np.int64)),
+     ValueError, r"indices must lie in \[-1, 36\)"),
     (lambda: nc.avg_pool2d(X, 2, divisor_override=0), ValueError, "divisor_override"),
     (lambda: nc.avg_pool2d(X, 2, count_include_pad="yes"), ValueError, "count_include_pad"),
     (lambda: nc.adaptive_avg_pool2d(X, (0, 2)), ValueError, "output_size must be positive"),

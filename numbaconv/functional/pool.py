@@ -120,6 +120,12 @@ def _max_backward(spec: PoolSpec, grad_output, x, indices):
     else:
         check_indices(spec.op, indices, spec)
         idx4 = be.asarray(indices).reshape(spec.out_shape)
+        plane = spec.in_shape[2] * spec.in_shape[3]
+        if isinstance(idx4, np.ndarray) and (idx4.min() < -1 or idx4.max() >= plane):
+            # the CPU kernel scatters through them: out of range would write past a plane
+            raise ValueError(f"{spec.op}: indices must lie in [-1, {plane}) (flat positions "
+                             f"in an input plane, -1 for an empty window); got "
+                             f"[{idx4.min()}, {idx4.max()}]")
     grad = be.empty(spec.in_shape, spec.dtype)
     be.kernels.max_pool2d_backward(be.asarray(grad_output).reshape(spec.out_shape), idx4,
                                    grad, spec.geometry)

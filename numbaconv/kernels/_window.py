@@ -21,6 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 
 _ZERO = np.float32(0)  # compares with float32 values without a float64 conversion
+_NEG_INF = np.float32(-np.inf)
 
 
 def build(jit):
@@ -55,12 +56,13 @@ def build(jit):
     @jit
     def max_pool(plane, oh, ow, g):
         """(max, flat index of the max) over the window of output (oh, ow).  Scan order
-        is row-major; the first maximum wins and NaN propagates, as in PyTorch."""
+        is row-major; the first maximum wins and NaN propagates, as in PyTorch.  A window
+        with no tap inside the input gives (-inf, -1)."""
         kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, adaptive = g
         in_h, in_w = plane.shape
         h0, nh, hstep = window(oh, in_h, out_h, kh, sh, ph, dh, adaptive)
         w0, nw, wstep = window(ow, in_w, out_w, kw, sw, pw, dw, adaptive)
-        best = plane[0, 0]
+        best = _NEG_INF  # float32: numba widens it to a float64 plane's type
         arg = -1
         for th in range(nh):
             ih = h0 + th * hstep

@@ -68,8 +68,8 @@ def _max(x, out, axes, return_indices):
                 v = x[(n, c) + i]
                 if arg is None or v > best or np.isnan(v):
                     best, arg = v, i
-            y[(n, c) + o] = best
-            idx[(n, c) + o] = np.ravel_multi_index(arg, x.shape[2:])
+            y[(n, c) + o] = best  # -inf where no tap is inside the input
+            idx[(n, c) + o] = -1 if arg is None else np.ravel_multi_index(arg, x.shape[2:])
     return (y, idx) if return_indices else y
 
 
@@ -79,7 +79,8 @@ def _max_backward(grad_output, x, out, axes):
     for n, c in np.ndindex(*x.shape[:2]):
         flat = grad[n, c].reshape(-1)  # a view
         for o in np.ndindex(*out):
-            flat[idx[(n, c) + o]] += grad_output[(n, c) + o]
+            if idx[(n, c) + o] >= 0:  # an empty window sends no gradient
+                flat[idx[(n, c) + o]] += grad_output[(n, c) + o]
     return (grad,)
 
 

@@ -15,7 +15,7 @@ from .._window import build
 from .rows import axpy, copy, fill
 
 _el = build(njit(inline="always"))
-_max_pool, _avg_pool, _interp = _el.max_pool, _el.avg_pool, _el.interp
+_avg_pool, _interp = _el.avg_pool, _el.interp
 _avg_window, _avg_divisor, _window = _el.avg_window, _el.avg_divisor, _el.window
 
 
@@ -36,48 +36,44 @@ def _tap_range(o, in_len, out_len, k, stride, pad, dil, adaptive):
 @njit(parallel=True, cache=True, nogil=True)
 def max_pool2d_forward(x, out, indices, geometry):
     # n c h w -> n c oh ow (values), n c oh ow (flat arg-max per plane, int64)
-    kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, adaptive = geometry
+    # Separable: the max of each row's window first, then the max over the rows.  Same
+    # scan rule in both passes (strictly greater, or NaN: the first maximum and the last
+    # NaN win), so value and index equal a row-major scan of the window.  A window with
+    # no tap inside the input (padding and dilation can make one) gives -inf, index -1.
     batch, ch, in_h, in_w = x.shape
-    empty = False  # a window with no tap inside the input (argument checks rule it out)
-    for o in range(out_w):
-        _, _, lo, hi = _tap_range(o, in_w, out_w, kw, sw, pw, dw, adaptive)
-        empty = empty or hi <= lo
-    for o in range(out_h):
-        _, _, lo, hi = _tap_range(o, in_h, out_h, kh, sh, ph, dh, adaptive)
-        empty = empty or hi <= lo
+    out_h, out_w = out.shape[2], out.shape[3]
+    kh, kw, sh, sw, ph, pw, dh, dw, _, _, adaptive = geometry
+    lowest = x.dtype.type(-np.inf)
     for job in prange(batch * ch):
         n = job // ch
         c = job % ch
         plane = x[n, c]
-        if empty:  # the general per-output body, shared with CUDA
-            for oh in range(out_h):
-                for ow in range(out_w):
-                    v, i = _max_pool(plane, oh, ow, geometry)
-                    out[n, c, oh, ow] = v
-                    indices[n, c, oh, ow] = i
-            continue
-        # Separable: the max of each row's window first, then the max over the rows.
-        # Same scan rule in both passes (strictly greater, or NaN: the first maximum and
-        # the last NaN win), so value and index equal a row-major scan of the window.
         row_max = np.empty((in_h, out_w), x.dtype)
         row_arg = np.empty((in_h, out_w), np.int64)
         for ih in range(in_h):
             row = plane[ih]
             for ow in range(out_w):
                 start, step, lo, hi = _tap_range(ow, in_w, out_w, kw, sw, pw, dw, adaptive)
-                arg = start + lo * step
-                best = row[arg]
-                for t in range(lo + 1, hi):
-                    v = row[start + t * step]
-                    take = (v > best) | (v != v)  # branch-free: random data mispredicts
-                    best = v if take else best
-                    arg = start + t * step if take else arg
+                best, arg = lowest, -1
+                if hi > lo:
+                    arg = start + lo * step
+                    best = row[arg]
+                    for t in range(lo + 1, hi):
+                        v = row[start + t * step]
+                        take = (v > best) | (v != v)  # branch-free: random data mispredicts
+                        best = v if take else best
+                        arg = start + t * step if take else arg
+                    arg += ih * in_w
                 row_max[ih, ow] = best
-                row_arg[ih, ow] = ih * in_w + arg
+                row_arg[ih, ow] = arg
         for oh in range(out_h):
             start, step, lo, hi = _tap_range(oh, in_h, out_h, kh, sh, ph, dh, adaptive)
             best_row = out[n, c, oh]
             arg_row = indices[n, c, oh]
+            if hi <= lo:
+                fill(best_row, lowest)
+                fill(arg_row, -1)
+                continue
             copy(best_row, row_max[start + lo * step])
             copy(arg_row, row_arg[start + lo * step])
             for t in range(lo + 1, hi):
@@ -108,7 +104,8 @@ def global_avg_pool2d_backward(grad_out, grad_in, geometry, count_include_pad,
 
 @njit(parallel=True, cache=True, nogil=True)
 def max_pool2d_backward(grad_out, indices, grad_in, geometry):
-    # n c oh ow -> n c h w : each output's gradient goes to its recorded arg-max
+    # n c oh ow -> n c h w : each output's gradient goes to its recorded arg-max (an
+    # empty window's index, -1, sends none)
     batch, ch, in_h, in_w = grad_in.shape
     out_h, out_w = grad_out.shape[2], grad_out.shape[3]
     for job in prange(batch * ch):
@@ -118,7 +115,9 @@ def max_pool2d_backward(grad_out, indices, grad_in, geometry):
         flat[:] = 0
         for oh in range(out_h):
             for ow in range(out_w):
-                flat[indices[n, c, oh, ow]] += grad_out[n, c, oh, ow]
+                i = indices[n, c, oh, ow]
+                if i >= 0:
+                    flat[i] += grad_out[n, c, oh, ow]
 
 
 @njit(cache=True, nogil=True)
