@@ -48,7 +48,7 @@ PAD_MODES = {"constant": 0, "zeros": 0, "reflect": 1, "replicate": 2, "circular"
 CPU_SPIN_COUNT = 10000
 
 # Convolution algorithm on the CPU: 'auto' (``dispatch.choose_conv_algorithm``), 'direct',
-# 'blocked', 'tiled', 'gemm' or 'depthwise'.  Tests patch it to run every path over the
+# 'serial' (the direct forward on one thread), 'blocked', 'tiled', 'gemm' or 'depthwise'.  Tests patch it to run every path over the
 # same grid.
 CONV_ALGORITHM = "auto"
 
@@ -102,7 +102,8 @@ BLOCKED_BLOCKS = 4
 TILED_MIN_CHANNELS = 8
 
 # 'auto' runs a forward of fewer multiply-accumulates than this (all outputs) with the
-# direct kernel: one kernel call, no frame or tile to build (measured in
+# direct kernel on one thread ('serial'): one kernel call, no frame or tile to build, no
+# thread wake-up (measured in
 # docs/benchmarks/cpu.md, "The chooser, re-derived from random shapes").
 DIRECT_MAX_MACS = 32768
 

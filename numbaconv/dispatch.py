@@ -167,8 +167,9 @@ def backend_for(op: str, **arrays):
 
 # --------------------------------------------------------------------------- algorithms
 # The algorithm a kernel falls back to when the chosen one has no variant of it.
-CONV_FALLBACK = {"blocked": "tiled", "tiled": "gemm", "gemm": "direct", "depthwise": "direct"}
-CPU_ALGORITHMS = ("direct", "blocked", "tiled", "gemm", "depthwise")
+CONV_FALLBACK = {"blocked": "tiled", "tiled": "gemm", "gemm": "direct", "depthwise": "direct",
+                 "serial": "direct"}
+CPU_ALGORITHMS = ("direct", "serial", "blocked", "tiled", "gemm", "depthwise")
 
 
 _wide = None
@@ -222,8 +223,8 @@ def _blocked_applies(spec, kernel: str) -> bool:
 
 
 def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> str:
-    """The one place that picks how a convolution runs: ``'direct'``, ``'blocked'``,
-    ``'tiled'``, ``'gemm'`` or ``'depthwise'``, for one of its kernels
+    """The one place that picks how a convolution runs: ``'direct'``, ``'serial'``,
+    ``'blocked'``, ``'tiled'``, ``'gemm'`` or ``'depthwise'``, for one of its kernels
     (``kernel``: ``'conv2d_forward'``, ``'conv2d_grad_input'`` or
     ``'conv2d_grad_weight'``).
 
@@ -235,7 +236,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       benchmarks); ``'depthwise'`` forced on a non-depthwise conv means ``'direct'``,
       ``'blocked'`` forced on a strided grad input or grad weight means ``'tiled'``.
     * a tiny forward (fewer than ``config.DIRECT_MAX_MACS`` multiply-accumulates in
-      all): ``'direct'``, one kernel call where the others add a frame or a tile.
+      all): ``'serial'``, the direct kernel on the calling thread: one kernel call where
+      the others add a frame or a tile, and no wake-up of numba's threads.
     * 1x1 at stride 1 without padding: ``'gemm'``, a plain matrix product per group (the
       input already is the column matrix), through :mod:`kernels.cpu.blas`; but the
       forward of a single input channel, an outer product, ``'direct'``.
@@ -256,7 +258,7 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       so thin inputs still give long rows.
 
     A kernel without a variant for the chosen algorithm runs the next one in
-    :data:`CONV_FALLBACK` (blocked -> tiled -> gemm -> direct; depthwise ->
+    :data:`CONV_FALLBACK` (blocked -> tiled -> gemm -> direct; depthwise, serial ->
     direct).
     """
     if device != CPU:
@@ -276,7 +278,7 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     macs = (spec.batch * spec.out_channels * spec.out_size[0] * spec.out_size[1]
             * spec.in_channels // spec.groups * spec.kernel[0] * spec.kernel[1])
     if kernel == "conv2d_forward" and macs < config.DIRECT_MAX_MACS:
-        return "direct"  # one kernel call: the others' frames and tiles cost more
+        return "serial"  # one kernel call: the others' frames and tiles cost more
     pointwise = (spec.kernel == (1, 1) and spec.stride == (1, 1)
                  and all(p == (0, 0) for p in spec.pads) and spec.in_size == spec.out_size)
     if pointwise:  # a one-channel forward is an outer product: BLAS is slow at K = 1

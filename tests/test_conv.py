@@ -370,9 +370,9 @@ def test_chooser_rules(monkeypatch):
     def choose(s, kernel="conv2d_forward"):
         return choose_conv_algorithm("cpu", s, kernel)
 
-    # a tiny forward runs direct (one kernel call), whatever else would apply
-    assert choose(spec(16, 32, 1)) != "direct"  # 1*32*6*6*144 = 165888 products
-    assert choose(spec(3, 5, 1, size=5)) == "direct"  # 1215
+    # a tiny forward runs direct on one thread (one kernel call), whatever else would apply
+    assert choose(spec(16, 32, 1)) not in ("direct", "serial")  # 1*32*6*6*144 = 165888
+    assert choose(spec(3, 5, 1, size=5)) == "serial"  # 1215 products
     assert choose(spec(3, 5, 1, size=5), "conv2d_grad_input") != "direct"
     monkeypatch.setattr(config, "DIRECT_MAX_MACS", 0)  # the rules below, on tiny specs
     # the blocked conv needs AVX-512's 32 registers; elsewhere its cases run tiled / gemm

@@ -5,7 +5,8 @@ other modules are the ops (pool, pad, im2col, shuffle, elementwise, reduce) and 
 helpers the kernels share (``rows``, ``simd``, ``gemm``, ``blas``, ``workspace``)."""
 
 from .conv import (add_channel_bias, conv2d_forward, conv2d_forward_blocked,
-                   conv2d_forward_depthwise, conv2d_forward_gemm, conv2d_forward_tiled,
+                   conv2d_forward_depthwise, conv2d_forward_gemm, conv2d_forward_serial,
+                   conv2d_forward_tiled,
                    conv2d_grad_bias, conv2d_grad_input, conv2d_grad_input_blocked,
                    conv2d_grad_input_depthwise, conv2d_grad_input_gemm,
                    conv2d_grad_input_tiled, conv2d_grad_weight, conv2d_grad_weight_blocked,
@@ -38,9 +39,11 @@ KERNELS = (
 )
 
 # CPU-only algorithms, chosen by ``dispatch.choose_conv_algorithm``, with the signatures
-# of the direct kernels they replace: register-blocked direct, im2col tiles
+# of the direct kernels they replace: the direct forward on one thread (tiny layers),
+# register-blocked direct, im2col tiles
 # with numba's GEMM, BLAS-backed GEMM, depthwise.  (Winograd F(2x2, 3x3) was removed: 2-6x
 # slower than the chosen kernel on every random 3x3 layer, docs/benchmarks/cpu.md.)
+SERIAL_KERNELS = ("conv2d_forward_serial",)
 BLOCKED_KERNELS = ("conv2d_forward_blocked", "conv2d_grad_input_blocked",
                    "conv2d_grad_weight_blocked")
 TILED_KERNELS = ("conv2d_forward_tiled", "conv2d_grad_input_tiled", "conv2d_grad_weight_tiled")

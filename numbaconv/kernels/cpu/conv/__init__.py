@@ -1,4 +1,4 @@
-"""The CPU convolution algorithms: one family, five members with one signature.
+"""The CPU convolution algorithms: one family, six members with one signature.
 
 Every member computes the same three kernels, ``conv2d_forward``, ``conv2d_grad_input``
 and ``conv2d_grad_weight``, with the direct kernels' signatures and contract
@@ -7,7 +7,8 @@ and per shape.  Where a member has no variant of a kernel, the kernel runs the n
 member in ``dispatch.CONV_FALLBACK``.
 
 * ``direct``: one output plane per job, loops along output rows.  Any geometry: the
-  reference the others fall back to, and the fastest for tiny products.
+  reference the others fall back to.  Its forward also comes ``serial`` (one thread):
+  the fastest for tiny products, and the quickest kernel to compile.
 * ``blocked``: register-blocked direct conv on a flat frame, vectors along the output
   pixels, no horizontal sums, no im2col (AVX-512 hosts).
 * ``tiled``: im2col tiles built in cache and multiplied by numba's dot-product blocks
@@ -23,7 +24,7 @@ per-thread buffers in ``..workspace``.
 from .blocked import conv2d_forward_blocked, conv2d_grad_input_blocked, conv2d_grad_weight_blocked
 from .depthwise import (conv2d_forward_depthwise, conv2d_grad_input_depthwise,
                         conv2d_grad_weight_depthwise)
-from .direct import (add_channel_bias, conv2d_forward, conv2d_grad_bias, conv2d_grad_input,
-                     conv2d_grad_weight)
+from .direct import (add_channel_bias, conv2d_forward, conv2d_forward_serial, conv2d_grad_bias,
+                     conv2d_grad_input, conv2d_grad_weight)
 from .im2col_gemm import conv2d_forward_gemm, conv2d_grad_input_gemm, conv2d_grad_weight_gemm
 from .tiled import conv2d_forward_tiled, conv2d_grad_input_tiled, conv2d_grad_weight_tiled

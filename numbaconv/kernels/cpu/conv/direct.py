@@ -27,34 +27,50 @@ from ....config import CPU_FASTMATH
 from ..rows import axpy_from, axpy_into, dot_from, valid_range
 
 
+@njit(inline="always")
+def _forward_plane(x, weight, out, geometry, job):
+    # out[n, k] += the cross-correlation of x[n, group of k] with weight[k], job = n*K + k
+    sh, sw, ph, pw, dh, dw, groups = geometry
+    in_h, in_w = x.shape[2], x.shape[3]
+    out_ch, ch_per_group, kh, kw = weight.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    n = job // out_ch
+    k = job % out_ch
+    g = k // (out_ch // groups)
+    plane = out[n, k]
+    for c in range(ch_per_group):
+        x_plane = x[n, g * ch_per_group + c]
+        for r in range(kh):
+            oh_lo, oh_hi = valid_range(r * dh - ph, sh, in_h, out_h)
+            for s in range(kw):
+                w = weight[k, c, r, s]
+                offset = s * dw - pw
+                ow_lo, ow_hi = valid_range(offset, sw, in_w, out_w)
+                if ow_hi <= ow_lo:
+                    continue
+                for oh in range(oh_lo, oh_hi):
+                    axpy_from(plane[oh, ow_lo:ow_hi], x_plane[oh * sh + r * dh - ph],
+                              ow_lo * sw + offset, sw, w)
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
 def conv2d_forward(x, weight, bias, out, geometry):
     # n c h w , k c r s -> n k oh ow   (bias has length k; pass zeros for no bias)
-    sh, sw, ph, pw, dh, dw, groups = geometry
-    batch, _, in_h, in_w = x.shape
-    out_ch, ch_per_group, kh, kw = weight.shape
-    out_h, out_w = out.shape[2], out.shape[3]
-    out_per_group = out_ch // groups
-    for job in prange(batch * out_ch):
-        n = job // out_ch
-        k = job % out_ch
-        g = k // out_per_group
-        plane = out[n, k]
-        plane[:, :] = bias[k]
-        for c in range(ch_per_group):
-            x_plane = x[n, g * ch_per_group + c]
-            for r in range(kh):
-                oh_lo, oh_hi = valid_range(r * dh - ph, sh, in_h, out_h)
-                for s in range(kw):
-                    w = weight[k, c, r, s]
-                    offset = s * dw - pw
-                    ow_lo, ow_hi = valid_range(offset, sw, in_w, out_w)
-                    count = ow_hi - ow_lo
-                    if count <= 0:
-                        continue
-                    for oh in range(oh_lo, oh_hi):
-                        axpy_from(plane[oh, ow_lo:ow_hi], x_plane[oh * sh + r * dh - ph],
-                                  ow_lo * sw + offset, sw, w)
+    out_ch = weight.shape[0]
+    for job in prange(x.shape[0] * out_ch):
+        out[job // out_ch, job % out_ch] = bias[job % out_ch]
+        _forward_plane(x, weight, out, geometry, job)
+
+
+@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+def conv2d_forward_serial(x, weight, bias, out, geometry):
+    # conv2d_forward on the calling thread: a tiny layer's whole work costs less than
+    # waking numba's threads, and a serial kernel compiles in about half the time
+    # (docs/benchmarks/cpu.md, "Compile time")
+    out_ch = weight.shape[0]
+    for job in range(x.shape[0] * out_ch):
+        out[job // out_ch, job % out_ch] = bias[job % out_ch]
+        _forward_plane(x, weight, out, geometry, job)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
