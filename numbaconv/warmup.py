@@ -2,17 +2,18 @@
 kernels a model's training step (or the functional ops) will need, so that the first
 real run only loads them.
 
-How the work is shared: every worker runs the same workload (a training step and an
-evaluation of the model, or each op forward and backward), but a kernel's first call in
-a worker goes through a claim: a lock file per kernel, created exclusively in a folder
-the workers share.  The worker that gets the lock compiles the kernel (numba writes it
-to the cache) and runs it; a worker that finds it taken does not wait: it skips the call
-with its array arguments zero-filled (a warm-up computes nothing anyone reads; zeros keep
-indices valid and shapes are all the next kernels need) and goes on to the next kernel,
-so the workers spread over the workload's kernels by themselves.  A kernel that returns
-a value is waited for instead, then loaded.  At the end one more pass in a fresh process
-loads everything from the cache and compiles whatever a skip left out, so the cache is
-complete whatever the interleaving.
+How the work is shared: every worker first runs the workload with each numbaconv
+kernel's first call skipped (its array arguments zero-filled: a warm-up computes nothing
+anyone reads, zeros keep indices valid, and shapes are all the next calls need) and
+records the kernel and its argument types.  A kernel whose result is used is compiled
+then and there instead (or awaited, if another worker holds it).  Then each worker
+compiles the recorded kernels, each under a claim (a lock file per kernel and signature,
+created exclusively in a folder the workers share), skipping those another worker has
+claimed, slowest first (a short list of the kernels known to compile slowest, then call
+order): longest-first list scheduling, so no worker starts a long compile while the
+others run out of work.  When the others have exited,
+worker 0 runs the workload once more for real, loading everything from the cache, and
+compiles whatever the recording missed (nothing so far), so the cache is complete.
 
 Safe with several processes: numba writes each cache file to a temporary name and
 renames it into place, and numbaconv saves into a kernel's index under an exclusive
@@ -34,6 +35,7 @@ from pathlib import Path
 
 WORKLOADS = ("train", "ops", "conv2d")
 POLL_SECONDS = 0.05
+OTHERS = "workers"  # <OTHERS>.exited: the parent saw every worker but worker 0 exit
 
 
 # --------------------------------------------------------------------------- workloads
@@ -139,9 +141,13 @@ class Claims:
         self._path(key, "lock").unlink(missing_ok=True)
 
     def owners(self):
-        """Kernel key -> the pid of the worker that compiled it (0: none did)."""
-        return {p.name[:-len(".done")]: int(p.read_text() or 0)
-                for p in self.folder.glob("*.done")}
+        """Kernel key -> the pid of a worker that compiled it (0: none did; a kernel
+        compiled for several signatures names one of their compilers)."""
+        found = {}
+        for p in self.folder.glob("*.done"):
+            key = p.name[:-len(".done")].split("@")[0]
+            found[key] = found.get(key) or int(p.read_text() or 0)
+        return found
 
     def wait(self, key):
         while self.has(key, "lock"):
@@ -163,10 +169,33 @@ def _skip(*args, **kws):
     return None
 
 
-def claimed_compiles(claims: Claims):
-    """Patch numba's compile-on-first-call path so that each numbaconv kernel is
-    compiled by the worker that claims it, and skipped (or awaited) by the others.
-    Returns the undo."""
+def _signature(dispatcher, args):
+    """The argument types numba compiles a call for (as its own first-call path does)."""
+    return tuple(dispatcher.typeof_pyval(a) for a in args)
+
+
+def _claim_name(dispatcher, sig):
+    """``<kernel>@<signature hash>``: one claim per compiled variant."""
+    import hashlib
+
+    return f"{_kernel_key(dispatcher)}@{hashlib.sha1(str(sig).encode()).hexdigest()[:8]}"
+
+
+def _compile(claims: Claims, name, dispatcher, build):
+    """Run ``build`` (a compile of ``dispatcher``, or a call that compiles it) under the
+    claim ``name``, which records whether it compiled or loaded from the cache."""
+    misses = sum(dispatcher.stats.cache_misses.values())
+    try:
+        return build()
+    finally:
+        claims.release(name, sum(dispatcher.stats.cache_misses.values()) > misses)
+
+
+def recorded_compiles(claims: Claims, calls: list):
+    """Patch numba's compile-on-first-call path for the recording pass: a numbaconv
+    kernel's call is skipped (its array arguments zero-filled) and its signature appended
+    to ``calls``; a kernel whose result is used is compiled (or awaited, then loaded) and
+    run.  Returns the undo."""
     from numba.core.dispatcher import Dispatcher
 
     original = Dispatcher._compile_for_args
@@ -174,21 +203,19 @@ def claimed_compiles(claims: Claims):
 
     def compile_for_args(self, *args, **kws):
         key = _kernel_key(self)
-        if not key.startswith("numbaconv."):
+        if not key.startswith("numbaconv.") or kws:
             return original(self, *args, **kws)
-        claims.mark(key, "seen")
+        sig = _signature(self, args)
+        name = _claim_name(self, sig)
+        claims.mark(name, "seen")
         if key not in returns:
             returns[key] = _returns_value(self.py_func)
-        taken = claims.take(key)
-        while not taken and returns[key]:  # its result is used: wait for the lock
-            claims.wait(key)
-            taken = claims.take(key)
-        if taken:
-            misses = sum(self.stats.cache_misses.values())
-            try:
-                return original(self, *args, **kws)
-            finally:
-                claims.release(key, sum(self.stats.cache_misses.values()) > misses)
+        if returns[key]:  # its result is used: compile it now, or wait for whoever does
+            while not claims.take(name):
+                claims.wait(name)
+            return _compile(claims, name, self, lambda: original(self, *args))
+        if (self, sig) not in calls:
+            calls.append((self, sig))
         _zero_arrays(args)
         return _skip  # numba calls what this returns: the compiled kernel, or here nothing
 
@@ -196,14 +223,55 @@ def claimed_compiles(claims: Claims):
     return lambda: setattr(Dispatcher, "_compile_for_args", original)
 
 
+# The kernels that compile slowest, slowest first (`numbaconv bench --compile`, the
+# main job's model and the ops; docs/benchmarks/cpu.md, "Compile time"): started first,
+# so no worker begins one of them while the others run out of work.  Only the order
+# depends on this list; a kernel missing from it compiles in call order after these.
+SLOW_FIRST = (
+    "cpu.conv.tiled._grad_weight_tiles",
+    "cpu.conv.tiled._forward_tiles",
+    "cpu.conv.depthwise",
+    "cpu.pool.max_pool2d_forward",
+    "cpu.conv.blocked",
+    "cpu.pool",
+)
+
+
+def _order(calls):
+    """The recorded calls, slowest kernels to compile first (:data:`SLOW_FIRST`), then
+    in call order: every worker claims the next one no other worker holds, so the
+    longest compiles start at once (longest-first list scheduling)."""
+    def rank(item):
+        key = _kernel_key(item[1][0]).removeprefix("numbaconv.kernels.")
+        return next((i for i, slow in enumerate(SLOW_FIRST) if key.startswith(slow)),
+                    len(SLOW_FIRST)), item[0]
+
+    return [call for _, call in sorted(enumerate(calls), key=rank)]
+
+
 # --------------------------------------------------------------------------- processes
-def worker(claims_dir, workload, model, dtype, names):
-    """One warm-up process: the workload with claimed compiles."""
-    restore = claimed_compiles(Claims(claims_dir))
+def worker(claims_dir, workload, model, dtype, names, index=0):
+    """One warm-up process: a recording pass over the workload (kernel calls skipped,
+    their signatures kept), then each recorded kernel not yet claimed by another worker
+    compiled, in :func:`_order`.  Worker 0 then waits for the others to exit
+    and runs the check pass itself (its own compiles are already loaded)."""
+    claims = Claims(claims_dir)
+    calls = []
+    restore = recorded_compiles(claims, calls)
     try:
         run_workload(workload, model, dtype, names or None)
     finally:
         restore()
+    for dispatcher, sig in _order(calls):
+        name = _claim_name(dispatcher, sig)
+        if not claims.has(name, "done") and claims.take(name):
+            _compile(claims, name, dispatcher, lambda: dispatcher.compile(sig))
+    if index == 0:
+        while not claims.has(OTHERS, "exited"):
+            if os.getppid() == 1:  # the parent is gone: nobody will say the others are done
+                return
+            time.sleep(POLL_SECONDS / 5)
+        check(workload, model, dtype, names)
 
 
 def check(workload, model, dtype, names):
@@ -268,32 +336,41 @@ def warmup(workload="train", model="cnn", dtype="float32", jobs=None, names=None
                 "check_compiled": [], "owners": {}, "already": True}
     with tempfile.TemporaryDirectory(prefix="numbaconv-warmup-") as folder:
         claims = Claims(folder)
-        cmd = [sys.executable, "-m", "numbaconv.warmup", "worker", folder, workload, model,
-               dtype, names]
+        cmd = [sys.executable, "-m", "numbaconv.warmup", folder, workload, model, dtype,
+               names]
         logs = [open(Path(folder) / f"worker{i}.log", "w+") for i in range(jobs)]
-        procs = [subprocess.Popen(cmd, env=worker_env, stdout=subprocess.DEVNULL,
-                                  stderr=log) for log in logs]
-        while any(p.poll() is None for p in procs):
-            _progress(stream, claims, start)
-            time.sleep(0.5)
+        report = open(Path(folder) / "check.json", "w+")
+        procs = [subprocess.Popen(cmd + [str(i)], env=worker_env, stderr=log,
+                                  stdout=report if i == 0 else subprocess.DEVNULL)
+                 for i, log in enumerate(logs)]
+        shown = 0.0
+        while procs[0].poll() is None:
+            if all(p.poll() is not None for p in procs[1:]):
+                claims.mark(OTHERS, "exited")  # worker 0 may run the check pass now
+            if time.perf_counter() - shown > 0.5:
+                _progress(stream, claims, start)
+                shown = time.perf_counter()
+            time.sleep(POLL_SECONDS)
+        for p in procs[1:]:
+            p.wait()
         _progress(stream, claims, start)
         failed = []
         for p, log in zip(procs, logs):
             log.seek(0)
             if p.returncode:
-                failed.append(log.read()[-800:])
+                failed.append(log.read()[-2000:])
             log.close()
+        report.seek(0)
+        lines = report.read().strip().splitlines()
+        report.close()
         owners = claims.owners()
     if stream is not None:
         stream.write("\n")
-    for tail in failed:  # a skipped call broke a worker: the check pass still completes it
+    if procs[0].returncode or not lines:
+        raise RuntimeError("numbaconv warmup: the workload failed:\n" + "\n".join(failed))
+    for tail in failed:  # a skipped call broke a worker: worker 0's check pass completed it
         print(f"numbaconv warmup: a worker stopped early:\n{tail}", file=sys.stderr)
-    out = subprocess.run([sys.executable, "-m", "numbaconv.warmup", "check", workload,
-                          model, dtype, names], env=env, capture_output=True,
-                         text=True, check=False)
-    if out.returncode:
-        raise RuntimeError(f"numbaconv warmup: the workload failed:\n{out.stderr[-2000:]}")
-    compiled = json.loads(out.stdout.strip().splitlines()[-1])["compiled"]
+    compiled = json.loads(lines[-1])["compiled"]
     kernels = len(set(owners) | {f"numbaconv.kernels.{name}" for name in compiled})
     try:
         stamp.parent.mkdir(parents=True, exist_ok=True)
@@ -317,10 +394,5 @@ def _progress(stream, claims, start):
 
 
 if __name__ == "__main__":
-    role, *rest = sys.argv[1:]
-    if role == "worker":
-        folder, workload, model, dtype, names = rest
-        worker(folder, workload, model, dtype, names.split(",") if names else None)
-    else:
-        workload, model, dtype, names = rest
-        check(workload, model, dtype, names.split(",") if names else None)
+    folder, workload, model, dtype, names, index = sys.argv[1:]
+    worker(folder, workload, model, dtype, names.split(",") if names else None, int(index))

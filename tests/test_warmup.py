@@ -59,3 +59,20 @@ def test_bad_arguments_are_clear_errors():
         W.warmup("ops", dtype="float16")
     with pytest.raises(ValueError, match="jobs"):
         W.warmup("ops", jobs=-1)
+
+
+def test_slowest_kernels_are_claimed_first_then_call_order():
+    from types import SimpleNamespace
+
+    def kernel(module, name):
+        return SimpleNamespace(py_func=SimpleNamespace(
+            __module__=f"numbaconv.kernels.{module}", __qualname__=name))
+
+    calls = [(kernel("cpu.reduce", "channel_moments"), ("f4",)),
+             (kernel("cpu.conv.blocked", "_forward_blocked"), ("f4",)),
+             (kernel("cpu.elementwise", "axpby"), ("f4",)),
+             (kernel("cpu.conv.tiled", "_forward_tiles"), ("f4",)),
+             (kernel("cpu.conv.tiled", "_grad_weight_tiles"), ("f4",))]
+    order = [d.py_func.__qualname__ for d, _ in W._order(calls)]
+    assert order == ["_grad_weight_tiles", "_forward_tiles", "_forward_blocked",
+                     "channel_moments", "axpby"]
