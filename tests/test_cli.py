@@ -82,3 +82,18 @@ def test_train_digits_default():
     out = _run("train", "--epochs", "2", "--out", "")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1].startswith("test accuracy: ")
+
+
+def test_digits_are_scikit_learns_digits_split_by_class():
+    sklearn = pytest.importorskip("sklearn.datasets")
+    from numbaconv.data import digits
+
+    x, y, xt, yt = digits()
+    ref = sklearn.load_digits()
+    assert len(x) + len(xt) == len(ref.target) and x.dtype == np.float32
+    # every image of the split is one of scikit-learn's, scaled to [0, 1], with its label
+    known = {img.tobytes(): t for img, t in zip((ref.images / 16.0).astype(np.float32),
+                                                ref.target)}
+    for images, labels in ((x, y), (xt, yt)):
+        assert all(known[img[0].tobytes()] == t for img, t in zip(images, labels))
+    assert np.bincount(yt, minlength=10).min() > 0.2 * np.bincount(y, minlength=10).min()
