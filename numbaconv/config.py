@@ -109,7 +109,8 @@ DIRECT_MAX_MACS = 32768
 
 # 'auto' runs thin groups (under TILED_MIN_CHANNELS input channels) whose product has
 # fewer multiply-accumulates per output pixel than this (K_g * C_g * kH * kW) on the
-# direct kernel, which reads the input once.
+# direct kernel, which reads the input once; not a stride-1 forward with several output
+# channels per group, which the blocked kernel runs faster (cpu.md, "Thin layers").
 GEMM_MIN_MACS_PER_PIXEL = 64
 
 # Activation codes shared by the CPU and CUDA activation kernels (kernels/_elementwise.py).

@@ -247,7 +247,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       measured up to 13x slower there.
     * thin groups (under ``config.TILED_MIN_CHANNELS`` input channels) whose product has
       fewer than ``config.GEMM_MIN_MACS_PER_PIXEL`` multiply-accumulates per output
-      pixel: ``'direct'``, which reads the input once.
+      pixel: ``'direct'``, which reads the input once; but a stride-1 forward with more
+      than one output channel per group goes on to the rules below (blocked).
     * where :func:`_blocked_applies`: ``'blocked'``, the register-blocked direct conv:
       vectors along the output pixels, no horizontal sums, no im2col.
     * at least ``config.TILED_MIN_CHANNELS`` input channels per group: ``'tiled'``,
@@ -290,7 +291,9 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     c_g = spec.in_channels // spec.groups
     macs = k_g * c_g * spec.kernel[0] * spec.kernel[1]
     if c_g < config.TILED_MIN_CHANNELS and macs < config.GEMM_MIN_MACS_PER_PIXEL:
-        return "direct"
+        several = kernel == "conv2d_forward" and spec.stride == (1, 1) and k_g > 1
+        if not (several and _blocked_applies(spec, kernel)):
+            return "direct"
     if _blocked_applies(spec, kernel):
         return "blocked"
     if c_g >= config.TILED_MIN_CHANNELS:

@@ -386,9 +386,15 @@ def test_chooser_rules(monkeypatch):
     assert choose(spec(1, 32, 1, stride=2)) == blocked("gemm")
     assert choose(spec(1, 32, 1, stride=2), "conv2d_grad_input") == "gemm"
     assert choose(spec(1, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
-    assert choose(spec(1, 5, 1)) == "direct"  # 45 products per pixel
-    assert choose(spec(32, 32, 16)) == "direct"  # thin groups
-    assert choose(spec(3, 2, 1)) == "direct"  # tiny
+    # thin groups with few products per pixel: direct, but a stride-1 forward with
+    # several outputs per group runs blocked
+    assert choose(spec(1, 5, 1)) == blocked("direct")  # 45 products per pixel
+    assert choose(spec(1, 5, 1), "conv2d_grad_input") == "direct"
+    assert choose(spec(1, 5, 1, stride=2)) == "direct"
+    assert choose(spec(4, 1, 1)) == "direct"  # one output channel
+    assert choose(spec(32, 32, 16)) == blocked("direct")  # 2 in, 2 out per group
+    assert choose(spec(32, 32, 16), "conv2d_grad_weight") == "direct"
+    assert choose(spec(3, 2, 1)) == blocked("direct")
     # stride 1: forward and grad input blocked, however long the reduction or thin the
     # layer, but the forward of narrow maps (OW < 20) with many output channels
     for c_in, c_out, groups, k in ((16, 32, 1, 3), (4, 32, 1, 3), (64, 64, 16, 3),
