@@ -374,8 +374,11 @@ def conv2d_grad_weight_tiled(x, grad_out, grad_weight, geometry):
         return
     pixels = min(config.TILED_GRAD_PIXELS,
                  config.TILED_GRAD_BYTES // ((out_ch // groups + rows) * grad_weight.itemsize))
-    chunk_rows = max(1, pixels // out_w)
     threads = numba.get_num_threads()
+    # at least one job per thread where the batch has the rows: a small batch of small
+    # maps would otherwise be one job on one thread
+    per_group = -(-threads // groups)
+    chunk_rows = max(1, min(pixels // out_w, -(-batch * out_h // per_group)))
     partials = scratch("partials", (threads, groups, out_ch // groups, rows), grad_weight.dtype)
     pixels = min(chunk_rows, batch * out_h) * out_w
     work = scratch("grad_tiles", (threads, (out_ch // groups + rows) * pixels), grad_weight.dtype)
