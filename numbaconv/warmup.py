@@ -170,8 +170,13 @@ def _skip(*args, **kws):
 
 
 def _signature(dispatcher, args):
-    """The argument types numba compiles a call for (as its own first-call path does)."""
-    return tuple(dispatcher.typeof_pyval(a) for a in args)
+    """The argument types numba compiles a call for (as its own first-call path does,
+    omitted defaults included)."""
+    from numba.core import types
+    from numba.core.dispatcher import OmittedArg
+
+    return tuple(types.Omitted(a.value) if isinstance(a, OmittedArg)
+                 else dispatcher.typeof_pyval(a) for a in args)
 
 
 def _claim_name(dispatcher, sig):
