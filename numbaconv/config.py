@@ -48,8 +48,8 @@ PAD_MODES = {"constant": 0, "zeros": 0, "reflect": 1, "replicate": 2, "circular"
 CPU_SPIN_COUNT = 10000
 
 # Convolution algorithm on the CPU: 'auto' (``dispatch.choose_conv_algorithm``), 'direct',
-# 'serial' (the direct forward on one thread), 'blocked', 'tiled', 'gemm' or 'depthwise'.  Tests patch it to run every path over the
-# same grid.
+# 'serial' (the direct forward on one thread), 'blocked', 'tiled', 'gemm' or
+# 'depthwise'.  Tests patch it to run every path over the same grid.
 CONV_ALGORITHM = "auto"
 
 # Largest im2col buffer the GEMM path allocates; the batch is processed in chunks of
@@ -110,7 +110,8 @@ DIRECT_MAX_MACS = 32768
 # 'auto' runs thin groups (under TILED_MIN_CHANNELS input channels) whose product has
 # fewer multiply-accumulates per output pixel than this (K_g * C_g * kH * kW) on the
 # direct kernel, which reads the input once; not a stride-1 forward with several output
-# channels per group, which the blocked kernel runs faster (cpu.md, "Thin layers").
+# channels per group, which the blocked kernel runs faster on AVX-512 hosts (cpu.md,
+# "Thin layers").
 GEMM_MIN_MACS_PER_PIXEL = 64
 
 # Activation codes shared by the CPU and CUDA activation kernels (kernels/_elementwise.py).

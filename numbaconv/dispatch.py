@@ -248,7 +248,7 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     * thin groups (under ``config.TILED_MIN_CHANNELS`` input channels) whose product has
       fewer than ``config.GEMM_MIN_MACS_PER_PIXEL`` multiply-accumulates per output
       pixel: ``'direct'``, which reads the input once; but a stride-1 forward with more
-      than one output channel per group goes on to the rules below (blocked).
+      than one output channel per group runs blocked where that applies (AVX-512).
     * where :func:`_blocked_applies`: ``'blocked'``, the register-blocked direct conv:
       vectors along the output pixels, no horizontal sums, no im2col.
     * at least ``config.TILED_MIN_CHANNELS`` input channels per group: ``'tiled'``,
@@ -304,11 +304,12 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
 def _choose_cuda(spec) -> str:
     """CUDA: ``'depthwise'`` for depthwise convs, ``'tiled'`` otherwise (whose launcher
     asks ``kernels/cuda/tuner.py`` for the tile, or the direct kernel on tiny layers).
-    A forced ``config.CONV_ALGORITHM``: ``'direct'`` and ``'tiled'`` as named,
-    ``'depthwise'`` on a non-depthwise conv means ``'direct'``, CPU-only names ``'tiled'``."""
+    A forced ``config.CONV_ALGORITHM``: ``'direct'`` and ``'tiled'`` as named, ``'serial'``
+    (the CPU's one-thread direct forward) ``'direct'``, ``'depthwise'`` on a non-depthwise
+    conv ``'direct'``, the other CPU-only names ``'tiled'``."""
     depthwise = spec.groups == spec.in_channels
     forced = config.CONV_ALGORITHM
-    if forced == "direct" or (forced == "depthwise" and not depthwise):
+    if forced in ("direct", "serial") or (forced == "depthwise" and not depthwise):
         return "direct"
     if forced == "depthwise" or (forced == "auto" and depthwise):
         return "depthwise"

@@ -11,9 +11,9 @@ compiles the recorded kernels, each under a claim (a lock file per kernel and si
 created exclusively in a folder the workers share), skipping those another worker has
 claimed, slowest first (a short list of the kernels known to compile slowest, then call
 order): longest-first list scheduling, so no worker starts a long compile while the
-others run out of work.  When the others have exited,
-worker 0 runs the workload once more for real, loading everything from the cache, and
-compiles whatever the recording missed (nothing so far), so the cache is complete.
+others run out of work.  At the end one more pass in a fresh process runs the workload
+for real, loading everything from the cache, and compiles whatever the recording
+missed (nothing so far), so the cache is complete whatever happened in the workers.
 
 Safe with several processes: numba writes each cache file to a temporary name and
 renames it into place, and numbaconv saves into a kernel's index under an exclusive
@@ -35,7 +35,6 @@ from pathlib import Path
 
 WORKLOADS = ("train", "ops", "conv2d")
 POLL_SECONDS = 0.05
-OTHERS = "workers"  # <OTHERS>.exited: the parent saw every worker but worker 0 exit
 
 
 # --------------------------------------------------------------------------- workloads
@@ -170,13 +169,9 @@ def _skip(*args, **kws):
 
 
 def _signature(dispatcher, args):
-    """The argument types numba compiles a call for (as its own first-call path does,
-    omitted defaults included)."""
-    from numba.core import types
-    from numba.core.dispatcher import OmittedArg
-
-    return tuple(types.Omitted(a.value) if isinstance(a, OmittedArg)
-                 else dispatcher.typeof_pyval(a) for a in args)
+    """The argument types numba compiles a call for (as its own first-call path does;
+    an omitted default types itself as ``Omitted``)."""
+    return tuple(dispatcher.typeof_pyval(a) for a in args)
 
 
 def _claim_name(dispatcher, sig):
@@ -255,28 +250,26 @@ def _order(calls):
 
 
 # --------------------------------------------------------------------------- processes
-def worker(claims_dir, workload, model, dtype, names, index=0):
+def worker(claims_dir, workload, model, dtype, names):
     """One warm-up process: a recording pass over the workload (kernel calls skipped,
     their signatures kept), then each recorded kernel not yet claimed by another worker
-    compiled, in :func:`_order`.  Worker 0 then waits for the others to exit
-    and runs the check pass itself (its own compiles are already loaded)."""
+    compiled, in :func:`_order`.  A recording pass that a skipped call broke still
+    compiles what it recorded; the check pass completes the rest."""
     claims = Claims(claims_dir)
     calls = []
     restore = recorded_compiles(claims, calls)
     try:
         run_workload(workload, model, dtype, names or None)
+    except Exception:  # noqa: BLE001 - reported, and the check pass finishes the job
+        import traceback
+
+        traceback.print_exc()
     finally:
         restore()
     for dispatcher, sig in _order(calls):
         name = _claim_name(dispatcher, sig)
         if not claims.has(name, "done") and claims.take(name):
             _compile(claims, name, dispatcher, lambda: dispatcher.compile(sig))
-    if index == 0:
-        while not claims.has(OTHERS, "exited"):
-            if os.getppid() == 1:  # the parent is gone: nobody will say the others are done
-                return
-            time.sleep(POLL_SECONDS / 5)
-        check(workload, model, dtype, names)
 
 
 def check(workload, model, dtype, names):
@@ -341,41 +334,33 @@ def warmup(workload="train", model="cnn", dtype="float32", jobs=None, names=None
                 "check_compiled": [], "owners": {}, "already": True}
     with tempfile.TemporaryDirectory(prefix="numbaconv-warmup-") as folder:
         claims = Claims(folder)
-        cmd = [sys.executable, "-m", "numbaconv.warmup", folder, workload, model, dtype,
-               names]
+        cmd = [sys.executable, "-m", "numbaconv.warmup", "worker", folder, workload, model,
+               dtype, names]
         logs = [open(Path(folder) / f"worker{i}.log", "w+") for i in range(jobs)]
-        report = open(Path(folder) / "check.json", "w+")
-        procs = [subprocess.Popen(cmd + [str(i)], env=worker_env, stderr=log,
-                                  stdout=report if i == 0 else subprocess.DEVNULL)
-                 for i, log in enumerate(logs)]
-        shown = 0.0
-        while procs[0].poll() is None:
-            if all(p.poll() is not None for p in procs[1:]):
-                claims.mark(OTHERS, "exited")  # worker 0 may run the check pass now
-            if time.perf_counter() - shown > 0.5:
-                _progress(stream, claims, start)
-                shown = time.perf_counter()
+        procs = [subprocess.Popen(cmd, env=worker_env, stdout=subprocess.DEVNULL,
+                                  stderr=log) for log in logs]
+        while any(p.poll() is None for p in procs):
+            _progress(stream, claims, start)
             time.sleep(POLL_SECONDS)
-        for p in procs[1:]:
-            p.wait()
         _progress(stream, claims, start)
         failed = []
         for p, log in zip(procs, logs):
             log.seek(0)
-            if p.returncode:
-                failed.append(log.read()[-2000:])
+            text = log.read()
+            if p.returncode or "Traceback" in text:
+                failed.append(text[-2000:])
             log.close()
-        report.seek(0)
-        lines = report.read().strip().splitlines()
-        report.close()
         owners = claims.owners()
     if stream is not None:
         stream.write("\n")
-    if procs[0].returncode or not lines:
-        raise RuntimeError("numbaconv warmup: the workload failed:\n" + "\n".join(failed))
-    for tail in failed:  # a skipped call broke a worker: worker 0's check pass completed it
+    for tail in failed:  # a skipped call broke a worker: the check pass still completes it
         print(f"numbaconv warmup: a worker stopped early:\n{tail}", file=sys.stderr)
-    compiled = json.loads(lines[-1])["compiled"]
+    out = subprocess.run([sys.executable, "-m", "numbaconv.warmup", "check", workload,
+                          model, dtype, names], env=env, capture_output=True,
+                         text=True, check=False)
+    if out.returncode:
+        raise RuntimeError(f"numbaconv warmup: the workload failed:\n{out.stderr[-2000:]}")
+    compiled = json.loads(out.stdout.strip().splitlines()[-1])["compiled"]
     kernels = len(set(owners) | {f"numbaconv.kernels.{name}" for name in compiled})
     try:
         stamp.parent.mkdir(parents=True, exist_ok=True)
@@ -399,5 +384,10 @@ def _progress(stream, claims, start):
 
 
 if __name__ == "__main__":
-    folder, workload, model, dtype, names, index = sys.argv[1:]
-    worker(folder, workload, model, dtype, names.split(",") if names else None, int(index))
+    role, *rest = sys.argv[1:]
+    if role == "worker":
+        folder, workload, model, dtype, names = rest
+        worker(folder, workload, model, dtype, names.split(",") if names else None)
+    else:
+        workload, model, dtype, names = rest
+        check(workload, model, dtype, names.split(",") if names else None)

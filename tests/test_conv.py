@@ -523,14 +523,37 @@ def test_non_contiguous_and_fortran_inputs(rng):
                                ref.conv(x, w, b, padding=1, flip=True), atol=1e-12)
 
 
-def test_new_shapes_do_not_recompile(rng):
-    from numbaconv.kernels.cpu import conv2d_forward
+@pytest.mark.parametrize("algorithm", ["direct", "serial"])
+def test_new_shapes_do_not_recompile(rng, monkeypatch, algorithm):
+    from numbaconv import config
+    from numbaconv.kernels import cpu
 
+    monkeypatch.setattr(config, "CONV_ALGORITHM", algorithm)
+    kernel = cpu.conv2d_forward if algorithm == "direct" else cpu.conv2d_forward_serial
     nc.conv2d(*_arrays(rng, (1, 2, 5, 5), (2, 2, 3, 3), np.float32))
-    count = len(conv2d_forward.signatures)
+    count = len(kernel.signatures)
+    assert count >= 1
     for shape in [(3, 2, 9, 4), (1, 2, 17, 23)]:
         nc.conv2d(*_arrays(rng, shape, (5, 2, 2, 3), np.float32), stride=2, padding=1)
-    assert len(conv2d_forward.signatures) == count
+    assert len(kernel.signatures) == count
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_serial_forward_matches_the_oracle_over_a_grid(rng, dtype):
+    """The one-thread direct forward (tiny layers) over strides, dilations, groups and
+    pads, against the oracle."""
+    from numbaconv.kernels import cpu
+
+    for stride, dilation, groups, pad in [(1, 1, 1, 0), (2, 1, 1, 1), (1, 2, 2, 2),
+                                          (3, 2, 4, 1), ((1, 2), (2, 1), 2, (0, 2))]:
+        x, w, b = _arrays(rng, (2, 4, 9, 8), (8, 4 // groups, 3, 2), dtype)
+        want = ref.conv(x, w, b, stride=stride, padding=pad, dilation=dilation, groups=groups)
+        s2 = (stride, stride) if isinstance(stride, int) else stride
+        d2 = (dilation, dilation) if isinstance(dilation, int) else dilation
+        p2 = (pad, pad) if isinstance(pad, int) else pad
+        out = np.empty_like(want)
+        cpu.conv2d_forward_serial(x, w, b, out, s2 + p2 + d2 + (groups,))
+        np.testing.assert_allclose(out, want, *tolerance(dtype))
 
 
 def test_concurrent_calls_from_threads(rng):

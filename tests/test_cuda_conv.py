@@ -154,6 +154,7 @@ def test_cuda_chooser_rules(monkeypatch):
     assert choose_conv_algorithm("cuda", spec(16, 32, 1)) == "tiled"
     assert choose_conv_algorithm("cuda", spec(16, 32, 16)) == "depthwise"
     for forced, dense, depthwise in [("direct", "direct", "direct"),
+                                     ("serial", "direct", "direct"),
                                      ("depthwise", "direct", "depthwise"),
                                      ("tiled", "tiled", "tiled"), ("gemm", "tiled", "tiled")]:
         monkeypatch.setattr(config, "CONV_ALGORITHM", forced)

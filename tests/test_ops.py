@@ -194,14 +194,16 @@ def test_max_pool_indices_equal_a_row_major_scan_with_ties_and_nans(op, params, 
     np.testing.assert_array_equal(device.get(y), want_y)  # NaN == NaN here
 
 
-def test_max_pool_window_without_a_tap_in_the_input_is_minus_inf(rng, device):
+@pytest.mark.parametrize("shape", [(2, 3, 5, 1), (2, 3, 1, 5)])
+def test_max_pool_window_without_a_tap_in_the_input_is_minus_inf(rng, device, shape):
     """Padding and dilation can leave a window whose every tap is padding (PyTorch gives
-    -inf there): value -inf, index -1, and its gradient goes nowhere."""
-    x = rng.standard_normal((2, 3, 5, 1))
+    -inf there): value -inf, index -1, and its gradient goes nowhere; along W and H."""
+    x = rng.standard_normal(shape)
     params = dict(kernel_size=(2, 2), padding=(1, 1), dilation=(2, 2))  # taps at -1, 1
     y, idx = nc.max_pool2d(*device.put(x), **params, return_indices=True)
     want_y, want_idx = ref.max_pool2d(x, **params, return_indices=True)
-    assert np.isneginf(want_y[..., 0]).all() and (want_idx[..., 0] == -1).all()
+    empty = (slice(None), slice(None)) + ((slice(None), 0) if shape[3] == 1 else (0,))
+    assert np.isneginf(want_y[empty]).all() and (want_idx[empty] == -1).all()
     np.testing.assert_array_equal(device.get(y), want_y)
     np.testing.assert_array_equal(device.get(idx), want_idx)
     gy = rng.standard_normal(want_y.shape)

@@ -123,6 +123,7 @@ def _max_backward(spec: PoolSpec, grad_output, x, indices):
         plane = spec.in_shape[2] * spec.in_shape[3]
         if isinstance(idx4, np.ndarray) and (idx4.min() < -1 or idx4.max() >= plane):
             # the CPU kernel scatters through them: out of range would write past a plane
+            # (the CUDA kernel gathers: an index that matches no input sends nothing)
             raise ValueError(f"{spec.op}: indices must lie in [-1, {plane}) (flat positions "
                              f"in an input plane, -1 for an empty window); got "
                              f"[{idx4.min()}, {idx4.max()}]")

@@ -2,8 +2,10 @@
 for each target by :func:`build` (``numba.njit(inline='always')`` for the CPU,
 ``numba.cuda.jit(device=True)`` for CUDA), so the CPU and CUDA twins cannot drift apart.
 
-The CPU kernels call the forward bodies inside a ``prange`` over (n, c) planes; the CUDA
-kernels call every body from one thread per element.  The backward bodies are *gathers*
+The CPU kernels call the forward bodies inside a ``prange`` over (n, c) planes (but the
+CPU max-pool forward, which is separable: rows first, then columns, same scan rule; the
+oracle tests hold the two to the same values and indices); the CUDA kernels call every
+body from one thread per element.  The backward bodies are *gathers*
 (one input element collects from every output that read it: no atomics, deterministic)
 and serve the CUDA kernels; the CPU backward kernels scatter instead, since one CPU
 thread owns a whole plane (``kernels/cpu/pool.py``), 10-20x faster there.

@@ -1,7 +1,8 @@
 """CPU pooling and interpolation kernels (numba, parallel over (n, c) planes).
 
 The forward per-element bodies live in ``kernels/_window.py`` and are shared with the
-CUDA twins; ``geometry`` is the pool tuple documented there.  The backward kernels
+CUDA twins (but max-pool's forward, separable here); ``geometry`` is the pool tuple
+documented there.  The backward kernels
 differ from the CUDA ones on purpose: one thread owns a whole (n, c) plane here, so it
 can *scatter* each output's gradient onto its window (one pass over the outputs) without
 races, where a GPU thread per input element has to gather.  Same sums, same order per

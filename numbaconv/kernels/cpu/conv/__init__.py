@@ -1,4 +1,4 @@
-"""The CPU convolution algorithms: one family, six members with one signature.
+"""The CPU convolution algorithms: one family, five members with one signature.
 
 Every member computes the same three kernels, ``conv2d_forward``, ``conv2d_grad_input``
 and ``conv2d_grad_weight``, with the direct kernels' signatures and contract
@@ -7,8 +7,9 @@ and per shape.  Where a member has no variant of a kernel, the kernel runs the n
 member in ``dispatch.CONV_FALLBACK``.
 
 * ``direct``: one output plane per job, loops along output rows.  Any geometry: the
-  reference the others fall back to.  Its forward also comes ``serial`` (one thread):
-  the fastest for tiny products, and the quickest kernel to compile.
+  reference the others fall back to.  Its forward also comes on one thread
+  (``conv2d_forward_serial``, algorithm ``'serial'``): the fastest for tiny products,
+  and the quickest kernel to compile.
 * ``blocked``: register-blocked direct conv on a flat frame, vectors along the output
   pixels, no horizontal sums, no im2col (AVX-512 hosts).
 * ``tiled``: im2col tiles built in cache and multiplied by numba's dot-product blocks

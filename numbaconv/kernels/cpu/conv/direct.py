@@ -1,4 +1,5 @@
-"""Direct convolution kernels (numba, parallel): the general algorithm, any geometry.
+"""Direct convolution kernels (numba, parallel; the forward also serial, for tiny layers):
+the general algorithm, any geometry.
 
 Three primitives make every convolution and its backward:
 
