@@ -172,3 +172,32 @@ def cuda(monkeypatch):
     if not ok:
         pytest.skip(f"CUDA unavailable: {why}")
     small_cuda_launches(monkeypatch)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups
+def pytest_collection_modifyitems(config, items):
+    """Tests that compile the same heavy kernels run in one pytest-xdist worker
+    (``--dist loadgroup``): the CPU cases of one conv algorithm and dtype, and the
+    depthwise stride-phase cases of one dtype.  Spread over two workers, the first two
+    cases of a family started at once and both compiled its kernels (a tiled float64
+    family's first two cases took 20-21 s each); in one worker the second loads them
+    from the cache.  CUDA cases stay spread: the simulator compiles nothing."""
+    import numpy as np
+
+    for item in items:
+        spec = getattr(item, "callspec", None)
+        if spec is None or item.get_closest_marker("xdist_group"):
+            continue
+        params = spec.params
+        dtype = params.get("dtype")
+        dtype = np.dtype(dtype).name if dtype is not None else "any"
+        algorithm = str(params.get("device", params.get("conv_algorithm", "")))
+        if algorithm.startswith("cuda"):
+            continue
+        if algorithm:
+            group = f"{algorithm.removeprefix('cpu-')}-{dtype}"
+        elif "depthwise" in item.originalname:
+            group = f"depthwise-{dtype}"
+        else:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))
