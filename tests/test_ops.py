@@ -211,6 +211,23 @@ def test_max_pool_window_without_a_tap_in_the_input_is_minus_inf(rng, device, sh
     np.testing.assert_array_equal(device.get(g), ref.max_pool2d_backward(gy, x, **params)[0])
 
 
+def test_max_pool_backward_sends_nothing_through_indices_outside_the_plane(rng, device):
+    """The layer's path skips the range check: whatever the indices, neither kernel
+    writes outside the plane, and both send an outside index's gradient nowhere."""
+    from numbaconv.functional.pool import max_pool2d_backward_of_forward
+
+    x = rng.standard_normal((2, 3, 4, 6))
+    _, idx = nc.max_pool2d(x, 2, return_indices=True)
+    bad = idx.copy()
+    bad[0, 0, 0, 0], bad[1, 2, 1, 2], bad[0, 1, 1, 1] = -1, 24, -7
+    gy = rng.standard_normal(idx.shape)
+    want = nc.max_pool2d_backward(gy, x, 2, indices=idx)[0]
+    for n, c, h, w in ((0, 0, 0, 0), (1, 2, 1, 2), (0, 1, 1, 1)):
+        want[n, c].reshape(-1)[idx[n, c, h, w]] -= gy[n, c, h, w]
+    (got,) = max_pool2d_backward_of_forward(*device.put(gy, x, bad), 2)
+    np.testing.assert_allclose(device.get(got), want, atol=1e-12)
+
+
 def test_max_pool_backward_accepts_forward_indices(rng):
     x = rng.standard_normal((2, 3, 6, 6))
     y, idx = nc.max_pool2d(x, 3, stride=2, padding=1, return_indices=True)

@@ -111,7 +111,19 @@ def _max_forward(spec: PoolSpec, x, return_indices):
     return (out, indices.reshape(spec.output_shape)) if return_indices else out
 
 
-def _max_backward(spec: PoolSpec, grad_output, x, indices):
+def max_pool2d_backward_of_forward(grad_output, x, indices, kernel_size, stride=None,
+                                   padding=0, dilation=1, ceil_mode=False):
+    """:func:`max_pool2d_backward` given the ``indices`` of the matching forward call (the
+    layer's path, ``nn.MaxPool2d``): without the pass over the indices that checks a
+    caller's are in range, which costs a large pool's backward a quarter of its time
+    (docs/benchmarks/cpu.md, "Compile time", round 2).  The kernels never write out of
+    range whatever the indices."""
+    spec = pool_spec("max_pool2d_backward", 2, x, kernel_size, stride, padding, dilation,
+                     ceil_mode)
+    return _max_backward(spec, grad_output, x, indices, check_range=False)
+
+
+def _max_backward(spec: PoolSpec, grad_output, x, indices, check_range=True):
     check_float_dtypes(spec.op, grad_output=grad_output, input=x)
     check_shape(spec.op, "grad_output", grad_output, spec.output_shape)
     be = backend_for(spec.op, grad_output=grad_output, input=x, indices=indices)
@@ -121,9 +133,10 @@ def _max_backward(spec: PoolSpec, grad_output, x, indices):
         check_indices(spec.op, indices, spec)
         idx4 = be.asarray(indices).reshape(spec.out_shape)
         plane = spec.in_shape[2] * spec.in_shape[3]
-        if isinstance(idx4, np.ndarray) and (idx4.min() < -1 or idx4.max() >= plane):
-            # the CPU kernel scatters through them: out of range would write past a plane
-            # (the CUDA kernel gathers: an index that matches no input sends nothing)
+        if check_range and isinstance(idx4, np.ndarray) and (idx4.min() < -1
+                                                            or idx4.max() >= plane):
+            # a clear error for a caller's bad indices (both kernels would send their
+            # gradient nowhere); on the host only: on a GPU it would cost a copy back
             raise ValueError(f"{spec.op}: indices must lie in [-1, {plane}) (flat positions "
                              f"in an input plane, -1 for an empty window); got "
                              f"[{idx4.min()}, {idx4.max()}]")

@@ -13,6 +13,7 @@ import numpy as np
 from .. import functional as F
 from ..dispatch import device_of, get_backend
 from ..functional.conv import conv_param_grads
+from ..functional.pool import max_pool2d_backward_of_forward
 from . import _ops as ops
 from .module import Module, Parameter, rng
 
@@ -144,8 +145,8 @@ class MaxPool2d(Module):
         return y
 
     def backward(self, grad_output):
-        return F.max_pool2d_backward(grad_output, self._x, indices=self._indices,
-                                     **self._kw())[0]
+        return max_pool2d_backward_of_forward(grad_output, self._x, self._indices,
+                                              **self._kw())[0]
 
 
 class AvgPool2d(Module):

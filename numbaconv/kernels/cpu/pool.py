@@ -105,8 +105,8 @@ def global_avg_pool2d_backward(grad_out, grad_in, geometry, count_include_pad,
 
 @njit(parallel=True, cache=True, nogil=True)
 def max_pool2d_backward(grad_out, indices, grad_in, geometry):
-    # n c oh ow -> n c h w : each output's gradient goes to its recorded arg-max (an
-    # empty window's index, -1, sends none)
+    # n c oh ow -> n c h w : each output's gradient goes to its recorded arg-max; an index
+    # outside the plane (-1: an empty window) sends none, as in the CUDA twin's gather
     batch, ch, in_h, in_w = grad_in.shape
     out_h, out_w = grad_out.shape[2], grad_out.shape[3]
     for job in prange(batch * ch):
@@ -117,7 +117,7 @@ def max_pool2d_backward(grad_out, indices, grad_in, geometry):
         for oh in range(out_h):
             for ow in range(out_w):
                 i = indices[n, c, oh, ow]
-                if i >= 0:
+                if 0 <= i < in_h * in_w:
                     flat[i] += grad_out[n, c, oh, ow]
 
 
