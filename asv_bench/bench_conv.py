@@ -94,40 +94,56 @@ class ConvThroughput:
 
 class VersusTorch:
     """Speed ratio PyTorch time / numbaconv time (above 1: numbaconv is faster), CPU,
-    same thread count, same process, best of repeats after warm-up."""
+    same thread count, same process, best of repeats after warm-up.  Every layer is
+    measured once, both passes, in ``setup_cache``; each result reads its ratio from
+    there (not a process per layer and pass, each importing PyTorch)."""
 
     params = (list(LAYERS), ["forward", "forward_backward"])
     param_names = ["layer", "pass"]
     unit = "ratio"
-    timeout = 180
+    timeout = 60
 
-    def setup(self, layer, which):
-        torch = require_torch()
-        x_shape, w_shape, self.kw = LAYERS[layer]
-        self.x, self.w, self.b = make("cpu", "float32", x_shape, w_shape, (w_shape[0],))
-        self.torch = torch
-        self.tx, self.tw, self.tb = (torch.from_numpy(a).requires_grad_() for a in
-                                     (self.x, self.w, self.b))
+    def setup_cache(self):
+        try:
+            torch = require_torch()
+        except NotImplementedError:
+            return {}
+        ratios = {}
+        for layer, (x_shape, w_shape, kw) in LAYERS.items():
+            x, w, b = make("cpu", "float32", x_shape, w_shape, (w_shape[0],))
+            tx, tw, tb = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
+            for which in self.params[1]:
+                ratios[layer, which] = (
+                    _best_of(lambda: _theirs(torch, tx, tw, tb, kw, which))
+                    / _best_of(lambda: _ours(x, w, b, kw, which)))
+        return ratios
 
-    def _ours(self, which):
-        y = nc.conv2d(self.x, self.w, self.b, **self.kw)
-        if which == "forward_backward":
-            nc.conv2d_backward(y, self.x, self.w, self.b, **self.kw)
+    setup_cache.timeout = 900
 
-    def _theirs(self, which):
-        F = self.torch.nn.functional
-        kw = dict(self.kw)
-        x = self.tx
-        mode = kw.pop("padding_mode", "zeros")
-        if mode != "zeros":
-            p = kw.pop("padding")
-            x = F.pad(x, (p,) * 4, mode=mode)
-        if which == "forward":
-            with self.torch.no_grad():
-                F.conv2d(x, self.tw, self.tb, **kw)
-        else:
-            y = F.conv2d(x, self.tw, self.tb, **kw)
-            y.backward(y.detach())
+    def setup(self, ratios, layer, which):
+        if not ratios:
+            raise NotImplementedError("PyTorch not installed")
 
-    def track_speedup(self, layer, which):
-        return _best_of(lambda: self._theirs(which)) / _best_of(lambda: self._ours(which))
+    def track_speedup(self, ratios, layer, which):
+        return ratios[layer, which]
+
+
+def _ours(x, w, b, kw, which):
+    y = nc.conv2d(x, w, b, **kw)
+    if which == "forward_backward":
+        nc.conv2d_backward(y, x, w, b, **kw)
+
+
+def _theirs(torch, x, w, b, kw, which):
+    F = torch.nn.functional
+    kw = dict(kw)
+    mode = kw.pop("padding_mode", "zeros")
+    if mode != "zeros":
+        p = kw.pop("padding")
+        x = F.pad(x, (p,) * 4, mode=mode)
+    if which == "forward":
+        with torch.no_grad():
+            F.conv2d(x, w, b, **kw)
+    else:
+        y = F.conv2d(x, w, b, **kw)
+        y.backward(y.detach())

@@ -74,6 +74,21 @@ CASES = [
 ]
 IDS = [f"{op}-{i}" for i, (op, _, _) in enumerate(CASES)]
 
+# The conv algorithms (the CPU devices of conftest's ``device``) change only the
+# transposed convolutions' kernels; the other ops run one CPU kernel whatever the
+# algorithm, so they run once on the CPU (the default chooser) and once on CUDA.
+CPU_ALGORITHMS = ["cpu-direct", "cpu-gemm", "cpu-tiled", "cpu-blocked"]
+ONE_CPU = ["cpu", "cuda"]
+
+
+def _on_devices(cases, ids):
+    """(case..., device) for each case and the devices its op's kernels depend on."""
+    out = []
+    for case, name in zip(cases, ids):
+        devices = CPU_ALGORITHMS + ["cuda"] if case[0].startswith("conv") else ONE_CPU
+        out += [pytest.param(*case, d, id=f"{d}-{name}") for d in devices]
+    return out
+
 
 
 def _arrays(rng, shapes, dtype):
@@ -90,7 +105,8 @@ def _f64(arrays):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("op, shapes, params", CASES, ids=IDS)
+@pytest.mark.parametrize("op, shapes, params, device", _on_devices(CASES, IDS),
+                         indirect=["device"])
 def test_forward_and_backward_match_oracle(op, shapes, params, dtype, rng, device):
     arrays = _arrays(rng, shapes, dtype)
     keep = [None if a is None else a.copy() for a in arrays]
@@ -182,6 +198,7 @@ def test_max_pool_ties_take_the_first_maximum_and_nan_wins():
     ("max_pool2d", dict(kernel_size=2, stride=1)),
     ("adaptive_max_pool2d", dict(output_size=(3, 4))),
 ])
+@pytest.mark.parametrize("device", ONE_CPU, indirect=True)
 def test_max_pool_indices_equal_a_row_major_scan_with_ties_and_nans(op, params, rng, device):
     """Small integers make ties everywhere and NaNs sit in many windows, some twice:
     values and indices must equal the oracle's row-major scan (first maximum, last NaN)
@@ -194,6 +211,7 @@ def test_max_pool_indices_equal_a_row_major_scan_with_ties_and_nans(op, params, 
     np.testing.assert_array_equal(device.get(y), want_y)  # NaN == NaN here
 
 
+@pytest.mark.parametrize("device", ONE_CPU, indirect=True)
 @pytest.mark.parametrize("shape", [(2, 3, 5, 1), (2, 3, 1, 5)])
 def test_max_pool_window_without_a_tap_in_the_input_is_minus_inf(rng, device, shape):
     """Padding and dilation can leave a window whose every tap is padding (PyTorch gives
@@ -211,6 +229,7 @@ def test_max_pool_window_without_a_tap_in_the_input_is_minus_inf(rng, device, sh
     np.testing.assert_array_equal(device.get(g), ref.max_pool2d_backward(gy, x, **params)[0])
 
 
+@pytest.mark.parametrize("device", ONE_CPU, indirect=True)
 def test_max_pool_backward_sends_nothing_through_indices_outside_the_plane(rng, device):
     """The layer's path skips the range check: whatever the indices, neither kernel
     writes outside the plane, and both send an outside index's gradient nowhere."""
