@@ -24,9 +24,12 @@ stride-1 grad input as a gather into one register per vector of the output
 (:func:`_gather_taps`), the grad weight with one accumulator per tap
 (:func:`_dot_taps`); strided grad input keeps one ``axpy`` per tap.
 
-At stride 1 there is one phase plane: the zero-padded input.  Each parallel job owns an
-output plane (forward), an input plane (grad input) or a channel's weights (grad weight,
-summed over the batch in order): deterministic.
+At stride 1 there is one phase plane: the zero-padded input.  Each output plane
+(forward), input plane (grad input) or channel's weights (grad weight, summed over the
+batch in order) is computed by one parallel job: deterministic.  The forward and grad
+input hand their planes out in runs of consecutive planes, each run's buffers allocated
+once (:data:`_RUNS`): on a small map, allocating them per plane cost as much as the
+plane's work.
 """
 
 import numpy as np
@@ -41,6 +44,9 @@ from ..rows import axpy, copy, copy_from, copy_into, dot, fill, split_columns, v
 # overwrite up to a vector less one there: a float32 vector (16 with AVX-512) covers
 # every dtype
 _SPLIT_SLACK = simd.VECTOR_BYTES // 4
+# what :func:`_gather_taps`'s last vector may write or read past its ``size``: kept at
+# the end of its buffers, zeros (a float32 vector covers every dtype)
+_VECTOR_SLACK = simd.VECTOR_BYTES // 4
 
 
 @njit(inline="always")
@@ -215,11 +221,14 @@ def _dot_taps(ext, phases, offsets, sums):
 
 
 @njit(inline="always", fastmath=CPU_FASTMATH)
-def _gather_taps(out, src, shifts, taps, start, accumulate):
+def _gather_taps(out, src, shifts, taps, start, accumulate, size):
     """``out[i] = (out[i] if accumulate else start) + sum over t of taps[t] *
-    src[i + shifts[t]]``: all taps in one pass, a vector of ``out`` kept in a register
-    (:mod:`..simd`) while the taps add into it in tap order, then stored once; at 3x3 the
-    9 weights and shifts stay in registers too.
+    src[i + shifts[t]]`` for ``i < size``: all taps in one pass, a vector of ``out`` kept
+    in a register (:mod:`..simd`) while the taps add into it in tap order, then stored
+    once; at 3x3 the 9 weights and shifts stay in registers too.  In whole vectors, the
+    last one partly past ``size``: it writes ``out`` and reads ``src`` up to a vector
+    past ``size`` (callers keep :data:`_VECTOR_SLACK` there), lanes whose results land
+    only there.
 
     The forward is ``ext = bias + taps over the phases`` (shifts: the taps' offsets);
     the stride-1 grad input, its adjoint, is ``phases += taps over ext`` read
@@ -228,14 +237,15 @@ def _gather_taps(out, src, shifts, taps, start, accumulate):
     forward and the stride-1 grad input; the strided grad input keeps it, since each
     tap there reaches one of several phase planes and a gather over all of them was
     slower (measured: docs/benchmarks/cpu.md, "Kernel measurements")."""
-    width, size, count = simd.lanes(out), out.shape[0], shifts.shape[0]
+    width, count = simd.lanes(out), shifts.shape[0]
+    steps = (size + width - 1) // width
     if count == 9:
         w0, w1, w2 = simd.splat(out, taps[0]), simd.splat(out, taps[1]), simd.splat(out, taps[2])
         w3, w4, w5 = simd.splat(out, taps[3]), simd.splat(out, taps[4]), simd.splat(out, taps[5])
         w6, w7, w8 = simd.splat(out, taps[6]), simd.splat(out, taps[7]), simd.splat(out, taps[8])
         o0, o1, o2, o3, o4 = shifts[0], shifts[1], shifts[2], shifts[3], shifts[4]
         o5, o6, o7, o8 = shifts[5], shifts[6], shifts[7], shifts[8]
-        for step in range(size // width):
+        for step in range(steps):
             i = step * width
             acc = simd.load_flat(out, i) if accumulate else simd.splat(out, start)
             acc = simd.fma(w0, simd.load_flat(src, o0 + i), acc)
@@ -249,17 +259,25 @@ def _gather_taps(out, src, shifts, taps, start, accumulate):
             acc = simd.fma(w8, simd.load_flat(src, o8 + i), acc)
             simd.store_flat(out, i, acc)
     else:
-        for step in range(size // width):
+        for step in range(steps):
             i = step * width
             acc = simd.load_flat(out, i) if accumulate else simd.splat(out, start)
             for t in range(count):
                 acc = simd.fma(simd.splat(out, taps[t]), simd.load_flat(src, shifts[t] + i), acc)
             simd.store_flat(out, i, acc)
-    for i in range(size - size % width, size):
-        acc = out[i] if accumulate else start
-        for t in range(count):
-            acc += taps[t] * src[shifts[t] + i]
-        out[i] = acc
+
+
+# planes are handed out in at most this many runs of consecutive planes, each with its
+# buffers allocated once: per plane, three allocations cost as much as a small plane's
+# work; enough runs to balance any thread count numba runs (a kernel that asked numba
+# for its thread count could not be cached)
+_RUNS = 128
+
+
+@njit(inline="always")
+def _run_of(jobs, runs, t):
+    """Run ``t`` of ``runs`` near-equal runs of ``jobs`` jobs: ``[lo, hi)``."""
+    return t * jobs // runs, (t + 1) * jobs // runs
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
@@ -272,16 +290,24 @@ def conv2d_forward_depthwise(x, weight, bias, out, geometry):
     multiplier = out_ch // in_ch
     hq, wq, length, size = _layout(out_h, out_w, kh, kw, sh, sw, dh, dw)
     offsets = _tap_offsets(kh, kw, sh, sw, dh, dw, wq, size)
-    for job in prange(batch * out_ch):
-        n = job // out_ch
-        k = job % out_ch
-        phases = np.empty(sh * sw * size, x.dtype)
+    jobs = batch * out_ch
+    runs = min(_RUNS, jobs)
+    zero = x.dtype.type(0)
+    for t in prange(runs):  # a run's buffers serve all its planes
+        buffer = np.empty(sh * sw * size + _VECTOR_SLACK, x.dtype)
+        fill(buffer[sh * sw * size:], zero)
+        phases = buffer[:sh * sw * size]
         rows = np.empty(0 if sw == 2 else hq * wq * sw, x.dtype)  # split_columns needs none
-        _split_phases(phases, rows, x[n, k // multiplier], sh, sw, ph, pw, hq, wq)
-        ext = np.empty(length, x.dtype)
-        _gather_taps(ext, phases, offsets, weight[k, 0].reshape(kh * kw), bias[k], False)
-        for oh in range(out_h):
-            copy(out[n, k, oh], ext[oh * wq:oh * wq + out_w])
+        ext = np.empty(length + _VECTOR_SLACK, x.dtype)
+        lo, hi = _run_of(jobs, runs, t)
+        for job in range(lo, hi):
+            n = job // out_ch
+            k = job % out_ch
+            _split_phases(phases, rows, x[n, k // multiplier], sh, sw, ph, pw, hq, wq)
+            _gather_taps(ext, buffer, offsets, weight[k, 0].reshape(kh * kw), bias[k], False,
+                         length)
+            for oh in range(out_h):
+                copy(out[n, k, oh], ext[oh * wq:oh * wq + out_w])
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
@@ -298,25 +324,32 @@ def conv2d_grad_input_depthwise(grad_out, weight, grad_in, geometry):
     margin = offsets.max() if spread else 0
     shifts = margin - offsets  # where a tap reads ext in the buffer, for the gather
     zero = grad_in.dtype.type(0)
-    for job in prange(batch * in_ch):
-        n = job // in_ch
-        c = job % in_ch
-        phases = np.zeros(sh * sw * size, grad_in.dtype)
+    jobs = batch * in_ch
+    runs = min(_RUNS, jobs)
+    for t in prange(runs):  # a run's buffers serve all its planes
+        buffer = np.empty(sh * sw * size + _VECTOR_SLACK, grad_in.dtype)
+        phases = buffer[:sh * sw * size]
         rows = np.empty(hq * wq * sw, grad_in.dtype)
-        padded = np.empty(margin + (size if spread else length), grad_in.dtype)
+        padded = np.empty(margin + (size if spread else length) + _VECTOR_SLACK, grad_in.dtype)
         fill(padded[:margin], zero)  # zeros around ext, for the gather
         fill(padded[margin + length:], zero)
         ext = padded[margin:margin + length]
-        for j in range(multiplier):
-            k = c * multiplier + j
-            _extend(ext, grad_out[n, k], wq)
-            if spread:
-                _gather_taps(phases, padded, shifts, weight[k, 0].reshape(kh * kw), zero, True)
-            else:  # each tap reaches one phase plane of several: an axpy there
-                taps = weight[k, 0].reshape(kh * kw)
-                for t in range(kh * kw):
-                    axpy(phases[offsets[t]:offsets[t] + length], ext, taps[t])
-        _merge_phases(grad_in[n, c], phases, rows, sh, sw, ph, pw, hq, wq)
+        lo, hi = _run_of(jobs, runs, t)
+        for job in range(lo, hi):
+            n = job // in_ch
+            c = job % in_ch
+            fill(buffer, zero)
+            for j in range(multiplier):
+                k = c * multiplier + j
+                _extend(ext, grad_out[n, k], wq)
+                if spread:
+                    _gather_taps(buffer, padded, shifts, weight[k, 0].reshape(kh * kw), zero,
+                                 True, size)
+                else:  # each tap reaches one phase plane of several: an axpy there
+                    taps = weight[k, 0].reshape(kh * kw)
+                    for tap in range(kh * kw):
+                        axpy(phases[offsets[tap]:offsets[tap] + length], ext, taps[tap])
+            _merge_phases(grad_in[n, c], phases, rows, sh, sw, ph, pw, hq, wq)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
