@@ -44,8 +44,9 @@ from ..rows import axpy, copy, copy_from, copy_into, dot, fill, split_columns, v
 # overwrite up to a vector less one there: a float32 vector (16 with AVX-512) covers
 # every dtype
 _SPLIT_SLACK = simd.VECTOR_BYTES // 4
-# what :func:`_gather_taps`'s last vector may write or read past its ``size``: kept at
-# the end of its buffers, zeros (a float32 vector covers every dtype)
+# what a pass in whole vectors (:func:`_gather_taps`, :func:`_pad_rows`, :func:`_extend`,
+# :func:`_store_rows`) may write or read past its data: kept at the end of the buffers
+# (a float32 vector covers every dtype)
 _VECTOR_SLACK = simd.VECTOR_BYTES // 4
 
 
@@ -95,6 +96,69 @@ def _columns(pw, in_w, pitch):
     return c0, max(min(pw + in_w, pitch), c0)
 
 
+@njit(nogil=True)
+def _copy_rows(buf, plane, top, sh, pw, i_lo, i_hi, rows, pitch):
+    """:func:`_pad_rows` for long rows: a fill, then a copy loop a row.  Compiled once
+    and called, not inlined into each kernel: a call per plane costs nothing next to a
+    plane of long rows, and the kernels compile faster without the copy loops."""
+    fill(buf[:rows * pitch], buf.dtype.type(0))
+    c0, c1 = _columns(pw, plane.shape[1], pitch)
+    for i in range(i_lo, i_hi):
+        copy(buf[i * pitch + c0:i * pitch + c1], plane[i * sh + top, c0 - pw:c1 - pw])
+
+
+@njit(inline="always")
+def _pad_rows(buf, plane, top, sh, pw, i_lo, i_hi, rows, pitch):
+    """``buf[i * pitch + j] = plane[i * sh + top, j - pw]`` for ``i < rows``, ``j <
+    pitch``, zero outside the plane (rows outside ``[i_lo, i_hi)`` are all zero).
+
+    Rows of at most two vectors in whole vectors of masked loads (lanes outside the
+    plane are zeros, their memory never read), one store each: a row's last vector
+    writes up to a vector less one past it, which the next row overwrites; past the
+    last row the caller keeps that much slack.  On short rows that beats a copy loop's
+    set-up; long rows take the loop (:func:`_copy_rows`), whose plain loads are faster
+    than masked ones."""
+    in_w, width = plane.shape[1], simd.lanes(buf)
+    if pitch > 2 * width:
+        _copy_rows(buf, plane, top, sh, pw, i_lo, i_hi, rows, pitch)
+        return
+    zero = buf.dtype.type(0)
+    for i in range(rows):
+        at = i * pitch
+        if i < i_lo or i >= i_hi:
+            fill(buf[at:at + pitch], zero)
+            continue
+        ih = i * sh + top
+        for v in range((pitch + width - 1) // width):
+            j = v * width
+            simd.store_flat(buf, at + j,
+                            simd.load_range(plane, ih, j - pw, pw - j, pw - j + in_w))
+
+
+@njit(nogil=True)
+def _copy_out(plane, ext, wq):
+    """:func:`_store_rows` for long rows: a copy loop a row (compiled once, called)."""
+    out_h, out_w = plane.shape
+    for oh in range(out_h):
+        copy(plane[oh], ext[oh * wq:oh * wq + out_w])
+
+
+@njit(inline="always")
+def _store_rows(plane, ext, wq):
+    """``plane[oh, j] = ext[oh * wq + j]`` for every row of ``plane``: rows of at most
+    two vectors in whole vectors, each a masked store, ``ext`` read up to a vector past
+    a row (its next row, or slack past the last); long rows by :func:`_copy_out`."""
+    out_h, out_w = plane.shape
+    width = simd.lanes(ext)
+    if out_w > 2 * width:
+        _copy_out(plane, ext, wq)
+        return
+    for oh in range(out_h):
+        for v in range((out_w + width - 1) // width):
+            j = v * width
+            simd.store_range(plane, oh, j, simd.load_flat(ext, oh * wq + j), 0, out_w - j)
+
+
 @njit(inline="always")
 def _split_phases(phases, rows, plane, sh, sw, ph, pw, hq, wq):
     """``phases[(a * sw + b) * size + i * wq + j] = plane[i * sh + a - ph, j * sw + b - pw]``
@@ -112,7 +176,6 @@ def _split_phases(phases, rows, plane, sh, sw, ph, pw, hq, wq):
     in_h, in_w = plane.shape
     size = phases.shape[0] // (sh * sw)
     pitch, flat = sw * wq, hq * wq
-    c0, c1 = _columns(pw, in_w, pitch)
     zero = phases.dtype.type(0)
     for a in range(sh):
         first = a * sw * size
@@ -129,11 +192,10 @@ def _split_phases(phases, rows, plane, sh, sw, ph, pw, hq, wq):
             fill(odd[flat:], zero)
             continue
         buf = _phase_rows(rows, phases, a, sw, size, hq, wq)
-        fill(buf, zero)
         i_lo, i_hi = valid_range(a - ph, sh, in_h, hq)
-        for i in range(i_lo, i_hi):
-            copy(buf[i * pitch + c0:i * pitch + c1], plane[i * sh + a - ph, c0 - pw:c1 - pw])
+        _pad_rows(buf, plane, a - ph, sh, pw, i_lo, i_hi, hq, pitch)
         if sw == 1:
+            fill(buf[flat:], zero)  # the slack past the last row, read by junk columns
             continue
         for b in range(sw):
             copy_from(phases[first + b * size:first + b * size + flat], buf, b, sw)
@@ -165,11 +227,11 @@ def _merge_phases(plane, phases, rows, sh, sw, ph, pw, hq, wq):
 
 @njit(inline="always")
 def _extend(ext, go_plane, wq):
-    """``go_plane`` (out_h, out_w) into the extended layout, junk columns zero."""
-    fill(ext, ext.dtype.type(0))
+    """``go_plane`` (out_h, out_w) into the extended layout, junk columns zero: each row
+    in whole vectors of masked loads (:func:`_pad_rows`), so ``ext`` is written up to a
+    vector less one past its end (zeros; callers keep that much slack)."""
     out_h, out_w = go_plane.shape
-    for oh in range(out_h):
-        copy(ext[oh * wq:oh * wq + out_w], go_plane[oh])
+    _pad_rows(ext, go_plane, 0, 1, 0, 0, out_h, out_h, wq)
 
 
 @njit(inline="always")
@@ -297,7 +359,8 @@ def conv2d_forward_depthwise(x, weight, bias, out, geometry):
         buffer = np.empty(sh * sw * size + _VECTOR_SLACK, x.dtype)
         fill(buffer[sh * sw * size:], zero)
         phases = buffer[:sh * sw * size]
-        rows = np.empty(0 if sw == 2 else hq * wq * sw, x.dtype)  # split_columns needs none
+        # split_columns needs no row buffer; _pad_rows writes a vector past its rows
+        rows = np.empty(0 if sw == 2 else hq * wq * sw + _VECTOR_SLACK, x.dtype)
         ext = np.empty(length + _VECTOR_SLACK, x.dtype)
         lo, hi = _run_of(jobs, runs, t)
         for job in range(lo, hi):
@@ -306,8 +369,7 @@ def conv2d_forward_depthwise(x, weight, bias, out, geometry):
             _split_phases(phases, rows, x[n, k // multiplier], sh, sw, ph, pw, hq, wq)
             _gather_taps(ext, buffer, offsets, weight[k, 0].reshape(kh * kw), bias[k], False,
                          length)
-            for oh in range(out_h):
-                copy(out[n, k, oh], ext[oh * wq:oh * wq + out_w])
+            _store_rows(out[n, k], ext, wq)
 
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
@@ -365,11 +427,12 @@ def conv2d_grad_weight_depthwise(x, grad_out, grad_weight, geometry):
     for k in prange(out_ch):
         acc = np.zeros(kh * kw, np.float64)
         phases = np.empty(sh * sw * size, x.dtype)
-        rows = np.empty(0 if sw == 2 else hq * wq * sw, x.dtype)  # split_columns needs none
-        ext = np.empty(length, x.dtype)
+        # split_columns needs no row buffer; _pad_rows writes a vector past its rows
+        rows = np.empty(0 if sw == 2 else hq * wq * sw + _VECTOR_SLACK, x.dtype)
+        ext = np.empty(length + _VECTOR_SLACK, x.dtype)  # _extend writes into the slack
         for n in range(batch):
             _split_phases(phases, rows, x[n, k // multiplier], sh, sw, ph, pw, hq, wq)
             _extend(ext, grad_out[n, k], wq)
-            _dot_taps(ext, phases, offsets, acc)
+            _dot_taps(ext[:length], phases, offsets, acc)
         for t in range(kh * kw):
             grad_weight[k, 0, t // kw, t % kw] = acc[t]
