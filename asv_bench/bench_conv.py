@@ -6,7 +6,7 @@ import numpy as np
 
 import numbaconv as nc
 
-from .common import DEVICES, make, require_device, require_torch, sync
+from .common import DEVICES, make, require_device, skip_without_torch, sync, torch_ratios
 from .common import best_of as _best_of
 
 # name: (input shape, weight shape, params); realistic layer shapes, small enough that a
@@ -104,28 +104,27 @@ class VersusTorch:
     timeout = 60
 
     def setup_cache(self):
-        try:
-            torch = require_torch()
-        except NotImplementedError:
-            return {}
-        ratios = {}
-        for layer, (x_shape, w_shape, kw) in LAYERS.items():
-            x, w, b = make("cpu", "float32", x_shape, w_shape, (w_shape[0],))
-            tx, tw, tb = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
-            for which in self.params[1]:
-                ratios[layer, which] = (
-                    _best_of(lambda: _theirs(torch, tx, tw, tb, kw, which))
-                    / _best_of(lambda: _ours(x, w, b, kw, which)))
-        return ratios
+        return torch_ratios(_layer_ratios)
 
     setup_cache.timeout = 900
 
     def setup(self, ratios, layer, which):
-        if not ratios:
-            raise NotImplementedError("PyTorch not installed")
+        skip_without_torch(ratios)
 
     def track_speedup(self, ratios, layer, which):
         return ratios[layer, which]
+
+
+def _layer_ratios(torch):
+    ratios = {}
+    for layer, (x_shape, w_shape, kw) in LAYERS.items():
+        x, w, b = make("cpu", "float32", x_shape, w_shape, (w_shape[0],))
+        tx, tw, tb = (torch.from_numpy(a).requires_grad_() for a in (x, w, b))
+        for which in VersusTorch.params[1]:
+            ratios[layer, which] = (
+                _best_of(lambda: _theirs(torch, tx, tw, tb, kw, which))
+                / _best_of(lambda: _ours(x, w, b, kw, which)))
+    return ratios
 
 
 def _ours(x, w, b, kw, which):

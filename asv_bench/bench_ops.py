@@ -6,7 +6,7 @@ thread count; backward timed alone, with max-pool indices kept from the forward)
 import numbaconv as nc
 from numbaconv.bench import OPS, measure, op_calls
 
-from .common import DEVICES, require_device, require_torch, sync
+from .common import DEVICES, require_device, skip_without_torch, sync, torch_ratios
 
 
 class Ops:
@@ -44,22 +44,21 @@ class OpsVersusTorch:
     timeout = 60
 
     def setup_cache(self):
-        try:
-            torch = require_torch()
-        except NotImplementedError:
-            return {}
-        ratios = {}
-        for name in OPS:
-            ours_f, ours_b, theirs_f, theirs_b = measure(name, repeat=5, torch=torch)
-            ratios[name, "forward"] = theirs_f / ours_f
-            ratios[name, "backward"] = theirs_b / ours_b
-        return ratios
+        return torch_ratios(_ratios)
 
     setup_cache.timeout = 600
 
     def setup(self, ratios, name, which):
-        if not ratios:
-            raise NotImplementedError("PyTorch not installed")
+        skip_without_torch(ratios)
 
     def track_speedup(self, ratios, name, which):
         return ratios[name, which]
+
+
+def _ratios(torch):
+    ratios = {}
+    for name in OPS:
+        ours_f, ours_b, theirs_f, theirs_b = measure(name, repeat=5, torch=torch)
+        ratios[name, "forward"] = theirs_f / ours_f
+        ratios[name, "backward"] = theirs_b / ours_b
+    return ratios

@@ -56,3 +56,19 @@ def numbaconv_threads():
 
     return numba.config.NUMBA_NUM_THREADS
 
+
+def torch_ratios(measure_all):
+    """``measure_all(torch)`` (a dict of speed ratios), or ``{}`` without PyTorch: what a
+    ratio benchmark's ``setup_cache`` returns (asv keys that cache by the function's
+    source line, so each class keeps its own ``setup_cache`` calling this)."""
+    try:
+        torch = require_torch()
+    except NotImplementedError:
+        return {}
+    return measure_all(torch)
+
+
+def skip_without_torch(ratios):
+    """A ratio benchmark's ``setup``: skip when ``setup_cache`` found no PyTorch."""
+    if not ratios:
+        raise NotImplementedError("PyTorch not installed")

@@ -20,7 +20,12 @@ def test_geometric_mean():
     assert np.isnan(bench.geometric_mean([]))
 
 
-@pytest.mark.parametrize("name", ["small 3x3 16->16 32x32 b2", "depthwise 3x3 s2 128 28x28 b8"])
+@pytest.mark.parametrize("name", [
+    "small 3x3 16->16 32x32 b2",
+    # the depthwise kernels compile for ~35 s: in the worker of the other depthwise cases
+    pytest.param("depthwise 3x3 s2 128 28x28 b8",
+                 marks=pytest.mark.xdist_group("depthwise-float32")),
+])
 def test_forward_backward_memory_is_a_small_multiple_of_inputs_and_outputs(name):
     assert bench.peak_memory_ratio(name) < 2.5
 
