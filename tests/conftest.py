@@ -177,8 +177,9 @@ def cuda(monkeypatch):
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups
 def pytest_collection_modifyitems(config, items):
     """Tests that compile the same heavy kernels run in one pytest-xdist worker
-    (``--dist loadgroup``): the CPU cases of one conv algorithm and dtype, and the
-    depthwise stride-phase cases of one dtype.  Spread over two workers, the first two
+    (``--dist loadgroup``): the CPU cases of one conv algorithm and dtype (and the op
+    cases that run on the CPU without one, per dtype), and the depthwise cases of one
+    dtype (a test may name its group itself, as the depthwise memory test does).  Spread over two workers, the first two
     cases of a family started at once and both compiled its kernels (a tiled float64
     family's first two cases took 20-21 s each); in one worker the second loads them
     from the cache.  CUDA cases stay spread: the simulator compiles nothing."""
