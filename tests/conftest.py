@@ -174,31 +174,35 @@ def cuda(monkeypatch):
     small_cuda_launches(monkeypatch)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the groups
-def pytest_collection_modifyitems(config, items):
+def pytest_itemcollected(item):
     """Tests that compile the same heavy kernels run in one pytest-xdist worker
     (``--dist loadgroup``): the CPU cases of one conv algorithm and dtype (and the op
     cases that run on the CPU without one, per dtype), and the depthwise cases of one
-    dtype (a test may name its group itself, as the depthwise memory test does).  Spread over two workers, the first two
-    cases of a family started at once and both compiled its kernels (a tiled float64
-    family's first two cases took 20-21 s each); in one worker the second loads them
-    from the cache.  CUDA cases stay spread: the simulator compiles nothing."""
+    dtype (a test may name its group itself, as the depthwise memory test does).
+    Spread over two workers, the first two cases of a family started at once and both
+    compiled its kernels (a tiled float64 family's first two cases took 20-21 s each);
+    in one worker the second loads them from the cache.  CUDA cases stay spread: the
+    simulator compiles nothing.
+
+    Marked as each test is collected, before pytest-xdist reads the groups (in its
+    ``pytest_collection_modifyitems``).  pytest-xdist 3.8 groups a test by rewriting
+    its node id, which pytest 9.2 no longer reads: there the groups do nothing, hence
+    the test extra's ``pytest<9.2`` and ``test_args.py``'s check that they group."""
     import numpy as np
 
-    for item in items:
-        spec = getattr(item, "callspec", None)
-        if spec is None or item.get_closest_marker("xdist_group"):
-            continue
-        params = spec.params
-        dtype = params.get("dtype")
-        dtype = np.dtype(dtype).name if dtype is not None else "any"
-        algorithm = str(params.get("device", params.get("conv_algorithm", "")))
-        if algorithm.startswith("cuda"):
-            continue
-        if algorithm:
-            group = f"{algorithm.removeprefix('cpu-')}-{dtype}"
-        elif "depthwise" in item.originalname:
-            group = f"depthwise-{dtype}"
-        else:
-            continue
-        item.add_marker(pytest.mark.xdist_group(group))
+    spec = getattr(item, "callspec", None)
+    if spec is None or item.get_closest_marker("xdist_group"):
+        return
+    params = spec.params
+    dtype = params.get("dtype")
+    dtype = np.dtype(dtype).name if dtype is not None else "any"
+    algorithm = str(params.get("device", params.get("conv_algorithm", "")))
+    if algorithm.startswith("cuda"):
+        return
+    if algorithm:
+        group = f"{algorithm.removeprefix('cpu-')}-{dtype}"
+    elif "depthwise" in item.originalname:
+        group = f"depthwise-{dtype}"
+    else:
+        return
+    item.add_marker(pytest.mark.xdist_group(group))
