@@ -196,13 +196,17 @@ def test_blocked_matches_the_oracle_across_jobs(x_shape, w_shape, params, dtype,
     ((1, 2, 4, 4), 1, dict(stride=2, padding=3)),                    # pads past the input
     ((2, 2, 5, 37), 1, dict(padding=1)),                  # rows of several vectors
     ((1, 2, 6, 40), 2, dict(stride=(1, 3), padding=(1, 2), dilation=(1, 2))),
+    # more planes than the kernels' runs (_RUNS): a run's buffers serve several planes
+    ((3, 48, 6, 5), 1, dict(padding=1)),
+    ((3, 48, 7, 9), 1, dict(stride=(2, 3), padding=(1, 2))),
 ])
 def test_depthwise_matches_the_oracle_across_stride_phases(x_shape, mult, params, dtype,
                                                             rng, monkeypatch):
     """The depthwise kernels' stride-phase split (row phases assembled by whole rows,
     then split into column phases by one flat pass) and its adjoint, on strides 1-3,
-    dilations, pads that reach past the input, and rows shorter and longer than a
-    vector (whose passes run in whole vectors), forward and both gradients."""
+    dilations, pads that reach past the input, rows shorter and longer than a vector
+    (whose passes run in whole vectors), and more planes than runs (each run reusing
+    its buffers), forward and both gradients."""
     from numbaconv._args import conv_spec
     from numbaconv.dispatch import choose_conv_algorithm
 

@@ -331,8 +331,8 @@ def _gather_taps(out, src, shifts, taps, start, accumulate, size):
 
 # planes are handed out in at most this many runs of consecutive planes, each with its
 # buffers allocated once: per plane, three allocations cost as much as a small plane's
-# work; enough runs to balance any thread count numba runs (a kernel that asked numba
-# for its thread count could not be cached)
+# work; enough runs to balance up to 128 threads (a kernel that asked numba for its
+# thread count could not be cached)
 _RUNS = 128
 
 
