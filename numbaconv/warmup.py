@@ -230,6 +230,7 @@ def recorded_compiles(claims: Claims, calls: list):
 SLOW_FIRST = (
     "cpu.conv.tiled._grad_weight_tiles",
     "cpu.conv.tiled._forward_tiles",
+    "cpu.conv.tiled._forward_runs",
     "cpu.conv.depthwise",
     "cpu.pool.max_pool2d_forward",
     "cpu.conv.blocked",

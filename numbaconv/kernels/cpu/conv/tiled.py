@@ -15,14 +15,15 @@ row is then built without bounds checks, each kernel row one contiguous run of
 ``(G, K_g, R*S*C_g)`` in the same ``(r, s, c)`` order.  The product runs :mod:`..gemm`'s
 dot-product blocks on the tile while it sits in the thread's cache: no whole-chunk
 column buffer goes to memory and back, and no BLAS call, so numba's thread pool never
-hands the cores to OpenBLAS's.  On AVX-512 hosts (``config.TILED_IN_PLACE``), a job
-whose pixels and output channels come in whole blocks of 4 builds no tile at all:
-``gemm.block_runs`` reads each pixel's kernel rows as runs straight from the frame,
-which skips the tile's copy.  Only runs of whole vectors (dilation 1 along W, kW*C_g a
-multiple of 16 in float32) go in place: a ragged run's tail vector costs a full step,
-and the tile wins there (measured: docs/benchmarks/cpu.md, "Kernel measurements").
-Tiles are near-equal in size (:func:`_even_tiles`).  Each thread owns one tile buffer
-(``tiles[t]``) and a fixed share of the jobs; every output entry is one dot product in
+hands the cores to OpenBLAS's.  On AVX-512 hosts (``config.TILED_IN_PLACE``), a conv
+whose output channels come in whole blocks of 4 and whose kernel rows are runs of
+whole vectors (dilation 1 along W, kW*C_g a multiple of 16 in float32) builds no tile
+at all (:func:`_forward_runs`): ``gemm.block_runs`` reads each pixel's kernel rows as
+runs straight from the frame, which skips the tile's copy.  The two are separate
+kernels so that a process compiles only the one its layers run (the tile kernel
+compiles in ~4.5 s, the in-place one in ~2.5 s, the two as one kernel in ~6.5 s).
+Tiles are near-equal in size (:func:`_even_tiles`).  Each thread owns a fixed share of
+the jobs (and one tile buffer, ``tiles[t]``); every output entry is one dot product in
 a fixed order: deterministic.
 
 Backward:
@@ -149,21 +150,21 @@ def _even_tiles(length, most):
     return count, min((size + BLOCK - 1) // BLOCK * BLOCK, most)
 
 
+@njit(inline="always")
+def _jobs(out, groups, most, threads):
+    """The forward's jobs: one image, one group, near-equal tiles of at most ``most``
+    output pixels (:func:`_even_tiles`).  Returns (jobs, tiles per image, pixels per tile)."""
+    per_image, tile_pixels = _even_tiles(out.shape[2] * out.shape[3], most)
+    return out.shape[0] * groups * per_image, per_image, tile_pixels
+
+
 @njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
-def _forward_tiles(xg, wp, bias, out, tiles, geometry, kh, kw, in_place):
+def _forward_tiles(xg, wp, bias, out, tiles, geometry, kh, kw):
     # xg (N, G, H', W'*C_g) framed channels-last; wp (G, K_g, kh*kw*C_g); out (N, K, OH, OW)
     groups, k_g = wp.shape[0], wp.shape[1]
-    batch, out_h, out_w = out.shape[0], out.shape[2], out.shape[3]
-    length = out_h * out_w
+    out_w, length = out.shape[3], out.shape[2] * out.shape[3]
     threads = tiles.shape[0]
-    per_image, tile_pixels = _even_tiles(length, tiles.shape[1])
-    jobs = batch * groups * per_image
-    sh, sw, ph, pw, dh, dw, _ = geometry
-    c_g = wp.shape[2] // (kh * kw)
-    run = kw * c_g
-    # runs of whole vectors only: a run's tail vector costs a full step, so ragged runs
-    # are faster from the tile (measured: docs/benchmarks/cpu.md, "Kernel measurements")
-    in_place = in_place and dw == 1 and k_g % BLOCK == 0 and run % simd.lanes(wp) == 0
+    jobs, per_image, tile_pixels = _jobs(out, groups, tiles.shape[1], threads)
     for t in prange(threads):
         tile = tiles[t]
         for job in range(t, jobs, threads):
@@ -174,25 +175,61 @@ def _forward_tiles(xg, wp, bias, out, tiles, geometry, kh, kw, in_place):
             c = out[n].reshape(out.shape[1], length)[g * k_g:(g + 1) * k_g, p0:p0 + count]
             for m in range(k_g):
                 fill(c[m], bias[g * k_g + m])
-            if in_place and count % BLOCK == 0:
-                # the receptive fields read in place from the frame, one run per kernel
-                # row; 4 weight rows stay in L1 while the frame (in L2) streams past
-                frame = xg[n, g]
+            _fill_tile(xg, n, g, p0, count, tile, geometry, kh, kw, out_w)
+            # 4 weight rows stay in L1 while the tile (in L2) streams past them
+            for m0 in range(0, k_g, BLOCK):
+                for i0 in range(0, count, BLOCK):
+                    block(w, m0, tile, i0, c, m0, i0, k_g, count)
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
+def _forward_runs(xg, wp, bias, out, geometry, kh, kw, threads, most):
+    """The forward of :func:`_forward_tiles` with no tile: each block of 4 pixels x 4
+    output channels reads the pixels' kernel rows as runs straight from the frame
+    (``gemm.block_runs``); 4 weight rows stay in L1 while the frame (in L2) streams
+    past.  For runs of whole vectors and whole blocks of output channels only
+    (:func:`_in_place`).  A tile's last block, where its pixels do not fill one, repeats
+    its last pixel into a 4x4 buffer and adds the real columns from there."""
+    groups, k_g = wp.shape[0], wp.shape[1]
+    out_w, length = out.shape[3], out.shape[2] * out.shape[3]
+    jobs, per_image, tile_pixels = _jobs(out, groups, most, threads)
+    sh, sw, ph, pw, dh, _, _ = geometry
+    c_g = wp.shape[2] // (kh * kw)
+    run = kw * c_g
+    for t in prange(threads):
+        edge = np.zeros((BLOCK, BLOCK), wp.dtype)
+        for job in range(t, jobs, threads):
+            n, g = job // (groups * per_image), (job // per_image) % groups
+            p0 = (job % per_image) * tile_pixels
+            count = min(tile_pixels, length - p0)
+            w = wp[g]
+            frame = xg[n, g]
+            c = out[n].reshape(out.shape[1], length)[g * k_g:(g + 1) * k_g, p0:p0 + count]
+            for m in range(k_g):
+                fill(c[m], bias[g * k_g + m])
+            whole = count - count % BLOCK
+            for m0 in range(0, k_g, BLOCK):
+                for i0 in range(0, whole, BLOCK):
+                    p = p0 + i0
+                    r0, c0 = _run_start(p, out_w, sh, sw, ph, pw, c_g)
+                    r1, c1 = _run_start(p + 1, out_w, sh, sw, ph, pw, c_g)
+                    r2, c2 = _run_start(p + 2, out_w, sh, sw, ph, pw, c_g)
+                    r3, c3 = _run_start(p + 3, out_w, sh, sw, ph, pw, c_g)
+                    block_runs(w, m0, frame, (r0, r1, r2, r3), (c0, c1, c2, c3), c, m0, i0,
+                               kh, run, dh)
+            if whole < count:  # 1-3 pixels left: the last one repeated to a block, in edge
+                p, last = p0 + whole, count - 1 - whole
+                r0, c0 = _run_start(p, out_w, sh, sw, ph, pw, c_g)
+                r1, c1 = _run_start(p + min(1, last), out_w, sh, sw, ph, pw, c_g)
+                r2, c2 = _run_start(p + min(2, last), out_w, sh, sw, ph, pw, c_g)
+                r3, c3 = _run_start(p + last, out_w, sh, sw, ph, pw, c_g)
                 for m0 in range(0, k_g, BLOCK):
-                    for i0 in range(0, count, BLOCK):
-                        p = p0 + i0
-                        r0, c0 = _run_start(p, out_w, sh, sw, ph, pw, c_g)
-                        r1, c1 = _run_start(p + 1, out_w, sh, sw, ph, pw, c_g)
-                        r2, c2 = _run_start(p + 2, out_w, sh, sw, ph, pw, c_g)
-                        r3, c3 = _run_start(p + 3, out_w, sh, sw, ph, pw, c_g)
-                        block_runs(w, m0, frame, (r0, r1, r2, r3), (c0, c1, c2, c3), c, m0, i0,
-                                   kh, run, dh)
-            else:
-                _fill_tile(xg, n, g, p0, count, tile, geometry, kh, kw, out_w)
-                # 4 weight rows stay in L1 while the tile (in L2) streams past them
-                for m0 in range(0, k_g, BLOCK):
-                    for i0 in range(0, count, BLOCK):
-                        block(w, m0, tile, i0, c, m0, i0, k_g, count)
+                    fill(edge.reshape(BLOCK * BLOCK), edge.dtype.type(0))
+                    block_runs(w, m0, frame, (r0, r1, r2, r3), (c0, c1, c2, c3), edge, 0, 0,
+                               kh, run, dh)
+                    for i in range(BLOCK):
+                        for j in range(last + 1):
+                            c[m0 + i, whole + j] += edge[i, j]
 
 
 L2_PANEL = 65536  # values of a product's re-read operand kept in L2 (256 KiB in float32)
@@ -222,15 +259,28 @@ def _framed(x, groups, rows, cols):
     return xg
 
 
+def _in_place(packed, kh, kw, dw):
+    """Whether the forward reads receptive fields in place (:func:`_forward_runs`): on
+    AVX-512 hosts (``config.TILED_IN_PLACE``), at dilation 1 along W, output channels
+    in whole blocks of 4 and runs of ``kW * C_g`` values in whole vectors.  A ragged
+    run's tail vector costs a full step: the tile is faster there (measured:
+    docs/benchmarks/cpu.md, "Kernel measurements")."""
+    run = packed.shape[2] // kh
+    return (config.TILED_IN_PLACE and simd.WIDE and dw == 1 and packed.shape[1] % BLOCK == 0
+            and run % (simd.VECTOR_BYTES // packed.itemsize) == 0)
+
+
 def _run(xg, origin, packed, bias, out, geometry, kh, kw):
     """The tiled forward of ``geometry`` on ``xg``, a frame whose first row and column
     are input position ``origin``."""
     sh, sw, ph, pw, dh, dw, groups = geometry
-    tiles = scratch("tiles", (numba.get_num_threads(), config.TILED_PIXELS, packed.shape[2]),
-                    xg.dtype)
-    _forward_tiles(xg, packed, bias, out, tiles,
-                   (sh, sw, ph + origin[0], pw + origin[1], dh, dw, groups), kh, kw,
-                   config.TILED_IN_PLACE and simd.WIDE)
+    framed = (sh, sw, ph + origin[0], pw + origin[1], dh, dw, groups)
+    threads = numba.get_num_threads()
+    if _in_place(packed, kh, kw, dw):
+        _forward_runs(xg, packed, bias, out, framed, kh, kw, threads, config.TILED_PIXELS)
+        return
+    tiles = scratch("tiles", (threads, config.TILED_PIXELS, packed.shape[2]), xg.dtype)
+    _forward_tiles(xg, packed, bias, out, tiles, framed, kh, kw)
 
 
 def conv2d_forward_tiled(x, weight, bias, out, geometry):
