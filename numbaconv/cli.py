@@ -111,7 +111,8 @@ def _warmup(args) -> int:
     print(f"numbaconv warmup: compiling the kernels of {what} ({args.dtype}) in "
           f"{args.jobs or 'one per core'} processes", file=sys.stderr)
     try:
-        result = warmup(workload, args.model, args.dtype, args.jobs, force=args.force)
+        result = warmup(workload, args.model, args.dtype, args.jobs, force=args.force,
+                        check=args.check)
     except (ValueError, RuntimeError) as exc:
         print(f"numbaconv warmup: {exc}", file=sys.stderr)
         return 2 if isinstance(exc, ValueError) else 1
@@ -322,6 +323,10 @@ def main(argv=None) -> int:
                       help="processes (default: the number of cores, at most 4)")
     warm.add_argument("--force", action="store_true",
                       help="compile again even if this workload was warmed before")
+    warm.add_argument("--check", action="store_true",
+                      help="always end with a fresh process that runs the workload from "
+                           "the cache (otherwise only where a worker stopped early or a "
+                           "kernel did not read back)")
     _add_plot_parser(sub, sorted(MODELS))
     from .models import ALL
 

@@ -11,9 +11,12 @@ compiles the recorded kernels, each under a claim (a lock file per kernel and si
 created exclusively in a folder the workers share), skipping those another worker has
 claimed, slowest first (a short list of the kernels known to compile slowest, then call
 order): longest-first list scheduling, so no worker starts a long compile while the
-others run out of work.  At the end one more pass in a fresh process runs the workload
-for real, loading everything from the cache, and compiles whatever the recording
-missed (nothing so far), so the cache is complete whatever happened in the workers.
+others run out of work.  A worker reads each kernel it compiled back from the disk cache
+(numba only warns when a save fails).  Where a worker stopped early or a kernel did not
+read back (or when asked: ``check=True``, ``numbaconv warmup --check``), one more pass
+in a fresh process runs the workload for real, loading everything from the cache, and
+compiles whatever is missing, so the cache is complete whatever happened in the
+workers; otherwise that pass (~1 s of a ~15 s warm-up on 2 cores) is skipped.
 
 Safe with several processes: numba writes each cache file to a temporary name and
 renames it into place, and numbaconv saves into a kernel's index under an exclusive
@@ -110,7 +113,8 @@ def _returns_value(py_func) -> bool:
 
 class Claims:
     """The shared folder: ``<key>.lock`` while a worker compiles a kernel, ``<key>.done``
-    once one has, ``<key>.seen`` when any worker met it (the progress bar's total)."""
+    once one has, ``<key>.seen`` when any worker met it (the progress bar's total),
+    ``<key>.unsaved`` when the compiled kernel did not read back from the disk cache."""
 
     def __init__(self, folder):
         self.folder = Path(folder)
@@ -181,14 +185,29 @@ def _claim_name(dispatcher, sig):
     return f"{_kernel_key(dispatcher)}@{hashlib.sha1(str(sig).encode()).hexdigest()[:8]}"
 
 
-def _compile(claims: Claims, name, dispatcher, build):
-    """Run ``build`` (a compile of ``dispatcher``, or a call that compiles it) under the
-    claim ``name``, which records whether it compiled or loaded from the cache."""
-    misses = sum(dispatcher.stats.cache_misses.values())
+def _saved(dispatcher, sig) -> bool:
+    """Whether ``dispatcher``'s variant for argument types ``sig`` reads back from the
+    disk cache (numba only warns when a save fails)."""
     try:
-        return build()
+        return dispatcher._cache.load_overload(sig, dispatcher.targetctx) is not None
+    except Exception:  # noqa: BLE001 - unreadable counts as unsaved: the check pass runs
+        return False
+
+
+def _compile(claims: Claims, name, dispatcher, sig, build):
+    """Run ``build`` (a compile of ``dispatcher`` for ``sig``, or a call that compiles it)
+    under the claim ``name``, which records whether it compiled or loaded from the cache;
+    what it compiled is read back from the disk cache (``<name>.unsaved`` if not)."""
+    misses = sum(dispatcher.stats.cache_misses.values())
+    compiled = False
+    try:
+        result = build()
+        compiled = sum(dispatcher.stats.cache_misses.values()) > misses
+        if compiled and not _saved(dispatcher, sig):
+            claims.mark(name, "unsaved")
+        return result
     finally:
-        claims.release(name, sum(dispatcher.stats.cache_misses.values()) > misses)
+        claims.release(name, compiled or sum(dispatcher.stats.cache_misses.values()) > misses)
 
 
 def recorded_compiles(claims: Claims, calls: list):
@@ -213,7 +232,7 @@ def recorded_compiles(claims: Claims, calls: list):
         if returns[key]:  # its result is used: compile it now, or wait for whoever does
             while not claims.take(name):
                 claims.wait(name)
-            return _compile(claims, name, self, lambda: original(self, *args))
+            return _compile(claims, name, self, sig, lambda: original(self, *args))
         if (self, sig) not in calls:
             calls.append((self, sig))
         _zero_arrays(args)
@@ -270,7 +289,7 @@ def worker(claims_dir, workload, model, dtype, names):
     for dispatcher, sig in _order(calls):
         name = _claim_name(dispatcher, sig)
         if not claims.has(name, "done") and claims.take(name):
-            _compile(claims, name, dispatcher, lambda: dispatcher.compile(sig))
+            _compile(claims, name, dispatcher, sig, lambda: dispatcher.compile(sig))
 
 
 def check(workload, model, dtype, names):
@@ -307,14 +326,14 @@ def _stamp_path(workload, model, dtype, names, env):
 
 
 def warmup(workload="train", model="cnn", dtype="float32", jobs=None, names=None,
-           stream=sys.stderr, env=None, force=False):
+           stream=sys.stderr, env=None, force=False, check=False):
     """Compile the kernels of ``workload`` into the cache with ``jobs`` processes (default:
     the CPU count, at most 4).  Returns ``{"kernels", "seconds", "check_compiled",
-    "owners", "already"}``: how many kernels are cached, the wall time, what the last
-    pass still had to compile, which worker (pid) compiled each kernel (0: a worker
-    loaded it from the cache), and whether a
-    stamp from an earlier warm-up of the same sources made it return at once (unless
-    ``force``)."""
+    "owners", "already"}``: how many kernels are cached, the wall time, what the fresh
+    check pass still had to compile (None where it did not run: every worker finished
+    and every kernel read back, and ``check`` is false), which worker (pid) compiled
+    each kernel (0: a worker loaded it from the cache), and whether a stamp from an
+    earlier warm-up of the same sources made it return at once (unless ``force``)."""
     if workload not in WORKLOADS:
         raise ValueError(f"workload: expected one of {WORKLOADS}; got {workload!r}")
     if dtype not in ("float32", "float64"):
@@ -352,17 +371,20 @@ def warmup(workload="train", model="cnn", dtype="float32", jobs=None, names=None
                 failed.append(text[-2000:])
             log.close()
         owners = claims.owners()
+        unsaved = claims.count("unsaved")
     if stream is not None:
         stream.write("\n")
     for tail in failed:  # a skipped call broke a worker: the check pass still completes it
         print(f"numbaconv warmup: a worker stopped early:\n{tail}", file=sys.stderr)
-    out = subprocess.run([sys.executable, "-m", "numbaconv.warmup", "check", workload,
-                          model, dtype, names], env=env, capture_output=True,
-                         text=True, check=False)
-    if out.returncode:
-        raise RuntimeError(f"numbaconv warmup: the workload failed:\n{out.stderr[-2000:]}")
-    compiled = json.loads(out.stdout.strip().splitlines()[-1])["compiled"]
-    kernels = len(set(owners) | {f"numbaconv.kernels.{name}" for name in compiled})
+    compiled = None
+    if check or failed or unsaved:
+        out = subprocess.run([sys.executable, "-m", "numbaconv.warmup", "check", workload,
+                              model, dtype, names], env=env, capture_output=True,
+                             text=True, check=False)
+        if out.returncode:
+            raise RuntimeError(f"numbaconv warmup: the workload failed:\n{out.stderr[-2000:]}")
+        compiled = json.loads(out.stdout.strip().splitlines()[-1])["compiled"]
+    kernels = len(set(owners) | {f"numbaconv.kernels.{name}" for name in compiled or ()})
     try:
         stamp.parent.mkdir(parents=True, exist_ok=True)
         stamp.write_text(str(kernels))

@@ -1,8 +1,12 @@
 """``numbaconv warmup``: parallel worker processes fill an empty JIT cache, each kernel
 compiled once, by whichever worker claims it; a fresh process then compiles nothing."""
 
+import json
 import os
+import subprocess
+import sys
 
+import numpy as np
 import pytest
 
 from numbaconv import warmup as W
@@ -13,7 +17,12 @@ def test_workers_share_the_kernels_and_leave_nothing_to_compile(tmp_path):
     # max-pool's forward compiles for ~4 s: the other worker meanwhile takes the rest
     names = ["max_pool2d", "channel_shuffle", "pad reflect"]
     result = W.warmup("ops", dtype="float32", jobs=2, names=names, stream=None, env=env)
-    assert result["check_compiled"] == []  # the last, fresh pass loaded everything
+    assert result["check_compiled"] is None  # every kernel read back: no fresh pass
+    # a fresh process running the workload from the cache compiles nothing
+    out = subprocess.run([sys.executable, "-m", "numbaconv.warmup", "check", "ops", "cnn",
+                          "float32", ",".join(names)], env=env, capture_output=True,
+                         text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1])["compiled"] == []
     owners = result["owners"]
     assert {"numbaconv.kernels.cpu.shuffle.channel_shuffle",
             "numbaconv.kernels.cpu.pad.pad2d_forward",
@@ -43,6 +52,31 @@ def test_a_kernel_whose_result_is_used_is_awaited_not_skipped():
     assert not W._returns_value(writes)
     assert W._returns_value(returns)
     assert not W._returns_value(nested_only)
+
+
+def test_a_compiled_kernel_is_read_back_from_the_disk_cache(tmp_path, monkeypatch):
+    """What decides whether the fresh check pass runs: a kernel saved to the disk cache
+    reads back; one that never reached it (numba only warns when a save fails) does
+    not."""
+    import numba
+
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path))
+
+    def twice(a):
+        return a * 2
+
+    cached, uncached = numba.njit(cache=True)(twice), numba.njit(twice)
+    x = np.ones(3)
+    sig = (numba.typeof(x),)
+    cached(x), uncached(x)
+    assert W._saved(cached, sig)
+    assert not W._saved(uncached, sig)
+
+
+def test_the_fresh_check_pass_runs_when_asked(tmp_path):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
+    result = W.warmup("conv2d", jobs=1, stream=None, env=env, check=True)
+    assert result["check_compiled"] == [] and result["kernels"] >= 1
 
 
 def test_claims_are_exclusive(tmp_path):
