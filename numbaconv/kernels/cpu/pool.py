@@ -34,23 +34,23 @@ def _tap_range(o, in_len, out_len, k, stride, pad, dil, adaptive):
     return start, step, lo, hi
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def max_pool2d_forward(x, out, indices, geometry):
-    # n c h w -> n c oh ow (values), n c oh ow (flat arg-max per plane, int64)
+@njit(cache=True, nogil=True)
+def _max_pool_planes(x, out, indices, geometry, first, stop):
+    # planes first .. stop-1 (flat n*C + c) of max_pool2d_forward, on the calling thread
     # Separable: the max of each row's window first, then the max over the rows.  Same
     # scan rule in both passes (strictly greater, or NaN: the first maximum and the last
     # NaN win), so value and index equal a row-major scan of the window.  A window with
     # no tap inside the input (padding and dilation can make one) gives -inf, index -1.
-    batch, ch, in_h, in_w = x.shape
+    ch, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
     kh, kw, sh, sw, ph, pw, dh, dw, _, _, adaptive = geometry
     lowest = x.dtype.type(-np.inf)
-    for job in prange(batch * ch):
+    row_max = np.empty((in_h, out_w), x.dtype)  # allocated once for all the planes
+    row_arg = np.empty((in_h, out_w), np.int64)
+    for job in range(first, stop):
         n = job // ch
         c = job % ch
         plane = x[n, c]
-        row_max = np.empty((in_h, out_w), x.dtype)
-        row_arg = np.empty((in_h, out_w), np.int64)
         for ih in range(in_h):
             row = plane[ih]
             for ow in range(out_w):
@@ -85,6 +85,21 @@ def max_pool2d_forward(x, out, indices, geometry):
                     take = (v > best_row[ow]) | (v != v)
                     best_row[ow] = v if take else best_row[ow]
                     arg_row[ow] = args[ow] if take else arg_row[ow]
+
+
+_RUNS = 128  # runs of planes: a run's buffers serve all its planes; enough for 128 threads
+
+
+@njit(parallel=True, cache=True, nogil=True)
+def max_pool2d_forward(x, out, indices, geometry):
+    # n c h w -> n c oh ow (values), n c oh ow (flat arg-max per plane, int64).  A small
+    # parallel driver over a serial kernel: it compiles in ~3.2 s where the same loop
+    # inlined in the parallel region took ~4 s (docs/benchmarks/cpu.md, "Compile time")
+    planes = x.shape[0] * x.shape[1]
+    runs = min(planes, _RUNS)
+    for t in prange(runs):
+        _max_pool_planes(x, out, indices, geometry, t * planes // runs,
+                         (t + 1) * planes // runs)
 
 
 def global_avg_pool2d_forward(x, out, geometry, count_include_pad, divisor_override):
