@@ -145,8 +145,10 @@ def _block_vector(a, m0, b, n0, c, cm, cn):
 
 
 # explicit vectors where the host has AVX-512's 32 registers (16 accumulators + 8 loads);
-# with 16 registers (AVX2) they would spill, and LLVM's own choice is kept
-_block_into = _block_vector if simd.WIDE else _block_scalar
+# with 16 registers (AVX2) they would spill, and LLVM's own choice is kept.  ``whole_block``
+# is the 4x4 step of a product whose operands' rows come in whole blocks of 4 (callers
+# pad them with zero rows), which then needs no edge code
+whole_block = _block_vector if simd.WIDE else _block_scalar
 
 
 @njit(inline="always", fastmath=CPU_FASTMATH)
@@ -154,7 +156,7 @@ def block(a, m0, b, n0, c, cm, cn, rows, cols):
     """``c[cm:cm+4, cn:cn+4] += a[m0:m0+4] @ b[n0:n0+4].T`` clipped to a ``rows x cols``
     product: the register block when whole, single dot products at the edges."""
     if m0 + BLOCK <= rows and n0 + BLOCK <= cols:
-        _block_into(a, m0, b, n0, c, cm, cn)
+        whole_block(a, m0, b, n0, c, cm, cn)
     else:
         _dots(a, m0, b, n0, c, cm, cn, min(BLOCK, rows - m0), min(BLOCK, cols - n0))
 

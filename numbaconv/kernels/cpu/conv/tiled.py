@@ -51,7 +51,7 @@ from numba import njit, prange
 from .... import config
 from ....config import CPU_FASTMATH
 from .. import simd
-from ..gemm import BLOCK, block, block_runs
+from ..gemm import BLOCK, block, block_runs, whole_block
 from ..im2col import plane_to_columns
 from ..rows import copy, fill, frame_span
 from ..workspace import scratch
@@ -365,29 +365,37 @@ def conv2d_grad_input_tiled(grad_out, weight, grad_in, geometry):
 
 @njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
 def _grad_weight_tiles(x, dy, partials, work, geometry, kh, kw, out_w, chunk_rows):
-    """``partials[t]``: thread ``t``'s share of the grad weight, ``(G, K_g, C_g*kh*kw)``.
+    """``partials[t]``: thread ``t``'s share of the grad weight, ``(G, K_g, C_g*kh*kw)``
+    padded with zeros to whole blocks of 4 along both matrix axes.
 
     A job is one group and ``chunk_rows`` output rows of the batch (the rows of all
     images in a row, so small images still make long jobs): it copies those rows of
     ``grad_out`` (``K_g`` x pixels) and builds the matching im2col columns
-    (``C_g*kh*kw`` x pixels) in the thread's ``work`` buffer, then adds their product
-    over the pixels (``gemm``'s dot-product blocks) into the thread's partial sum."""
+    (``C_g*kh*kw`` x pixels) in the thread's ``work`` buffer, each padded with zero rows
+    to a whole block, then adds their product over the pixels (``gemm``'s 4x4
+    dot-product blocks, whole ones only: no edge code) into the thread's partial sum."""
     sh, sw, ph, pw, dh, dw, groups = geometry
-    threads, k_g, rows = partials.shape[0], partials.shape[2], partials.shape[3]
-    c_g = rows // (kh * kw)
+    threads, k_pad, rows_pad = partials.shape[0], partials.shape[2], partials.shape[3]
+    c_g = x.shape[1] // groups
+    k_g, rows = dy.shape[1] // groups, c_g * kh * kw
     batch, out_len = dy.shape[0], dy.shape[2]
     out_h = out_len // out_w
     total = batch * out_h  # output rows of the whole batch
     per_group = (total + chunk_rows - 1) // chunk_rows
+    zero = partials.dtype.type(0)
     for t in prange(threads):
         partial = partials[t]
-        fill(partial.reshape(partial.size), partial.dtype.type(0))
+        fill(partial.reshape(partial.size), zero)
         for job in range(t, groups * per_group, threads):
             g, q0 = job // per_group, (job % per_group) * chunk_rows
             q1 = min(q0 + chunk_rows, total)
             length = (q1 - q0) * out_w
-            a = work[t, :k_g * length].reshape(k_g, length)
-            flat = work[t, k_g * length:(k_g + rows) * length]
+            a = work[t, :k_pad * length].reshape(k_pad, length)
+            flat = work[t, k_pad * length:(k_pad + rows_pad) * length]
+            # the pad rows only make entries of partial that are never read; zeroed so
+            # that no stale value (a denormal is slow) enters the arithmetic
+            fill(a[k_g:].reshape((k_pad - k_g) * length), zero)
+            fill(flat[rows * length:], zero)
             q = q0
             while q < q1:  # one image's rows at a time
                 n, oh0 = q // out_h, q % out_h
@@ -399,14 +407,14 @@ def _grad_weight_tiles(x, dy, partials, work, geometry, kh, kw, out_w, chunk_row
                 for c in range(c_g):
                     plane_to_columns(x[n, g * c_g + c], c, flat, length, at, columns)
                 q += count
-            b = flat.reshape(rows, length)
+            b = flat.reshape(rows_pad, length)
             # GEMM cache blocking: a panel of grad_out rows stays in L2 (the rows that
             # fit in L2_PANEL values), 4 column rows at a time in L1 stream past it
             panel = max(BLOCK, L2_PANEL // length // BLOCK * BLOCK)
-            for mp in range(0, k_g, panel):
-                for i0 in range(0, rows, BLOCK):
-                    for m0 in range(mp, min(mp + panel, k_g), BLOCK):
-                        block(a, m0, b, i0, partial[g], m0, i0, k_g, rows)
+            for mp in range(0, k_pad, panel):
+                for i0 in range(0, rows_pad, BLOCK):
+                    for m0 in range(mp, min(mp + panel, k_pad), BLOCK):
+                        whole_block(a, m0, b, i0, partial[g], m0, i0)
 
 
 def conv2d_grad_weight_tiled(x, grad_out, grad_weight, geometry):
@@ -429,9 +437,12 @@ def conv2d_grad_weight_tiled(x, grad_out, grad_weight, geometry):
     # maps would otherwise be one job on one thread
     per_group = -(-threads // groups)
     chunk_rows = max(1, min(pixels // out_w, -(-batch * out_h // per_group)))
-    partials = scratch("partials", (threads, groups, out_ch // groups, rows), grad_weight.dtype)
+    k_g = out_ch // groups
+    k_pad, rows_pad = -(-k_g // BLOCK) * BLOCK, -(-rows // BLOCK) * BLOCK  # whole blocks
+    partials = scratch("partials", (threads, groups, k_pad, rows_pad), grad_weight.dtype)
     pixels = min(chunk_rows, batch * out_h) * out_w
-    work = scratch("grad_tiles", (threads, (out_ch // groups + rows) * pixels), grad_weight.dtype)
+    work = scratch("grad_tiles", (threads, (k_pad + rows_pad) * pixels), grad_weight.dtype)
     _grad_weight_tiles(x, grad_out.reshape(batch, out_ch, out_h * out_w), partials, work,
                        geometry, kh, kw, out_w, chunk_rows)
-    np.sum(partials, axis=0, out=grad_weight.reshape(groups, out_ch // groups, rows))
+    np.sum(partials[:, :, :k_g, :rows], axis=0,
+           out=grad_weight.reshape(groups, k_g, rows))
