@@ -85,9 +85,9 @@ def batch_norm_backward(g, xhat, weight, inv_std, mean_g, mean_gx, gx):
 @njit(cache=True, nogil=True)
 def cross_entropy_rows(logits, target, scale, grad, stats):
     # per row: loss and hit in stats, gradient in grad (kernels/_elementwise.py).  On the
-    # calling thread: the logits are tiny next to the network that made them (batch 256
-    # x 1000 classes: 1.7-2.2 ms, where two threads took 1.1), and a serial kernel
-    # compiles in 0.3 s against 0.8-1.0 (docs/benchmarks/cpu.md, "Compile time")
+    # calling thread: the logits are tiny next to the network that made them, and a
+    # serial kernel compiles in a third of the time (docs/benchmarks/cpu.md, "Compile
+    # time")
     for i in range(logits.shape[0]):
         _cross_entropy_row(logits, target, scale, grad, stats, i)
 

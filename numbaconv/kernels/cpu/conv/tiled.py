@@ -20,8 +20,9 @@ whose output channels come in whole blocks of 4 and whose kernel rows are runs o
 whole vectors (dilation 1 along W, kW*C_g a multiple of 16 in float32) builds no tile
 at all (:func:`_forward_runs`): ``gemm.block_runs`` reads each pixel's kernel rows as
 runs straight from the frame, which skips the tile's copy.  The two are separate
-kernels so that a process compiles only the one its layers run (the tile kernel
-compiles in ~4.5 s, the in-place one in ~2.5 s, the two as one kernel in ~6.5 s).
+kernels so that a process compiles only the one its layers run (each compiles in about
+two thirds of the time the two took as one kernel: docs/benchmarks/cpu.md, "Compile
+time").
 Tiles are near-equal in size (:func:`_even_tiles`).  Each thread owns a fixed share of
 the jobs (and one tile buffer, ``tiles[t]``); every output entry is one dot product in
 a fixed order: deterministic.
@@ -151,7 +152,7 @@ def _even_tiles(length, most):
 
 
 @njit(inline="always")
-def _jobs(out, groups, most, threads):
+def _jobs(out, groups, most):
     """The forward's jobs: one image, one group, near-equal tiles of at most ``most``
     output pixels (:func:`_even_tiles`).  Returns (jobs, tiles per image, pixels per tile)."""
     per_image, tile_pixels = _even_tiles(out.shape[2] * out.shape[3], most)
@@ -164,7 +165,7 @@ def _forward_tiles(xg, wp, bias, out, tiles, geometry, kh, kw):
     groups, k_g = wp.shape[0], wp.shape[1]
     out_w, length = out.shape[3], out.shape[2] * out.shape[3]
     threads = tiles.shape[0]
-    jobs, per_image, tile_pixels = _jobs(out, groups, tiles.shape[1], threads)
+    jobs, per_image, tile_pixels = _jobs(out, groups, tiles.shape[1])
     for t in prange(threads):
         tile = tiles[t]
         for job in range(t, jobs, threads):
@@ -192,7 +193,7 @@ def _forward_runs(xg, wp, bias, out, geometry, kh, kw, threads, most):
     its last pixel into a 4x4 buffer and adds the real columns from there."""
     groups, k_g = wp.shape[0], wp.shape[1]
     out_w, length = out.shape[3], out.shape[2] * out.shape[3]
-    jobs, per_image, tile_pixels = _jobs(out, groups, most, threads)
+    jobs, per_image, tile_pixels = _jobs(out, groups, most)
     sh, sw, ph, pw, dh, _, _ = geometry
     c_g = wp.shape[2] // (kh * kw)
     run = kw * c_g
