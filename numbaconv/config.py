@@ -64,11 +64,11 @@ BLAS_SPLIT_FLOPS = 8_000_000
 # (pixels x C_g*kH*kW values) is built and multiplied while it sits in the thread's cache.
 TILED_PIXELS = 64
 
-# ... and where the host has AVX-512 (``kernels.cpu.simd.WIDE``), the products of a tile
-# whose pixels come in whole blocks of 4 read the receptive fields in place from the
-# input's channels-last frame (one run of kW*C_g values per kernel row, at dilation 1
-# along W, where a run is whole SIMD vectors) instead of copying them into a tile first.
-# False: always build the tile.
+# ... and where the host has AVX-512 (``kernels.cpu.simd.WIDE``), a conv whose output
+# channels per group come in whole blocks of 4 and whose kernel rows are runs of whole
+# SIMD vectors (kW*C_g values, at dilation 1 along W) reads the receptive fields in place
+# from the input's channels-last frame instead of copying them into a tile first
+# (``kernels/cpu/conv/tiled.py``, ``_forward_runs``).  False: always build the tile.
 TILED_IN_PLACE = True
 
 # Output pixels (whole output rows of the batch, at least one) per job of the tiled grad
@@ -77,7 +77,8 @@ TILED_IN_PLACE = True
 TILED_GRAD_PIXELS = 1024
 
 # ... but fewer where a job's grad_out rows and columns ((K_g + C_g*kH*kW) values per
-# pixel) would pass this many bytes per thread (wide layers: 406 pixels at 256 channels).
+# pixel, each count padded to a multiple of 4) would pass this many bytes per thread
+# (wide layers: 406 pixels at 256 channels).
 TILED_GRAD_BYTES = 4 * 1024 * 1024
 
 # When 'auto' picks the register-blocked direct convolution (kernels/cpu/conv/blocked.py;

@@ -16,7 +16,9 @@ others run out of work.  A worker reads each kernel it compiled back from the di
 read back (or when asked: ``check=True``, ``numbaconv warmup --check``), one more pass
 in a fresh process runs the workload for real, loading everything from the cache, and
 compiles whatever is missing, so the cache is complete whatever happened in the
-workers; otherwise that pass (~1 s of a ~15 s warm-up on 2 cores) is skipped.
+workers.  Otherwise that pass (~1 s of a ~15 s warm-up on 2 cores) is skipped, and the
+cache holds every kernel the recording met (a kernel called with keyword arguments is
+compiled in the recording pass without a claim, and not read back).
 
 Safe with several processes: numba writes each cache file to a temporary name and
 renames it into place, and numbaconv saves into a kernel's index under an exclusive
@@ -351,7 +353,7 @@ def warmup(workload="train", model="cnn", dtype="float32", jobs=None, names=None
     stamp = _stamp_path(workload, model, dtype, names, env)
     if stamp.exists() and not force:
         return {"kernels": int(stamp.read_text() or 0), "seconds": time.perf_counter() - start,
-                "check_compiled": [], "owners": {}, "already": True}
+                "check_compiled": None, "owners": {}, "already": True}
     with tempfile.TemporaryDirectory(prefix="numbaconv-warmup-") as folder:
         claims = Claims(folder)
         cmd = [sys.executable, "-m", "numbaconv.warmup", "worker", folder, workload, model,

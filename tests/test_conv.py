@@ -254,11 +254,12 @@ def test_single_input_channel_takes_the_dense_kernels(x_shape, w_shape, params, 
 @pytest.mark.parametrize("in_place", [True, False])
 def test_tiled_reads_receptive_fields_in_place(x_shape, w_shape, params, dtype, in_place, rng,
                                                monkeypatch):
-    """Tiles whose pixels come in whole blocks of 4 read their receptive fields straight
-    from the frame (one run of kW*C_g values per kernel row, ``gemm.block_runs``; on
-    AVX-512 hosts), the others build the tile; against the oracle, over several tiles
-    (and grad weight jobs of 2 output rows), and with the in-place reads switched
-    off."""
+    """Convs whose output channels come in whole blocks of 4 and whose kernel rows are
+    runs of whole vectors read their receptive fields straight from the frame (one run
+    of kW*C_g values per kernel row, ``gemm.block_runs``; on AVX-512 hosts; a tile's
+    last 1-3 pixels through a 4x4 buffer), the others build the tile; against the
+    oracle, over several tiles (and grad weight jobs of 2 output rows), and with the
+    in-place reads switched off."""
     from numbaconv import config
 
     monkeypatch.setattr(config, "TILED_PIXELS", 8)

@@ -203,8 +203,8 @@ def test_max_pool_indices_equal_a_row_major_scan_with_ties_and_nans(op, params, 
     """Small integers make ties everywhere and NaNs sit in many windows, some twice:
     values and indices must equal the oracle's row-major scan (first maximum, last NaN)
     on every device, whatever order a kernel reduces in (the CPU one is separable, in
-    runs of planes sharing their row buffers: 141 planes make runs of two; the CUDA
-    simulator gets 6)."""
+    runs of planes sharing their row buffers: of 141 planes' 128 runs, 13 hold two; the
+    CUDA simulator gets 6)."""
     shape = (3, 47, 7, 8) if device.name == "cpu" else (2, 3, 7, 8)
     x = rng.integers(0, 3, shape).astype(np.float64)
     x[rng.random(x.shape) < 0.08] = np.nan

@@ -73,6 +73,31 @@ def test_a_compiled_kernel_is_read_back_from_the_disk_cache(tmp_path, monkeypatc
     assert not W._saved(uncached, sig)
 
 
+def test_a_kernel_whose_save_failed_is_marked_unsaved(tmp_path, monkeypatch):
+    """A worker's compile whose save to the disk cache did not happen (numba only warns)
+    leaves an ``.unsaved`` marker, which makes the warm-up run the fresh check pass; a
+    saved one leaves none."""
+    import numba
+
+    monkeypatch.setattr(numba.config, "CACHE_DIR", str(tmp_path / "cache"))
+
+    def thrice(a):
+        return a * 3
+
+    def fourfold(a):
+        return a * 4
+
+    lost, kept = numba.njit(cache=True)(thrice), numba.njit(cache=True)(fourfold)
+    monkeypatch.setattr(lost._cache, "save_overload", lambda sig, data: None)
+    sig = (numba.typeof(np.ones(3)),)
+    claims = W.Claims(tmp_path)
+    for name, kernel in (("lost", lost), ("kept", kept)):
+        assert claims.take(name)
+        W._compile(claims, name, kernel, sig, lambda kernel=kernel: kernel.compile(sig))
+    assert claims.has("lost", "unsaved") and claims.has("lost", "done")
+    assert not claims.has("kept", "unsaved") and claims.has("kept", "done")
+
+
 def test_the_fresh_check_pass_runs_when_asked(tmp_path):
     env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "cache"))
     result = W.warmup("conv2d", jobs=1, stream=None, env=env, check=True)

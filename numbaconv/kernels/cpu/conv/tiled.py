@@ -189,8 +189,9 @@ def _forward_runs(xg, wp, bias, out, geometry, kh, kw, threads, most):
     output channels reads the pixels' kernel rows as runs straight from the frame
     (``gemm.block_runs``); 4 weight rows stay in L1 while the frame (in L2) streams
     past.  For runs of whole vectors and whole blocks of output channels only
-    (:func:`_in_place`).  A tile's last block, where its pixels do not fill one, repeats
-    its last pixel into a 4x4 buffer and adds the real columns from there."""
+    (:func:`_in_place`).  Where a job's pixels do not fill its last block, that block
+    repeats the job's last pixel, lands in a 4x4 buffer, and only its real columns are
+    added to the output."""
     groups, k_g = wp.shape[0], wp.shape[1]
     out_w, length = out.shape[3], out.shape[2] * out.shape[3]
     jobs, per_image, tile_pixels = _jobs(out, groups, most)
@@ -431,15 +432,15 @@ def conv2d_grad_weight_tiled(x, grad_out, grad_weight, geometry):
     if grad_out.size == 0:
         grad_weight[...] = 0
         return
+    k_g = out_ch // groups
+    k_pad, rows_pad = -(-k_g // BLOCK) * BLOCK, -(-rows // BLOCK) * BLOCK  # whole blocks
     pixels = min(config.TILED_GRAD_PIXELS,
-                 config.TILED_GRAD_BYTES // ((out_ch // groups + rows) * grad_weight.itemsize))
+                 config.TILED_GRAD_BYTES // ((k_pad + rows_pad) * grad_weight.itemsize))
     threads = numba.get_num_threads()
     # at least one job per thread where the batch has the rows: a small batch of small
     # maps would otherwise be one job on one thread
     per_group = -(-threads // groups)
     chunk_rows = max(1, min(pixels // out_w, -(-batch * out_h // per_group)))
-    k_g = out_ch // groups
-    k_pad, rows_pad = -(-k_g // BLOCK) * BLOCK, -(-rows // BLOCK) * BLOCK  # whole blocks
     partials = scratch("partials", (threads, groups, k_pad, rows_pad), grad_weight.dtype)
     pixels = min(chunk_rows, batch * out_h) * out_w
     work = scratch("grad_tiles", (threads, (k_pad + rows_pad) * pixels), grad_weight.dtype)
