@@ -238,9 +238,11 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     * a tiny forward (fewer than ``config.DIRECT_MAX_MACS`` multiply-accumulates in
       all): ``'serial'``, the direct kernel on the calling thread: one kernel call where
       the others add a frame or a tile, and no wake-up of numba's threads.
+    * the forward of a 1x1 kernel over a single input channel (any stride or padding):
+      ``'direct'``, an outer product, where BLAS (K = 1) and the column copy of a
+      strided input are slow.
     * 1x1 at stride 1 without padding: ``'gemm'``, a plain matrix product per group (the
-      input already is the column matrix), through :mod:`kernels.cpu.blas`; but the
-      forward of a single input channel, an outer product, ``'direct'``.
+      input already is the column matrix), through :mod:`kernels.cpu.blas`.
     * depthwise (``groups == C_in``) with more than one channel: ``'depthwise'``,
       per-channel kernels on stride-phase planes.  A single input channel (an MNIST
       first layer) takes the dense rules below: the depthwise kernels' one plane
@@ -280,11 +282,12 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
             * spec.in_channels // spec.groups * spec.kernel[0] * spec.kernel[1])
     if kernel == "conv2d_forward" and macs < config.DIRECT_MAX_MACS:
         return "serial"  # one kernel call: the others' frames and tiles cost more
+    if spec.kernel == (1, 1) and spec.in_channels == 1 and kernel == "conv2d_forward":
+        return "direct"  # an outer product: BLAS is slow at K = 1
     pointwise = (spec.kernel == (1, 1) and spec.stride == (1, 1)
                  and all(p == (0, 0) for p in spec.pads) and spec.in_size == spec.out_size)
-    if pointwise:  # a one-channel forward is an outer product: BLAS is slow at K = 1
-        one = spec.in_channels == 1 and kernel == "conv2d_forward"
-        return "direct" if one else "gemm"
+    if pointwise:
+        return "gemm"
     if depthwise and spec.in_channels > 1:
         return "depthwise"
     k_g = spec.out_channels // spec.groups

@@ -442,6 +442,8 @@ def test_chooser_rules(monkeypatch):
     assert choose(spec(64, 64, 1, k=1)) == "gemm"  # 1x1
     assert choose(spec(2, 2, 1, k=1)) == "gemm"  # 1x1, however thin
     assert choose(spec(1, 64, 1, k=1)) == "direct"  # ... but one channel: an outer product
+    assert choose(spec(1, 64, 1, k=1, stride=2)) == "direct"  # ... at any stride
+    assert choose(spec(2, 64, 1, k=1, stride=2)) == "gemm"  # (two channels: the rules below)
     assert choose(spec(8, 64, 8, k=1)) == "gemm"
     assert choose(spec(1, 64, 1, k=1), "conv2d_grad_weight") == "gemm"
     monkeypatch.setattr(config, "CONV_ALGORITHM", "winograd")  # removed: a clear error
