@@ -196,7 +196,7 @@ def test_blocked_matches_the_oracle_across_jobs(x_shape, w_shape, params, dtype,
     ((1, 2, 4, 4), 1, dict(stride=2, padding=3)),                    # pads past the input
     ((2, 2, 5, 37), 1, dict(padding=1)),                  # rows of several vectors
     ((1, 2, 6, 40), 2, dict(stride=(1, 3), padding=(1, 2), dilation=(1, 2))),
-    # more planes than the kernels' runs (_RUNS): a run's buffers serve several planes
+    # more planes than the kernels' runs (workspace.RUNS): runs of several planes
     ((3, 48, 6, 5), 1, dict(padding=1)),
     ((3, 48, 7, 9), 1, dict(stride=(2, 3), padding=(1, 2))),
 ])

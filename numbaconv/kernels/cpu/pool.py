@@ -14,6 +14,7 @@ from numba import njit, prange
 
 from .._window import build
 from .rows import axpy, copy, fill
+from .workspace import RUNS, run_of
 
 _el = build(njit(inline="always"))
 _avg_pool, _interp = _el.avg_pool, _el.interp
@@ -87,19 +88,16 @@ def _max_pool_planes(x, out, indices, geometry, first, stop):
                     arg_row[ow] = args[ow] if take else arg_row[ow]
 
 
-_RUNS = 128  # runs of planes: a run's buffers serve all its planes; enough for 128 threads
-
-
 @njit(parallel=True, cache=True, nogil=True)
 def max_pool2d_forward(x, out, indices, geometry):
     # n c h w -> n c oh ow (values), n c oh ow (flat arg-max per plane, int64).  A small
     # parallel driver over a serial kernel: it compiles faster than the same loop inlined
     # in the parallel region, and runs no slower (docs/benchmarks/cpu.md, "Compile time")
     planes = x.shape[0] * x.shape[1]
-    runs = min(planes, _RUNS)
+    runs = min(planes, RUNS)  # a run's row buffers serve all its planes
     for t in prange(runs):
-        _max_pool_planes(x, out, indices, geometry, t * planes // runs,
-                         (t + 1) * planes // runs)
+        first, stop = run_of(planes, runs, t)
+        _max_pool_planes(x, out, indices, geometry, first, stop)
 
 
 def global_avg_pool2d_forward(x, out, geometry, count_include_pad, divisor_override):

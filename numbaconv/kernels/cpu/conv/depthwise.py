@@ -28,8 +28,8 @@ At stride 1 there is one phase plane: the zero-padded input.  Each output plane
 (forward), input plane (grad input) or channel's weights (grad weight, summed over the
 batch in order) is computed by one parallel job: deterministic.  The forward and grad
 input hand their planes out in runs of consecutive planes, each run's buffers allocated
-once (:data:`_RUNS`): on a small map, allocating them per plane cost as much as the
-plane's work.
+once (:data:`..workspace.RUNS`): on a small map, allocating them per plane cost as much
+as the plane's work.
 """
 
 import numpy as np
@@ -38,15 +38,13 @@ from numba import njit, prange
 from ....config import CPU_FASTMATH
 from .. import simd
 from ..rows import axpy, copy, copy_from, copy_into, dot, fill, split_columns, valid_range
+from ..workspace import RUNS, run_of
 
 
-# values kept past a phase plane's last row for :func:`..rows.split_columns`, which may
-# overwrite up to a vector less one there: a float32 vector (16 with AVX-512) covers
-# every dtype
-_SPLIT_SLACK = simd.VECTOR_BYTES // 4
-# what a pass in whole vectors (:func:`_gather_taps`, :func:`_pad_rows`, :func:`_extend`,
-# :func:`_store_rows`) may write or read past its data: kept at the end of the buffers
-# (a float32 vector covers every dtype)
+# what a pass in whole vectors (:func:`..rows.split_columns`, :func:`_gather_taps`,
+# :func:`_pad_rows`, :func:`_extend`, :func:`_store_rows`) may write or read past its
+# data, up to a vector less one: kept at the end of the buffers (a float32 vector, 16
+# values with AVX-512, covers every dtype)
 _VECTOR_SLACK = simd.VECTOR_BYTES // 4
 
 
@@ -54,12 +52,12 @@ _VECTOR_SLACK = simd.VECTOR_BYTES // 4
 def _layout(out_h, out_w, kh, kw, sh, sw, dh, dw):
     """(phase plane rows Hq, row pitch Wq, extended length out_h * Wq, phase buffer
     length Hq * Wq + slack: what the junk columns of the last row read, max q_w, and
-    what the last vector of a stride-2 split writes, :data:`_SPLIT_SLACK`)."""
+    what the last vector of a stride-2 split writes, :data:`_VECTOR_SLACK`)."""
     qh = ((kh - 1) * dh) // sh
     qw = ((kw - 1) * dw) // sw
     wq = out_w + qw
     hq = out_h + qh
-    return hq, wq, out_h * wq, hq * wq + max(qw, _SPLIT_SLACK)
+    return hq, wq, out_h * wq, hq * wq + max(qw, _VECTOR_SLACK)
 
 
 @njit(inline="always")
@@ -329,19 +327,6 @@ def _gather_taps(out, src, shifts, taps, start, accumulate, size):
             simd.store_flat(out, i, acc)
 
 
-# planes are handed out in at most this many runs of consecutive planes, each with its
-# buffers allocated once: per plane, three allocations cost as much as a small plane's
-# work; enough runs to balance up to 128 threads (a kernel that asked numba for its
-# thread count could not be cached)
-_RUNS = 128
-
-
-@njit(inline="always")
-def _run_of(jobs, runs, t):
-    """Run ``t`` of ``runs`` near-equal runs of ``jobs`` jobs: ``[lo, hi)``."""
-    return t * jobs // runs, (t + 1) * jobs // runs
-
-
 @njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
 def conv2d_forward_depthwise(x, weight, bias, out, geometry):
     # n c h w , (c m) 1 r s -> n (c m) oh ow
@@ -353,7 +338,7 @@ def conv2d_forward_depthwise(x, weight, bias, out, geometry):
     hq, wq, length, size = _layout(out_h, out_w, kh, kw, sh, sw, dh, dw)
     offsets = _tap_offsets(kh, kw, sh, sw, dh, dw, wq, size)
     jobs = batch * out_ch
-    runs = min(_RUNS, jobs)
+    runs = min(RUNS, jobs)
     zero = x.dtype.type(0)
     for t in prange(runs):  # a run's buffers serve all its planes
         buffer = np.empty(sh * sw * size + _VECTOR_SLACK, x.dtype)
@@ -362,7 +347,7 @@ def conv2d_forward_depthwise(x, weight, bias, out, geometry):
         # split_columns needs no row buffer; _pad_rows writes a vector past its rows
         rows = np.empty(0 if sw == 2 else hq * wq * sw + _VECTOR_SLACK, x.dtype)
         ext = np.empty(length + _VECTOR_SLACK, x.dtype)
-        lo, hi = _run_of(jobs, runs, t)
+        lo, hi = run_of(jobs, runs, t)
         for job in range(lo, hi):
             n = job // out_ch
             k = job % out_ch
@@ -387,7 +372,7 @@ def conv2d_grad_input_depthwise(grad_out, weight, grad_in, geometry):
     shifts = margin - offsets  # where a tap reads ext in the buffer, for the gather
     zero = grad_in.dtype.type(0)
     jobs = batch * in_ch
-    runs = min(_RUNS, jobs)
+    runs = min(RUNS, jobs)
     for t in prange(runs):  # a run's buffers serve all its planes
         buffer = np.empty(sh * sw * size + _VECTOR_SLACK, grad_in.dtype)
         phases = buffer[:sh * sw * size]
@@ -396,7 +381,7 @@ def conv2d_grad_input_depthwise(grad_out, weight, grad_in, geometry):
         fill(padded[:margin], zero)  # zeros around ext, for the gather
         fill(padded[margin + length:], zero)
         ext = padded[margin:margin + length]
-        lo, hi = _run_of(jobs, runs, t)
+        lo, hi = run_of(jobs, runs, t)
         for job in range(lo, hi):
             n = job // in_ch
             c = job % in_ch

@@ -219,6 +219,8 @@ def _forward_runs(xg, wp, bias, out, geometry, kh, kw, threads, most):
                     r3, c3 = _run_start(p + 3, out_w, sh, sw, ph, pw, c_g)
                     block_runs(w, m0, frame, (r0, r1, r2, r3), (c0, c1, c2, c3), c, m0, i0,
                                kh, run, dh)
+            # (the four starts stay written out: returned from an inline helper as a
+            # tuple of tuples, they broke numba's array analysis in the parallel pass)
             if whole < count:  # 1-3 pixels left: the last one repeated to a block, in edge
                 p, last = p0 + whole, count - 1 - whole
                 r0, c0 = _run_start(p, out_w, sh, sw, ph, pw, c_g)
