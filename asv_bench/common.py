@@ -7,6 +7,9 @@ how CUDA benchmarks skip on machines without a GPU, and PyTorch ones without PyT
 import numpy as np
 
 import numbaconv
+from numbaconv import config
+
+config.CPU_TIERING = False  # time the kernels, never a first call answered by NumPy
 from numbaconv.bench import best_of  # noqa: F401  (one timing loop for both)
 from numbaconv.dispatch import cuda_available
 

@@ -13,7 +13,7 @@ def info() -> dict:
     import numba
     import numpy
 
-    from . import __version__
+    from . import __version__, config
     from .dispatch import cuda_available, threading_layer
 
     try:
@@ -41,6 +41,9 @@ def info() -> dict:
         "idle threads": _idle_threads(),
         "cuda": devices if ok else f"unavailable ({why})",
         "jit cache": numba.config.CACHE_DIR or "beside each kernel's source (__pycache__)",
+        "first conv forward": ("answered by NumPy while its kernel compiles (tier 0; "
+                               "NUMBACONV_TIERING=0 turns it off)" if config.CPU_TIERING
+                               else "compiles its kernel, then runs it"),
     }
 
 
@@ -63,7 +66,10 @@ def _run_probe():
 
     from . import conv2d
 
+    from .functional import _tier
+
     conv2d(np.zeros((1, 1, 3, 3), np.float32), np.zeros((1, 1, 1, 1), np.float32))
+    _tier.wait()  # with tier 0 on, the kernel ran in the background
 
 
 def _train(args) -> int:
@@ -140,6 +146,9 @@ def _summary(args) -> int:
 
 def _bench(args) -> int:
     """The conv-family suite against PyTorch (if installed), or the per-op table."""
+    from . import config
+
+    config.CPU_TIERING = False  # time the kernels, never a first call answered by NumPy
     from .bench import SUITE, suite_table, table
 
     if args.compile:

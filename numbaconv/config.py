@@ -47,6 +47,11 @@ PAD_MODES = {"constant": 0, "zeros": 0, "reflect": 1, "replicate": 2, "circular"
 # PyTorch soon after.  Read once, at the first CPU kernel.
 CPU_SPIN_COUNT = 10000
 
+# Tier 0 (``functional/_tier.py``): the first CPU conv forward of each kernel in a
+# process answers from NumPy while the kernel compiles in a background thread; later
+# calls wait for it.  Off (``NUMBACONV_TIERING=0``): the first call compiles, then runs.
+CPU_TIERING = os.environ.get("NUMBACONV_TIERING", "1") != "0"
+
 # Convolution algorithm on the CPU: 'auto' (``dispatch.choose_conv_algorithm``), 'direct',
 # 'serial' (the direct forward on one thread), 'blocked', 'tiled', 'gemm' or
 # 'depthwise'.  Tests patch it to run every path over the same grid.

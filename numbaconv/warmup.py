@@ -84,6 +84,9 @@ def first_conv2d(dtype="float32"):
 
 
 def run_workload(workload, model="cnn", dtype="float32", names=None):
+    from . import config
+
+    config.CPU_TIERING = False  # compile here, now: no NumPy tier 0, no background thread
     if workload == "train":
         train_step(model, dtype)
     elif workload == "ops":

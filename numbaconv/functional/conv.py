@@ -17,7 +17,8 @@ from __future__ import annotations
 
 from .._args import ConvSpec, check_float_dtypes, check_shape, conv_spec
 from ..config import PAD_MODES
-from ..dispatch import CONV_FALLBACK, backend_for, choose_conv_algorithm
+from ..dispatch import CONV_FALLBACK, CPU, backend_for, choose_conv_algorithm
+from . import _tier
 from ._common import as_4d
 
 
@@ -166,8 +167,21 @@ def _forward(spec: ConvSpec, x, weight, bias):
     w4 = _weight_4d(be, weight, spec)
     b = be.zeros((spec.out_channels,), spec.dtype) if bias is None else be.asarray(bias)
     out = be.empty((spec.batch, spec.out_channels) + spec.out_size, spec.dtype)
-    _kernel(be, spec, "conv2d_forward")(_kernel_input(be, spec, x4), w4, b, out,
-                              spec.kernel_geometry(_explicit_pad(spec)))
+    kernel = _kernel(be, spec, "conv2d_forward")
+    explicit = _explicit_pad(spec)
+    geometry = spec.kernel_geometry(explicit)
+
+    def run(into):
+        kernel(_kernel_input(be, spec, x4), w4, b, into, geometry)
+
+    if be.name == CPU:
+        def numpy_forward(into):
+            xin = _tier.padded_input(x4, spec) if explicit else x4
+            _tier.conv2d_forward(xin, w4, b, into, geometry)
+
+        _tier.forward((kernel.__name__, spec.dtype), run, out, numpy_forward)
+    else:
+        run(out)
     return out.reshape(spec.output_shape)
 
 

@@ -1,0 +1,117 @@
+"""Tier 0: the first CPU conv forward of a process answers from NumPy while its kernel
+compiles.
+
+A numba kernel's first call compiles it: seconds on an empty cache (half a second or
+more even from the cache, for numba's own start-up), while the NumPy below answers a
+small layer in milliseconds.  The rule, per (kernel, dtype):
+
+* the **first** call computes its result with :func:`conv2d_forward` below (NumPy, no
+  compile), returns it, and starts one background thread that runs the chosen kernel on
+  the same arguments into a scratch output, so that it compiles (or loads from the disk
+  cache) and is saved to the cache;
+* **every later** call waits for that thread, then runs the kernel.  So a loop timed
+  after one warm-up call times the kernel (its first pass also waits out the compile),
+  and only the first result of a process comes from NumPy: equal to the kernel's within
+  float rounding, not bit for bit.
+
+The thread is not a daemon: a process that ends right after its first call waits for
+the compile (as it did before tier 0), and the next process finds the kernel cached.
+``config.CPU_TIERING`` (environment ``NUMBACONV_TIERING=0``) turns it off; the tests, the
+benchmarks and ``numbaconv warmup`` run with it off, to time and test the kernels
+themselves.  Only the conv forward has a tier 0: it is what a new user calls first.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from .. import config
+from .._threads import blas_on_caller
+
+_lock = threading.Lock()
+_ready: set = set()  # keys whose kernel ran (or compiled) in this process
+_pending: dict = {}  # key -> threading.Event, set when the background run ends
+errors: dict = {}  # key -> exception of a background run (the next call raises it anew)
+answered = 0  # calls answered from NumPy (for tests and ``numbaconv info``)
+
+_NUMPY_PAD = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
+
+
+def forward(key, run, out, numpy_forward):
+    """``run(out)`` (the kernel), or on the first call for ``key`` with tiering on,
+    ``numpy_forward(out)`` with ``run`` started in the background on a scratch output."""
+    global answered
+    if key in _ready or not config.CPU_TIERING:
+        run(out)
+        return
+    with _lock:
+        done = _pending.get(key)
+        first = done is None and key not in _ready
+        if first:
+            done = _pending[key] = threading.Event()
+    if first:
+        try:
+            with blas_on_caller:  # numbaconv never wakes OpenBLAS's pool (_threads.py)
+                numpy_forward(out)
+        except BaseException:
+            with _lock:
+                del _pending[key]
+            done.set()
+            raise
+        answered += 1
+        scratch = np.empty_like(out)
+        threading.Thread(target=_background, args=(key, run, scratch, done),
+                         name=f"numbaconv-compile-{key[0]}").start()
+        return
+    if done is not None:
+        done.wait()
+    _ready.add(key)
+    run(out)
+
+
+def _background(key, run, scratch, done):
+    try:
+        run(scratch)
+    except BaseException as error:  # noqa: BLE001 - the caller's next run raises it
+        errors[key] = error
+    finally:
+        done.set()
+
+
+def wait():
+    """Wait for every background compile started so far (tests, benchmarks)."""
+    for done in list(_pending.values()):
+        done.wait()
+
+
+def padded_input(x4, spec):
+    """``x4`` padded by ``spec.padding_mode`` (NumPy's modes of the same name)."""
+    (top, bottom), (left, right) = spec.pads
+    return np.pad(x4, ((0, 0), (0, 0), (top, bottom), (left, right)),
+                  mode=_NUMPY_PAD[spec.padding_mode])
+
+
+def conv2d_forward(x, weight, bias, out, geometry):
+    """The CPU kernels' ``conv2d_forward`` contract in NumPy: one strided view and one
+    batched product (``matmul`` over the groups) per kernel tap, summed."""
+    sh, sw, ph, pw, dh, dw, groups = geometry
+    batch, channels, height, width = x.shape
+    out_ch, ch_per_group, kh, kw = weight.shape
+    out_h, out_w = out.shape[2], out.shape[3]
+    span_h = (out_h - 1) * sh + (kh - 1) * dh + 1
+    span_w = (out_w - 1) * sw + (kw - 1) * dw + 1
+    frame = np.zeros((batch, channels, span_h, span_w), x.dtype)
+    rows, cols = min(height, span_h - ph), min(width, span_w - pw)
+    if rows > 0 and cols > 0:
+        frame[:, :, ph:ph + rows, pw:pw + cols] = x[:, :, :rows, :cols]
+    w = weight.reshape(groups, out_ch // groups, ch_per_group, kh, kw)
+    acc = np.zeros((batch, groups, out_ch // groups, out_h * out_w), x.dtype)
+    for r in range(kh):
+        for s in range(kw):
+            taps = frame[:, :, r * dh:r * dh + (out_h - 1) * sh + 1:sh,
+                         s * dw:s * dw + (out_w - 1) * sw + 1:sw]
+            acc += np.matmul(w[:, :, :, r, s],
+                             taps.reshape(batch, groups, ch_per_group, out_h * out_w))
+    out[...] = acc.reshape(out.shape) + bias.reshape(1, out_ch, 1, 1)
