@@ -86,6 +86,18 @@ TILED_GRAD_PIXELS = 1024
 # (wide layers: 406 pixels at 256 channels).
 TILED_GRAD_BYTES = 4 * 1024 * 1024
 
+# ... but on AVX-512 hosts (with TILED_IN_PLACE), for at most this many output channels
+# per group, it reads the input's channels-last frame in place instead
+# (``kernels/cpu/conv/tiled.py``, ``_grad_weight_runs``; the chooser sends such grad
+# weights to 'tiled' whatever the other rules say) wherever padding each run of kW*C_g
+# values (C_g when dilated along W) to whole blocks of 4 vectors adds at most this
+# fraction of its length.
+TILED_GRAD_RUNS_MAX_CHANNELS = 48
+TILED_GRAD_RUN_WASTE = 0.4
+# Output pixels (whole output rows, at least one) whose frame vectors it keeps in L1
+# while every block of 4 output channels reads them.
+TILED_GRAD_BAND = 64
+
 # When 'auto' picks the register-blocked direct convolution (kernels/cpu/conv/blocked.py;
 # the rules in dispatch._blocked_applies, the measurements in docs/benchmarks/cpu.md):
 # stride-1 forwards but on maps narrower than BLOCKED_NARROW columns with at least

@@ -222,6 +222,19 @@ def _blocked_applies(spec, kernel: str) -> bool:
                 and k_g >= config.BLOCKED_NARROW_CHANNELS)
 
 
+def _tiled_grad_in_place(spec) -> bool:
+    """Whether the tiled grad weight reads the frame in place for ``spec``
+    (``kernels/cpu/conv/tiled.py``, ``_grad_runs``: AVX-512, few output channels per
+    group, runs that are not mostly padding)."""
+    if not _wide_simd():
+        return False
+    from .kernels.cpu.conv import tiled
+
+    return tiled._grad_runs(spec.out_channels // spec.groups, spec.in_channels // spec.groups,
+                            spec.kernel[1], spec.dilation[1],
+                            np.dtype(spec.dtype).itemsize) is not None
+
+
 def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> str:
     """The one place that picks how a convolution runs: ``'direct'``, ``'serial'``,
     ``'blocked'``, ``'tiled'``, ``'gemm'`` or ``'depthwise'``, for one of its kernels
@@ -241,6 +254,11 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     * the forward of a 1x1 kernel over a single input channel (any stride or padding):
       ``'direct'``, an outer product, where BLAS (K = 1) and the column copy of a
       strided input are slow.
+    * the grad weight of a layer with few output channels per group whose kernel rows
+      are long runs in the channels-last frame (:func:`_tiled_grad_in_place`):
+      ``'tiled'``, which then sums outer products of ``grad_out`` values and frame
+      vectors read in place; every other grad weight builds columns, whose copy costs
+      more than the products when few output channels share it.
     * 1x1 at stride 1 without padding: ``'gemm'``, a plain matrix product per group (the
       input already is the column matrix), through :mod:`kernels.cpu.blas`.
     * depthwise (``groups == C_in``) with more than one channel: ``'depthwise'``,
@@ -284,6 +302,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
         return "serial"  # one kernel call: the others' frames and tiles cost more
     if spec.kernel == (1, 1) and spec.in_channels == 1 and kernel == "conv2d_forward":
         return "direct"  # an outer product: BLAS is slow at K = 1
+    if kernel == "conv2d_grad_weight" and _tiled_grad_in_place(spec):
+        return "tiled"  # few output channels: outer products on the frame, no columns
     pointwise = (spec.kernel == (1, 1) and spec.stride == (1, 1)
                  and all(p == (0, 0) for p in spec.pads) and spec.in_size == spec.out_size)
     if pointwise:

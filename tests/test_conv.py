@@ -418,7 +418,7 @@ def test_chooser_rules(monkeypatch):
     assert choose(spec(256, 256, 1), "conv2d_grad_input") == blocked("tiled")
     # grad weight at stride 1: blocked from 16 channels in and out per group, up to a
     # reduction of 800, on maps from 20 columns
-    assert choose(spec(16, 32, 1, size=30), "conv2d_grad_weight") == blocked("tiled")
+    assert choose(spec(16, 64, 1, size=30), "conv2d_grad_weight") == blocked("tiled")
     assert choose(spec(16, 32, 1), "conv2d_grad_weight") == "tiled"  # 6 columns
     assert choose(spec(16, 8, 1), "conv2d_grad_weight") == "tiled"
     assert choose(spec(8, 32, 1), "conv2d_grad_weight") == "tiled"
@@ -438,6 +438,19 @@ def test_chooser_rules(monkeypatch):
     assert choose(spec(4, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
     assert choose(spec(4, 32, 1, stride=2), "conv2d_grad_input") == "gemm"
     assert choose(spec(3, 2, 1), "conv2d_grad_weight") == "direct"
+    # few output channels per group (at most 48) and runs of kW*C_g values that padding
+    # to whole blocks of 4 vectors lengthens by at most 40%: the grad weight runs tiled
+    # (outer products on the frame, AVX-512), whatever the rules above would pick
+    in_place = (lambda other: "tiled") if simd.WIDE else (lambda other: other)
+    assert choose(spec(16, 32, 1, size=30), "conv2d_grad_weight") == "tiled"  # not blocked
+    assert choose(spec(136, 14, 1, k=7, size=20), "conv2d_grad_weight") == "tiled"
+    pointwise = conv_spec("conv2d", 2, np.zeros((2, 347, 10, 10), np.float32),
+                          np.zeros((36, 347, 1, 1), np.float32), None, 1, 0, 1, 1, "zeros",
+                          False)
+    assert choose(pointwise, "conv2d_grad_weight") == in_place("gemm")
+    assert choose(pointwise) == "gemm"
+    assert choose(spec(32, 64, 1, size=30), "conv2d_grad_weight") == blocked("tiled")
+    assert choose(spec(1, 32, 1), "conv2d_grad_weight") == "tiled"  # runs of 3: tiles
     assert choose(spec(64, 64, 1, k=1), "conv2d_grad_weight") == "gemm"
     assert choose(spec(64, 64, 1, k=1)) == "gemm"  # 1x1
     assert choose(spec(2, 2, 1, k=1)) == "gemm"  # 1x1, however thin
@@ -659,3 +672,44 @@ def test_a_remembered_spec_skips_no_check():
         nc.conv2d(x, w, np.zeros(4, np.float32), stride=1, padding=1), good)
     np.testing.assert_array_equal(
         nc.conv2d(x, w, np.zeros(4, np.float32), stride=1, padding=1, flip=True), flipped)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, params", [
+    ((2, 16, 9, 8), (6, 16, 3, 3), dict(padding=1)),  # runs of 48: one padded block
+    ((2, 40, 7, 9), (6, 20, 3, 3), dict(groups=2, stride=(2, 1), padding=(2, 1))),
+    ((1, 24, 9, 13), (3, 24, 3, 3), dict(dilation=(1, 2), stride=(1, 2), padding=2)),
+    ((2, 64, 6, 5), (9, 64, 1, 1), {}),  # runs of whole blocks in float32
+    ((3, 12, 11, 7), (8, 12, 5, 3), dict(stride=2, padding=(2, 0), dilation=(2, 1))),
+])
+@pytest.mark.parametrize("in_place", [True, False])
+def test_tiled_grad_weight_reads_the_frame_in_place(x_shape, w_shape, params, dtype,
+                                                    in_place, rng, monkeypatch):
+    """The grad weight from outer products on the channels-last frame (one run of
+    kW*C_g values per kernel row, or of C_g per tap when dilated along W; output
+    channels and runs padded to whole blocks; on AVX-512 hosts), here over several jobs
+    of 2 output rows and bands of 1 row, against the oracle; and with it switched off."""
+    from numbaconv import config
+    from numbaconv.functional.conv import conv_param_grads
+    from numbaconv.kernels.cpu.conv import tiled
+
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "tiled")
+    monkeypatch.setattr(config, "TILED_GRAD_RUN_WASTE", 100.0)
+    monkeypatch.setattr(config, "TILED_IN_PLACE", in_place)
+    x, w, b = _arrays(rng, x_shape, w_shape, dtype)
+    y = nc.conv2d(x, w, b, **params)
+    monkeypatch.setattr(config, "TILED_GRAD_PIXELS", 2 * y.shape[3])
+    monkeypatch.setattr(config, "TILED_GRAD_BAND", 1)
+    dilation = params.get("dilation", 1)
+    runs = tiled._grad_runs(w_shape[0] // params.get("groups", 1), w_shape[1], w_shape[3],
+                            dilation[1] if isinstance(dilation, tuple) else dilation,
+                            np.dtype(dtype).itemsize)
+    from numbaconv.kernels.cpu import simd
+    assert (runs is not None) == (in_place and simd.WIDE)
+    go = rng.standard_normal(y.shape).astype(dtype)
+    want = ref.conv_backward(go.astype(np.float64), x.astype(np.float64),
+                             w.astype(np.float64), b.astype(np.float64), **params)[1]
+    x_before = x.copy()
+    got, _ = conv_param_grads(2, go, x, w, b, **params)
+    np.testing.assert_allclose(got, want, *tolerance(dtype))
+    np.testing.assert_array_equal(x, x_before)

@@ -35,7 +35,12 @@ Backward:
   ``grad_out`` (their leading pads may be negative: the frame then crops).
 * grad weight (:func:`conv2d_grad_weight_tiled`) builds, per job, the im2col columns
   of a few output rows in cache and adds their product with the same rows of
-  ``grad_out`` (a reduction over pixels) into a per-thread partial sum.
+  ``grad_out`` (a reduction over pixels) into a per-thread partial sum.  With few
+  output channels per group the column copy costs more than the products it serves;
+  there (AVX-512, runs of ``kW*C_g`` values not mostly padding: :func:`_grad_runs`)
+  :func:`_grad_weight_runs` builds no columns: 16 vector accumulators sum outer
+  products of 4 ``grad_out`` values and 4 vectors of a kernel row's run, read in place
+  from the channels-last frame, over a job's pixels (no horizontal sums either).
 
 Rule: ``dispatch.choose_conv_algorithm`` runs it where the register-blocked kernel does
 not apply and a group has at least ``config.TILED_MIN_CHANNELS`` input channels
@@ -52,7 +57,7 @@ from numba import njit, prange
 from .... import config
 from ....config import CPU_FASTMATH
 from .. import simd
-from ..gemm import BLOCK, block, block_runs, whole_block
+from ..gemm import BLOCK, _fma_4x4, block, block_runs, whole_block
 from ..im2col import plane_to_columns
 from ..rows import copy, fill, frame_span
 from ..workspace import scratch
@@ -421,18 +426,158 @@ def _grad_weight_tiles(x, dy, partials, work, geometry, kh, kw, out_w, chunk_row
                         whole_block(a, m0, b, i0, partial[g], m0, i0)
 
 
+@njit(inline="always", fastmath=CPU_FASTMATH)
+def _add_4x4(c, m0, col, width, acc):
+    """``c[m0 + i, col + j*width :][:width] += acc[4*i + j]``, ``i, j < 4``."""
+    one = simd.splat(c, 1.0)
+    for i in range(4):
+        row = c[m0 + i]
+        for j in range(4):
+            at = col + j * width
+            simd.store_flat(row, at, simd.fma(one, acc[4 * i + j], simd.load_flat(row, at)))
+
+
+@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
+def _grad_weight_runs(xg, dy, partials, dyt, geometry, kh, pieces, c_g, out_w, chunk_rows,
+                      band):
+    """``partials[t]``: thread ``t``'s share of the grad weight, ``(G, K_g, kh*pieces*
+    run)`` in ``(r, piece, run)`` order, both padded: output channels to whole blocks of
+    4, each run to whole blocks of 4 vectors.  A run is a kernel row's ``kW*C_g``
+    values (``pieces == 1``, dilation 1 along W) or one tap's ``C_g`` (``pieces ==
+    kW``), contiguous in the channels-last frame ``xg`` (:func:`to_padded_groups`).
+
+    A job is one image, one group and ``chunk_rows`` output rows: ``grad_out``'s rows
+    of the chunk are transposed into the thread's ``dyt`` (pixels x ``K_g``, padded with
+    zero columns); then per run, block of 4 vectors along it and block of 4 output
+    channels, 16 vector accumulators sum over the chunk's pixels the outer products of
+    4 ``grad_out`` values and 4 frame vectors read in place: no im2col columns, no
+    horizontal sums.  A padded block reads up to ``4*width - 1`` values past its run
+    (the caller leaves that slack after ``xg``); their lanes are never read back."""
+    sh, sw, ph, pw, dh, dw, groups = geometry
+    threads, k_pad, span = partials.shape[0], partials.shape[2], partials.shape[3]
+    run_pad = span // (kh * pieces)
+    batch, out_len = dy.shape[0], dy.shape[2]
+    k_g = dy.shape[1] // groups
+    out_h = out_len // out_w
+    per_image = (out_h + chunk_rows - 1) // chunk_rows
+    width = simd.lanes(partials)
+    zero = partials.dtype.type(0)
+    for t in prange(threads):
+        partial = partials[t]
+        fill(partial.reshape(partial.size), zero)
+        for job in range(t, groups * batch * per_image, threads):
+            g, n = job // (batch * per_image), (job // per_image) % batch
+            oh0 = (job % per_image) * chunk_rows
+            oh1 = min(oh0 + chunk_rows, out_h)
+            length = (oh1 - oh0) * out_w
+            a = dyt[t, :length * k_pad].reshape(length, k_pad)
+            for m in range(k_pad):
+                if m < k_g:
+                    src = dy[n, g * k_g + m, oh0 * out_w:oh1 * out_w]
+                    for q in range(length):
+                        a[q, m] = src[q]
+                else:
+                    for q in range(length):
+                        a[q, m] = zero
+            plane = xg[n, g]
+            for r in range(kh):
+                for piece in range(pieces):
+                    for v0 in range(0, run_pad, BLOCK * width):
+                        start = piece * dw * c_g + v0
+                        at = (r * pieces + piece) * run_pad + v0
+                        # a band of output rows whose frame vectors stay in L1 while
+                        # every block of output channels reads them
+                        for b0 in range(oh0, oh1, band):
+                            b1 = min(b0 + band, oh1)
+                            for k0 in range(0, k_pad, BLOCK):
+                                z = simd.zeros(partials)
+                                acc = (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
+                                q = (b0 - oh0) * out_w
+                                for oh in range(b0, b1):
+                                    fr = oh * sh + r * dh
+                                    col = start
+                                    for _ in range(out_w):
+                                        acc = _fma_4x4(
+                                            simd.splat(partials, a[q, k0]),
+                                            simd.splat(partials, a[q, k0 + 1]),
+                                            simd.splat(partials, a[q, k0 + 2]),
+                                            simd.splat(partials, a[q, k0 + 3]), plane,
+                                            (fr, fr, fr, fr),
+                                            (col, col + width, col + 2 * width,
+                                             col + 3 * width), 0, acc)
+                                        q += 1
+                                        col += sw * c_g
+                                _add_4x4(partial[g], k0, at, width, acc)
+
+
+def _grad_runs(k_g, c_g, kw, dw, itemsize):
+    """``(pieces, run, run_pad)`` of the in-place grad weight (:func:`_grad_weight_runs`),
+    or None where the im2col tiles do better: it needs AVX-512 (and
+    ``config.TILED_IN_PLACE``), at most ``config.TILED_GRAD_RUNS_MAX_CHANNELS`` output
+    channels per group (the tiles' column copy is paid once for all output channels, so
+    it pays off on many), and runs that padding to whole blocks of 4 vectors lengthens
+    by at most ``config.TILED_GRAD_RUN_WASTE`` (a thin layer's short runs would be
+    mostly padding).  Measured: docs/benchmarks/cpu.md, "The in-place grad weight"."""
+    if not (config.TILED_IN_PLACE and simd.WIDE
+            and k_g <= config.TILED_GRAD_RUNS_MAX_CHANNELS):
+        return None
+    pieces, run = (1, kw * c_g) if dw == 1 else (kw, c_g)
+    step = BLOCK * simd.VECTOR_BYTES // itemsize
+    run_pad = -(-run // step) * step
+    if run_pad - run > config.TILED_GRAD_RUN_WASTE * run:
+        return None
+    return pieces, run, run_pad
+
+
+def _grad_weight_in_place(x, grad_out, grad_weight, geometry, runs):
+    sh, sw, ph, pw, dh, dw, groups = geometry
+    out_ch, c_g, kh, kw = grad_weight.shape
+    batch, _, out_h, out_w = grad_out.shape
+    pieces, run, run_pad = runs
+    rows = _reach(out_h, sh, dh, kh, ph)
+    cols = _reach(out_w, sw, dw, kw, pw)
+    shape = (batch, groups, rows[1] - rows[0], (cols[1] - cols[0]) * c_g)
+    size = math.prod(shape)
+    flat = scratch("grad_frame", (size + BLOCK * simd.VECTOR_BYTES,), x.dtype)
+    fill(flat[size:], x.dtype.type(0))  # the slack a padded block reads past its run
+    xg = flat[:size].reshape(shape)
+    to_padded_groups(x, xg, rows[0], cols[0])
+    k_g = out_ch // groups
+    k_pad = -(-k_g // BLOCK) * BLOCK
+    threads = numba.get_num_threads()
+    # about TILED_GRAD_PIXELS pixels per job, but a job for every thread where the
+    # images have the rows
+    per_image = -(-threads // (groups * batch))
+    chunk_rows = max(1, min(config.TILED_GRAD_PIXELS // out_w, -(-out_h // per_image)))
+    partials = scratch("partials", (threads, groups, k_pad, kh * pieces * run_pad),
+                       grad_weight.dtype)
+    dyt = scratch("grad_rows", (threads, chunk_rows * out_w * k_pad), grad_weight.dtype)
+    _grad_weight_runs(xg, grad_out.reshape(batch, out_ch, out_h * out_w), partials, dyt,
+                      geometry, kh, pieces, c_g, out_w, chunk_rows,
+                      max(1, config.TILED_GRAD_BAND // out_w))
+    summed = partials.sum(axis=0).reshape(groups, k_pad, kh, pieces * run_pad)
+    summed = summed[:, :k_g, :, :pieces * run_pad].reshape(groups, k_g, kh, pieces, run_pad)
+    taps = summed[..., :run].reshape(groups, k_g, kh, kw, c_g)
+    grad_weight[...] = taps.transpose(0, 1, 4, 2, 3).reshape(out_ch, c_g, kh, kw)
+
+
 def conv2d_grad_weight_tiled(x, grad_out, grad_weight, geometry):
     """The grad weight as per-thread sums over jobs of output rows (about
     ``config.TILED_GRAD_PIXELS`` pixels each, fewer where their buffers would pass
     ``config.TILED_GRAD_BYTES``), added in thread order: deterministic for a given
-    thread count.  No whole-chunk column buffer, no transposed copy of
-    ``grad_out``."""
+    thread count.  Outer products on the frame where :func:`_grad_runs` allows (few
+    output channels), else im2col columns per job; never a whole-chunk column
+    buffer."""
     groups = geometry[6]
     out_ch, c_g, kh, kw = grad_weight.shape
     batch, _, out_h, out_w = grad_out.shape
     rows = c_g * kh * kw
     if grad_out.size == 0:
         grad_weight[...] = 0
+        return
+    runs = _grad_runs(out_ch // groups, c_g, kw, geometry[5], grad_weight.itemsize)
+    if runs is not None:
+        _grad_weight_in_place(x, grad_out, grad_weight, geometry, runs)
         return
     k_g = out_ch // groups
     k_pad, rows_pad = -(-k_g // BLOCK) * BLOCK, -(-rows // BLOCK) * BLOCK  # whole blocks
