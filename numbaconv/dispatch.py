@@ -259,6 +259,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       ``'tiled'``, which then sums outer products of ``grad_out`` values and frame
       vectors read in place; every other grad weight builds columns, whose copy costs
       more than the products when few output channels share it.
+    * a depthwise 1x1 conv (any stride, padding or channel multiplier): ``'direct'``,
+      one pass over each plane, where the GEMM path made one tiny product per plane.
     * 1x1 at stride 1 without padding: ``'gemm'``, a plain matrix product per group (the
       input already is the column matrix), through :mod:`kernels.cpu.blas`.
     * depthwise (``groups == C_in``) with more than one channel: ``'depthwise'``,
@@ -304,6 +306,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
         return "direct"  # an outer product: BLAS is slow at K = 1
     if kernel == "conv2d_grad_weight" and _tiled_grad_in_place(spec):
         return "tiled"  # few output channels: outer products on the frame, no columns
+    if depthwise and spec.in_channels > 1 and spec.kernel == (1, 1):
+        return "direct"  # a per-channel scale: one pass over each plane
     pointwise = (spec.kernel == (1, 1) and spec.stride == (1, 1)
                  and all(p == (0, 0) for p in spec.pads) and spec.in_size == spec.out_size)
     if pointwise:

@@ -386,6 +386,9 @@ def test_chooser_rules(monkeypatch):
     # the blocked conv needs AVX-512's 32 registers; elsewhere its cases run tiled / gemm
     blocked = (lambda other: "blocked") if simd.WIDE else (lambda other: other)
     assert choose(spec(32, 32, 32)) == "depthwise"
+    for kernel in ("conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight"):
+        assert choose(spec(32, 64, 32, k=1), kernel) == "direct"  # a per-channel scale
+        assert choose(spec(32, 32, 32, k=1, stride=2), kernel) == "direct"
     assert choose(spec(8, 16, 8)) == "depthwise"  # multiplier 2
     # one input channel (an MNIST first layer): the dense rules
     assert choose(spec(1, 32, 1)) == blocked("gemm")
@@ -457,7 +460,7 @@ def test_chooser_rules(monkeypatch):
     assert choose(spec(1, 64, 1, k=1)) == "direct"  # ... but one channel: an outer product
     assert choose(spec(1, 64, 1, k=1, stride=2)) == "direct"  # ... at any stride
     assert choose(spec(2, 64, 1, k=1, stride=2)) == "gemm"  # (two channels: the rules below)
-    assert choose(spec(8, 64, 8, k=1)) == "gemm"
+    assert choose(spec(8, 64, 8, k=1)) == "direct"  # depthwise 1x1, multiplier 8
     assert choose(spec(1, 64, 1, k=1), "conv2d_grad_weight") == "gemm"
     monkeypatch.setattr(config, "CONV_ALGORITHM", "winograd")  # removed: a clear error
     with pytest.raises(ValueError, match="CONV_ALGORITHM.*winograd"):
@@ -713,3 +716,14 @@ def test_tiled_grad_weight_reads_the_frame_in_place(x_shape, w_shape, params, dt
     got, _ = conv_param_grads(2, go, x, w, b, **params)
     np.testing.assert_allclose(got, want, *tolerance(dtype))
     np.testing.assert_array_equal(x, x_before)
+
+
+@pytest.mark.parametrize("x_shape, w_shape, params", [
+    ((2, 6, 5, 4), (12, 1, 1, 1), dict(groups=6)),  # multiplier 2
+    ((1, 5, 7, 6), (5, 1, 1, 1), dict(groups=5, stride=2, padding=1)),
+])
+def test_depthwise_1x1_runs_direct(x_shape, w_shape, params, rng):
+    """A depthwise 1x1 conv (a per-channel scale) under the chooser's own pick, the
+    direct kernel, against the oracle."""
+    x, w, b = _arrays(rng, x_shape, w_shape, np.float64)
+    _assert_forward_and_backward_match_oracle(x, w, b, params, np.float64, rng)
