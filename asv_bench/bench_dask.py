@@ -14,7 +14,9 @@ except ImportError:  # the dask extra is optional
     ndk = None
 
 import numbaconv as nc
-from numbaconv import models, nn
+from numbaconv import config, models, nn
+
+config.CPU_TIERING = False  # time the kernels, never a first call answered by NumPy
 
 
 def _model():

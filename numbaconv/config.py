@@ -50,7 +50,9 @@ CPU_SPIN_COUNT = 10000
 # Tier 0 (``functional/_tier.py``): the first CPU conv forward of each kernel in a
 # process answers from NumPy while the kernel compiles in a background thread; later
 # calls wait for it.  Off (``NUMBACONV_TIERING=0``): the first call compiles, then runs.
-CPU_TIERING = os.environ.get("NUMBACONV_TIERING", "1") != "0"
+CPU_TIERING = os.environ.get("NUMBACONV_TIERING", "1").lower() not in {"0", "false", "off"}
+# ... for layers of at most this many multiply-adds (bigger ones compile, then run).
+TIER_MAX_MACS = 10_000_000_000
 
 # Convolution algorithm on the CPU: 'auto' (``dispatch.choose_conv_algorithm``), 'direct',
 # 'serial' (the direct forward on one thread), 'blocked', 'tiled', 'gemm' or
@@ -88,10 +90,10 @@ TILED_GRAD_BYTES = 4 * 1024 * 1024
 
 # ... but on AVX-512 hosts (with TILED_IN_PLACE), for at most this many output channels
 # per group, it reads the input's channels-last frame in place instead
-# (``kernels/cpu/conv/tiled.py``, ``_grad_weight_runs``; the chooser sends such grad
-# weights to 'tiled' whatever the other rules say) wherever padding each run of kW*C_g
-# values (C_g when dilated along W) to whole blocks of 4 vectors adds at most this
-# fraction of its length.
+# (``kernels/cpu/conv/tiled.py``, ``_grad_weight_runs``; under 'auto' the chooser sends
+# such grad weights to 'tiled' whatever its other rules say) wherever padding each run
+# of kW*C_g values (C_g when dilated along W) to whole blocks of 4 vectors adds at most
+# this fraction of its length.
 TILED_GRAD_RUNS_MAX_CHANNELS = 48
 TILED_GRAD_RUN_WASTE = 0.4
 # Output pixels (whole output rows, at least one) whose frame vectors it keeps in L1

@@ -8,7 +8,7 @@ import os
 
 # The tests check the kernels: no NumPy tier 0 answering first calls (tests/test_tier.py
 # turns it on where it is the subject).
-os.environ.setdefault("NUMBACONV_TIERING", "0")
+os.environ["NUMBACONV_TIERING"] = "0"
 
 if os.environ.get("NUMBACONV_REAL_GPU") != "1":
     os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")

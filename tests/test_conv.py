@@ -684,6 +684,7 @@ def test_a_remembered_spec_skips_no_check():
     ((1, 24, 9, 13), (3, 24, 3, 3), dict(dilation=(1, 2), stride=(1, 2), padding=2)),
     ((2, 64, 6, 5), (9, 64, 1, 1), {}),  # runs of whole blocks in float32
     ((3, 12, 11, 7), (8, 12, 5, 3), dict(stride=2, padding=(2, 0), dilation=(2, 1))),
+    ((1, 16, 10, 11), (5, 16, 3, 3), dict(stride=3)),  # the frame crops the input
 ])
 @pytest.mark.parametrize("in_place", [True, False])
 def test_tiled_grad_weight_reads_the_frame_in_place(x_shape, w_shape, params, dtype,
@@ -727,3 +728,16 @@ def test_depthwise_1x1_runs_direct(x_shape, w_shape, params, rng):
     direct kernel, against the oracle."""
     x, w, b = _arrays(rng, x_shape, w_shape, np.float64)
     _assert_forward_and_backward_match_oracle(x, w, b, params, np.float64, rng)
+
+
+def test_in_place_grad_weight_under_auto_through_conv1d(rng):
+    """A 1-D layer with few output channels: the chooser's own pick (the in-place grad
+    weight on AVX-512 hosts), against the oracle."""
+    x = rng.standard_normal((2, 64, 30))
+    w = rng.standard_normal((6, 64, 3))
+    b = rng.standard_normal(6)
+    go = rng.standard_normal(nc.conv1d(x, w, b, padding=1).shape)
+    got = nc.conv1d_backward(go, x, w, b, padding=1)
+    want = ref.conv_backward(go, x, w, b, padding=1)
+    for g, r in zip(got, want):
+        np.testing.assert_allclose(g, r, *tolerance(np.float64))

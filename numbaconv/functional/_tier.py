@@ -1,5 +1,5 @@
-"""Tier 0: the first CPU conv forward of a process answers from NumPy while its kernel
-compiles.
+"""Tier 0: the first CPU conv forward of each kernel in a process answers from NumPy
+while the kernel compiles.
 
 A numba kernel's first call compiles it: seconds on an empty cache (half a second or
 more even from the cache, for numba's own start-up), while the NumPy below answers a
@@ -7,22 +7,30 @@ small layer in milliseconds.  The rule, per (kernel, dtype):
 
 * the **first** call computes its result with :func:`conv2d_forward` below (NumPy, no
   compile), returns it, and starts one background thread that runs the chosen kernel on
-  the same arguments into a scratch output, so that it compiles (or loads from the disk
-  cache) and is saved to the cache;
-* **every later** call waits for that thread, then runs the kernel.  So a loop timed
-  after one warm-up call times the kernel (its first pass also waits out the compile),
-  and only the first result of a process comes from NumPy: equal to the kernel's within
-  float rounding, not bit for bit.
+  the same arguments into a scratch output (at the caller's numba thread count), so
+  that it compiles (or loads from the disk cache) and is saved to the cache;
+* **every later** call waits for that thread, then runs the kernel.  So the first
+  result of each (kernel, dtype) comes from NumPy: equal to the kernel's within float
+  rounding, not bit for bit.  A loop timed after two warm-up calls times the kernel
+  (after one, its first pass waits out the compile).
 
-The thread is not a daemon: a process that ends right after its first call waits for
-the compile (as it did before tier 0), and the next process finds the kernel cached.
-``config.CPU_TIERING`` (environment ``NUMBACONV_TIERING=0``) turns it off; the tests, the
-benchmarks and ``numbaconv warmup`` run with it off, to time and test the kernels
-themselves.  Only the conv forward has a tier 0: it is what a new user calls first.
+Anything that goes wrong in tier 0 (NumPy out of memory, no thread to start) leaves
+the call to the kernel, as without tier 0; an error of the background run is left to
+the next call's own run of the kernel, which raises it.  Layers above
+``config.TIER_MAX_MACS`` multiply-adds skip tier 0 (NumPy's copies and one-thread
+products would cost more than the compile saves).  A fork waits for the background
+compiles first (the child could not finish them, and numba's compiler lock would stay
+held there).  The thread is not a daemon: a process that ends right after its first
+call waits for the compile, as it did before tier 0, and the next process finds the
+kernel cached.  ``config.CPU_TIERING`` (environment ``NUMBACONV_TIERING=0``) turns it
+off; the tests, the benchmarks and ``numbaconv warmup`` run with it off, to test and
+time the kernels themselves.  Only the conv forward has a tier 0: it is what a new user
+calls first.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -31,10 +39,10 @@ from .. import config
 from .._threads import blas_on_caller
 
 _lock = threading.Lock()
-_ready: set = set()  # keys whose kernel ran (or compiled) in this process
+_ready: set = set()  # keys whose kernel runs directly from now on
 _pending: dict = {}  # key -> threading.Event, set when the background run ends
-errors: dict = {}  # key -> exception of a background run (the next call raises it anew)
-answered = 0  # calls answered from NumPy (for tests and ``numbaconv info``)
+errors: dict = {}  # key -> message of a failed background run (for a look after the fact)
+answered = 0  # calls answered from NumPy (the tests read it)
 
 _NUMPY_PAD = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
@@ -51,39 +59,51 @@ def forward(key, run, out, numpy_forward):
         first = done is None and key not in _ready
         if first:
             done = _pending[key] = threading.Event()
-    if first:
-        try:
-            with blas_on_caller:  # numbaconv never wakes OpenBLAS's pool (_threads.py)
-                numpy_forward(out)
-        except BaseException:
-            with _lock:
-                del _pending[key]
-            done.set()
-            raise
-        answered += 1
-        scratch = np.empty_like(out)
-        threading.Thread(target=_background, args=(key, run, scratch, done),
-                         name=f"numbaconv-compile-{key[0]}").start()
+    if not first:
+        if done is not None:
+            done.wait()
+        _ready.add(key)
+        run(out)
         return
-    if done is not None:
-        done.wait()
-    _ready.add(key)
-    run(out)
-
-
-def _background(key, run, scratch, done):
     try:
+        with blas_on_caller:  # numbaconv never wakes OpenBLAS's pool (_threads.py)
+            numpy_forward(out)
+        answered += 1
+        import numba
+
+        threading.Thread(target=_background,
+                         args=(key, run, np.empty_like(out), done, numba.get_num_threads()),
+                         name=f"numbaconv-compile-{key[0]}").start()
+    except Exception:  # tier 0 failed: the kernel answers, here, as without tier 0
+        _ready.add(key)
+        done.set()
+        run(out)
+    except BaseException:  # KeyboardInterrupt: nothing left pending
+        _ready.add(key)
+        done.set()
+        raise
+
+
+def _background(key, run, scratch, done, threads):
+    try:
+        import numba
+
+        numba.set_num_threads(threads)  # per thread in numba: the caller's count
         run(scratch)
-    except BaseException as error:  # noqa: BLE001 - the caller's next run raises it
-        errors[key] = error
+    except BaseException as error:  # noqa: BLE001 - the next call's own run raises it
+        errors[key] = f"{type(error).__name__}: {error}"
     finally:
         done.set()
 
 
 def wait():
-    """Wait for every background compile started so far (tests, benchmarks)."""
+    """Wait for every background compile started so far (benchmarks, before a fork)."""
     for done in list(_pending.values()):
         done.wait()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(before=wait)
 
 
 def padded_input(x4, spec):

@@ -15,6 +15,7 @@ weight gradient back.
 
 from __future__ import annotations
 
+from .. import config
 from .._args import ConvSpec, check_float_dtypes, check_shape, conv_spec
 from ..config import PAD_MODES
 from ..dispatch import CONV_FALLBACK, CPU, backend_for, choose_conv_algorithm
@@ -161,6 +162,11 @@ def _kernel(be, spec: ConvSpec, name: str):
     return getattr(be.kernels, name)
 
 
+def _macs(spec: ConvSpec) -> int:
+    return (spec.batch * spec.out_channels * spec.out_size[0] * spec.out_size[1]
+            * (spec.in_channels // spec.groups) * spec.kernel[0] * spec.kernel[1])
+
+
 def _forward(spec: ConvSpec, x, weight, bias):
     be = backend_for(spec.op, input=x, weight=weight, bias=bias)
     x4 = as_4d(be, x)
@@ -174,7 +180,7 @@ def _forward(spec: ConvSpec, x, weight, bias):
     def run(into):
         kernel(_kernel_input(be, spec, x4), w4, b, into, geometry)
 
-    if be.name == CPU:
+    if be.name == CPU and _macs(spec) <= config.TIER_MAX_MACS:
         def numpy_forward(into):
             xin = _tier.padded_input(x4, spec) if explicit else x4
             _tier.conv2d_forward(xin, w4, b, into, geometry)

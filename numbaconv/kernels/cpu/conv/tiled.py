@@ -538,8 +538,9 @@ def _grad_weight_in_place(x, grad_out, grad_weight, geometry, runs):
     cols = _reach(out_w, sw, dw, kw, pw)
     shape = (batch, groups, rows[1] - rows[0], (cols[1] - cols[0]) * c_g)
     size = math.prod(shape)
-    flat = scratch("grad_frame", (size + BLOCK * simd.VECTOR_BYTES,), x.dtype)
-    fill(flat[size:], x.dtype.type(0))  # the slack a padded block reads past its run
+    slack = BLOCK * simd.VECTOR_BYTES // x.itemsize  # what a padded block reads past
+    flat = scratch("grad_frame", (size + slack,), x.dtype)
+    flat[size:] = 0
     xg = flat[:size].reshape(shape)
     to_padded_groups(x, xg, rows[0], cols[0])
     k_g = out_ch // groups
