@@ -95,6 +95,9 @@ TILED_GRAD_BYTES = 4 * 1024 * 1024
 # of kW*C_g values (C_g when dilated along W) to whole blocks of 4 vectors adds at most
 # this fraction of its length.
 TILED_GRAD_RUNS_MAX_CHANNELS = 48
+# ... and, where the chooser picked 'tiled' anyway, for any number of output channels
+# once a reduction has at least this many values per output (C_g*kH*kW).
+TILED_GRAD_RUNS_MIN_REDUCTION = 2048
 TILED_GRAD_RUN_WASTE = 0.4
 # Output pixels (whole output rows, at least one) whose frame vectors it keeps in L1
 # while every block of 4 output channels reads them.

@@ -223,14 +223,16 @@ def _blocked_applies(spec, kernel: str) -> bool:
 
 
 def _tiled_grad_in_place(spec) -> bool:
-    """Whether the tiled grad weight reads the frame in place for ``spec``
-    (``kernels/cpu/conv/tiled.py``, ``_grad_runs``: AVX-512, few output channels per
-    group, runs that are not mostly padding)."""
-    if not _wide_simd():
+    """Whether the tiled grad weight reads the frame in place for ``spec`` with few
+    output channels per group (``config.TILED_GRAD_RUNS_MAX_CHANNELS``; the other
+    conditions are ``kernels/cpu/conv/tiled.py``'s ``_grad_runs``: AVX-512, runs that
+    are not mostly padding)."""
+    k_g = spec.out_channels // spec.groups
+    if not _wide_simd() or k_g > config.TILED_GRAD_RUNS_MAX_CHANNELS:
         return False
     from .kernels.cpu.conv import tiled
 
-    return tiled._grad_runs(spec.out_channels // spec.groups, spec.in_channels // spec.groups,
+    return tiled._grad_runs(k_g, spec.in_channels // spec.groups, spec.kernel[0],
                             spec.kernel[1], spec.dilation[1],
                             np.dtype(spec.dtype).itemsize) is not None
 

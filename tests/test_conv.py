@@ -454,6 +454,11 @@ def test_chooser_rules(monkeypatch):
     assert choose(pointwise) == "gemm"
     assert choose(spec(32, 64, 1, size=30), "conv2d_grad_weight") == blocked("tiled")
     assert choose(spec(1, 32, 1), "conv2d_grad_weight") == "tiled"  # runs of 3: tiles
+    # ... and within 'tiled', long reductions (at least 2048 values) read in place too
+    from numbaconv.kernels.cpu.conv import tiled
+    assert (tiled._grad_runs(68, 338, 7, 7, 1, 4) is not None) == simd.WIDE
+    assert tiled._grad_runs(64, 64, 3, 3, 1, 4) is None  # 576 values: the tiles
+    assert tiled._grad_runs(48, 64, 3, 3, 1, 4) == ((1, 192, 192) if simd.WIDE else None)
     assert choose(spec(64, 64, 1, k=1), "conv2d_grad_weight") == "gemm"
     assert choose(spec(64, 64, 1, k=1)) == "gemm"  # 1x1
     assert choose(spec(2, 2, 1, k=1)) == "gemm"  # 1x1, however thin
@@ -685,6 +690,7 @@ def test_a_remembered_spec_skips_no_check():
     ((2, 64, 6, 5), (9, 64, 1, 1), {}),  # runs of whole blocks in float32
     ((3, 12, 11, 7), (8, 12, 5, 3), dict(stride=2, padding=(2, 0), dilation=(2, 1))),
     ((1, 16, 10, 11), (5, 16, 3, 3), dict(stride=3)),  # the frame crops the input
+    ((1, 240, 6, 5), (52, 240, 3, 3), dict(padding=1)),  # many outputs, long reduction
 ])
 @pytest.mark.parametrize("in_place", [True, False])
 def test_tiled_grad_weight_reads_the_frame_in_place(x_shape, w_shape, params, dtype,
@@ -705,7 +711,8 @@ def test_tiled_grad_weight_reads_the_frame_in_place(x_shape, w_shape, params, dt
     monkeypatch.setattr(config, "TILED_GRAD_PIXELS", 2 * y.shape[3])
     monkeypatch.setattr(config, "TILED_GRAD_BAND", 1)
     dilation = params.get("dilation", 1)
-    runs = tiled._grad_runs(w_shape[0] // params.get("groups", 1), w_shape[1], w_shape[3],
+    runs = tiled._grad_runs(w_shape[0] // params.get("groups", 1), w_shape[1], w_shape[2],
+                            w_shape[3],
                             dilation[1] if isinstance(dilation, tuple) else dilation,
                             np.dtype(dtype).itemsize)
     from numbaconv.kernels.cpu import simd

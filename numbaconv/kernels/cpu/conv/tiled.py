@@ -37,7 +37,8 @@ Backward:
   of a few output rows in cache and adds their product with the same rows of
   ``grad_out`` (a reduction over pixels) into a per-thread partial sum.  With few
   output channels per group the column copy costs more than the products it serves;
-  there (AVX-512, runs of ``kW*C_g`` values not mostly padding: :func:`_grad_runs`)
+  there, and on long reductions (AVX-512, runs of ``kW*C_g`` values not mostly
+  padding: :func:`_grad_runs`)
   :func:`_grad_weight_runs` builds no columns: 16 vector accumulators sum outer
   products of 4 ``grad_out`` values and 4 vectors of a kernel row's run, read in place
   from the channels-last frame, over a job's pixels (no horizontal sums either).
@@ -510,16 +511,21 @@ def _grad_weight_runs(xg, dy, partials, dyt, geometry, kh, pieces, c_g, out_w, c
                                 _add_4x4(partial[g], k0, at, width, acc)
 
 
-def _grad_runs(k_g, c_g, kw, dw, itemsize):
+def _grad_runs(k_g, c_g, kh, kw, dw, itemsize):
     """``(pieces, run, run_pad)`` of the in-place grad weight (:func:`_grad_weight_runs`),
-    or None where the im2col tiles do better: it needs AVX-512 (and
-    ``config.TILED_IN_PLACE``), at most ``config.TILED_GRAD_RUNS_MAX_CHANNELS`` output
-    channels per group (the tiles' column copy is paid once for all output channels, so
-    it pays off on many), and runs that padding to whole blocks of 4 vectors lengthens
-    by at most ``config.TILED_GRAD_RUN_WASTE`` (a thin layer's short runs would be
-    mostly padding).  Measured: docs/benchmarks/cpu.md, "The in-place grad weight"."""
-    if not (config.TILED_IN_PLACE and simd.WIDE
-            and k_g <= config.TILED_GRAD_RUNS_MAX_CHANNELS):
+    or None where the im2col tiles do better.  It needs AVX-512 (and
+    ``config.TILED_IN_PLACE``) and runs that padding to whole blocks of 4 vectors
+    lengthens by at most ``config.TILED_GRAD_RUN_WASTE`` (a thin layer's short runs
+    would be mostly padding); and either at most
+    ``config.TILED_GRAD_RUNS_MAX_CHANNELS`` output channels per group (the tiles' column
+    copy is paid once for all of them, so it pays off on many) or a reduction of at
+    least ``config.TILED_GRAD_RUNS_MIN_REDUCTION`` values per output (``C_g*kH*kW``:
+    the tiles' jobs then hold few pixels, and each adds its product into the whole
+    partial grad weight).  Measured: docs/benchmarks/cpu.md, "Session 6"."""
+    if not (config.TILED_IN_PLACE and simd.WIDE):
+        return None
+    if (k_g > config.TILED_GRAD_RUNS_MAX_CHANNELS
+            and c_g * kh * kw < config.TILED_GRAD_RUNS_MIN_REDUCTION):
         return None
     pieces, run = (1, kw * c_g) if dw == 1 else (kw, c_g)
     step = BLOCK * simd.VECTOR_BYTES // itemsize
@@ -567,8 +573,8 @@ def conv2d_grad_weight_tiled(x, grad_out, grad_weight, geometry):
     ``config.TILED_GRAD_PIXELS`` pixels each, fewer where their buffers would pass
     ``config.TILED_GRAD_BYTES``), added in thread order: deterministic for a given
     thread count.  Outer products on the frame where :func:`_grad_runs` allows (few
-    output channels), else im2col columns per job; never a whole-chunk column
-    buffer."""
+    output channels, or a long reduction), else im2col columns per job; never a
+    whole-chunk column buffer."""
     groups = geometry[6]
     out_ch, c_g, kh, kw = grad_weight.shape
     batch, _, out_h, out_w = grad_out.shape
@@ -576,7 +582,7 @@ def conv2d_grad_weight_tiled(x, grad_out, grad_weight, geometry):
     if grad_out.size == 0:
         grad_weight[...] = 0
         return
-    runs = _grad_runs(out_ch // groups, c_g, kw, geometry[5], grad_weight.itemsize)
+    runs = _grad_runs(out_ch // groups, c_g, kh, kw, geometry[5], grad_weight.itemsize)
     if runs is not None:
         _grad_weight_in_place(x, grad_out, grad_weight, geometry, runs)
         return
