@@ -63,6 +63,11 @@ CONV_ALGORITHM = "auto"
 # images that fit (one image at least).
 IM2COL_CHUNK_BYTES = 16 * 1024 * 1024
 
+# A strided grad input whose reduction has at least this many values per input pixel
+# (K_g*kH*kW) runs on the GEMM path (dispatch.choose_conv_algorithm), where the tiled
+# kernel's tiles outgrow the cache.
+GEMM_GRAD_INPUT_MIN_REDUCTION = 4096
+
 # Floating-point operations from which a BLAS product is split across numba's thread
 # count (kernels/cpu/blas.py): below it one thread finishes before a second wakes.
 BLAS_SPLIT_FLOPS = 8_000_000

@@ -440,6 +440,10 @@ def test_chooser_rules(monkeypatch):
     # strided grad input on the GEMM path
     assert choose(spec(4, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
     assert choose(spec(4, 32, 1, stride=2), "conv2d_grad_input") == "gemm"
+    # a strided grad input of a long reduction (K_g*kH*kW >= 4096): the GEMM path
+    assert choose(spec(16, 512, 1, stride=2), "conv2d_grad_input") == "gemm"  # 4608
+    assert choose(spec(16, 256, 1, stride=2), "conv2d_grad_input") == "tiled"  # 2304
+    assert choose(spec(16, 512, 1, stride=2)) != "gemm"  # the forward: not this rule
     assert choose(spec(3, 2, 1), "conv2d_grad_weight") == "direct"
     # few output channels per group (at most 48) and runs of kW*C_g values that padding
     # to whole blocks of 4 vectors lengthens by at most 40%: the grad weight runs tiled
@@ -748,3 +752,11 @@ def test_in_place_grad_weight_under_auto_through_conv1d(rng):
     want = ref.conv_backward(go, x, w, b, padding=1)
     for g, r in zip(got, want):
         np.testing.assert_allclose(g, r, *tolerance(np.float64))
+
+
+def test_strided_grad_input_of_a_long_reduction(rng):
+    """A strided layer whose grad input reduces over K*kH*kW >= 4096 values: the chooser's
+    own pick (the GEMM path), against the oracle."""
+    x, w, b = _arrays(rng, (1, 2, 9, 8), (512, 2, 3, 3), np.float64)
+    _assert_forward_and_backward_match_oracle(x, w, b, dict(stride=2, padding=1),
+                                              np.float64, rng)
