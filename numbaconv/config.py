@@ -40,6 +40,9 @@ CUDA_STREAM = 0
 
 # Pad codes shared by the CPU and CUDA pad kernels.
 PAD_MODES = {"constant": 0, "zeros": 0, "reflect": 1, "replicate": 2, "circular": 3}
+# ... and NumPy's names for the non-zero ones (np.pad, dask.array.pad), for the paths
+# that pad with NumPy: the dask graph and the NumPy tier 0 of a first conv forward.
+NUMPY_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
 
 # Rounds an idle thread of numba's OpenMP pool spins before it sleeps (GOMP_SPINCOUNT,
 # set only while the pool starts; see _threads.py): long enough to span the gaps between

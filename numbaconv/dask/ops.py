@@ -28,12 +28,10 @@ from dask.highlevelgraph import HighLevelGraph
 
 from .. import _specs
 from .._args import conv_spec
+from ..config import NUMPY_PAD_MODES
 from ..functional.pool import _avg_options
 from . import _blocks
 from ._plan import chunk_bounds, overlapping, table_axis, transpose_axis, window_axis
-
-_PAD_MODES = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
-
 
 def standin(x):
     """A read-only zero-stride array with ``x``'s shape and dtype: what the spec checks
@@ -196,7 +194,7 @@ def _conv(op, ndim, x, weight, bias, stride, padding, dilation, groups, padding_
     pads = _axes(spec.pads, ndim)
     local_padding = padding
     if spec.padding_mode != "zeros" and any(p for pair in pads for p in pair):
-        x = da.pad(x, ((0, 0), (0, 0)) + pads, mode=_PAD_MODES[spec.padding_mode])
+        x = da.pad(x, ((0, 0), (0, 0)) + pads, mode=NUMPY_PAD_MODES[spec.padding_mode])
         local_padding, pads = 0, ((0, 0),) * ndim
     plans = [window_axis(x.chunks[2 + i], n, k, s, d, p[0]) for i, (n, k, s, d, p) in
              enumerate(zip(_axes(spec.out_size, ndim), _axes(spec.kernel, ndim),

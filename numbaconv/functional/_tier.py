@@ -44,8 +44,6 @@ _pending: dict = {}  # key -> threading.Event, set when the background run ends
 errors: dict = {}  # key -> message of a failed background run (for a look after the fact)
 answered = 0  # calls answered from NumPy (the tests read it)
 
-_NUMPY_PAD = {"reflect": "reflect", "replicate": "edge", "circular": "wrap"}
-
 
 def forward(key, run, out, numpy_forward):
     """``run(out)`` (the kernel), or on the first call for ``key`` with tiering on,
@@ -110,7 +108,7 @@ def padded_input(x4, spec):
     """``x4`` padded by ``spec.padding_mode`` (NumPy's modes of the same name)."""
     (top, bottom), (left, right) = spec.pads
     return np.pad(x4, ((0, 0), (0, 0), (top, bottom), (left, right)),
-                  mode=_NUMPY_PAD[spec.padding_mode])
+                  mode=config.NUMPY_PAD_MODES[spec.padding_mode])
 
 
 def conv2d_forward(x, weight, bias, out, geometry):

@@ -86,8 +86,7 @@ def batch_norm_backward(g, xhat, weight, inv_std, mean_g, mean_gx, gx):
 def cross_entropy_rows(logits, target, scale, grad, stats):
     # per row: loss and hit in stats, gradient in grad (kernels/_elementwise.py).  On the
     # calling thread: the logits are tiny next to the network that made them, and a
-    # serial kernel compiles in a third of the time (docs/benchmarks/cpu.md, "Compile
-    # time")
+    # serial kernel compiles faster (docs/benchmarks/cpu.md, "Compile time")
     for i in range(logits.shape[0]):
         _cross_entropy_row(logits, target, scale, grad, stats, i)
 

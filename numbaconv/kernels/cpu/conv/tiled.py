@@ -20,9 +20,8 @@ whose output channels come in whole blocks of 4 and whose kernel rows are runs o
 whole vectors (dilation 1 along W, kW*C_g a multiple of 16 in float32) builds no tile
 at all (:func:`_forward_runs`): ``gemm.block_runs`` reads each pixel's kernel rows as
 runs straight from the frame, which skips the tile's copy.  The two are separate
-kernels so that a process compiles only the one its layers run (each compiles in about
-two thirds of the time the two took as one kernel: docs/benchmarks/cpu.md, "Compile
-time").
+kernels so that a process compiles only the one its layers run (docs/benchmarks/cpu.md,
+"Compile time").
 Tiles are near-equal in size (:func:`_even_tiles`).  Each thread owns a fixed share of
 the jobs (and one tile buffer, ``tiles[t]``); every output entry is one dot product in
 a fixed order: deterministic.
@@ -259,12 +258,16 @@ def _reach(out_size, stride, dilation, taps, pad):
     return -pad, (out_size - 1) * stride + (taps - 1) * dilation - pad + 1
 
 
-def _framed(x, groups, rows, cols):
+def _framed(x, groups, rows, cols, slack=0, key="framed"):
     """``x`` copied into the frame ``rows = (lo, hi)``, ``cols = (lo, hi)`` of input
-    positions, channels last per group (:func:`to_padded_groups`)."""
+    positions, channels last per group (:func:`to_padded_groups`), in the scratch buffer
+    ``key``, followed by ``slack`` zeros that whole-vector reads past its end may touch."""
     batch, ch = x.shape[0], x.shape[1]
-    width = (cols[1] - cols[0]) * (ch // groups)
-    xg = scratch("framed", (batch, groups, rows[1] - rows[0], width), x.dtype)
+    shape = (batch, groups, rows[1] - rows[0], (cols[1] - cols[0]) * (ch // groups))
+    size = math.prod(shape)
+    flat = scratch(key, (size + slack,), x.dtype)
+    flat[size:] = 0
+    xg = flat[:size].reshape(shape)
     to_padded_groups(x, xg, rows[0], cols[0])
     return xg
 
@@ -540,15 +543,9 @@ def _grad_weight_in_place(x, grad_out, grad_weight, geometry, runs):
     out_ch, c_g, kh, kw = grad_weight.shape
     batch, _, out_h, out_w = grad_out.shape
     pieces, run, run_pad = runs
-    rows = _reach(out_h, sh, dh, kh, ph)
-    cols = _reach(out_w, sw, dw, kw, pw)
-    shape = (batch, groups, rows[1] - rows[0], (cols[1] - cols[0]) * c_g)
-    size = math.prod(shape)
-    slack = BLOCK * simd.VECTOR_BYTES // x.itemsize  # what a padded block reads past
-    flat = scratch("grad_frame", (size + slack,), x.dtype)
-    flat[size:] = 0
-    xg = flat[:size].reshape(shape)
-    to_padded_groups(x, xg, rows[0], cols[0])
+    xg = _framed(x, groups, _reach(out_h, sh, dh, kh, ph), _reach(out_w, sw, dw, kw, pw),
+                 slack=BLOCK * simd.VECTOR_BYTES // x.itemsize,  # what a padded block reads
+                 key="grad_frame")
     k_g = out_ch // groups
     k_pad = -(-k_g // BLOCK) * BLOCK
     threads = numba.get_num_threads()
@@ -562,9 +559,8 @@ def _grad_weight_in_place(x, grad_out, grad_weight, geometry, runs):
     _grad_weight_runs(xg, grad_out.reshape(batch, out_ch, out_h * out_w), partials, dyt,
                       geometry, kh, pieces, c_g, out_w, chunk_rows,
                       max(1, config.TILED_GRAD_BAND // out_w))
-    summed = partials.sum(axis=0).reshape(groups, k_pad, kh, pieces * run_pad)
-    summed = summed[:, :k_g, :, :pieces * run_pad].reshape(groups, k_g, kh, pieces, run_pad)
-    taps = summed[..., :run].reshape(groups, k_g, kh, kw, c_g)
+    summed = partials.sum(axis=0).reshape(groups, k_pad, kh, pieces, run_pad)
+    taps = summed[:, :k_g, ..., :run].reshape(groups, k_g, kh, kw, c_g)  # (r, s, c) order
     grad_weight[...] = taps.transpose(0, 1, 4, 2, 3).reshape(out_ch, c_g, kh, kw)
 
 
