@@ -79,12 +79,14 @@ BLAS_SPLIT_FLOPS = 8_000_000
 # (pixels x C_g*kH*kW values) is built and multiplied while it sits in the thread's cache.
 TILED_PIXELS = 64
 
-# ... and where the host has AVX-512 (``kernels.cpu.simd.WIDE``), a conv whose output
-# channels per group come in whole blocks of 4 and whose kernel rows are runs of whole
-# SIMD vectors (kW*C_g values, at dilation 1 along W) reads the receptive fields in place
-# from the input's channels-last frame instead of copying them into a tile first
-# (``kernels/cpu/conv/tiled.py``, ``_forward_runs``).  False: always build the tile.
+# ... and where the host has AVX-512 (``kernels.cpu.simd.WIDE``), a conv whose kernel
+# rows are runs of whole SIMD vectors (kW*C_g values, at dilation 1 along W), or of at
+# least TILED_RAGGED_VECTORS vectors, reads the receptive fields in place from the
+# input's channels-last frame instead of copying them into a tile first
+# (``kernels/cpu/conv/tiled.py``, ``_forward_runs``; output channels padded to whole
+# blocks of 4).  False: always build the tile.
 TILED_IN_PLACE = True
+TILED_RAGGED_VECTORS = 4
 
 # Output pixels (whole output rows of the batch, at least one) per job of the tiled grad
 # weight: the reduction length of its products (longer runs amortize each dot product's

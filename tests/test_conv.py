@@ -250,18 +250,32 @@ def test_single_input_channel_takes_the_dense_kernels(x_shape, w_shape, params, 
      dict(groups=2, stride=(2, 1), dilation=(2, 1), padding=(2, 1))),  # runs of 16
     ((1, 8, 10, 10), (12, 8, 5, 5), dict(stride=2, padding=2)),  # a last tile of 1 pixel
     ((2, 8, 9, 18), (4, 8, 3, 3), dict(stride=(2, 1), dilation=(2, 1), padding=2)),
+    # ragged runs of at least 4 vectors (66 values), 7 output channels padded to 8
+    ((2, 22, 9, 8), (7, 22, 3, 3), dict(padding=1)),
+    ((2, 44, 7, 9), (10, 22, 3, 3), dict(groups=2, stride=2, padding=1)),  # 5 per group
+    ((1, 70, 6, 6), (9, 70, 1, 1), dict(stride=2)),  # a ragged 1x1: the tile
 ])
 @pytest.mark.parametrize("in_place", [True, False])
 def test_tiled_reads_receptive_fields_in_place(x_shape, w_shape, params, dtype, in_place, rng,
                                                monkeypatch):
-    """Convs whose output channels come in whole blocks of 4 and whose kernel rows are
-    runs of whole vectors read their receptive fields straight from the frame (one run
-    of kW*C_g values per kernel row, ``gemm.block_runs``; on AVX-512 hosts; a tile's
-    last 1-3 pixels through a 4x4 buffer), the others build the tile; against the
-    oracle, over several tiles (and grad weight jobs of 2 output rows), and with the
-    in-place reads switched off."""
+    """Convs whose kernel rows are runs of whole vectors, or long ragged runs, read
+    their receptive fields straight from the frame (one run of kW*C_g values per kernel
+    row, ``gemm.block_runs``; on AVX-512 hosts; a tile's last 1-3 pixels through a 4x4
+    buffer; output channels padded to whole blocks of 4 into a scratch output), the
+    others build the tile; against the oracle, over several tiles (and grad weight jobs
+    of 2 output rows), and with the in-place reads switched off."""
     from numbaconv import config
+    from numbaconv.kernels.cpu import simd
+    from numbaconv.kernels.cpu.conv import tiled
 
+    taps = w_shape[2] * w_shape[3]
+    run = w_shape[3] * w_shape[1]
+    lanes = 64 // np.dtype(dtype).itemsize
+    dilation = params.get("dilation", 1)
+    dw = dilation[1] if isinstance(dilation, tuple) else dilation
+    monkeypatch.setattr(config, "TILED_IN_PLACE", True)
+    expected = simd.WIDE and dw == 1 and (run % lanes == 0 or (taps > 1 and run >= config.TILED_RAGGED_VECTORS * lanes))
+    assert tiled._in_place(run, np.dtype(dtype).itemsize, dw, taps) == expected
     monkeypatch.setattr(config, "TILED_PIXELS", 8)
     monkeypatch.setattr(config, "TILED_GRAD_PIXELS", 40)
     monkeypatch.setattr(config, "TILED_IN_PLACE", in_place)

@@ -16,9 +16,9 @@ row is then built without bounds checks, each kernel row one contiguous run of
 dot-product blocks on the tile while it sits in the thread's cache: no whole-chunk
 column buffer goes to memory and back, and no BLAS call, so numba's thread pool never
 hands the cores to OpenBLAS's.  On AVX-512 hosts (``config.TILED_IN_PLACE``), a conv
-whose output channels come in whole blocks of 4 and whose kernel rows are runs of
-whole vectors (dilation 1 along W, kW*C_g a multiple of 16 in float32) builds no tile
-at all (:func:`_forward_runs`): ``gemm.block_runs`` reads each pixel's kernel rows as
+whose kernel rows are runs of whole vectors or long ones (dilation 1 along W, kW*C_g
+a multiple of 16 in float32, or at least ``config.TILED_RAGGED_VECTORS`` vectors)
+builds no tile at all (:func:`_forward_runs`): ``gemm.block_runs`` reads each pixel's kernel rows as
 runs straight from the frame, which skips the tile's copy.  The two are separate
 kernels so that a process compiles only the one its layers run (docs/benchmarks/cpu.md,
 "Compile time").
@@ -244,12 +244,23 @@ def _forward_runs(xg, wp, bias, out, geometry, kh, kw, threads, most):
 L2_PANEL = 65536  # values of a product's re-read operand kept in L2 (256 KiB in float32)
 
 
-def _pack(weight, groups):
-    """``(K, C_g, R, S)`` -> ``(G, K_g, R*S*C_g)`` in ``(r, s, c)`` order."""
+def _pack(weight, groups, pad=1):
+    """``(K, C_g, R, S)`` -> ``(G, K_g', R*S*C_g)`` in ``(r, s, c)`` order, ``K_g'`` the
+    output channels per group rounded up to a multiple of ``pad`` (zero rows)."""
     out_ch, c_g, kh, kw = weight.shape
-    k_g = out_ch // groups
-    packed = weight.reshape(groups, k_g, c_g, kh, kw).transpose(0, 1, 3, 4, 2)
-    return np.ascontiguousarray(packed).reshape(groups, k_g, kh * kw * c_g)
+    return _rows_padded(weight.reshape(groups, out_ch // groups, c_g, kh, kw)
+                        .transpose(0, 1, 3, 4, 2), pad)
+
+
+def _rows_padded(view, pad):
+    """``view`` ``(G, M, ...)`` copied once into a C-contiguous ``(G, M', L)``, ``M'``
+    rounded up to a multiple of ``pad`` with zero rows."""
+    groups, rows = view.shape[0], view.shape[1]
+    total = -(-rows // pad) * pad
+    packed = np.empty((groups, total) + view.shape[2:], view.dtype)
+    packed[:, rows:] = 0
+    packed[:, :rows] = view
+    return packed.reshape(groups, total, -1)
 
 
 def _reach(out_size, stride, dilation, taps, pad):
@@ -272,25 +283,42 @@ def _framed(x, groups, rows, cols, slack=0, key="framed"):
     return xg
 
 
-def _in_place(packed, kh, kw, dw):
+def _in_place(run, itemsize, dw, taps):
     """Whether the forward reads receptive fields in place (:func:`_forward_runs`): on
-    AVX-512 hosts (``config.TILED_IN_PLACE``), at dilation 1 along W, output channels
-    in whole blocks of 4 and runs of ``kW * C_g`` values in whole vectors.  A ragged
-    run's tail vector costs a full step: the tile is faster there (measured:
-    docs/benchmarks/cpu.md, "Kernel measurements")."""
-    run = packed.shape[2] // kh
-    return (config.TILED_IN_PLACE and simd.WIDE and dw == 1 and packed.shape[1] % BLOCK == 0
-            and run % (simd.VECTOR_BYTES // packed.itemsize) == 0)
+    AVX-512 hosts (``config.TILED_IN_PLACE``), at dilation 1 along W, with kernel rows
+    (``run`` values, ``kW * C_g``) of whole vectors, or (kernels of more than one tap)
+    at least ``config.TILED_RAGGED_VECTORS`` vectors long.  A ragged run's tail vector
+    costs a full step, so short ragged runs go to the tile, and so do ragged 1x1 convs,
+    whose tile is a plain copy (measured: docs/benchmarks/cpu.md, "Kernel measurements"
+    and "Session 7").  Callers then pack the weights with output channels padded to
+    whole blocks of 4 (:func:`_pack`)."""
+    lanes = simd.VECTOR_BYTES // itemsize
+    return (config.TILED_IN_PLACE and simd.WIDE and dw == 1
+            and (run % lanes == 0
+                 or (taps > 1 and run >= config.TILED_RAGGED_VECTORS * lanes)))
 
 
 def _run(xg, origin, packed, bias, out, geometry, kh, kw):
     """The tiled forward of ``geometry`` on ``xg``, a frame whose first row and column
-    are input position ``origin``."""
+    are input position ``origin``.  In place, weights packed with padded output channels
+    (``packed.shape[1]`` above ``out``'s per group) run into a scratch output whose real
+    channels are then copied out."""
     sh, sw, ph, pw, dh, dw, groups = geometry
     framed = (sh, sw, ph + origin[0], pw + origin[1], dh, dw, groups)
     threads = numba.get_num_threads()
-    if _in_place(packed, kh, kw, dw):
-        _forward_runs(xg, packed, bias, out, framed, kh, kw, threads, config.TILED_PIXELS)
+    if _in_place(packed.shape[2] // kh, packed.itemsize, dw, kh * kw):
+        k_g, k_pad = out.shape[1] // groups, packed.shape[1]
+        if k_pad == k_g:
+            _forward_runs(xg, packed, bias, out, framed, kh, kw, threads, config.TILED_PIXELS)
+            return
+        batch, _, out_h, out_w = out.shape
+        wide_bias = np.zeros((groups, k_pad), bias.dtype)
+        wide_bias[:, :k_g] = bias.reshape(groups, k_g)
+        wide = scratch("runs_out", (batch, groups * k_pad, out_h, out_w), out.dtype)
+        _forward_runs(xg, packed, wide_bias.reshape(-1), wide, framed, kh, kw, threads,
+                      config.TILED_PIXELS)
+        out[...] = wide.reshape(batch, groups, k_pad, out_h, out_w)[:, :, :k_g].reshape(
+            out.shape)
         return
     tiles = scratch("tiles", (threads, config.TILED_PIXELS, packed.shape[2]), xg.dtype)
     _forward_tiles(xg, packed, bias, out, tiles, framed, kh, kw)
@@ -303,8 +331,9 @@ def conv2d_forward_tiled(x, weight, bias, out, geometry):
         return
     rows = _reach(out.shape[2], sh, dh, kh, ph)
     cols = _reach(out.shape[3], sw, dw, kw, pw)
-    _run(_framed(x, groups, rows, cols), (rows[0], cols[0]), _pack(weight, groups), bias,
-         out, geometry, kh, kw)
+    in_place = _in_place(kw * weight.shape[1], x.itemsize, dw, kh * kw)
+    _run(_framed(x, groups, rows, cols), (rows[0], cols[0]),
+         _pack(weight, groups, BLOCK if in_place else 1), bias, out, geometry, kh, kw)
 
 
 def _phase_taps(phase, stride, pad, dilation, size):
@@ -356,8 +385,9 @@ def conv2d_grad_input_tiled(grad_out, weight, grad_in, geometry):
     even = None  # a row phase's even column phase, held for its odd one (column stride 2)
     for a, b, target, taps_r, taps_s, phase_geometry in phases:
         sub = w[:, :, :, taps_r][:, :, :, :, taps_s]  # (G, K_g, C_g, R', S')
-        packed = np.ascontiguousarray(sub.transpose(0, 2, 3, 4, 1)).reshape(
-            groups, c_g, len(taps_r) * len(taps_s) * k_g)
+        in_place = _in_place(len(taps_s) * k_g, grad_out.itemsize, phase_geometry[5],
+                             len(taps_r) * len(taps_s))
+        packed = _rows_padded(sub.transpose(0, 2, 3, 4, 1), BLOCK if in_place else 1)
         out = (grad_in if sh == sw == 1
                else scratch(f"phase {b}", target.shape, grad_in.dtype))
         _run(framed, (rows[0], cols[0]), packed, zero_bias, out, phase_geometry, len(taps_r),
