@@ -87,6 +87,10 @@ TILED_PIXELS = 64
 # blocks of 4).  False: always build the tile.
 TILED_IN_PLACE = True
 TILED_RAGGED_VECTORS = 4
+# A forward dilated along W (stride 1 along W) runs as one conv of dilation 1 per
+# column phase, in place, where its runs have at least this many vectors and each phase
+# keeps TILED_PIXELS output pixels per image (``tiled._phases_pay``).
+TILED_PHASE_VECTORS = 40
 
 # Output pixels (whole output rows of the batch, at least one) per job of the tiled grad
 # weight: the reduction length of its products (longer runs amortize each dot product's

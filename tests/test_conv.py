@@ -254,6 +254,11 @@ def test_single_input_channel_takes_the_dense_kernels(x_shape, w_shape, params, 
     ((2, 22, 9, 8), (7, 22, 3, 3), dict(padding=1)),
     ((2, 44, 7, 9), (10, 22, 3, 3), dict(groups=2, stride=2, padding=1)),  # 5 per group
     ((1, 70, 6, 6), (9, 70, 1, 1), dict(stride=2)),  # a ragged 1x1: the tile
+    # dilated along W at stride 1: one conv of dilation 1 per column phase (the rule's
+    # limits lowered in the test)
+    ((2, 22, 9, 11), (6, 22, 3, 3), dict(dilation=2, padding=(2, 1))),
+    ((1, 16, 6, 5), (8, 16, 3, 3), dict(dilation=(1, 3), padding=(1, 4))),
+    ((1, 16, 5, 2), (4, 16, 2, 2), dict(dilation=3, padding=3)),  # a phase of no columns
 ])
 @pytest.mark.parametrize("in_place", [True, False])
 def test_tiled_reads_receptive_fields_in_place(x_shape, w_shape, params, dtype, in_place, rng,
@@ -276,7 +281,9 @@ def test_tiled_reads_receptive_fields_in_place(x_shape, w_shape, params, dtype, 
     monkeypatch.setattr(config, "TILED_IN_PLACE", True)
     expected = simd.WIDE and dw == 1 and (run % lanes == 0 or (taps > 1 and run >= config.TILED_RAGGED_VECTORS * lanes))
     assert tiled._in_place(run, np.dtype(dtype).itemsize, dw, taps) == expected
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "tiled")  # stride 1 would run 'blocked'
     monkeypatch.setattr(config, "TILED_PIXELS", 8)
+    monkeypatch.setattr(config, "TILED_PHASE_VECTORS", 1)
     monkeypatch.setattr(config, "TILED_GRAD_PIXELS", 40)
     monkeypatch.setattr(config, "TILED_IN_PLACE", in_place)
     x, w, b = _arrays(rng, x_shape, w_shape, dtype)
@@ -774,3 +781,21 @@ def test_strided_grad_input_of_a_long_reduction(rng):
     x, w, b = _arrays(rng, (1, 2, 9, 8), (512, 2, 3, 3), np.float64)
     _assert_forward_and_backward_match_oracle(x, w, b, dict(stride=2, padding=1),
                                               np.float64, rng)
+
+
+def test_dilated_forwards_run_as_column_phases_where_that_pays():
+    """``tiled._phases_pay``: dilation along W at stride 1 along W, runs of at least
+    ``config.TILED_PHASE_VECTORS`` vectors, a whole tile of pixels per image and phase."""
+    from numbaconv.kernels.cpu import simd
+    from numbaconv.kernels.cpu.conv import tiled
+
+    def pays(c, k, out_hw, sw=1, dw=2, dtype=np.float32):
+        w = np.zeros((8, c, k, k), dtype)
+        out = np.zeros((1, 8) + out_hw, dtype)
+        return tiled._phases_pay(w, np.dtype(dtype).itemsize, out, sw, dw)
+
+    assert pays(480, 7, (14, 14)) == simd.WIDE  # 3360 values a run, 196 >= 2 * 64 pixels
+    assert not pays(480, 7, (14, 14), dw=1)  # not dilated
+    assert not pays(480, 7, (14, 14), sw=2)  # strided along W
+    assert not pays(480, 7, (10, 10))  # 100 pixels: under a tile per phase
+    assert not pays(64, 3, (30, 30))  # runs of 12 vectors

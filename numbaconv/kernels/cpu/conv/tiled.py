@@ -329,11 +329,51 @@ def conv2d_forward_tiled(x, weight, bias, out, geometry):
     kh, kw = weight.shape[2], weight.shape[3]
     if out.size == 0:
         return
+    if _phases_pay(weight, x.itemsize, out, sw, dw):
+        _column_phases(x, weight, bias, out, geometry)
+        return
     rows = _reach(out.shape[2], sh, dh, kh, ph)
     cols = _reach(out.shape[3], sw, dw, kw, pw)
     in_place = _in_place(kw * weight.shape[1], x.itemsize, dw, kh * kw)
     _run(_framed(x, groups, rows, cols), (rows[0], cols[0]),
          _pack(weight, groups, BLOCK if in_place else 1), bias, out, geometry, kh, kw)
+
+
+def _phases_pay(weight, itemsize, out, sw, dw):
+    """Whether a forward dilated along W runs as column phases (:func:`_column_phases`):
+    at stride 1 along W, where each phase reads in place (:func:`_in_place` at dilation
+    1), its runs are at least ``config.TILED_PHASE_VECTORS`` vectors long (shorter
+    ones gain less than the phases' copies cost) and each phase still fills a whole
+    tile of ``config.TILED_PIXELS`` pixels per image (fewer pixels per job re-read the
+    weights once per phase).  Measured: docs/benchmarks/cpu.md, "Session 7"."""
+    kh, kw = weight.shape[2], weight.shape[3]
+    run = kw * weight.shape[1]
+    return (dw > 1 and sw == 1 and kw > 1 and _in_place(run, itemsize, 1, kh * kw)
+            and run * itemsize >= config.TILED_PHASE_VECTORS * simd.VECTOR_BYTES
+            and out.shape[2] * out.shape[3] >= dw * config.TILED_PIXELS)
+
+
+def _column_phases(x, weight, bias, out, geometry):
+    """A forward dilated along W (``dW > 1``) at stride 1 along W, as ``dW`` convs of
+    dilation 1 that read in place: output columns ``a, a + dW, ...`` read only the
+    input columns ``p, p + dW, ...`` with ``p = (a - pW) mod dW``, so each phase is a
+    conv of those columns (copied out) with its own leading pad, whose result goes back
+    to every ``dW``-th output column."""
+    sh, sw, ph, pw, dh, dw, groups = geometry
+    batch, out_ch, out_h, out_w = out.shape
+    for a in range(min(dw, out_w)):
+        p = (a - pw) % dw
+        columns = x[..., p::dw]
+        phase_out = scratch("column phase", (batch, out_ch, out_h, len(range(a, out_w, dw))),
+                            out.dtype)
+        if columns.shape[3] == 0:  # every tap of these columns reads padding
+            phase_out[...] = bias.reshape(1, out_ch, 1, 1)
+        else:
+            phase_in = scratch("column phase input", columns.shape, x.dtype)
+            phase_in[...] = columns
+            conv2d_forward_tiled(phase_in, weight, bias, phase_out,
+                                 (sh, 1, ph, (p - a + pw) // dw, dh, 1, groups))
+        out[..., a::dw] = phase_out
 
 
 def _phase_taps(phase, stride, pad, dilation, size):
