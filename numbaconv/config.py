@@ -87,6 +87,10 @@ TILED_PIXELS = 64
 # blocks of 4).  False: always build the tile.
 TILED_IN_PLACE = True
 TILED_RAGGED_VECTORS = 4
+# Output channels per group that are not whole blocks of 4 are padded (a scratch output
+# and a copy) only where the reduction has at least this many values per output;
+# shorter ones build the tile (``tiled._block_pad``).
+TILED_PAD_MIN_REDUCTION = 256
 # A forward dilated along W (stride 1 along W) runs as one conv of dilation 1 per
 # column phase, in place, where its runs have at least this many vectors and each phase
 # keeps TILED_PIXELS output pixels per image (``tiled._phases_pay``).

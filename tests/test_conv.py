@@ -284,6 +284,7 @@ def test_tiled_reads_receptive_fields_in_place(x_shape, w_shape, params, dtype, 
     monkeypatch.setattr(config, "CONV_ALGORITHM", "tiled")  # stride 1 would run 'blocked'
     monkeypatch.setattr(config, "TILED_PIXELS", 8)
     monkeypatch.setattr(config, "TILED_PHASE_VECTORS", 1)
+    monkeypatch.setattr(config, "TILED_PAD_MIN_REDUCTION", 1)
     monkeypatch.setattr(config, "TILED_GRAD_PIXELS", 40)
     monkeypatch.setattr(config, "TILED_IN_PLACE", in_place)
     x, w, b = _arrays(rng, x_shape, w_shape, dtype)
@@ -799,3 +800,17 @@ def test_dilated_forwards_run_as_column_phases_where_that_pays():
     assert not pays(480, 7, (14, 14), sw=2)  # strided along W
     assert not pays(480, 7, (10, 10))  # 100 pixels: under a tile per phase
     assert not pays(64, 3, (30, 30))  # runs of 12 vectors
+
+
+def test_output_channels_are_padded_to_blocks_only_for_long_reductions():
+    """``tiled._block_pad``: in place, output channels that are not whole blocks of 4
+    are padded where the reduction repays the scratch output's copy (at least
+    ``config.TILED_PAD_MIN_REDUCTION`` values), else they build the tile."""
+    from numbaconv.kernels.cpu import simd
+    from numbaconv.kernels.cpu.conv import tiled
+
+    wide = 4 if simd.WIDE else 1
+    assert tiled._block_pad(107, 3 * 202, 3, 3, 4, 1) == wide  # 1818 values
+    assert tiled._block_pad(108, 3 * 208, 3, 3, 4, 1) == wide  # whole blocks already
+    assert tiled._block_pad(450, 48, 1, 1, 4, 1) == 1  # a 1x1 of 48 values: the tile
+    assert tiled._block_pad(107, 3 * 202, 3, 3, 4, 2) == 1  # dilated: the tile

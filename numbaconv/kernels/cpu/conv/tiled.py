@@ -18,10 +18,12 @@ column buffer goes to memory and back, and no BLAS call, so numba's thread pool 
 hands the cores to OpenBLAS's.  On AVX-512 hosts (``config.TILED_IN_PLACE``), a conv
 whose kernel rows are runs of whole vectors or long ones (dilation 1 along W, kW*C_g
 a multiple of 16 in float32, or at least ``config.TILED_RAGGED_VECTORS`` vectors)
-builds no tile at all (:func:`_forward_runs`): ``gemm.block_runs`` reads each pixel's kernel rows as
-runs straight from the frame, which skips the tile's copy.  The two are separate
-kernels so that a process compiles only the one its layers run (docs/benchmarks/cpu.md,
-"Compile time").
+builds no tile at all (:func:`_forward_runs`): ``gemm.block_runs`` reads each pixel's
+kernel rows as runs straight from the frame, which skips the tile's copy (output
+channels padded to whole blocks of 4).  A forward dilated along W becomes one such
+conv per column phase where that pays (:func:`_column_phases`).  The two kernels are
+separate so that a process compiles only the one its layers run
+(docs/benchmarks/cpu.md, "Compile time").
 Tiles are near-equal in size (:func:`_even_tiles`).  Each thread owns a fixed share of
 the jobs (and one tile buffer, ``tiles[t]``); every output entry is one dot product in
 a fixed order: deterministic.
@@ -298,15 +300,29 @@ def _in_place(run, itemsize, dw, taps):
                  or (taps > 1 and run >= config.TILED_RAGGED_VECTORS * lanes)))
 
 
+def _block_pad(k_g, run, kh, kw, itemsize, dw):
+    """What to round the packed weights' output channels up to: a whole block of 4
+    where the forward reads in place (:func:`_in_place`) and either no padding is
+    needed or the reduction (``kh * run`` values per output) is at least
+    ``config.TILED_PAD_MIN_REDUCTION``: the padded channels' scratch output and its copy
+    cost a few passes over the output, which a short reduction does not repay; else 1,
+    and output channels that are not whole blocks build the tile."""
+    if not _in_place(run, itemsize, dw, kh * kw):
+        return 1
+    return BLOCK if k_g % BLOCK == 0 or kh * run >= config.TILED_PAD_MIN_REDUCTION else 1
+
+
 def _run(xg, origin, packed, bias, out, geometry, kh, kw):
     """The tiled forward of ``geometry`` on ``xg``, a frame whose first row and column
-    are input position ``origin``.  In place, weights packed with padded output channels
-    (``packed.shape[1]`` above ``out``'s per group) run into a scratch output whose real
-    channels are then copied out."""
+    are input position ``origin``.  In place (output channels in whole blocks of 4),
+    weights packed with padded output channels (``packed.shape[1]`` above ``out``'s per
+    group, :func:`_block_pad`) run into a scratch output whose real channels are then
+    copied out."""
     sh, sw, ph, pw, dh, dw, groups = geometry
     framed = (sh, sw, ph + origin[0], pw + origin[1], dh, dw, groups)
     threads = numba.get_num_threads()
-    if _in_place(packed.shape[2] // kh, packed.itemsize, dw, kh * kw):
+    if (packed.shape[1] % BLOCK == 0
+            and _in_place(packed.shape[2] // kh, packed.itemsize, dw, kh * kw)):
         k_g, k_pad = out.shape[1] // groups, packed.shape[1]
         if k_pad == k_g:
             _forward_runs(xg, packed, bias, out, framed, kh, kw, threads, config.TILED_PIXELS)
@@ -334,9 +350,9 @@ def conv2d_forward_tiled(x, weight, bias, out, geometry):
         return
     rows = _reach(out.shape[2], sh, dh, kh, ph)
     cols = _reach(out.shape[3], sw, dw, kw, pw)
-    in_place = _in_place(kw * weight.shape[1], x.itemsize, dw, kh * kw)
-    _run(_framed(x, groups, rows, cols), (rows[0], cols[0]),
-         _pack(weight, groups, BLOCK if in_place else 1), bias, out, geometry, kh, kw)
+    pad = _block_pad(weight.shape[0] // groups, kw * weight.shape[1], kh, kw, x.itemsize, dw)
+    _run(_framed(x, groups, rows, cols), (rows[0], cols[0]), _pack(weight, groups, pad), bias,
+         out, geometry, kh, kw)
 
 
 def _phases_pay(weight, itemsize, out, sw, dw):
@@ -425,9 +441,9 @@ def conv2d_grad_input_tiled(grad_out, weight, grad_in, geometry):
     even = None  # a row phase's even column phase, held for its odd one (column stride 2)
     for a, b, target, taps_r, taps_s, phase_geometry in phases:
         sub = w[:, :, :, taps_r][:, :, :, :, taps_s]  # (G, K_g, C_g, R', S')
-        in_place = _in_place(len(taps_s) * k_g, grad_out.itemsize, phase_geometry[5],
-                             len(taps_r) * len(taps_s))
-        packed = _rows_padded(sub.transpose(0, 2, 3, 4, 1), BLOCK if in_place else 1)
+        pad = _block_pad(c_g, len(taps_s) * k_g, len(taps_r), len(taps_s), grad_out.itemsize,
+                         phase_geometry[5])
+        packed = _rows_padded(sub.transpose(0, 2, 3, 4, 1), pad)
         out = (grad_in if sh == sw == 1
                else scratch(f"phase {b}", target.shape, grad_in.dtype))
         _run(framed, (rows[0], cols[0]), packed, zero_bias, out, phase_geometry, len(taps_r),
