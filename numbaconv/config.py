@@ -68,7 +68,7 @@ IM2COL_CHUNK_BYTES = 16 * 1024 * 1024
 
 # A strided grad input whose reduction has at least this many values per input pixel
 # (K_g*kH*kW) runs on the GEMM path (dispatch.choose_conv_algorithm), where the tiled
-# kernel's tiles outgrow the cache.
+# kernel's tiles outgrow the cache; so does a strided 1x1 one, whatever its reduction.
 GEMM_GRAD_INPUT_MIN_REDUCTION = 4096
 
 # Floating-point operations from which a BLAS product is split across numba's thread

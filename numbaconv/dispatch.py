@@ -266,8 +266,10 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     * 1x1 at stride 1 without padding: ``'gemm'``, a plain matrix product per group (the
       input already is the column matrix), through :mod:`kernels.cpu.blas`.
     * a strided grad input whose reduction (``K_g*kH*kW`` values per input pixel) has at
-      least ``config.GEMM_GRAD_INPUT_MIN_REDUCTION`` values: ``'gemm'`` (BLAS, then
-      col2im), where the tiled kernel's tiles of 64 pixels outgrow the cache.
+      least ``config.GEMM_GRAD_INPUT_MIN_REDUCTION`` values, or of a 1x1 kernel:
+      ``'gemm'`` (BLAS, then col2im), where the tiled kernel's tiles of 64 pixels
+      outgrow the cache, or (1x1) its stride phases cost more than one product and a
+      scatter.
     * depthwise (``groups == C_in``) with more than one channel: ``'depthwise'``,
       per-channel kernels on stride-phase planes.  A single input channel (an MNIST
       first layer) takes the dense rules below: the depthwise kernels' one plane
@@ -322,8 +324,10 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     k_g = spec.out_channels // spec.groups
     c_g = spec.in_channels // spec.groups
     if (kernel == "conv2d_grad_input" and spec.stride != (1, 1)
-            and k_g * spec.kernel[0] * spec.kernel[1] >= config.GEMM_GRAD_INPUT_MIN_REDUCTION):
-        return "gemm"  # the tiles of so long a reduction outgrow the cache
+            and (spec.kernel == (1, 1)
+                 or k_g * spec.kernel[0] * spec.kernel[1]
+                 >= config.GEMM_GRAD_INPUT_MIN_REDUCTION)):
+        return "gemm"  # 1x1: one product, then a scatter; long: the tiles outgrow the cache
     macs = k_g * c_g * spec.kernel[0] * spec.kernel[1]
     if c_g < config.TILED_MIN_CHANNELS and macs < config.GEMM_MIN_MACS_PER_PIXEL:
         several = kernel == "conv2d_forward" and spec.stride == (1, 1) and k_g > 1

@@ -466,6 +466,8 @@ def test_chooser_rules(monkeypatch):
     assert choose(spec(16, 512, 1, stride=2), "conv2d_grad_input") == "gemm"  # 4608
     assert choose(spec(16, 256, 1, stride=2), "conv2d_grad_input") == "tiled"  # 2304
     assert choose(spec(16, 512, 1, stride=2)) != "gemm"  # the forward: not this rule
+    # ... and a strided 1x1 grad input, whatever its reduction
+    assert choose(spec(64, 32, 1, k=1, stride=2), "conv2d_grad_input") == "gemm"
     assert choose(spec(3, 2, 1), "conv2d_grad_weight") == "direct"
     # few output channels per group (at most 48) and runs of kW*C_g values that padding
     # to whole blocks of 4 vectors lengthens by at most 40%: the grad weight runs tiled
