@@ -254,6 +254,10 @@ def test_single_input_channel_takes_the_dense_kernels(x_shape, w_shape, params, 
     ((2, 22, 9, 8), (7, 22, 3, 3), dict(padding=1)),
     ((2, 44, 7, 9), (10, 22, 3, 3), dict(groups=2, stride=2, padding=1)),  # 5 per group
     ((1, 70, 6, 6), (9, 70, 1, 1), dict(stride=2)),  # a ragged 1x1: the tile
+    # the grad input's convs: runs of 3*22 values over 7 padded input channels, at
+    # stride 1 and per stride phase (phases of 2 taps a row read in place)
+    ((2, 7, 9, 8), (22, 7, 3, 3), dict(padding=1)),
+    ((1, 6, 11, 10), (44, 6, 3, 3), dict(stride=2, padding=1)),
     # dilated along W at stride 1: one conv of dilation 1 per column phase (the rule's
     # limits lowered in the test)
     ((2, 22, 9, 11), (6, 22, 3, 3), dict(dilation=2, padding=(2, 1))),

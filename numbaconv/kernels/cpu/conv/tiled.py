@@ -389,6 +389,8 @@ def _column_phases(x, weight, bias, out, geometry):
             phase_in[...] = columns
             conv2d_forward_tiled(phase_in, weight, bias, phase_out,
                                  (sh, 1, ph, (p - a + pw) // dw, dh, 1, groups))
+        # NumPy's strided assignment, not merge_column_phases: a few percent of these
+        # long reductions, and no kernel to compile for it
         out[..., a::dw] = phase_out
 
 
