@@ -75,6 +75,12 @@ GEMM_GRAD_INPUT_MIN_REDUCTION = 4096
 # count (kernels/cpu/blas.py): below it one thread finishes before a second wakes.
 BLAS_SPLIT_FLOPS = 8_000_000
 
+# OpenBLAS runs a product of at most this many multiply-adds (m*n*k, per matrix of a
+# stack) on the calling thread by itself, whatever its thread count (its
+# GEMM_MULTITHREAD_THRESHOLD, 4 * 65536): kernels/cpu/blas.py calls such products without
+# setting BLAS's thread count to 1 and back, two ctypes round trips of ~7 us in all.
+BLAS_ONE_THREAD_MNK = 1 << 18
+
 # Output pixels per job of the 'tiled' convolution: the tile of their receptive fields
 # (pixels x C_g*kH*kW values) is built and multiplied while it sits in the thread's cache.
 TILED_PIXELS = 64
@@ -170,3 +176,20 @@ REDUCE_PARTIALS = 64
 # Tile edge of the CUDA matrix product (Linear): a TILE x TILE block of threads, each
 # computing one output from TILE-wide shared-memory strips.  A kernel is built per value.
 CUDA_MATMUL_TILE = int(os.environ.get("NUMBACONV_CUDA_MATMUL_TILE", "16"))
+
+# Counts assignments to these settings (``numbaconv.config.X = ...``, a test's
+# monkeypatch), so that what was derived from them is dropped when one changes: the conv
+# plans of functional/_plans.py hold the algorithm the chooser picked.
+generation = 0
+
+
+class _Settings(type(os)):
+    def __setattr__(self, name, value):
+        super().__setattr__(name, value)
+        if name != "generation":
+            super().__setattr__("generation", self.generation + 1)
+
+
+import sys  # noqa: E402
+
+sys.modules[__name__].__class__ = _Settings

@@ -29,7 +29,8 @@ def fresh_tier(monkeypatch):
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("op, x_shape, w_shape, params", ALL_CASES, ids=IDS)
-def test_numpy_forward_matches_oracle(op, x_shape, w_shape, params, dtype, rng, monkeypatch):
+def test_numpy_forward_matches_oracle(op, x_shape, w_shape, params, dtype, rng, monkeypatch,
+                                      fresh_tier):
     # every call answered by tier 0 alone (no kernel runs), over the conv tests' grid
     used = []
 

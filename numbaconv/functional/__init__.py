@@ -4,6 +4,7 @@ family; every forward ``op`` has an ``op_backward``."""
 
 from ..dispatch import returns_caller_type
 from ._edges import edges
+from ._plans import planned_conv, planned_conv_backward
 from .conv import conv1d, conv1d_backward, conv2d, conv2d_backward
 from .fold import fold, fold_backward, unfold, unfold_backward
 from .interpolate import interpolate, interpolate_backward
@@ -34,3 +35,7 @@ __all__ = [name for op in FORWARD_OPS for name in (op, op + "_backward")]
 for _name in __all__:
     globals()[_name] = returns_caller_type(edges(_name, globals()[_name]))
 del _name
+# A conv call that repeats an earlier call's signature runs its kernel directly (_plans).
+conv1d, conv2d = planned_conv(1, conv1d), planned_conv(2, conv2d)
+conv1d_backward = planned_conv_backward(1, conv1d_backward)
+conv2d_backward = planned_conv_backward(2, conv2d_backward)

@@ -45,6 +45,11 @@ errors: dict = {}  # key -> message of a failed background run (for a look after
 answered = 0  # calls answered from NumPy (the tests read it)
 
 
+def settled(key) -> bool:
+    """Whether calls for ``key`` run the kernel directly (tier 0 is over for it, or off)."""
+    return key in _ready or not config.CPU_TIERING
+
+
 def forward(key, run, out, numpy_forward):
     """``run(out)`` (the kernel), or on the first call for ``key`` with tiering on,
     ``numpy_forward(out)`` with ``run`` started in the background on a scratch output."""

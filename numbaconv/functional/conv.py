@@ -169,63 +169,90 @@ def _macs(spec: ConvSpec) -> int:
 
 def _forward(spec: ConvSpec, x, weight, bias):
     be = backend_for(spec.op, input=x, weight=weight, bias=bias)
-    x4 = as_4d(be, x)
-    w4 = _weight_4d(be, weight, spec)
-    b = be.zeros((spec.out_channels,), spec.dtype) if bias is None else be.asarray(bias)
-    out = be.empty((spec.batch, spec.out_channels) + spec.out_size, spec.dtype)
+    return forward_plan(be, spec)(x, weight, bias)
+
+
+def forward_plan(be, spec: ConvSpec):
+    """The forward of calls with ``spec``'s signature on ``be``, as a function of
+    ``(x, weight, bias)``: the kernel chosen and the geometry worked out once (a repeated
+    call runs it directly: ``_plans.py``)."""
     kernel = _kernel(be, spec, "conv2d_forward")
     explicit = _explicit_pad(spec)
     geometry = spec.kernel_geometry(explicit)
+    out_shape = (spec.batch, spec.out_channels) + spec.out_size
+    tier_key = (kernel.__name__, spec.dtype)
+    tiered = be.name == CPU and _macs(spec) <= config.TIER_MAX_MACS
+    no_bias = be.zeros((spec.out_channels,), spec.dtype)  # read only: shared by calls
 
-    def run(into):
-        kernel(_kernel_input(be, spec, x4), w4, b, into, geometry)
+    def forward(x, weight, bias):
+        x4 = as_4d(be, x)
+        w4 = _weight_4d(be, weight, spec)
+        b = no_bias if bias is None else be.asarray(bias)
+        out = be.empty(out_shape, spec.dtype)
+        if tiered and not _tier.settled(tier_key):
+            def run(into):
+                kernel(_kernel_input(be, spec, x4), w4, b, into, geometry)
 
-    if be.name == CPU and _macs(spec) <= config.TIER_MAX_MACS:
-        def numpy_forward(into):
-            xin = _tier.padded_input(x4, spec) if explicit else x4
-            _tier.conv2d_forward(xin, w4, b, into, geometry)
+            def numpy_forward(into):
+                xin = _tier.padded_input(x4, spec) if explicit else x4
+                _tier.conv2d_forward(xin, w4, b, into, geometry)
 
-        _tier.forward((kernel.__name__, spec.dtype), run, out, numpy_forward)
-    else:
-        run(out)
-    return out.reshape(spec.output_shape)
+            _tier.forward(tier_key, run, out, numpy_forward)
+        else:
+            kernel(_kernel_input(be, spec, x4) if explicit else x4, w4, b, out, geometry)
+        return out.reshape(spec.output_shape)
+
+    return forward
 
 
 def _backward(spec: ConvSpec, grad_output, x, weight, bias, input_grad=True):
     check_float_dtypes(spec.op, grad_output=grad_output, input=x, weight=weight, bias=bias)
     check_shape(spec.op, "grad_output", grad_output, spec.output_shape)
     be = backend_for(spec.op, grad_output=grad_output, input=x, weight=weight, bias=bias)
-    go = as_4d(be, grad_output)
-    x4 = as_4d(be, x)
-    w4 = _weight_4d(be, weight, spec)
+    return backward_plan(be, spec, input_grad)(grad_output, x, weight, bias)
+
+
+def backward_plan(be, spec: ConvSpec, input_grad=True):
+    """The backward of calls with ``spec``'s signature on ``be`` (``grad_output`` already
+    checked), as a function of ``(grad_output, x, weight, bias)``; see
+    :func:`forward_plan`."""
     explicit = _explicit_pad(spec)
     geometry = spec.kernel_geometry(explicit)
+    grad_input = _kernel(be, spec, "conv2d_grad_input") if input_grad else None
+    grad_weight = _kernel(be, spec, "conv2d_grad_weight")
 
-    if not input_grad:
-        grad_x = None
-    elif explicit:
-        grad_padded = be.empty(x4.shape[:2] + spec.padded_size, spec.dtype)
-        _kernel(be, spec, "conv2d_grad_input")(go, w4, grad_padded, geometry)
-        grad_x = be.empty(x4.shape, spec.dtype)
-        be.kernels.pad2d_backward(grad_padded, grad_x, (spec.pads[0][0], spec.pads[1][0]),
-                                  PAD_MODES[spec.padding_mode])
-    else:
-        grad_x = be.empty(x4.shape, spec.dtype)
-        _kernel(be, spec, "conv2d_grad_input")(go, w4, grad_x, geometry)
+    def backward(grad_output, x, weight, bias):
+        go = as_4d(be, grad_output)
+        x4 = as_4d(be, x)
+        w4 = _weight_4d(be, weight, spec)
+        if grad_input is None:
+            grad_x = None
+        elif explicit:
+            grad_padded = be.empty(x4.shape[:2] + spec.padded_size, spec.dtype)
+            grad_input(go, w4, grad_padded, geometry)
+            grad_x = be.empty(x4.shape, spec.dtype)
+            be.kernels.pad2d_backward(grad_padded, grad_x, (spec.pads[0][0], spec.pads[1][0]),
+                                      PAD_MODES[spec.padding_mode])
+        else:
+            grad_x = be.empty(x4.shape, spec.dtype)
+            grad_input(go, w4, grad_x, geometry)
 
-    grad_w = be.empty(w4.shape, spec.dtype)
-    grad_b = None if bias is None else be.empty((spec.out_channels,), spec.dtype)
-    grad_weight_and_bias(be, spec, _kernel_input(be, spec, x4), go, grad_w, grad_b, geometry)
-    if spec.flip:
-        grad_w = be.flip_spatial(grad_w, 2)
-    return (None if grad_x is None else grad_x.reshape(x.shape), grad_w.reshape(weight.shape),
-            grad_b)
+        grad_w = be.empty(w4.shape, spec.dtype)
+        grad_b = None if bias is None else be.empty((spec.out_channels,), spec.dtype)
+        weight_and_bias(be, grad_weight, _kernel_input(be, spec, x4), go, grad_w, grad_b,
+                        geometry)
+        if spec.flip:
+            grad_w = be.flip_spatial(grad_w, 2)
+        return (None if grad_x is None else grad_x.reshape(x.shape),
+                grad_w.reshape(weight.shape), grad_b)
+
+    return backward
 
 
-def grad_weight_and_bias(be, spec: ConvSpec, x4, go, grad_w, grad_b, geometry):
-    """``grad_w`` and (unless None) ``grad_b``; a kernel that ``folds_grad_bias`` (the
-    GPU's split-K reductions) computes the bias gradient in the same pass."""
-    kernel = _kernel(be, spec, "conv2d_grad_weight")
+def weight_and_bias(be, kernel, x4, go, grad_w, grad_b, geometry):
+    """``grad_w`` by ``kernel`` and (unless None) ``grad_b``; a kernel that
+    ``folds_grad_bias`` (the GPU's split-K reductions) computes the bias gradient in the
+    same pass."""
     if grad_b is not None and getattr(kernel, "folds_grad_bias", False):
         kernel(x4, go, grad_w, geometry, grad_bias=grad_b)
         return

@@ -4,7 +4,9 @@ Every BLAS product of the CPU kernels (the GEMM-path conv, ``nn.Linear``)
 goes through :func:`matmul`.  It runs BLAS at one thread (``_threads.blas_on_caller``):
 OpenBLAS's pool busy-waits after each product, on the cores numba's next parallel region
 needs, and in a process that imported NumPy before numbaconv, or ran its own products,
-it waits long (``docs/benchmarks/cpu.md``, "Thread pools").  A product large enough
+it waits long (``docs/benchmarks/cpu.md``, "Thread pools").  Small products
+(``config.BLAS_ONE_THREAD_MNK``), which OpenBLAS never hands to its pool, skip the
+switch, which costs more than they do.  A product large enough
 to pay for a second thread (``config.BLAS_SPLIT_FLOPS``) is cut into column blocks (or
 row blocks, when the rows are the longer side), one per ``BLAS_SPLIT_FLOPS`` of work
 and at most as many as numba has threads for this caller (``numba.get_num_threads()``).
@@ -72,6 +74,9 @@ def matmul(a, b, out):
     n = b.shape[-1]
     stack = out.size // max(1, m * n)
     flops = 2 * stack * m * n * k
+    if m * n * k <= config.BLAS_ONE_THREAD_MNK and flops < config.BLAS_SPLIT_FLOPS:
+        np.matmul(a, b, out=out)  # one thread without asking: no pool to keep asleep
+        return out
     threads = numba.get_num_threads()
     parts = min(threads, max(out.shape[-2], out.shape[-1]),
                 int(flops // config.BLAS_SPLIT_FLOPS) + 1)
