@@ -154,6 +154,11 @@ TILED_MIN_CHANNELS = 8
 # docs/benchmarks/cpu.md, "The chooser, re-derived from random shapes").
 DIRECT_MAX_MACS = 32768
 
+# 'auto' runs a thin pointwise forward (1x1, stride 1, no padding, under
+# TILED_MIN_CHANNELS input channels per group) on the direct kernel, serial up to this
+# many multiply-accumulates (cpu.md, "Session 8").
+POINTWISE_SERIAL_MAX_MACS = 4096
+
 # 'auto' runs thin groups (under TILED_MIN_CHANNELS input channels) whose product has
 # fewer multiply-accumulates per output pixel than this (K_g * C_g * kH * kW) on the
 # direct kernel, which reads the input once; not a stride-1 forward with several output

@@ -250,6 +250,11 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     * ``config.CONV_ALGORITHM`` other than ``'auto'`` forces the choice (tests,
       benchmarks); ``'depthwise'`` forced on a non-depthwise conv means ``'direct'``,
       ``'blocked'`` forced on a strided grad input or grad weight means ``'tiled'``.
+    * the forward of a thin pointwise conv (1x1, stride 1, no padding, under
+      ``config.TILED_MIN_CHANNELS`` input channels per group): ``'direct'``, one flat
+      axpy per input channel and output plane, where BLAS runs a product of a short
+      reduction slowly; ``'serial'`` up to ``config.POINTWISE_SERIAL_MAX_MACS``
+      multiply-accumulates, where waking numba's threads costs more.
     * a tiny forward (fewer than ``config.DIRECT_MAX_MACS`` multiply-accumulates in
       all): ``'serial'``, the direct kernel on the calling thread: one kernel call where
       the others add a frame or a tile, and no wake-up of numba's threads.
@@ -307,6 +312,12 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
         return config.CONV_ALGORITHM
     macs = (spec.batch * spec.out_channels * spec.out_size[0] * spec.out_size[1]
             * spec.in_channels // spec.groups * spec.kernel[0] * spec.kernel[1])
+    pointwise = (spec.kernel == (1, 1) and spec.stride == (1, 1)
+                 and all(p == (0, 0) for p in spec.pads) and spec.in_size == spec.out_size)
+    if (kernel == "conv2d_forward" and pointwise
+            and spec.in_channels // spec.groups < config.TILED_MIN_CHANNELS):
+        # a thin pointwise forward: one flat axpy per channel and output plane
+        return "serial" if macs <= config.POINTWISE_SERIAL_MAX_MACS else "direct"
     if kernel == "conv2d_forward" and macs < config.DIRECT_MAX_MACS:
         return "serial"  # one kernel call: the others' frames and tiles cost more
     if spec.kernel == (1, 1) and spec.in_channels == 1 and kernel == "conv2d_forward":
@@ -315,8 +326,6 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
         return "tiled"  # few output channels: outer products on the frame, no columns
     if depthwise and spec.in_channels > 1 and spec.kernel == (1, 1):
         return "direct"  # a per-channel scale: one pass over each plane
-    pointwise = (spec.kernel == (1, 1) and spec.stride == (1, 1)
-                 and all(p == (0, 0) for p in spec.pads) and spec.in_size == spec.out_size)
     if pointwise:
         return "gemm"
     if depthwise and spec.in_channels > 1:

@@ -18,6 +18,7 @@ CASES_2D = [
     ((2, 4, 6, 6), (4, 1, 3, 3), dict(groups=4, padding=1)),                # depthwise
     ((2, 4, 5, 5), (8, 1, 3, 3), dict(groups=4, stride=(1, 2))),            # depthwise x2
     ((2, 5, 5, 4), (3, 5, 1, 1), {}),                                        # 1x1
+    ((2, 4, 3, 5), (6, 2, 1, 1), dict(groups=2)),                            # grouped 1x1
     ((1, 4, 6, 6), (4, 4, 1, 1), dict(stride=2, padding=1)),                 # strided 1x1
     ((1, 2, 7, 7), (3, 2, 3, 3), dict(dilation=2, padding="same")),
     ((2, 2, 6, 5), (3, 2, 4, 2), dict(padding="same")),                      # even kernel
@@ -413,7 +414,7 @@ def test_chooser_rules(monkeypatch):
     blocked = (lambda other: "blocked") if simd.WIDE else (lambda other: other)
     assert choose(spec(32, 32, 32)) == "depthwise"
     for kernel in ("conv2d_forward", "conv2d_grad_input", "conv2d_grad_weight"):
-        assert choose(spec(32, 64, 32, k=1), kernel) == "direct"  # a per-channel scale
+        assert choose(spec(32, 64, 32, k=1, size=16), kernel) == "direct"  # a per-channel scale
         assert choose(spec(32, 32, 32, k=1, stride=2), kernel) == "direct"
     assert choose(spec(8, 16, 8)) == "depthwise"  # multiplier 2
     # one input channel (an MNIST first layer): the dense rules
@@ -493,11 +494,16 @@ def test_chooser_rules(monkeypatch):
     assert tiled._grad_runs(48, 64, 3, 3, 1, 4) == ((1, 192, 192) if simd.WIDE else None)
     assert choose(spec(64, 64, 1, k=1), "conv2d_grad_weight") == "gemm"
     assert choose(spec(64, 64, 1, k=1)) == "gemm"  # 1x1
-    assert choose(spec(2, 2, 1, k=1)) == "gemm"  # 1x1, however thin
-    assert choose(spec(1, 64, 1, k=1)) == "direct"  # ... but one channel: an outer product
+    assert choose(spec(8, 64, 1, k=1)) == "gemm"  # 1x1 from TILED_MIN_CHANNELS
+    # a thin pointwise forward: flat axpys, on numba's threads past 4096 products
+    assert choose(spec(2, 2, 1, k=1)) == "serial"  # 256 products
+    assert choose(spec(7, 64, 1, k=1, size=16)) == "direct"
+    assert choose(spec(14, 64, 2, k=1, size=16)) == "direct"  # 7 channels per group
+    assert choose(spec(7, 64, 1, k=1, size=16), "conv2d_grad_input") == "gemm"
+    assert choose(spec(1, 64, 1, k=1, size=12)) == "direct"  # one channel: an outer product
     assert choose(spec(1, 64, 1, k=1, stride=2)) == "direct"  # ... at any stride
     assert choose(spec(2, 64, 1, k=1, stride=2)) == "gemm"  # (two channels: the rules below)
-    assert choose(spec(8, 64, 8, k=1)) == "direct"  # depthwise 1x1, multiplier 8
+    assert choose(spec(8, 64, 8, k=1, size=12)) == "direct"  # depthwise 1x1, multiplier 8
     assert choose(spec(1, 64, 1, k=1), "conv2d_grad_weight") == "gemm"
     monkeypatch.setattr(config, "CONV_ALGORITHM", "winograd")  # removed: a clear error
     with pytest.raises(ValueError, match="CONV_ALGORITHM.*winograd"):

@@ -25,7 +25,7 @@ is in bounds, through the row primitives of :mod:`..rows`.
 from numba import njit, prange
 
 from ....config import CPU_FASTMATH
-from ..rows import axpy_from, axpy_into, dot_from, valid_range
+from ..rows import axpy, axpy_from, axpy_into, dot_from, valid_range
 
 
 @njit(inline="always")
@@ -39,6 +39,13 @@ def _forward_plane(x, weight, out, geometry, job):
     k = job % out_ch
     g = k // (out_ch // groups)
     plane = out[n, k]
+    if kh == 1 and kw == 1 and sh == 1 and sw == 1 and ph == 0 and pw == 0 \
+            and in_h == out_h and in_w == out_w:
+        # pointwise: each channel's plane is one flat run (narrow rows do not vectorize)
+        flat = plane.reshape(out_h * out_w)
+        for c in range(ch_per_group):
+            axpy(flat, x[n, g * ch_per_group + c].reshape(in_h * in_w), weight[k, c, 0, 0])
+        return
     for c in range(ch_per_group):
         x_plane = x[n, g * ch_per_group + c]
         for r in range(kh):
