@@ -19,7 +19,8 @@ Each parallel job owns one output plane (or one weight entry), so no two threads
 the same element: results are deterministic and race-free.
 
 The innermost loop runs along the output row over the range of positions whose input tap
-is in bounds, through the row primitives of :mod:`..rows`.
+is in bounds, through the row primitives of :mod:`..rows`; a pointwise tap (1x1, stride
+1, no padding) runs along the whole plane at once, as narrow rows do not vectorize.
 """
 
 from numba import njit, prange
