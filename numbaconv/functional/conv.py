@@ -182,12 +182,17 @@ def forward_plan(be, spec: ConvSpec):
     out_shape = (spec.batch, spec.out_channels) + spec.out_size
     tier_key = (kernel.__name__, spec.dtype)
     tiered = be.name == CPU and _macs(spec) <= config.TIER_MAX_MACS
-    no_bias = be.zeros((spec.out_channels,), spec.dtype)  # read only: shared by calls
+    no_bias = []  # zeros for a call without a bias, made once: the kernels only read it
 
     def forward(x, weight, bias):
         x4 = as_4d(be, x)
         w4 = _weight_4d(be, weight, spec)
-        b = no_bias if bias is None else be.asarray(bias)
+        if bias is None:
+            if not no_bias:
+                no_bias.append(be.zeros((spec.out_channels,), spec.dtype))
+            b = no_bias[0]
+        else:
+            b = be.asarray(bias)
         out = be.empty(out_shape, spec.dtype)
         if tiered and not _tier.settled(tier_key):
             def run(into):
