@@ -71,6 +71,13 @@ IM2COL_CHUNK_BYTES = 16 * 1024 * 1024
 # kernel's tiles outgrow the cache; so does a strided 1x1 one, whatever its reduction.
 GEMM_GRAD_INPUT_MIN_REDUCTION = 4096
 
+# A stride-1 grad input with at least GEMM_GRAD_INPUT_MIN_OUT_CHANNELS output channels per
+# group runs on the GEMM path where its input is thin (under TILED_MIN_CHANNELS channels
+# per group) or the output has at most GEMM_GRAD_INPUT_MAX_PIXELS pixels in all (batch
+# included): the blocked kernel's blocks have too few outputs (cpu.md, "Session 8").
+GEMM_GRAD_INPUT_MIN_OUT_CHANNELS = 128
+GEMM_GRAD_INPUT_MAX_PIXELS = 512
+
 # Floating-point operations from which a BLAS product is split across numba's thread
 # count (kernels/cpu/blas.py): below it one thread finishes before a second wakes.
 BLAS_SPLIT_FLOPS = 8_000_000

@@ -284,7 +284,12 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       pixel: ``'direct'``, which reads the input once; but a stride-1 forward with more
       than one output channel per group runs blocked where that applies (AVX-512).
     * where :func:`_blocked_applies`: ``'blocked'``, the register-blocked direct conv:
-      vectors along the output pixels, no horizontal sums, no im2col.
+      vectors along the output pixels, no horizontal sums, no im2col; but a grad input
+      (not 1x1) of at least ``config.GEMM_GRAD_INPUT_MIN_OUT_CHANNELS`` output channels
+      per group, thin (under ``config.TILED_MIN_CHANNELS`` input channels per group) or
+      of at most ``config.GEMM_GRAD_INPUT_MAX_PIXELS`` output pixels in all, ``'gemm'``:
+      the adjoint conv has few outputs there (channels or pixels) for long sums, and
+      the blocked kernel's blocks run mostly empty.
     * at least ``config.TILED_MIN_CHANNELS`` input channels per group: ``'tiled'``,
       im2col tiles multiplied in cache by numba's dot-product blocks; any kernel,
       stride, dilation, groups.
@@ -343,6 +348,12 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
         if not (several and _blocked_applies(spec, kernel)):
             return "direct"
     if _blocked_applies(spec, kernel):
+        if (kernel == "conv2d_grad_input" and spec.kernel != (1, 1)
+                and k_g >= config.GEMM_GRAD_INPUT_MIN_OUT_CHANNELS
+                and (c_g < config.TILED_MIN_CHANNELS
+                     or spec.batch * spec.out_size[0] * spec.out_size[1]
+                     <= config.GEMM_GRAD_INPUT_MAX_PIXELS)):
+            return "gemm"  # the adjoint conv: few outputs (thin, or few pixels), long sums
         return "blocked"
     if c_g >= config.TILED_MIN_CHANNELS:
         return "tiled"

@@ -445,7 +445,17 @@ def test_chooser_rules(monkeypatch):
             assert choose(wide_map, kernel) == blocked(want), (c_in, c_out, groups, k)
     assert choose(spec(256, 256, 1)) == "tiled"  # 6 columns out, 256 channels
     assert choose(spec(256, 16, 1)) == blocked("tiled")  # ... 16 channels
-    assert choose(spec(256, 256, 1), "conv2d_grad_input") == blocked("tiled")
+    # ... but a grad input of 128+ output channels, thin or on few pixels: GEMM (AVX-512)
+    gemm_gi = "gemm" if simd.WIDE else "tiled"
+    assert choose(spec(256, 256, 1), "conv2d_grad_input") == gemm_gi  # 36 pixels
+    assert choose(spec(64, 128, 1), "conv2d_grad_input") == gemm_gi
+    assert choose(spec(64, 127, 1), "conv2d_grad_input") == blocked("tiled")
+    thin = conv_spec("conv2d", 2, np.zeros((2, 3, 30, 30), np.float32),
+                     np.zeros((128, 3, 3, 3), np.float32), None, 1, 1, 1, 1, "zeros", False)
+    assert choose(thin, "conv2d_grad_input") == "gemm"  # thin: the rules below elsewhere
+    many = conv_spec("conv2d", 2, np.zeros((8, 64, 30, 30), np.float32),
+                     np.zeros((128, 64, 3, 3), np.float32), None, 1, 1, 1, 1, "zeros", False)
+    assert choose(many, "conv2d_grad_input") == blocked("tiled")  # 7200 pixels, 64 in
     # grad weight at stride 1: blocked from 16 channels in and out per group, up to a
     # reduction of 800, on maps from 20 columns
     assert choose(spec(16, 64, 1, size=30), "conv2d_grad_weight") == blocked("tiled")
