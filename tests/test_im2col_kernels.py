@@ -59,3 +59,32 @@ def test_cuda_im2col_col2im_match_cpu(case, rng, monkeypatch):
     d_x = nc.to_device(np.zeros_like(x))
     cuda.col2im(nc.to_device(c), d_x, geometry)
     np.testing.assert_allclose(nc.to_host(d_x), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [
+    ((1, 5, 7), (6, 1, 7, 9)),  # a broadcast over b's stack: the stack is split
+    ((3, 5, 7), (3, 7, 9)),
+    ((5, 7), (4, 7, 9)),
+    ((4, 5, 7), (7, 9)),
+    ((2, 3, 5, 7), (2, 3, 7, 9)),
+    ((5, 7), (7, 9)),  # no stack: column blocks
+    ((1, 9, 7), (1, 7, 5)),  # a stack of one: row blocks
+])
+def test_blas_matmul_blocks_match_numpy(a_shape, b_shape, rng, monkeypatch):
+    import numba
+
+    from numbaconv import config
+    from numbaconv.kernels.cpu import blas
+
+    monkeypatch.setattr(config, "BLAS_SPLIT_FLOPS", 100)  # split whatever the size
+    monkeypatch.setattr(config, "BLAS_ONE_THREAD_MNK", 0)
+    a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
+    want = np.matmul(a, b)
+    out = np.full_like(want, np.nan)
+    threads = numba.get_num_threads()
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))  # two blocks
+    try:
+        blas.matmul(a, b, out)
+    finally:
+        numba.set_num_threads(threads)
+    np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)

@@ -7,8 +7,9 @@ needs, and in a process that imported NumPy before numbaconv, or ran its own pro
 it waits long (``docs/benchmarks/cpu.md``, "Thread pools").  Small products
 (``config.BLAS_ONE_THREAD_MNK``), which OpenBLAS never hands to its pool, skip the
 switch, which costs more than they do.  A product large enough
-to pay for a second thread (``config.BLAS_SPLIT_FLOPS``) is cut into column blocks (or
-row blocks, when the rows are the longer side), one per ``BLAS_SPLIT_FLOPS`` of work
+to pay for a second thread (``config.BLAS_SPLIT_FLOPS``) is cut into blocks of its stack
+of matrices where the stack is deep enough, else into column blocks (or row blocks,
+when the rows are the longer side), one per ``BLAS_SPLIT_FLOPS`` of work
 and at most as many as numba has threads for this caller (``numba.get_num_threads()``).
 The blocks run on a small pool of plain threads that sleep on a queue, never spin; the
 caller computes the first block itself.  Each output entry is one BLAS call over the
@@ -53,7 +54,17 @@ def _executor(workers):
 
 
 def _split(a, b, out, parts):
-    """(a, b, out) triples, ``parts`` blocks of ``out``'s longer matrix axis."""
+    """(a, b, out) triples: ``parts`` blocks of a stack of at least ``parts`` products
+    (whole products run faster than slices of each), else of ``out``'s longer matrix
+    axis."""
+    if out.ndim > 2 and out.shape[0] >= parts:
+        step = -(-out.shape[0] // parts)
+
+        def part(m, start, stop):  # a stacked operand's share; a broadcast one whole
+            return m[start:stop] if m.ndim == out.ndim and m.shape[0] == out.shape[0] else m
+
+        return [(part(a, i, i + step), part(b, i, i + step), out[i:i + step])
+                for i in range(0, out.shape[0], step)]
     rows, cols = out.shape[-2], out.shape[-1]
     axis_len = max(cols, rows)
     step = -(-axis_len // parts)

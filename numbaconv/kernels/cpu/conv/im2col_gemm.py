@@ -72,7 +72,8 @@ def conv2d_forward_gemm(x, weight, bias, out, geometry):
         o = out[n0:n0 + nb].reshape(nb, groups, k_g, out_len)
         if pointwise:
             matmul(w, x[n0:n0 + nb].reshape(nb, groups, rows, out_len), out=o)
-            o += b
+            if bias.any():  # a pass over the whole output: not for a layer without bias
+                o += b
             continue
         cols = _wide_columns(x, n0, nb, groups, rows, out_len, cols_geometry)
         product = scratch("product", (groups, k_g, nb * out_len), x.dtype)
