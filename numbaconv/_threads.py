@@ -99,20 +99,25 @@ class _BlasOnCaller:
         self.libs = None
         self.depth = 0
         self.saved = []
+        self.small_on_caller = False
         self.lock = threading.Lock()
         self.local = threading.local()
 
-    @staticmethod
-    def _find():
+    def _find(self):
         try:
             from threadpoolctl import ThreadpoolController
         except ImportError:  # a core dependency; without it, BLAS keeps its count
             return []
-        found = []
+        found, kinds = [], []
         for lib in ThreadpoolController().select(user_api="blas").lib_controllers:
             setter = getattr(lib, "_real_set_num_threads", lib.set_num_threads)
-            per_thread = getattr(lib, "threading_layer", None) == "openmp"
-            found.append((lib.get_num_threads, setter, per_thread))
+            layer = getattr(lib, "threading_layer", None)
+            found.append((lib.get_num_threads, setter, layer == "openmp"))
+            kinds.append((lib.internal_api, layer))
+        # OpenBLAS with its own pthreads pool (NumPy's wheels) runs small products on
+        # the caller by itself (config.BLAS_ONE_THREAD_MNK); other builds may not
+        self.small_on_caller = bool(kinds) and all(
+            api == "openblas" and layer in ("pthreads", "disabled") for api, layer in kinds)
         return found
 
     def _libraries(self):
@@ -121,6 +126,13 @@ class _BlasOnCaller:
                 if self.libs is None:
                     self.libs = self._find()
         return self.libs
+
+    def keeps_small_products(self) -> bool:
+        """Whether BLAS runs products under ``config.BLAS_ONE_THREAD_MNK`` on the calling
+        thread whatever its thread count (pthreads OpenBLAS), so that they need no
+        switch."""
+        self._libraries()
+        return self.small_on_caller
 
     def limit_this_thread(self):
         """Per-thread pools at one thread for good in this thread (the product pool's

@@ -190,16 +190,24 @@ REDUCE_PARTIALS = 64
 CUDA_MATMUL_TILE = int(os.environ.get("NUMBACONV_CUDA_MATMUL_TILE", "16"))
 
 # Counts assignments to these settings (``numbaconv.config.X = ...``, a test's
-# monkeypatch), so that what was derived from them is dropped when one changes: the conv
-# plans of functional/_plans.py hold the algorithm the chooser picked.
+# monkeypatch) and deletions, so that what was derived from them is dropped when one
+# changes: the conv plans of functional/_plans.py hold the algorithm the chooser picked.
+# CUDA_STREAM (set around every launch by ``use_stream``) is state, not a setting.
 generation = 0
+_NOT_SETTINGS = ("generation", "CUDA_STREAM", "__class__")
 
 
 class _Settings(type(os)):
     def __setattr__(self, name, value):
-        super().__setattr__(name, value)
-        if name != "generation":
-            super().__setattr__("generation", self.generation + 1)
+        ModuleType = type(os)
+        ModuleType.__setattr__(self, name, value)
+        if name not in _NOT_SETTINGS:
+            ModuleType.__setattr__(self, "generation", self.generation + 1)
+
+    def __delattr__(self, name):
+        ModuleType = type(os)
+        ModuleType.__delattr__(self, name)
+        ModuleType.__setattr__(self, "generation", self.generation + 1)
 
 
 import sys  # noqa: E402

@@ -111,3 +111,15 @@ def test_non_contiguous_inputs_with_a_planned_signature(rng):
     np.testing.assert_allclose(nc.conv2d(big[:, ::2, ::2, :], w, padding=1),
                                ref.conv(x, w, padding=1), atol=1e-12)
     np.testing.assert_array_equal(big, copy)
+
+
+def test_settings_generation_counts_changes_not_stream_state(monkeypatch):
+    before = config.generation
+    monkeypatch.setattr(config, "DIRECT_MAX_MACS", config.DIRECT_MAX_MACS + 1)
+    assert config.generation == before + 1
+    monkeypatch.setattr(config, "SOME_NEW_SETTING", 1, raising=False)
+    monkeypatch.delattr(config, "SOME_NEW_SETTING")
+    assert config.generation == before + 3
+    with nc.use_stream(0):  # set around every CUDA launch: plans stay
+        pass
+    assert config.generation == before + 3

@@ -38,13 +38,18 @@ class _Plans(dict):
         self.generation = config.generation
 
     def find(self, key):
-        if self.generation != config.generation:
+        """The plan for ``key`` (``_NONE`` if there is none), and the settings'
+        generation it was looked up under (for :meth:`keep`)."""
+        generation = config.generation
+        if self.generation != generation:
             self.clear()
-            self.generation = config.generation
-        return self.get(key, _NONE)
+            self.generation = generation
+        return self.get(key, _NONE), generation
 
-    def keep(self, key, plan):
-        if len(self) < _MAX_PLANS:
+    def keep(self, key, plan, generation):
+        """Keep a plan built under ``generation``, unless the settings changed since
+        (another thread's assignment: the plan may hold an outdated choice)."""
+        if len(self) < _MAX_PLANS and self.generation == generation == config.generation:
             self[key] = plan
 
 
@@ -68,14 +73,14 @@ def planned_conv(ndim, op):
             args = repr((stride, padding, dilation, groups, padding_mode, flip))
             key = (x.shape, x.dtype, weight.shape, weight.dtype,
                    None if bias is None else (bias.shape, bias.dtype), args)
-            plan = plans.find(key)
+            plan, generation = plans.find(key)
             if plan is _NONE:
                 plan = None
                 if _plain(ndim, x, weight, bias) and weight.ndim and weight.shape[0] > 0:
                     spec = conv_spec(name, ndim, x, weight, bias, stride, padding,
                                      dilation, groups, padding_mode, flip)
                     plan = _conv.forward_plan(get_backend(CPU), spec)
-                plans.keep(key, plan)
+                plans.keep(key, plan, generation)
             if plan is not None:
                 return plan(x, weight, bias)
         return op(x, weight, bias, stride, padding, dilation, groups, padding_mode, flip)
@@ -97,7 +102,7 @@ def planned_conv_backward(ndim, op):
             args = repr((stride, padding, dilation, groups, padding_mode, flip))
             key = (grad_output.shape, grad_output.dtype, x.shape, x.dtype, weight.shape,
                    weight.dtype, None if bias is None else (bias.shape, bias.dtype), args)
-            plan = plans.find(key)
+            plan, generation = plans.find(key)
             if plan is _NONE:
                 plan = None
                 if _plain(ndim, x, grad_output, weight, bias) and weight.ndim \
@@ -108,7 +113,7 @@ def planned_conv_backward(ndim, op):
                                        weight=weight, bias=bias)
                     check_shape(name, "grad_output", grad_output, spec.output_shape)
                     plan = _conv.backward_plan(get_backend(CPU), spec)
-                plans.keep(key, plan)
+                plans.keep(key, plan, generation)
             if plan is not None:
                 return plan(grad_output, x, weight, bias)
         return op(grad_output, x, weight, bias, stride, padding, dilation, groups,

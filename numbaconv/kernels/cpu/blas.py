@@ -5,8 +5,8 @@ goes through :func:`matmul`.  It runs BLAS at one thread (``_threads.blas_on_cal
 OpenBLAS's pool busy-waits after each product, on the cores numba's next parallel region
 needs, and in a process that imported NumPy before numbaconv, or ran its own products,
 it waits long (``docs/benchmarks/cpu.md``, "Thread pools").  Small products
-(``config.BLAS_ONE_THREAD_MNK``), which OpenBLAS never hands to its pool, skip the
-switch, which costs more than they do.  A product large enough
+(``config.BLAS_ONE_THREAD_MNK``), which pthreads OpenBLAS (NumPy's wheels) never hands
+to its pool, skip the switch there, which costs more than they do.  A product large enough
 to pay for a second thread (``config.BLAS_SPLIT_FLOPS``) is cut into blocks of its stack
 of matrices where the stack is deep enough, else into column blocks (or row blocks,
 when the rows are the longer side), one per ``BLAS_SPLIT_FLOPS`` of work
@@ -85,7 +85,8 @@ def matmul(a, b, out):
     n = b.shape[-1]
     stack = out.size // max(1, m * n)
     flops = 2 * stack * m * n * k
-    if m * n * k <= config.BLAS_ONE_THREAD_MNK and flops < config.BLAS_SPLIT_FLOPS:
+    if (m * n * k <= config.BLAS_ONE_THREAD_MNK and flops < config.BLAS_SPLIT_FLOPS
+            and blas_on_caller.keeps_small_products()):
         np.matmul(a, b, out=out)  # one thread without asking: no pool to keep asleep
         return out
     threads = numba.get_num_threads()
