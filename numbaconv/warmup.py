@@ -219,7 +219,8 @@ def recorded_compiles(claims: Claims, calls: list):
     """Patch numba's compile-on-first-call path for the recording pass: a numbaconv
     kernel's call is skipped (its array arguments zero-filled) and its signature appended
     to ``calls``; a kernel whose result is used is compiled (or awaited, then loaded) and
-    run.  Returns the undo."""
+    run.  A share of :mod:`.kernels.cpu.shares` is recorded with its driver, neither
+    compiled nor run.  Returns the undo."""
     from numba.core.dispatcher import Dispatcher
 
     original = Dispatcher._compile_for_args
@@ -243,8 +244,26 @@ def recorded_compiles(claims: Claims, calls: list):
         _zero_arrays(args)
         return _skip  # numba calls what this returns: the compiled kernel, or here nothing
 
+    def record_share(share, args):  # kernels.cpu.shares: the share and its driver
+        from .kernels.cpu import shares
+
+        sig = shares.signature(args)  # the driver's argument types are the share's
+        for dispatcher in (share, shares._drive):
+            claims.mark(_claim_name(dispatcher, sig), "seen")
+            if (dispatcher, sig) not in calls:
+                calls.append((dispatcher, sig))
+        _zero_arrays(args)
+
+    from .kernels.cpu import shares
+
     Dispatcher._compile_for_args = compile_for_args
-    return lambda: setattr(Dispatcher, "_compile_for_args", original)
+    shares.RECORDER = record_share
+
+    def restore():
+        Dispatcher._compile_for_args = original
+        shares.RECORDER = None
+
+    return restore
 
 
 # The kernels that compile slowest, slowest first (`numbaconv bench --compile`, the

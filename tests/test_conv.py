@@ -605,10 +605,11 @@ def test_non_contiguous_and_fortran_inputs(rng):
 @pytest.mark.parametrize("algorithm", ["direct", "serial"])
 def test_new_shapes_do_not_recompile(rng, monkeypatch, algorithm):
     from numbaconv import config
-    from numbaconv.kernels import cpu
+    from numbaconv.kernels.cpu.conv import direct
 
     monkeypatch.setattr(config, "CONV_ALGORITHM", algorithm)
-    kernel = cpu.conv2d_forward if algorithm == "direct" else cpu.conv2d_forward_serial
+    # the parallel direct forward runs as per-thread shares (kernels/cpu/shares.py)
+    kernel = direct._conv2d_forward if algorithm == "direct" else direct.conv2d_forward_serial
     nc.conv2d(*_arrays(rng, (1, 2, 5, 5), (2, 2, 3, 3), np.float32))
     count = len(kernel.signatures)
     assert count >= 1

@@ -2,7 +2,8 @@
 
 ``conv/`` holds the convolution algorithms (direct, blocked, tiled, GEMM, depthwise); the
 other modules are the ops (pool, pad, im2col, shuffle, elementwise, reduce) and the
-helpers the kernels share (``rows``, ``simd``, ``gemm``, ``blas``, ``workspace``)."""
+helpers the kernels share (``rows``, ``simd``, ``gemm``, ``blas``, ``workspace``, and
+``shares``: how a parallel kernel runs as serial per-thread shares)."""
 
 from .conv import (add_channel_bias, conv2d_forward, conv2d_forward_blocked,
                    conv2d_forward_depthwise, conv2d_forward_gemm, conv2d_forward_serial,

@@ -10,11 +10,12 @@ plane: deterministic.
 """
 
 import numpy as np
+import numba
 from numba import njit, prange
 
 from .._window import build
 from .rows import axpy, copy, fill
-from .workspace import RUNS, run_of
+from .shares import run_shares, share_of
 
 _el = build(njit(inline="always"))
 _avg_pool, _interp = _el.avg_pool, _el.interp
@@ -36,15 +37,16 @@ def _tap_range(o, in_len, out_len, k, stride, pad, dil, adaptive):
 
 
 @njit(cache=True, nogil=True)
-def _max_pool_planes(x, out, indices, geometry, first, stop):
-    # planes first .. stop-1 (flat n*C + c) of max_pool2d_forward, on the calling thread
+def _max_pool2d_forward(t, threads, args):
+    # thread t's share of the planes (flat n*C + c) of max_pool2d_forward
+    x, out, indices, kh, kw, sh, sw, ph, pw, dh, dw, _, _, adaptive = args
+    first, stop = share_of(t, threads, x.shape[0] * x.shape[1])
     # Separable: the max of each row's window first, then the max over the rows.  Same
     # scan rule in both passes (strictly greater, or NaN: the first maximum and the last
     # NaN win), so value and index equal a row-major scan of the window.  A window with
     # no tap inside the input (padding and dilation can make one) gives -inf, index -1.
     ch, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
-    kh, kw, sh, sw, ph, pw, dh, dw, _, _, adaptive = geometry
     lowest = x.dtype.type(-np.inf)
     row_max = np.empty((in_h, out_w), x.dtype)  # allocated once for all the planes
     row_arg = np.empty((in_h, out_w), np.int64)
@@ -88,16 +90,9 @@ def _max_pool_planes(x, out, indices, geometry, first, stop):
                     arg_row[ow] = args[ow] if take else arg_row[ow]
 
 
-@njit(parallel=True, cache=True, nogil=True)
 def max_pool2d_forward(x, out, indices, geometry):
-    # n c h w -> n c oh ow (values), n c oh ow (flat arg-max per plane, int64).  A small
-    # parallel driver over a serial kernel: it compiles faster than the same loop inlined
-    # in the parallel region, and runs no slower (docs/benchmarks/cpu.md, "Compile time")
-    planes = x.shape[0] * x.shape[1]
-    runs = min(planes, RUNS)  # a run's row buffers serve all its planes
-    for t in prange(runs):
-        first, stop = run_of(planes, runs, t)
-        _max_pool_planes(x, out, indices, geometry, first, stop)
+    # n c h w -> n c oh ow (values), n c oh ow (flat arg-max per plane, int64)
+    run_shares(_max_pool2d_forward, numba.get_num_threads(), (x, out, indices, *geometry))
 
 
 def global_avg_pool2d_forward(x, out, geometry, count_include_pad, divisor_override):
@@ -116,13 +111,15 @@ def global_avg_pool2d_backward(grad_out, grad_in, geometry, count_include_pad,
     np.copyto(grad_in, grad_out.reshape(n, c, 1, 1) / grad_in.dtype.type(h * w))
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def max_pool2d_backward(grad_out, indices, grad_in, geometry):
+@njit(cache=True, nogil=True)
+def _max_pool2d_backward(t, threads, args):
     # n c oh ow -> n c h w : each output's gradient goes to its recorded arg-max; an index
     # outside the plane (-1: an empty window) sends none, as in the CUDA twin's gather
+    grad_out, indices, grad_in = args
     batch, ch, in_h, in_w = grad_in.shape
     out_h, out_w = grad_out.shape[2], grad_out.shape[3]
-    for job in prange(batch * ch):
+    lo, hi = share_of(t, threads, batch * ch)
+    for job in range(lo, hi):
         n = job // ch
         c = job % ch
         flat = grad_in[n, c].reshape(in_h * in_w)
@@ -132,6 +129,10 @@ def max_pool2d_backward(grad_out, indices, grad_in, geometry):
                 i = indices[n, c, oh, ow]
                 if 0 <= i < in_h * in_w:
                     flat[i] += grad_out[n, c, oh, ow]
+
+
+def max_pool2d_backward(grad_out, indices, grad_in, geometry):
+    run_shares(_max_pool2d_backward, numba.get_num_threads(), (grad_out, indices, grad_in))
 
 
 @njit(cache=True, nogil=True)
@@ -145,11 +146,13 @@ def _avg_axis(in_len, out_len, k, stride, pad, adaptive):
     return lo, hi
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def avg_pool2d_forward(x, out, geometry, count_include_pad, divisor_override):
+@njit(cache=True, nogil=True)
+def _avg_pool2d_forward(t, threads, args):
     # Separable: window sums along each row first, then over the window's rows (one
     # vector add per row).  Windows and divisors are per-axis, as PyTorch's.
-    kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, adaptive = geometry
+    (x, out, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, adaptive, count_include_pad,
+     divisor_override) = args
+    geometry = (kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, adaptive)
     batch, ch, in_h, in_w = x.shape
     h_lo, h_hi = _avg_axis(in_h, out_h, kh, sh, ph, adaptive)
     w_lo, w_hi = _avg_axis(in_w, out_w, kw, sw, pw, adaptive)
@@ -158,14 +161,15 @@ def avg_pool2d_forward(x, out, geometry, count_include_pad, divisor_override):
         for ow in range(out_w):
             divisor[oh, ow] = _avg_divisor(oh, ow, in_h, in_w, geometry, count_include_pad,
                                            divisor_override)
-    # one buffer for all planes (out_w / in_w of the input's size): no allocation per
+    # one buffer for the share's planes (out_w / in_w of their size): no allocation per
     # plane, which dominated small planes (a global pool of 7x7 planes)
-    sums = np.empty((batch * ch, in_h, out_w), x.dtype)
-    for job in prange(batch * ch):
+    lo, hi = share_of(t, threads, batch * ch)
+    sums = np.empty((hi - lo, in_h, out_w), x.dtype)
+    for job in range(lo, hi):
         n = job // ch
         c = job % ch
         plane = x[n, c]
-        row_sums = sums[job]
+        row_sums = sums[job - lo]
         for ih in range(in_h):
             row = plane[ih]
             for ow in range(out_w):
@@ -182,12 +186,20 @@ def avg_pool2d_forward(x, out, geometry, count_include_pad, divisor_override):
                 dst[ow] = dst[ow] / div_row[ow]
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def avg_pool2d_backward(grad_out, grad_in, geometry, count_include_pad, divisor_override):
+def avg_pool2d_forward(x, out, geometry, count_include_pad, divisor_override):
+    run_shares(_avg_pool2d_forward, numba.get_num_threads(),
+               (x, out, *geometry, count_include_pad, divisor_override))
+
+
+@njit(cache=True, nogil=True)
+def _avg_pool2d_backward(t, threads, args):
     # each output's gradient / divisor spread over its (clipped) window
-    kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, adaptive = geometry
+    (grad_out, grad_in, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, adaptive,
+     count_include_pad, divisor_override) = args
+    geometry = (kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, adaptive)
     batch, ch, in_h, in_w = grad_in.shape
-    for job in prange(batch * ch):
+    lo, hi = share_of(t, threads, batch * ch)
+    for job in range(lo, hi):
         n = job // ch
         c = job % ch
         plane = grad_in[n, c]
@@ -202,6 +214,11 @@ def avg_pool2d_backward(grad_out, grad_in, geometry, count_include_pad, divisor_
                 for ih in range(h_lo, h_hi):
                     for iw in range(w_lo, w_hi):
                         plane[ih, iw] += share
+
+
+def avg_pool2d_backward(grad_out, grad_in, geometry, count_include_pad, divisor_override):
+    run_shares(_avg_pool2d_backward, numba.get_num_threads(),
+               (grad_out, grad_in, *geometry, count_include_pad, divisor_override))
 
 
 @njit(parallel=True, cache=True, nogil=True)

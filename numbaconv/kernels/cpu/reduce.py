@@ -6,11 +6,13 @@ same run after run (and the CUDA twins in ``kernels/cuda/reduce.py`` reduce in a
 order too).  Activations are ``(N, C, S)`` views (S = H * W).
 """
 
+import numba
 import numpy as np
 from numba import njit, prange
 
 from .._elementwise import build
 from . import blas
+from .shares import run_shares, share_of
 
 _el = build(njit(inline="always"))
 _cross_entropy_row, _batch_norm_channel = _el.cross_entropy_row, _el.batch_norm_channel
@@ -62,24 +64,38 @@ def batch_norm_finish(mean, var, eps, momentum, unbiased, update, running_mean, 
                             running_var, inv_std)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def batch_norm_forward(x, mean, inv_std, weight, bias, xhat, y):
+@njit(cache=True, nogil=True)
+def _batch_norm_forward(t, threads, args):
     # xhat = (x - mean) * inv_std; y = xhat * weight + bias   (per channel)
+    x, mean, inv_std, weight, bias, xhat, y = args
     batch, ch, size = x.shape
-    for job in prange(batch * ch):
+    lo, hi = share_of(t, threads, batch * ch)
+    for job in range(lo, hi):
         for s in range(size):
             _batch_norm_element(x, mean, inv_std, weight, bias, xhat, y, job // ch,
                                 job % ch, s)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def batch_norm_backward(g, xhat, weight, inv_std, mean_g, mean_gx, gx):
+def batch_norm_forward(x, mean, inv_std, weight, bias, xhat, y):
+    run_shares(_batch_norm_forward, numba.get_num_threads(),
+               (x, mean, inv_std, weight, bias, xhat, y))
+
+
+@njit(cache=True, nogil=True)
+def _batch_norm_backward(t, threads, args):
     # gx = (g - mean_g - xhat * mean_gx) * weight * inv_std  (mean_* zero in eval mode)
+    g, xhat, weight, inv_std, mean_g, mean_gx, gx = args
     batch, ch, size = g.shape
-    for job in prange(batch * ch):
+    lo, hi = share_of(t, threads, batch * ch)
+    for job in range(lo, hi):
         for s in range(size):
             _batch_norm_grad_element(g, xhat, weight, inv_std, mean_g, mean_gx, gx,
                                      job // ch, job % ch, s)
+
+
+def batch_norm_backward(g, xhat, weight, inv_std, mean_g, mean_gx, gx):
+    run_shares(_batch_norm_backward, numba.get_num_threads(),
+               (g, xhat, weight, inv_std, mean_g, mean_gx, gx))
 
 
 @njit(cache=True, nogil=True)

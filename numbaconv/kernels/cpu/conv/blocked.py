@@ -48,25 +48,28 @@ import functools
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .... import config
 from ....config import CPU_FASTMATH
 from .. import simd
 from ..gemm import BLOCK, _fma_4x4, block_runs
 from ..rows import copy, fill, frame_span, split_columns
+from ..shares import run_shares, share_of
 from ..workspace import scratch
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def to_flat_frame(x, frame, lo_h, lo_w, height, width):
+@njit(cache=True, nogil=True)
+def to_flat_frame(t, threads, args):
     """``frame[n, c, i*width + j] = x[n, c, i + lo_h, j + lo_w]`` for ``i < height``,
     ``j < width``, 0 outside ``x`` and past row ``height`` (``lo`` < 0 pads, ``lo`` > 0
     crops)."""
+    x, frame, lo_h, lo_w, height, width = args
     batch, ch, in_h, in_w = x.shape
     zero = frame.dtype.type(0)
     j0, j1 = frame_span(lo_w, in_w, width)  # frame columns j0 .. j1-1 hold input columns
-    for job in prange(batch * ch):
+    lo, hi = share_of(t, threads, batch * ch)
+    for job in range(lo, hi):
         n, c = job // ch, job % ch
         dst = frame[n, c]
         for i in range(height):
@@ -81,16 +84,18 @@ def to_flat_frame(x, frame, lo_h, lo_w, height, width):
         fill(dst[height * width:], zero)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def to_phase_frame(x, frame, lo_h, lo_w, height, width, sh):
+@njit(cache=True, nogil=True)
+def to_phase_frame(t, threads, args):
     """:func:`to_flat_frame` of each stride phase of ``x`` at column stride 2 (row stride
     ``sh``): ``frame[n, 2*(c*sh + a) + b, i*width + j] = x[n, c, i*sh + a + lo_h, 2*j +
     b + lo_w]``, 0 outside ``x``; a row's two column phases in one pass
     (:func:`..rows.split_columns`, whose last vector runs into the next row, written after
     it, or past the last row into the frame's slack)."""
+    x, frame, lo_h, lo_w, height, width, sh = args
     batch, ch, in_h, in_w = x.shape
     zero = frame.dtype.type(0)
-    for job in prange(batch * ch * sh):
+    lo, hi = share_of(t, threads, batch * ch * sh)
+    for job in range(lo, hi):
         n, p = job // (ch * sh), job % (ch * sh)
         c, a = p // sh, p % sh
         src, even, odd = x[n, c], frame[n, 2 * p], frame[n, 2 * p + 1]
@@ -159,8 +164,8 @@ def _store_row(tile, at, width, v0, v1, v2, v3):
     simd.store_flat(tile, at + 3 * width, v3)
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
-def _forward_blocked(frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w, tables):
+@njit(inline="always", fastmath=CPU_FASTMATH)
+def _forward_share(t, threads, frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w, tables):
     """``out`` from ``frames`` (N, C*phases, Hf*Wf + slack; :func:`_framed`) and
     ``packed`` (G, K_g/4, C_g*kH*kW, 4) weights; ``tiles[t]``: thread ``t``'s 4 rows of
     its job's pixels.  ``tables``: None at stride 1, else the taps' planes and shifts
@@ -179,47 +184,60 @@ def _forward_blocked(frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w, 
     length = out_h * frame_w  # flat output positions of an image
     spans = (length + span - 1) // span
     jobs = batch * groups * spans * kblocks
-    threads = tiles.shape[0]
     zero = out.dtype.type(0)
-    for t in prange(threads):
-        tile = tiles[t]
-        # jobs dealt in turn, output-channel blocks fastest: a thread's next job reads the
-        # same input window (in L2) with other weights
-        for job in range(t, jobs, threads):
-            kb, rest = job % kblocks, job // kblocks
-            q0 = (rest % spans) * span
-            g, n = (rest // spans) % groups, rest // (spans * groups)
-            q1 = min(q0 + span, length)
-            frame, w = frames[n], packed[g]
-            k0 = g * k_g + kb * BLOCK
-            kn = min(BLOCK, k_g - kb * BLOCK)
-            b0 = bias[k0]
-            b1 = bias[k0 + 1] if kn > 1 else zero
-            b2 = bias[k0 + 2] if kn > 2 else zero
-            b3 = bias[k0 + 3] if kn > 3 else zero
-            for p in range(0, q1 - q0, step):
-                y0, y1 = simd.splat(frame, b0), simd.splat(frame, b1)
-                y2, y3 = simd.splat(frame, b2), simd.splat(frame, b3)
-                acc = (y0, y0, y0, y0, y1, y1, y1, y1, y2, y2, y2, y2, y3, y3, y3, y3)
-                if tables is None:
-                    acc = _taps(frame, g * c_g, w, kb, q0 + p, acc, c_g, kh, kw,
-                                dh * frame_w, dw)
-                else:
-                    acc = _strided_taps(frame, g * c_g * phases, w, kb, q0 + p, acc, c_g, kh,
-                                        kw, tables[0], tables[1], phases)
-                _store_row(tile, p, width, acc[0], acc[1], acc[2], acc[3])
-                _store_row(tile, span + p, width, acc[4], acc[5], acc[6], acc[7])
-                _store_row(tile, 2 * span + p, width, acc[8], acc[9], acc[10], acc[11])
-                _store_row(tile, 3 * span + p, width, acc[12], acc[13], acc[14], acc[15])
-            # the valid columns of each output row the job's pixels touch
-            for oh in range(q0 // frame_w, (q1 - 1) // frame_w + 1):
-                lo = max(q0, oh * frame_w)
-                hi = min(q1, oh * frame_w + out_w)
-                if hi > lo:
-                    ow = lo - oh * frame_w
-                    for i in range(kn):
-                        copy(out[n, k0 + i, oh, ow:ow + hi - lo],
-                             tile[i * span + lo - q0:i * span + hi - q0])
+    tile = tiles[t]
+    # jobs dealt in turn, output-channel blocks fastest: a thread's next job reads the
+    # same input window (in L2) with other weights
+    for job in range(t, jobs, threads):
+        kb, rest = job % kblocks, job // kblocks
+        q0 = (rest % spans) * span
+        g, n = (rest // spans) % groups, rest // (spans * groups)
+        q1 = min(q0 + span, length)
+        frame, w = frames[n], packed[g]
+        k0 = g * k_g + kb * BLOCK
+        kn = min(BLOCK, k_g - kb * BLOCK)
+        b0 = bias[k0]
+        b1 = bias[k0 + 1] if kn > 1 else zero
+        b2 = bias[k0 + 2] if kn > 2 else zero
+        b3 = bias[k0 + 3] if kn > 3 else zero
+        for p in range(0, q1 - q0, step):
+            y0, y1 = simd.splat(frame, b0), simd.splat(frame, b1)
+            y2, y3 = simd.splat(frame, b2), simd.splat(frame, b3)
+            acc = (y0, y0, y0, y0, y1, y1, y1, y1, y2, y2, y2, y2, y3, y3, y3, y3)
+            if tables is None:
+                acc = _taps(frame, g * c_g, w, kb, q0 + p, acc, c_g, kh, kw,
+                            dh * frame_w, dw)
+            else:
+                acc = _strided_taps(frame, g * c_g * phases, w, kb, q0 + p, acc, c_g, kh,
+                                    kw, tables[0], tables[1], phases)
+            _store_row(tile, p, width, acc[0], acc[1], acc[2], acc[3])
+            _store_row(tile, span + p, width, acc[4], acc[5], acc[6], acc[7])
+            _store_row(tile, 2 * span + p, width, acc[8], acc[9], acc[10], acc[11])
+            _store_row(tile, 3 * span + p, width, acc[12], acc[13], acc[14], acc[15])
+        # the valid columns of each output row the job's pixels touch
+        for oh in range(q0 // frame_w, (q1 - 1) // frame_w + 1):
+            lo = max(q0, oh * frame_w)
+            hi = min(q1, oh * frame_w + out_w)
+            if hi > lo:
+                ow = lo - oh * frame_w
+                for i in range(kn):
+                    copy(out[n, k0 + i, oh, ow:ow + hi - lo],
+                         tile[i * span + lo - q0:i * span + hi - q0])
+
+
+@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+def _forward_blocked(t, threads, args):
+    """:func:`_forward_share` at stride 1 (``tables`` None)."""
+    frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w = args
+    _forward_share(t, threads, frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w, None)
+
+
+@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+def _forward_blocked_strided(t, threads, args):
+    """:func:`_forward_share` with stride tap tables (:func:`_tap_tables`)."""
+    frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w, rows_at, cols_at = args
+    _forward_share(t, threads, frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w,
+                   (rows_at, cols_at))
 
 
 @njit(inline="always")
@@ -231,14 +249,15 @@ def _tap(ch0, j, taps, kw, area, row_step, dw):
     return ch0 + j // area, (f // kw) * row_step + (f % kw) * dw
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
-def _grad_weight_blocked(frames, grads, grad_weight, kh, kw, dh, frame_w, dw, threads):
+@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+def _grad_weight_blocked(t, threads, args):
     """``grad_weight[k, (c, r, s)] = sum over n, q of grads[n, k, q] * frames[n, g*C_g + c,
     q + r*dH*Wf + s*dW]``: dot products along the flat pixels, the columns past ``OW``
     of ``grads`` zero.  A job is a 4 x 4 block (4 output channels x 4 taps) of one group,
     summed over the whole batch by one thread: deterministic, no partial sums.  Each
     thread runs all its jobs on one image's group before the next, so that group's frame
     and ``grads`` rows stay in its L2."""
+    frames, grads, grad_weight, kh, kw, dh, frame_w, dw = args
     batch, out_ch, length = grads.shape
     taps = grad_weight.shape[1]
     area = kh * kw
@@ -248,35 +267,34 @@ def _grad_weight_blocked(frames, grads, grad_weight, kh, kw, dh, frame_w, dw, th
     tblocks = (taps + BLOCK - 1) // BLOCK
     per_group = (k_g + BLOCK - 1) // BLOCK * tblocks
     zero = grad_weight.dtype.type(0)
-    for t in prange(threads):
+    for job in range(t, groups * per_group, threads):
+        g, kb, tb = job // per_group, (job % per_group) // tblocks, job % tblocks
+        m0 = g * k_g + kb * BLOCK
+        for i in range(m0, min(m0 + BLOCK, (g + 1) * k_g)):
+            fill(grad_weight[i, tb * BLOCK:min(tb * BLOCK + BLOCK, taps)], zero)
+    for n in range(batch):
+        a, b = grads[n], frames[n]
         for job in range(t, groups * per_group, threads):
             g, kb, tb = job // per_group, (job % per_group) // tblocks, job % tblocks
-            m0 = g * k_g + kb * BLOCK
-            for i in range(m0, min(m0 + BLOCK, (g + 1) * k_g)):
-                fill(grad_weight[i, tb * BLOCK:min(tb * BLOCK + BLOCK, taps)], zero)
-        for n in range(batch):
-            a, b = grads[n], frames[n]
-            for job in range(t, groups * per_group, threads):
-                g, kb, tb = job // per_group, (job % per_group) // tblocks, job % tblocks
-                m0, j0 = g * k_g + kb * BLOCK, tb * BLOCK
-                rows_ = min(BLOCK, k_g - kb * BLOCK)
-                cols_ = min(BLOCK, taps - j0)
-                # the 4 taps' frame rows (channels) and shifts (clamped to the last tap)
-                ch0, f0 = _tap(g * c_g, j0, taps, kw, area, dh * frame_w, dw)
-                ch1, f1 = _tap(g * c_g, j0 + 1, taps, kw, area, dh * frame_w, dw)
-                ch2, f2 = _tap(g * c_g, j0 + 2, taps, kw, area, dh * frame_w, dw)
-                ch3, f3 = _tap(g * c_g, j0 + 3, taps, kw, area, dh * frame_w, dw)
-                if rows_ == BLOCK and cols_ == BLOCK:
-                    block_runs(a, m0, b, (ch0, ch1, ch2, ch3), (f0, f1, f2, f3), grad_weight,
-                               m0, j0, 1, length, 0)
-                else:  # an edge block: single dot products
-                    for i in range(rows_):
-                        for j in range(cols_):
-                            ch, shift = _tap(g * c_g, j0 + j, taps, kw, area, dh * frame_w, dw)
-                            acc = grad_weight[m0 + i, j0 + j]
-                            for q in range(length):
-                                acc += a[m0 + i, q] * b[ch, shift + q]
-                            grad_weight[m0 + i, j0 + j] = acc
+            m0, j0 = g * k_g + kb * BLOCK, tb * BLOCK
+            rows_ = min(BLOCK, k_g - kb * BLOCK)
+            cols_ = min(BLOCK, taps - j0)
+            # the 4 taps' frame rows (channels) and shifts (clamped to the last tap)
+            ch0, f0 = _tap(g * c_g, j0, taps, kw, area, dh * frame_w, dw)
+            ch1, f1 = _tap(g * c_g, j0 + 1, taps, kw, area, dh * frame_w, dw)
+            ch2, f2 = _tap(g * c_g, j0 + 2, taps, kw, area, dh * frame_w, dw)
+            ch3, f3 = _tap(g * c_g, j0 + 3, taps, kw, area, dh * frame_w, dw)
+            if rows_ == BLOCK and cols_ == BLOCK:
+                block_runs(a, m0, b, (ch0, ch1, ch2, ch3), (f0, f1, f2, f3), grad_weight,
+                           m0, j0, 1, length, 0)
+            else:  # an edge block: single dot products
+                for i in range(rows_):
+                    for j in range(cols_):
+                        ch, shift = _tap(g * c_g, j0 + j, taps, kw, area, dh * frame_w, dw)
+                        acc = grad_weight[m0 + i, j0 + j]
+                        for q in range(length):
+                            acc += a[m0 + i, q] * b[ch, shift + q]
+                        grad_weight[m0 + i, j0 + j] = acc
 
 
 def _pack(weight, groups):
@@ -320,11 +338,12 @@ def _framed(x, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw, sh, sw):
     # that by whole frame rows (inside the plane) and reach_w columns
     slack = BLOCK * simd.VECTOR_BYTES // x.itemsize + reach_w
     batch, ch = x.shape[0], x.shape[1]
+    threads = numba.get_num_threads()
     frames = scratch("flat_frame", (batch, ch * sh * sw, frame_h * frame_w + slack), x.dtype)
     if sh == sw == 1:
-        to_flat_frame(x, frames, -lead_h, -lead_w, frame_h, frame_w)
+        run_shares(to_flat_frame, threads, (x, frames, -lead_h, -lead_w, frame_h, frame_w))
     elif sw == 2:
-        to_phase_frame(x, frames, -lead_h, -lead_w, frame_h, frame_w, sh)
+        run_shares(to_phase_frame, threads, (x, frames, -lead_h, -lead_w, frame_h, frame_w, sh))
     else:  # each phase from a strided view of x (its copy is a scalar gather)
         phases = frames.reshape(batch, ch, sh, sw, -1)
         for a in range(sh):
@@ -332,8 +351,9 @@ def _framed(x, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw, sh, sw):
                 # phase row i is input row i*sh + a - lead_h = (i + lo)*sh + first
                 lo_h, first_h = divmod(a - lead_h, sh)
                 lo_w, first_w = divmod(b - lead_w, sw)
-                to_flat_frame(x[:, :, first_h::sh, first_w::sw], phases[:, :, a, b], lo_h,
-                              lo_w, frame_h, frame_w)
+                run_shares(to_flat_frame, threads, (x[:, :, first_h::sh, first_w::sw],
+                                                    phases[:, :, a, b], lo_h, lo_w, frame_h,
+                                                    frame_w))
     return frames, frame_w, _tap_tables(kh, kw, dh, dw, sh, sw, frame_w)
 
 
@@ -345,9 +365,13 @@ def _run(x, packed, bias, out, lead_h, lead_w, kh, kw, dh, dw, sh, sw):
     frames, frame_w, (rows_at, cols_at) = _framed(x, out.shape[2], out.shape[3], lead_h,
                                                   lead_w, kh, kw, dh, dw, sh, sw)
     span = config.BLOCKED_BLOCKS * BLOCK * simd.VECTOR_BYTES // out.itemsize
-    tiles = scratch("blocked_tiles", (numba.get_num_threads(), BLOCK * span), x.dtype)
-    _forward_blocked(frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w,
-                     None if sh == sw == 1 else (rows_at, cols_at))
+    threads = numba.get_num_threads()
+    tiles = scratch("blocked_tiles", (threads, BLOCK * span), x.dtype)
+    args = (frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w)
+    if sh == sw == 1:
+        run_shares(_forward_blocked, threads, args)
+    else:
+        run_shares(_forward_blocked_strided, threads, (*args, rows_at, cols_at))
 
 
 def _check_stride(geometry):
@@ -391,9 +415,10 @@ def conv2d_grad_weight_blocked(x, grad_out, grad_weight, geometry):
     width = simd.VECTOR_BYTES // grad_out.itemsize
     length = -(-out_h * frame_w // width) * width
     grads = scratch("flat_grads", (batch, out_ch, length), grad_out.dtype)
-    to_flat_frame(grad_out, grads, 0, 0, out_h, frame_w)
+    threads = numba.get_num_threads()
+    run_shares(to_flat_frame, threads, (grad_out, grads, 0, 0, out_h, frame_w))
     contiguous = grad_weight.flags.c_contiguous
     flat = (grad_weight if contiguous else np.empty_like(grad_weight)).reshape(out_ch, -1)
-    _grad_weight_blocked(frames, grads, flat, kh, kw, dh, frame_w, dw, numba.get_num_threads())
+    run_shares(_grad_weight_blocked, threads, (frames, grads, flat, kh, kw, dh, frame_w, dw))
     if not contiguous:
         grad_weight[...] = flat.reshape(grad_weight.shape)

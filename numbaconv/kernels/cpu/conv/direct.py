@@ -16,17 +16,20 @@ with shapes already checked; ``out`` is preallocated and fully overwritten;
 are the *leading* pads (the trailing ones only shape the output, which ``out`` carries).
 
 Each parallel job owns one output plane (or one weight entry), so no two threads write
-the same element: results are deterministic and race-free.
+the same element: results are deterministic and race-free.  The parallel kernels are
+serial shares of consecutive jobs, one per thread (:mod:`..shares`).
 
 The innermost loop runs along the output row over the range of positions whose input tap
 is in bounds, through the row primitives of :mod:`..rows`; a pointwise tap (1x1, stride
 1, no padding) runs along the whole plane at once, as narrow rows do not vectorize.
 """
 
-from numba import njit, prange
+import numba
+from numba import njit
 
 from ....config import CPU_FASTMATH
 from ..rows import axpy, axpy_from, axpy_into, dot_from, valid_range
+from ..shares import run_shares, share_of
 
 
 @njit(inline="always")
@@ -62,13 +65,20 @@ def _forward_plane(x, weight, out, geometry, job):
                               ow_lo * sw + offset, sw, w)
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
-def conv2d_forward(x, weight, bias, out, geometry):
+@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+def _conv2d_forward(t, threads, args):
     # n c h w , k c r s -> n k oh ow   (bias has length k; pass zeros for no bias)
+    x, weight, bias, out, sh, sw, ph, pw, dh, dw, groups = args
+    geometry = (sh, sw, ph, pw, dh, dw, groups)
     out_ch = weight.shape[0]
-    for job in prange(x.shape[0] * out_ch):
+    lo, hi = share_of(t, threads, x.shape[0] * out_ch)
+    for job in range(lo, hi):
         out[job // out_ch, job % out_ch] = bias[job % out_ch]
         _forward_plane(x, weight, out, geometry, job)
+
+
+def conv2d_forward(x, weight, bias, out, geometry):
+    run_shares(_conv2d_forward, numba.get_num_threads(), (x, weight, bias, out, *geometry))
 
 
 @njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
@@ -82,15 +92,16 @@ def conv2d_forward_serial(x, weight, bias, out, geometry):
         _forward_plane(x, weight, out, geometry, job)
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
-def conv2d_grad_input(grad_out, weight, grad_in, geometry):
+@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+def _conv2d_grad_input(t, threads, args):
     # n k oh ow , k c r s -> n c h w   (the transposed convolution)
-    sh, sw, ph, pw, dh, dw, groups = geometry
+    grad_out, weight, grad_in, sh, sw, ph, pw, dh, dw, groups = args
     batch, in_ch, in_h, in_w = grad_in.shape
     out_ch, ch_per_group, kh, kw = weight.shape
     out_h, out_w = grad_out.shape[2], grad_out.shape[3]
     out_per_group = out_ch // groups
-    for job in prange(batch * in_ch):
+    lo, hi = share_of(t, threads, batch * in_ch)
+    for job in range(lo, hi):
         n = job // in_ch
         ci = job % in_ch
         g = ci // ch_per_group
@@ -114,16 +125,22 @@ def conv2d_grad_input(grad_out, weight, grad_in, geometry):
                                   go_plane[oh, ow_lo:ow_hi], w)
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
-def conv2d_grad_weight(x, grad_out, grad_weight, geometry):
+def conv2d_grad_input(grad_out, weight, grad_in, geometry):
+    run_shares(_conv2d_grad_input, numba.get_num_threads(),
+               (grad_out, weight, grad_in, *geometry))
+
+
+@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+def _conv2d_grad_weight(t, threads, args):
     # n c h w , n k oh ow -> k c r s   (one job per weight entry: a deterministic dot product)
-    sh, sw, ph, pw, dh, dw, groups = geometry
+    x, grad_out, grad_weight, sh, sw, ph, pw, dh, dw, groups = args
     batch, _, in_h, in_w = x.shape
     out_ch, ch_per_group, kh, kw = grad_weight.shape
     out_h, out_w = grad_out.shape[2], grad_out.shape[3]
     out_per_group = out_ch // groups
     taps = kh * kw
-    for job in prange(out_ch * ch_per_group * taps):
+    lo, hi = share_of(t, threads, out_ch * ch_per_group * taps)
+    for job in range(lo, hi):
         k = job // (ch_per_group * taps)
         c = (job // taps) % ch_per_group
         r = (job % taps) // kw
@@ -143,11 +160,18 @@ def conv2d_grad_weight(x, grad_out, grad_weight, geometry):
         grad_weight[k, c, r, s] = acc
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
-def conv2d_grad_bias(grad_out, grad_bias):
+def conv2d_grad_weight(x, grad_out, grad_weight, geometry):
+    run_shares(_conv2d_grad_weight, numba.get_num_threads(),
+               (x, grad_out, grad_weight, *geometry))
+
+
+@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+def _conv2d_grad_bias(t, threads, args):
     # n k oh ow -> k
+    grad_out, grad_bias = args
     batch, out_ch, out_h, out_w = grad_out.shape
-    for k in prange(out_ch):
+    lo, hi = share_of(t, threads, out_ch)
+    for k in range(lo, hi):
         acc = grad_bias.dtype.type(0)
         for n in range(batch):
             for oh in range(out_h):
@@ -156,15 +180,24 @@ def conv2d_grad_bias(grad_out, grad_bias):
         grad_bias[k] = acc
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def add_channel_bias(out, bias):
+def conv2d_grad_bias(grad_out, grad_bias):
+    run_shares(_conv2d_grad_bias, numba.get_num_threads(), (grad_out, grad_bias))
+
+
+@njit(cache=True, nogil=True)
+def _add_channel_bias(t, threads, args):
     # n k h w += k   (in place: the bias of a transposed convolution, and of Linear)
-    # Scalar loops over a flat view, not ``out[n, k] += b``: an array expression inside
-    # a prange nests a second parfor, which multiplies the compile time (measured:
-    # docs/benchmarks/cpu.md, "Compile time").
+    # Scalar loops over a flat view, not ``out[n, k] += b`` (an array expression
+    # compiled slower: docs/benchmarks/cpu.md, "Compile time").
+    out, bias = args
     batch, ch = out.shape[0], out.shape[1]
     flat = out.reshape(batch * ch, out.size // max(batch * ch, 1))
-    for job in prange(batch * ch):
+    lo, hi = share_of(t, threads, batch * ch)
+    for job in range(lo, hi):
         b = bias[job % ch]
         for i in range(flat.shape[1]):
             flat[job, i] += b
+
+
+def add_channel_bias(out, bias):
+    run_shares(_add_channel_bias, numba.get_num_threads(), (out, bias))

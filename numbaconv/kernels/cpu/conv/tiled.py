@@ -1,4 +1,4 @@
-"""Convolution as im2col tiles multiplied in cache, all in one parallel region (CPU only).
+"""Convolution as im2col tiles multiplied in cache, in one parallel run per pass (CPU only).
 
 Same signatures as the direct kernels in ``direct.py``, so the algorithm chooser
 (``dispatch.choose_conv_algorithm``, algorithm ``'tiled'``) swaps one for the other.
@@ -25,8 +25,9 @@ conv per column phase where that pays (:func:`_column_phases`).  The two kernels
 separate so that a process compiles only the one its layers run
 (docs/benchmarks/cpu.md, "Compile time").
 Tiles are near-equal in size (:func:`_even_tiles`).  Each thread owns a fixed share of
-the jobs (and one tile buffer, ``tiles[t]``); every output entry is one dot product in
-a fixed order: deterministic.
+the jobs (and one tile buffer, ``tiles[t]``): the kernels are serial shares, one per
+thread (:mod:`..shares`); every output entry is one dot product in a fixed order:
+deterministic.
 
 Backward:
 
@@ -62,21 +63,24 @@ from .. import simd
 from ..gemm import BLOCK, _fma_4x4, block, block_runs, whole_block
 from ..im2col import plane_to_columns
 from ..rows import copy, fill, frame_span
+from ..shares import run_shares, share_of
 from ..workspace import scratch
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def to_padded_groups(x, xg, lo_h, lo_w):
+@njit(cache=True, nogil=True)
+def to_padded_groups(t, threads, args):
     """``xg[n, g, i, j*C_g + c] = x[n, g*C_g + c, i + lo_h, j + lo_w]``, 0 outside ``x``:
     each group's channels last, in a frame that holds every position a conv reads
     (``lo`` < 0 pads, ``lo`` > 0 crops), so a tile row is built without bounds checks."""
+    x, xg, lo_h, lo_w = args
     batch, ch, in_h, in_w = x.shape
     groups, height = xg.shape[1], xg.shape[2]
     c_g = ch // groups
     width = xg.shape[3] // c_g
     zero = xg.dtype.type(0)
     j0, j1 = frame_span(lo_w, in_w, width)  # buffer columns j0 .. j1-1 hold input columns
-    for job in prange(batch * groups * height):
+    lo, hi = share_of(t, threads, batch * groups * height)
+    for job in range(lo, hi):
         n, g, i = job // (groups * height), (job // height) % groups, job % height
         dst = xg[n, g, i]
         ih = i + lo_h
@@ -166,32 +170,32 @@ def _jobs(out, groups, most):
     return out.shape[0] * groups * per_image, per_image, tile_pixels
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
-def _forward_tiles(xg, wp, bias, out, tiles, geometry, kh, kw):
+@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+def _forward_tiles(t, threads, args):
+    xg, wp, bias, out, tiles, sh, sw, ph, pw, dh, dw, groups, kh, kw = args
+    geometry = (sh, sw, ph, pw, dh, dw, groups)
     # xg (N, G, H', W'*C_g) framed channels-last; wp (G, K_g, kh*kw*C_g); out (N, K, OH, OW)
     groups, k_g = wp.shape[0], wp.shape[1]
     out_w, length = out.shape[3], out.shape[2] * out.shape[3]
-    threads = tiles.shape[0]
     jobs, per_image, tile_pixels = _jobs(out, groups, tiles.shape[1])
-    for t in prange(threads):
-        tile = tiles[t]
-        for job in range(t, jobs, threads):
-            n, g = job // (groups * per_image), (job // per_image) % groups
-            p0 = (job % per_image) * tile_pixels
-            count = min(tile_pixels, length - p0)
-            w = wp[g]
-            c = out[n].reshape(out.shape[1], length)[g * k_g:(g + 1) * k_g, p0:p0 + count]
-            for m in range(k_g):
-                fill(c[m], bias[g * k_g + m])
-            _fill_tile(xg, n, g, p0, count, tile, geometry, kh, kw, out_w)
-            # 4 weight rows stay in L1 while the tile (in L2) streams past them
-            for m0 in range(0, k_g, BLOCK):
-                for i0 in range(0, count, BLOCK):
-                    block(w, m0, tile, i0, c, m0, i0, k_g, count)
+    tile = tiles[t]
+    for job in range(t, jobs, threads):
+        n, g = job // (groups * per_image), (job // per_image) % groups
+        p0 = (job % per_image) * tile_pixels
+        count = min(tile_pixels, length - p0)
+        w = wp[g]
+        c = out[n].reshape(out.shape[1], length)[g * k_g:(g + 1) * k_g, p0:p0 + count]
+        for m in range(k_g):
+            fill(c[m], bias[g * k_g + m])
+        _fill_tile(xg, n, g, p0, count, tile, geometry, kh, kw, out_w)
+        # 4 weight rows stay in L1 while the tile (in L2) streams past them
+        for m0 in range(0, k_g, BLOCK):
+            for i0 in range(0, count, BLOCK):
+                block(w, m0, tile, i0, c, m0, i0, k_g, count)
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
-def _forward_runs(xg, wp, bias, out, geometry, kh, kw, threads, most):
+@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+def _forward_runs(t, threads, args):
     """The forward of :func:`_forward_tiles` with no tile: each block of 4 pixels x 4
     output channels reads the pixels' kernel rows as runs straight from the frame
     (``gemm.block_runs``); 4 weight rows stay in L1 while the frame (in L2) streams
@@ -199,48 +203,47 @@ def _forward_runs(xg, wp, bias, out, geometry, kh, kw, threads, most):
     (:func:`_in_place`).  Where a job's pixels do not fill its last block, that block
     repeats the job's last pixel, lands in a 4x4 buffer, and only its real columns are
     added to the output."""
+    xg, wp, bias, out, sh, sw, ph, pw, dh, dw, groups, kh, kw, most = args
     groups, k_g = wp.shape[0], wp.shape[1]
     out_w, length = out.shape[3], out.shape[2] * out.shape[3]
     jobs, per_image, tile_pixels = _jobs(out, groups, most)
-    sh, sw, ph, pw, dh, _, _ = geometry
     c_g = wp.shape[2] // (kh * kw)
     run = kw * c_g
-    for t in prange(threads):
-        edge = np.zeros((BLOCK, BLOCK), wp.dtype)
-        for job in range(t, jobs, threads):
-            n, g = job // (groups * per_image), (job // per_image) % groups
-            p0 = (job % per_image) * tile_pixels
-            count = min(tile_pixels, length - p0)
-            w = wp[g]
-            frame = xg[n, g]
-            c = out[n].reshape(out.shape[1], length)[g * k_g:(g + 1) * k_g, p0:p0 + count]
-            for m in range(k_g):
-                fill(c[m], bias[g * k_g + m])
-            whole = count - count % BLOCK
-            for m0 in range(0, k_g, BLOCK):
-                for i0 in range(0, whole, BLOCK):
-                    p = p0 + i0
-                    r0, c0 = _run_start(p, out_w, sh, sw, ph, pw, c_g)
-                    r1, c1 = _run_start(p + 1, out_w, sh, sw, ph, pw, c_g)
-                    r2, c2 = _run_start(p + 2, out_w, sh, sw, ph, pw, c_g)
-                    r3, c3 = _run_start(p + 3, out_w, sh, sw, ph, pw, c_g)
-                    block_runs(w, m0, frame, (r0, r1, r2, r3), (c0, c1, c2, c3), c, m0, i0,
-                               kh, run, dh)
-            # (the four starts stay written out: returned from an inline helper as a
-            # tuple of tuples, they broke numba's array analysis in the parallel pass)
-            if whole < count:  # 1-3 pixels left: the last one repeated to a block, in edge
-                p, last = p0 + whole, count - 1 - whole
+    edge = np.zeros((BLOCK, BLOCK), wp.dtype)
+    for job in range(t, jobs, threads):
+        n, g = job // (groups * per_image), (job // per_image) % groups
+        p0 = (job % per_image) * tile_pixels
+        count = min(tile_pixels, length - p0)
+        w = wp[g]
+        frame = xg[n, g]
+        c = out[n].reshape(out.shape[1], length)[g * k_g:(g + 1) * k_g, p0:p0 + count]
+        for m in range(k_g):
+            fill(c[m], bias[g * k_g + m])
+        whole = count - count % BLOCK
+        for m0 in range(0, k_g, BLOCK):
+            for i0 in range(0, whole, BLOCK):
+                p = p0 + i0
                 r0, c0 = _run_start(p, out_w, sh, sw, ph, pw, c_g)
-                r1, c1 = _run_start(p + min(1, last), out_w, sh, sw, ph, pw, c_g)
-                r2, c2 = _run_start(p + min(2, last), out_w, sh, sw, ph, pw, c_g)
-                r3, c3 = _run_start(p + last, out_w, sh, sw, ph, pw, c_g)
-                for m0 in range(0, k_g, BLOCK):
-                    fill(edge.reshape(BLOCK * BLOCK), edge.dtype.type(0))
-                    block_runs(w, m0, frame, (r0, r1, r2, r3), (c0, c1, c2, c3), edge, 0, 0,
-                               kh, run, dh)
-                    for i in range(BLOCK):
-                        for j in range(last + 1):
-                            c[m0 + i, whole + j] += edge[i, j]
+                r1, c1 = _run_start(p + 1, out_w, sh, sw, ph, pw, c_g)
+                r2, c2 = _run_start(p + 2, out_w, sh, sw, ph, pw, c_g)
+                r3, c3 = _run_start(p + 3, out_w, sh, sw, ph, pw, c_g)
+                block_runs(w, m0, frame, (r0, r1, r2, r3), (c0, c1, c2, c3), c, m0, i0,
+                           kh, run, dh)
+        # (the four starts stay written out: returned from an inline helper as a
+        # tuple of tuples, they broke numba's array analysis in the parallel pass)
+        if whole < count:  # 1-3 pixels left: the last one repeated to a block, in edge
+            p, last = p0 + whole, count - 1 - whole
+            r0, c0 = _run_start(p, out_w, sh, sw, ph, pw, c_g)
+            r1, c1 = _run_start(p + min(1, last), out_w, sh, sw, ph, pw, c_g)
+            r2, c2 = _run_start(p + min(2, last), out_w, sh, sw, ph, pw, c_g)
+            r3, c3 = _run_start(p + last, out_w, sh, sw, ph, pw, c_g)
+            for m0 in range(0, k_g, BLOCK):
+                fill(edge.reshape(BLOCK * BLOCK), edge.dtype.type(0))
+                block_runs(w, m0, frame, (r0, r1, r2, r3), (c0, c1, c2, c3), edge, 0, 0,
+                           kh, run, dh)
+                for i in range(BLOCK):
+                    for j in range(last + 1):
+                        c[m0 + i, whole + j] += edge[i, j]
 
 
 L2_PANEL = 65536  # values of a product's re-read operand kept in L2 (256 KiB in float32)
@@ -281,7 +284,7 @@ def _framed(x, groups, rows, cols, slack=0, key="framed"):
     flat = scratch(key, (size + slack,), x.dtype)
     flat[size:] = 0
     xg = flat[:size].reshape(shape)
-    to_padded_groups(x, xg, rows[0], cols[0])
+    run_shares(to_padded_groups, numba.get_num_threads(), (x, xg, rows[0], cols[0]))
     return xg
 
 
@@ -325,19 +328,20 @@ def _run(xg, origin, packed, bias, out, geometry, kh, kw):
             and _in_place(packed.shape[2] // kh, packed.itemsize, dw, kh * kw)):
         k_g, k_pad = out.shape[1] // groups, packed.shape[1]
         if k_pad == k_g:
-            _forward_runs(xg, packed, bias, out, framed, kh, kw, threads, config.TILED_PIXELS)
+            run_shares(_forward_runs, threads,
+                       (xg, packed, bias, out, *framed, kh, kw, config.TILED_PIXELS))
             return
         batch, _, out_h, out_w = out.shape
         wide_bias = np.zeros((groups, k_pad), bias.dtype)
         wide_bias[:, :k_g] = bias.reshape(groups, k_g)
         wide = scratch("runs_out", (batch, groups * k_pad, out_h, out_w), out.dtype)
-        _forward_runs(xg, packed, wide_bias.reshape(-1), wide, framed, kh, kw, threads,
-                      config.TILED_PIXELS)
+        run_shares(_forward_runs, threads, (xg, packed, wide_bias.reshape(-1), wide, *framed,
+                                            kh, kw, config.TILED_PIXELS))
         out[...] = wide.reshape(batch, groups, k_pad, out_h, out_w)[:, :, :k_g].reshape(
             out.shape)
         return
     tiles = scratch("tiles", (threads, config.TILED_PIXELS, packed.shape[2]), xg.dtype)
-    _forward_tiles(xg, packed, bias, out, tiles, framed, kh, kw)
+    run_shares(_forward_tiles, threads, (xg, packed, bias, out, tiles, *framed, kh, kw))
 
 
 def conv2d_forward_tiled(x, weight, bias, out, geometry):
@@ -464,8 +468,8 @@ def conv2d_grad_input_tiled(grad_out, weight, grad_in, geometry):
             even = None
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
-def _grad_weight_tiles(x, dy, partials, work, geometry, kh, kw, out_w, chunk_rows):
+@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+def _grad_weight_tiles(t, threads, args):
     """``partials[t]``: thread ``t``'s share of the grad weight, ``(G, K_g, C_g*kh*kw)``
     padded with zeros to whole blocks of 4 along both matrix axes.
 
@@ -475,8 +479,8 @@ def _grad_weight_tiles(x, dy, partials, work, geometry, kh, kw, out_w, chunk_row
     (``C_g*kh*kw`` x pixels) in the thread's ``work`` buffer, each padded with zero rows
     to a whole block, then adds their product over the pixels (``gemm``'s 4x4
     dot-product blocks, whole ones only: no edge code) into the thread's partial sum."""
-    sh, sw, ph, pw, dh, dw, groups = geometry
-    threads, k_pad, rows_pad = partials.shape[0], partials.shape[2], partials.shape[3]
+    x, dy, partials, work, sh, sw, ph, pw, dh, dw, groups, kh, kw, out_w, chunk_rows = args
+    k_pad, rows_pad = partials.shape[2], partials.shape[3]
     c_g = x.shape[1] // groups
     k_g, rows = dy.shape[1] // groups, c_g * kh * kw
     batch, out_len = dy.shape[0], dy.shape[2]
@@ -484,38 +488,37 @@ def _grad_weight_tiles(x, dy, partials, work, geometry, kh, kw, out_w, chunk_row
     total = batch * out_h  # output rows of the whole batch
     per_group = (total + chunk_rows - 1) // chunk_rows
     zero = partials.dtype.type(0)
-    for t in prange(threads):
-        partial = partials[t]
-        fill(partial.reshape(partial.size), zero)
-        for job in range(t, groups * per_group, threads):
-            g, q0 = job // per_group, (job % per_group) * chunk_rows
-            q1 = min(q0 + chunk_rows, total)
-            length = (q1 - q0) * out_w
-            a = work[t, :k_pad * length].reshape(k_pad, length)
-            flat = work[t, k_pad * length:(k_pad + rows_pad) * length]
-            # the pad rows only make entries of partial that are never read; zeroed so
-            # that no stale value (a denormal is slow) enters the arithmetic
-            fill(a[k_g:].reshape((k_pad - k_g) * length), zero)
-            fill(flat[rows * length:], zero)
-            q = q0
-            while q < q1:  # one image's rows at a time
-                n, oh0 = q // out_h, q % out_h
-                count = min(q1 - q, out_h - oh0)
-                at, src = (q - q0) * out_w, oh0 * out_w
-                for m in range(k_g):
-                    copy(a[m, at:at + count * out_w], dy[n, g * k_g + m, src:src + count * out_w])
-                columns = (kh, kw, sh, sw, ph - oh0 * sh, pw, dh, dw, count, out_w)
-                for c in range(c_g):
-                    plane_to_columns(x[n, g * c_g + c], c, flat, length, at, columns)
-                q += count
-            b = flat.reshape(rows_pad, length)
-            # GEMM cache blocking: a panel of grad_out rows stays in L2 (the rows that
-            # fit in L2_PANEL values), 4 column rows at a time in L1 stream past it
-            panel = max(BLOCK, L2_PANEL // length // BLOCK * BLOCK)
-            for mp in range(0, k_pad, panel):
-                for i0 in range(0, rows_pad, BLOCK):
-                    for m0 in range(mp, min(mp + panel, k_pad), BLOCK):
-                        whole_block(a, m0, b, i0, partial[g], m0, i0)
+    partial = partials[t]
+    fill(partial.reshape(partial.size), zero)
+    for job in range(t, groups * per_group, threads):
+        g, q0 = job // per_group, (job % per_group) * chunk_rows
+        q1 = min(q0 + chunk_rows, total)
+        length = (q1 - q0) * out_w
+        a = work[t, :k_pad * length].reshape(k_pad, length)
+        flat = work[t, k_pad * length:(k_pad + rows_pad) * length]
+        # the pad rows only make entries of partial that are never read; zeroed so
+        # that no stale value (a denormal is slow) enters the arithmetic
+        fill(a[k_g:].reshape((k_pad - k_g) * length), zero)
+        fill(flat[rows * length:], zero)
+        q = q0
+        while q < q1:  # one image's rows at a time
+            n, oh0 = q // out_h, q % out_h
+            count = min(q1 - q, out_h - oh0)
+            at, src = (q - q0) * out_w, oh0 * out_w
+            for m in range(k_g):
+                copy(a[m, at:at + count * out_w], dy[n, g * k_g + m, src:src + count * out_w])
+            columns = (kh, kw, sh, sw, ph - oh0 * sh, pw, dh, dw, count, out_w)
+            for c in range(c_g):
+                plane_to_columns(x[n, g * c_g + c], c, flat, length, at, columns)
+            q += count
+        b = flat.reshape(rows_pad, length)
+        # GEMM cache blocking: a panel of grad_out rows stays in L2 (the rows that
+        # fit in L2_PANEL values), 4 column rows at a time in L1 stream past it
+        panel = max(BLOCK, L2_PANEL // length // BLOCK * BLOCK)
+        for mp in range(0, k_pad, panel):
+            for i0 in range(0, rows_pad, BLOCK):
+                for m0 in range(mp, min(mp + panel, k_pad), BLOCK):
+                    whole_block(a, m0, b, i0, partial[g], m0, i0)
 
 
 @njit(inline="always", fastmath=CPU_FASTMATH)
@@ -529,9 +532,8 @@ def _add_4x4(c, m0, col, width, acc):
             simd.store_flat(row, at, simd.fma(one, acc[4 * i + j], simd.load_flat(row, at)))
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
-def _grad_weight_runs(xg, dy, partials, dyt, geometry, kh, pieces, c_g, out_w, chunk_rows,
-                      band):
+@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+def _grad_weight_runs(t, threads, args):
     """``partials[t]``: thread ``t``'s share of the grad weight, ``(G, K_g, kh*pieces*
     run)`` in ``(r, piece, run)`` order, both padded: output channels to whole blocks of
     4, each run to whole blocks of 4 vectors.  A run is a kernel row's ``kW*C_g``
@@ -545,8 +547,9 @@ def _grad_weight_runs(xg, dy, partials, dyt, geometry, kh, pieces, c_g, out_w, c
     4 ``grad_out`` values and 4 frame vectors read in place: no im2col columns, no
     horizontal sums.  A padded block reads up to ``4*width - 1`` values past its run
     (the caller leaves that slack after ``xg``); their lanes are never read back."""
-    sh, sw, ph, pw, dh, dw, groups = geometry
-    threads, k_pad, span = partials.shape[0], partials.shape[2], partials.shape[3]
+    (xg, dy, partials, dyt, sh, sw, ph, pw, dh, dw, groups, kh, pieces, c_g, out_w,
+     chunk_rows, band) = args
+    k_pad, span = partials.shape[2], partials.shape[3]
     run_pad = span // (kh * pieces)
     batch, out_len = dy.shape[0], dy.shape[2]
     k_g = dy.shape[1] // groups
@@ -554,52 +557,51 @@ def _grad_weight_runs(xg, dy, partials, dyt, geometry, kh, pieces, c_g, out_w, c
     per_image = (out_h + chunk_rows - 1) // chunk_rows
     width = simd.lanes(partials)
     zero = partials.dtype.type(0)
-    for t in prange(threads):
-        partial = partials[t]
-        fill(partial.reshape(partial.size), zero)
-        for job in range(t, groups * batch * per_image, threads):
-            g, n = job // (batch * per_image), (job // per_image) % batch
-            oh0 = (job % per_image) * chunk_rows
-            oh1 = min(oh0 + chunk_rows, out_h)
-            length = (oh1 - oh0) * out_w
-            a = dyt[t, :length * k_pad].reshape(length, k_pad)
-            for m in range(k_pad):
-                if m < k_g:
-                    src = dy[n, g * k_g + m, oh0 * out_w:oh1 * out_w]
-                    for q in range(length):
-                        a[q, m] = src[q]
-                else:
-                    for q in range(length):
-                        a[q, m] = zero
-            plane = xg[n, g]
-            for r in range(kh):
-                for piece in range(pieces):
-                    for v0 in range(0, run_pad, BLOCK * width):
-                        start = piece * dw * c_g + v0
-                        at = (r * pieces + piece) * run_pad + v0
-                        # a band of output rows whose frame vectors stay in L1 while
-                        # every block of output channels reads them
-                        for b0 in range(oh0, oh1, band):
-                            b1 = min(b0 + band, oh1)
-                            for k0 in range(0, k_pad, BLOCK):
-                                z = simd.zeros(partials)
-                                acc = (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
-                                q = (b0 - oh0) * out_w
-                                for oh in range(b0, b1):
-                                    fr = oh * sh + r * dh
-                                    col = start
-                                    for _ in range(out_w):
-                                        acc = _fma_4x4(
-                                            simd.splat(partials, a[q, k0]),
-                                            simd.splat(partials, a[q, k0 + 1]),
-                                            simd.splat(partials, a[q, k0 + 2]),
-                                            simd.splat(partials, a[q, k0 + 3]), plane,
-                                            (fr, fr, fr, fr),
-                                            (col, col + width, col + 2 * width,
-                                             col + 3 * width), 0, acc)
-                                        q += 1
-                                        col += sw * c_g
-                                _add_4x4(partial[g], k0, at, width, acc)
+    partial = partials[t]
+    fill(partial.reshape(partial.size), zero)
+    for job in range(t, groups * batch * per_image, threads):
+        g, n = job // (batch * per_image), (job // per_image) % batch
+        oh0 = (job % per_image) * chunk_rows
+        oh1 = min(oh0 + chunk_rows, out_h)
+        length = (oh1 - oh0) * out_w
+        a = dyt[t, :length * k_pad].reshape(length, k_pad)
+        for m in range(k_pad):
+            if m < k_g:
+                src = dy[n, g * k_g + m, oh0 * out_w:oh1 * out_w]
+                for q in range(length):
+                    a[q, m] = src[q]
+            else:
+                for q in range(length):
+                    a[q, m] = zero
+        plane = xg[n, g]
+        for r in range(kh):
+            for piece in range(pieces):
+                for v0 in range(0, run_pad, BLOCK * width):
+                    start = piece * dw * c_g + v0
+                    at = (r * pieces + piece) * run_pad + v0
+                    # a band of output rows whose frame vectors stay in L1 while
+                    # every block of output channels reads them
+                    for b0 in range(oh0, oh1, band):
+                        b1 = min(b0 + band, oh1)
+                        for k0 in range(0, k_pad, BLOCK):
+                            z = simd.zeros(partials)
+                            acc = (z, z, z, z, z, z, z, z, z, z, z, z, z, z, z, z)
+                            q = (b0 - oh0) * out_w
+                            for oh in range(b0, b1):
+                                fr = oh * sh + r * dh
+                                col = start
+                                for _ in range(out_w):
+                                    acc = _fma_4x4(
+                                        simd.splat(partials, a[q, k0]),
+                                        simd.splat(partials, a[q, k0 + 1]),
+                                        simd.splat(partials, a[q, k0 + 2]),
+                                        simd.splat(partials, a[q, k0 + 3]), plane,
+                                        (fr, fr, fr, fr),
+                                        (col, col + width, col + 2 * width,
+                                         col + 3 * width), 0, acc)
+                                    q += 1
+                                    col += sw * c_g
+                            _add_4x4(partial[g], k0, at, width, acc)
 
 
 def _grad_runs(k_g, c_g, kh, kw, dw, itemsize):
@@ -644,9 +646,9 @@ def _grad_weight_in_place(x, grad_out, grad_weight, geometry, runs):
     partials = scratch("partials", (threads, groups, k_pad, kh * pieces * run_pad),
                        grad_weight.dtype)
     dyt = scratch("grad_rows", (threads, chunk_rows * out_w * k_pad), grad_weight.dtype)
-    _grad_weight_runs(xg, grad_out.reshape(batch, out_ch, out_h * out_w), partials, dyt,
-                      geometry, kh, pieces, c_g, out_w, chunk_rows,
-                      max(1, config.TILED_GRAD_BAND // out_w))
+    run_shares(_grad_weight_runs, threads,
+               (xg, grad_out.reshape(batch, out_ch, out_h * out_w), partials, dyt, *geometry,
+                kh, pieces, c_g, out_w, chunk_rows, max(1, config.TILED_GRAD_BAND // out_w)))
     summed = partials.sum(axis=0).reshape(groups, k_pad, kh, pieces, run_pad)
     taps = summed[:, :k_g, ..., :run].reshape(groups, k_g, kh, kw, c_g)  # (r, s, c) order
     grad_weight[...] = taps.transpose(0, 1, 4, 2, 3).reshape(out_ch, c_g, kh, kw)
@@ -682,7 +684,8 @@ def conv2d_grad_weight_tiled(x, grad_out, grad_weight, geometry):
     partials = scratch("partials", (threads, groups, k_pad, rows_pad), grad_weight.dtype)
     pixels = min(chunk_rows, batch * out_h) * out_w
     work = scratch("grad_tiles", (threads, (k_pad + rows_pad) * pixels), grad_weight.dtype)
-    _grad_weight_tiles(x, grad_out.reshape(batch, out_ch, out_h * out_w), partials, work,
-                       geometry, kh, kw, out_w, chunk_rows)
+    run_shares(_grad_weight_tiles, threads, (x, grad_out.reshape(batch, out_ch, out_h * out_w),
+                                            partials, work, *geometry, kh, kw, out_w,
+                                            chunk_rows))
     np.sum(partials[:, :, :k_g, :rows], axis=0,
            out=grad_weight.reshape(groups, k_g, rows))
