@@ -247,8 +247,8 @@ def recorded_compiles(claims: Claims, calls: list):
     def record_share(share, args):  # kernels.cpu.shares: the share and its driver
         from .kernels.cpu import shares
 
-        sig = shares.signature(args)  # the driver's argument types are the share's
-        for dispatcher in (share, shares._drive):
+        for dispatcher, sig in ((share, shares.signature(args)),
+                                (shares._drive, shares.driver_signature(args))):
             claims.mark(_claim_name(dispatcher, sig), "seen")
             if (dispatcher, sig) not in calls:
                 calls.append((dispatcher, sig))
@@ -275,7 +275,7 @@ SLOW_FIRST = (
     "cpu.conv.tiled._forward_tiles",
     "cpu.conv.tiled._forward_runs",
     "cpu.conv.depthwise",
-    "cpu.pool.max_pool2d_forward",
+    "cpu.pool._max_pool2d_forward",
     "cpu.conv.blocked",
     "cpu.pool",
 )

@@ -62,11 +62,11 @@ def _max_pool2d_forward(t, threads, args):
                 if hi > lo:
                     arg = start + lo * step
                     best = row[arg]
-                    for t in range(lo + 1, hi):
-                        v = row[start + t * step]
+                    for tap in range(lo + 1, hi):
+                        v = row[start + tap * step]
                         take = (v > best) | (v != v)  # branch-free: random data mispredicts
                         best = v if take else best
-                        arg = start + t * step if take else arg
+                        arg = start + tap * step if take else arg
                     arg += ih * in_w
                 row_max[ih, ow] = best
                 row_arg[ih, ow] = arg
@@ -80,14 +80,14 @@ def _max_pool2d_forward(t, threads, args):
                 continue
             copy(best_row, row_max[start + lo * step])
             copy(arg_row, row_arg[start + lo * step])
-            for t in range(lo + 1, hi):
-                vals = row_max[start + t * step]
-                args = row_arg[start + t * step]
+            for tap in range(lo + 1, hi):
+                vals = row_max[start + tap * step]
+                found = row_arg[start + tap * step]
                 for ow in range(out_w):
                     v = vals[ow]
                     take = (v > best_row[ow]) | (v != v)
                     best_row[ow] = v if take else best_row[ow]
-                    arg_row[ow] = args[ow] if take else arg_row[ow]
+                    arg_row[ow] = found[ow] if take else arg_row[ow]
 
 
 def max_pool2d_forward(x, out, indices, geometry):

@@ -33,24 +33,25 @@ RECORDER = None
 @intrinsic
 def _call(typingctx, address, t, threads, args):
     """Call the compiled share at ``address`` (numba's own calling convention, as
-    ``share(t, threads, args)`` is compiled) with ``t``, ``threads`` and ``args``."""
-    sig = types.void(address, t, threads, args)
+    ``share(t, threads, args)`` is compiled) with ``t``, ``threads`` and ``args``;
+    true where the share raised (its exception itself is dropped: see run_shares)."""
+    sig = types.boolean(address, t, threads, args)
 
     def codegen(context, builder, signature, values):
         argtys = (types.int64, types.int64, args)
         fnty = context.call_conv.get_function_type(types.void, argtys)
         fn = builder.inttoptr(values[0], fnty.as_pointer())
-        # a share raises nothing (no bounds checks, validated arguments): no status read
-        context.call_conv.call_function(builder, fn, types.void, argtys, values[1:])
-        return context.get_dummy_value()
+        status, _ = context.call_conv.call_function(builder, fn, types.void, argtys,
+                                                    values[1:])
+        return status.is_error
 
     return sig, codegen
 
 
 @njit(parallel=True, cache=True, nogil=True)
-def _drive(address, threads, args):
+def _drive(address, threads, args, failed):
     for t in prange(threads):
-        _call(address, np.int64(t), threads, args)
+        failed[t] = _call(address, np.int64(t), threads, args)
 
 
 @njit(inline="always")
@@ -63,15 +64,24 @@ _addresses = {}
 
 
 def _key(value):
+    """What numba's type of an argument depends on: a share compiled for one key is only
+    ever called with arguments of that key."""
     if isinstance(value, np.ndarray):
         f = value.flags
-        return value.dtype.num, value.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned
-    return type(value)
+        return value.dtype, value.ndim, f.c_contiguous, f.f_contiguous, f.writeable, f.aligned
+    if isinstance(value, (int, float, bool, np.number, np.bool_)) or value is None:
+        return type(value)
+    raise TypeError(f"a share's arguments are arrays and scalars; got {type(value)}")
 
 
 def signature(args):
     """The argument types a share is compiled for, given its ``args`` tuple."""
     return types.int64, types.int64, typeof(args)
+
+
+def driver_signature(args):
+    """The argument types :func:`_drive` is compiled for, given a share's ``args``."""
+    return types.int64, types.int64, typeof(args), types.Array(types.boolean, 1, "C")
 
 
 def run_shares(share, threads, args):
@@ -87,6 +97,15 @@ def run_shares(share, threads, args):
         sig = signature(args)
         share.compile(sig)
         result = share.overloads[sig]
+        if result.signature.return_type != types.none:
+            raise TypeError(f"{share.__name__}: a share returns nothing; it returns "
+                            f"{result.signature.return_type}")
         address = result.library.get_pointer_to_function(result.fndesc.llvm_func_name)
+        if not address:
+            raise RuntimeError(f"{share.__name__}: no compiled code for {sig}")
         _addresses[key] = address
-    _drive(address, np.int64(threads), args)
+    failed = np.zeros(threads, np.bool_)
+    _drive(address, np.int64(threads), args, failed)
+    if failed.any():  # a kernel's arguments are validated before: out of memory, mostly
+        raise RuntimeError(f"{share.__name__} failed in {int(failed.sum())} of {threads} "
+                           f"threads (out of memory?); its output is incomplete")
