@@ -25,7 +25,11 @@ compiling or running them.
 import numpy as np
 from numba import njit, prange, typeof, types
 from numba._dispatcher import compute_fingerprint
+from numba.core.compiler import CompilerBase, DefaultPassBuilder
+from numba.core.compiler_machinery import FunctionPass, register_pass
 from numba.core.extending import intrinsic
+from numba.core.ir_utils import simplify
+from numba.core.typed_passes import NopythonRewrites
 
 # set by numbaconv warmup's recording pass: called instead of compiling and running
 RECORDER = None
@@ -53,6 +57,35 @@ def _call(typingctx, address, t, threads, args):
 def _drive(address, threads, args, failed):
     for t in prange(threads):
         failed[t] = _call(address, np.int64(t), threads, args)
+
+
+@register_pass(mutates_CFG=True, analysis_only=False)
+class _SimplifyIR(FunctionPass):
+    """numba's IR clean-up of its parallel pipeline (copy propagation, dead code, merged
+    blocks: ``ir_utils.simplify``), which a serial compile skips."""
+
+    _name = "numbaconv_simplify_ir"
+
+    def __init__(self):
+        FunctionPass.__init__(self)
+
+    def run_pass(self, state):
+        simplify(state.func_ir, state.typemap, state.calltypes, {})
+        return True
+
+
+class _Simplified(CompilerBase):
+    def define_pipelines(self):
+        pm = DefaultPassBuilder.define_nopython_pipeline(self.state)
+        pm.add_pass_after(_SimplifyIR, NopythonRewrites)
+        pm.finalize()
+        return [pm]
+
+
+def simplified(**options):
+    """``numba.njit(cache=True, nogil=True, **options)`` with :class:`_SimplifyIR` in the
+    pipeline: for shares that ran 2.4x slower without it (see the module docstring)."""
+    return njit(cache=True, nogil=True, pipeline_class=_Simplified, **options)
 
 
 @njit(inline="always")

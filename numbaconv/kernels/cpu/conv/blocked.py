@@ -48,14 +48,14 @@ import functools
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .... import config
 from ....config import CPU_FASTMATH
 from .. import simd
 from ..gemm import BLOCK, _fma_4x4, block_runs
 from ..rows import copy, fill, frame_span, split_columns
-from ..shares import run_shares, share_of
+from ..shares import run_shares, share_of, simplified
 from ..workspace import scratch
 
 
@@ -84,16 +84,18 @@ def to_flat_frame(t, threads, args):
         fill(dst[height * width:], zero)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def to_phase_frame(x, frame, lo_h, lo_w, height, width, sh):
+@simplified()
+def to_phase_frame(t, threads, args):
     """:func:`to_flat_frame` of each stride phase of ``x`` at column stride 2 (row stride
     ``sh``): ``frame[n, 2*(c*sh + a) + b, i*width + j] = x[n, c, i*sh + a + lo_h, 2*j +
     b + lo_w]``, 0 outside ``x``; a row's two column phases in one pass
     (:func:`..rows.split_columns`, whose last vector runs into the next row, written after
     it, or past the last row into the frame's slack)."""
+    x, frame, lo_h, lo_w, height, width, sh = args
     batch, ch, in_h, in_w = x.shape
     zero = frame.dtype.type(0)
-    for job in prange(batch * ch * sh):
+    lo, hi = share_of(t, threads, batch * ch * sh)
+    for job in range(lo, hi):
         n, p = job // (ch * sh), job % (ch * sh)
         c, a = p // sh, p % sh
         src, even, odd = x[n, c], frame[n, 2 * p], frame[n, 2 * p + 1]
@@ -341,7 +343,7 @@ def _framed(x, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw, sh, sw):
     if sh == sw == 1:
         run_shares(to_flat_frame, threads, (x, frames, -lead_h, -lead_w, frame_h, frame_w))
     elif sw == 2:
-        to_phase_frame(x, frames, -lead_h, -lead_w, frame_h, frame_w, sh)
+        run_shares(to_phase_frame, threads, (x, frames, -lead_h, -lead_w, frame_h, frame_w, sh))
     else:  # each phase from a strided view of x (its copy is a scalar gather)
         phases = frames.reshape(batch, ch, sh, sw, -1)
         for a in range(sh):

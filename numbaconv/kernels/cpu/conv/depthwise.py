@@ -26,19 +26,20 @@ stride-1 grad input as a gather into one register per vector of the output
 
 At stride 1 there is one phase plane: the zero-padded input.  Each output plane
 (forward), input plane (grad input) or channel's weights (grad weight, summed over the
-batch in order) is computed by one parallel job: deterministic.  The forward and grad
-input hand their planes out in runs of consecutive planes, each run's buffers allocated
-once (:data:`..workspace.RUNS`): on a small map, allocating them per plane cost as much
-as the plane's work.
+batch in order) is computed by one parallel job: deterministic.  Each kernel is a
+serial share per thread (:mod:`..shares`, compiled with numba's IR clean-up:
+``shares.simplified``) of consecutive planes or channels, whose buffers it allocates
+once: on a small map, allocating them per plane cost as much as the plane's work.
 """
 
+import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from ....config import CPU_FASTMATH
 from .. import simd
 from ..rows import axpy, copy, copy_from, copy_into, dot, fill, split_columns, valid_range
-from ..workspace import RUNS, run_of
+from ..shares import run_shares, share_of, simplified
 
 
 # what a pass in whole vectors (:func:`..rows.split_columns`, :func:`_gather_taps`,
@@ -327,10 +328,10 @@ def _gather_taps(out, src, shifts, taps, start, accumulate, size):
             simd.store_flat(out, i, acc)
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
-def conv2d_forward_depthwise(x, weight, bias, out, geometry):
+@simplified(fastmath=CPU_FASTMATH)
+def _conv2d_forward_depthwise(t, threads, args):
     # n c h w , (c m) 1 r s -> n (c m) oh ow
-    sh, sw, ph, pw, dh, dw, groups = geometry
+    x, weight, bias, out, sh, sw, ph, pw, dh, dw, groups = args
     batch, in_ch = x.shape[0], x.shape[1]
     out_ch, _, kh, kw = weight.shape
     out_h, out_w = out.shape[2], out.shape[3]
@@ -338,29 +339,32 @@ def conv2d_forward_depthwise(x, weight, bias, out, geometry):
     hq, wq, length, size = _layout(out_h, out_w, kh, kw, sh, sw, dh, dw)
     offsets = _tap_offsets(kh, kw, sh, sw, dh, dw, wq, size)
     jobs = batch * out_ch
-    runs = min(RUNS, jobs)
     zero = x.dtype.type(0)
-    for t in prange(runs):  # a run's buffers serve all its planes
-        buffer = np.empty(sh * sw * size + _VECTOR_SLACK, x.dtype)
-        fill(buffer[sh * sw * size:], zero)
-        phases = buffer[:sh * sw * size]
-        # split_columns needs no row buffer; _pad_rows writes a vector past its rows
-        rows = np.empty(0 if sw == 2 else hq * wq * sw + _VECTOR_SLACK, x.dtype)
-        ext = np.empty(length + _VECTOR_SLACK, x.dtype)
-        lo, hi = run_of(jobs, runs, t)
-        for job in range(lo, hi):
-            n = job // out_ch
-            k = job % out_ch
-            _split_phases(phases, rows, x[n, k // multiplier], sh, sw, ph, pw, hq, wq)
-            _gather_taps(ext, buffer, offsets, weight[k, 0].reshape(kh * kw), bias[k], False,
-                         length)
-            _store_rows(out[n, k], ext, wq)
+    buffer = np.empty(sh * sw * size + _VECTOR_SLACK, x.dtype)
+    fill(buffer[sh * sw * size:], zero)
+    phases = buffer[:sh * sw * size]
+    # split_columns needs no row buffer; _pad_rows writes a vector past its rows
+    rows = np.empty(0 if sw == 2 else hq * wq * sw + _VECTOR_SLACK, x.dtype)
+    ext = np.empty(length + _VECTOR_SLACK, x.dtype)
+    lo, hi = share_of(t, threads, jobs)
+    for job in range(lo, hi):
+        n = job // out_ch
+        k = job % out_ch
+        _split_phases(phases, rows, x[n, k // multiplier], sh, sw, ph, pw, hq, wq)
+        _gather_taps(ext, buffer, offsets, weight[k, 0].reshape(kh * kw), bias[k], False,
+                     length)
+        _store_rows(out[n, k], ext, wq)
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
-def conv2d_grad_input_depthwise(grad_out, weight, grad_in, geometry):
+def conv2d_forward_depthwise(x, weight, bias, out, geometry):
+    run_shares(_conv2d_forward_depthwise, numba.get_num_threads(),
+               (x, weight, bias, out, *geometry))
+
+
+@simplified(fastmath=CPU_FASTMATH)
+def _conv2d_grad_input_depthwise(t, threads, args):
     # n (c m) oh ow , (c m) 1 r s -> n c h w
-    sh, sw, ph, pw, dh, dw, groups = geometry
+    grad_out, weight, grad_in, sh, sw, ph, pw, dh, dw, groups = args
     batch, in_ch = grad_in.shape[0], grad_in.shape[1]
     out_ch, _, kh, kw = weight.shape
     out_h, out_w = grad_out.shape[2], grad_out.shape[3]
@@ -372,52 +376,62 @@ def conv2d_grad_input_depthwise(grad_out, weight, grad_in, geometry):
     shifts = margin - offsets  # where a tap reads ext in the buffer, for the gather
     zero = grad_in.dtype.type(0)
     jobs = batch * in_ch
-    runs = min(RUNS, jobs)
-    for t in prange(runs):  # a run's buffers serve all its planes
-        buffer = np.empty(sh * sw * size + _VECTOR_SLACK, grad_in.dtype)
-        phases = buffer[:sh * sw * size]
-        rows = np.empty(hq * wq * sw, grad_in.dtype)
-        padded = np.empty(margin + (size if spread else length) + _VECTOR_SLACK, grad_in.dtype)
-        fill(padded[:margin], zero)  # zeros around ext, for the gather
-        fill(padded[margin + length:], zero)
-        ext = padded[margin:margin + length]
-        lo, hi = run_of(jobs, runs, t)
-        for job in range(lo, hi):
-            n = job // in_ch
-            c = job % in_ch
-            fill(buffer, zero)
-            for j in range(multiplier):
-                k = c * multiplier + j
-                _extend(ext, grad_out[n, k], wq)
-                if spread:
-                    _gather_taps(buffer, padded, shifts, weight[k, 0].reshape(kh * kw), zero,
-                                 True, size)
-                else:  # each tap reaches one phase plane of several: an axpy there
-                    taps = weight[k, 0].reshape(kh * kw)
-                    for tap in range(kh * kw):
-                        axpy(phases[offsets[tap]:offsets[tap] + length], ext, taps[tap])
-            _merge_phases(grad_in[n, c], phases, rows, sh, sw, ph, pw, hq, wq)
+    buffer = np.empty(sh * sw * size + _VECTOR_SLACK, grad_in.dtype)
+    phases = buffer[:sh * sw * size]
+    rows = np.empty(hq * wq * sw, grad_in.dtype)
+    padded = np.empty(margin + (size if spread else length) + _VECTOR_SLACK, grad_in.dtype)
+    fill(padded[:margin], zero)  # zeros around ext, for the gather
+    fill(padded[margin + length:], zero)
+    ext = padded[margin:margin + length]
+    lo, hi = share_of(t, threads, jobs)
+    for job in range(lo, hi):
+        n = job // in_ch
+        c = job % in_ch
+        fill(buffer, zero)
+        for j in range(multiplier):
+            k = c * multiplier + j
+            _extend(ext, grad_out[n, k], wq)
+            if spread:
+                _gather_taps(buffer, padded, shifts, weight[k, 0].reshape(kh * kw), zero,
+                             True, size)
+            else:  # each tap reaches one phase plane of several: an axpy there
+                taps = weight[k, 0].reshape(kh * kw)
+                for tap in range(kh * kw):
+                    axpy(phases[offsets[tap]:offsets[tap] + length], ext, taps[tap])
+        _merge_phases(grad_in[n, c], phases, rows, sh, sw, ph, pw, hq, wq)
 
 
-@njit(parallel=True, cache=True, nogil=True, fastmath=CPU_FASTMATH)
-def conv2d_grad_weight_depthwise(x, grad_out, grad_weight, geometry):
+def conv2d_grad_input_depthwise(grad_out, weight, grad_in, geometry):
+    run_shares(_conv2d_grad_input_depthwise, numba.get_num_threads(),
+               (grad_out, weight, grad_in, *geometry))
+
+
+@simplified(fastmath=CPU_FASTMATH)
+def _conv2d_grad_weight_depthwise(t, threads, args):
     # n c h w , n (c m) oh ow -> (c m) 1 r s   (one job per output channel; batch in order)
-    sh, sw, ph, pw, dh, dw, groups = geometry
+    x, grad_out, grad_weight, sh, sw, ph, pw, dh, dw, groups = args
     batch, in_ch = x.shape[0], x.shape[1]
     out_ch, _, kh, kw = grad_weight.shape
     out_h, out_w = grad_out.shape[2], grad_out.shape[3]
     multiplier = out_ch // in_ch
     hq, wq, length, size = _layout(out_h, out_w, kh, kw, sh, sw, dh, dw)
     offsets = _tap_offsets(kh, kw, sh, sw, dh, dw, wq, size)
-    for k in prange(out_ch):
-        acc = np.zeros(kh * kw, np.float64)
-        phases = np.empty(sh * sw * size, x.dtype)
-        # split_columns needs no row buffer; _pad_rows writes a vector past its rows
-        rows = np.empty(0 if sw == 2 else hq * wq * sw + _VECTOR_SLACK, x.dtype)
-        ext = np.empty(length + _VECTOR_SLACK, x.dtype)  # _extend writes into the slack
+    acc = np.empty(kh * kw, np.float64)
+    phases = np.empty(sh * sw * size, x.dtype)
+    # split_columns needs no row buffer; _pad_rows writes a vector past its rows
+    rows = np.empty(0 if sw == 2 else hq * wq * sw + _VECTOR_SLACK, x.dtype)
+    ext = np.empty(length + _VECTOR_SLACK, x.dtype)  # _extend writes into the slack
+    lo, hi = share_of(t, threads, out_ch)
+    for k in range(lo, hi):
+        acc[:] = 0.0
         for n in range(batch):
             _split_phases(phases, rows, x[n, k // multiplier], sh, sw, ph, pw, hq, wq)
             _extend(ext, grad_out[n, k], wq)
             _dot_taps(ext[:length], phases, offsets, acc)
-        for t in range(kh * kw):
-            grad_weight[k, 0, t // kw, t % kw] = acc[t]
+        for tap in range(kh * kw):
+            grad_weight[k, 0, tap // kw, tap % kw] = acc[tap]
+
+
+def conv2d_grad_weight_depthwise(x, grad_out, grad_weight, geometry):
+    run_shares(_conv2d_grad_weight_depthwise, numba.get_num_threads(),
+               (x, grad_out, grad_weight, *geometry))
