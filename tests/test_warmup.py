@@ -24,8 +24,8 @@ def test_workers_share_the_kernels_and_leave_nothing_to_compile(tmp_path):
                          text=True, check=True)
     assert json.loads(out.stdout.strip().splitlines()[-1])["compiled"] == []
     owners = result["owners"]
-    assert {"numbaconv.kernels.cpu.shuffle.channel_shuffle",
-            "numbaconv.kernels.cpu.pad.pad2d_forward",
+    assert {"numbaconv.kernels.cpu.shuffle._channel_shuffle",
+            "numbaconv.kernels.cpu.pad._pad2d_forward",
             "numbaconv.kernels.cpu.pool._max_pool2d_forward",  # a share, and its driver
             "numbaconv.kernels.cpu.shares._drive"} <= set(owners)
     compilers = {pid for pid in owners.values() if pid}

@@ -8,9 +8,11 @@ pads are the leading ones.  Jobs own one (n, c) input plane: no races.  Row copi
 through the view helpers of ``rows.py`` (indexed from 0, so they vectorize).
 """
 
-from numba import njit, prange
+import numba
+from numba import njit
 
 from .rows import axpy_into, copy_from, fill, valid_range
+from .shares import run_shares, share, share_of
 
 
 @njit(inline="always")
@@ -59,21 +61,27 @@ def _columns_to_plane(flat, row_stride, start, c, plane, geometry):
                           flat[base + ow_lo:base + ow_hi], flat.dtype.type(1))
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _to_columns(x, n0, nb, flat, row_stride, image_stride, geometry):
+@share()
+def _to_columns(t, threads, args):
+    x, n0, nb, flat, row_stride, image_stride, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w = args
+    geometry = (kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
     # x[n0:n0+nb] -> columns: image i's row (c, r, s) at flat[row * row_stride + i *
     # image_stride :][: OH*OW]; jobs own one (image, channel) plane
     ch = x.shape[1]
-    for job in prange(nb * ch):
+    lo, hi = share_of(t, threads, nb * ch)
+    for job in range(lo, hi):
         i, c = job // ch, job % ch
         plane_to_columns(x[n0 + i, c], c, flat, row_stride, i * image_stride, geometry)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def _from_columns(flat, row_stride, image_stride, n0, nb, x, geometry):
+@share()
+def _from_columns(t, threads, args):
+    flat, row_stride, image_stride, n0, nb, x, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w = args
+    geometry = (kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w)
     # the adjoint of _to_columns: overlapping windows summed onto x[n0:n0+nb]
     ch = x.shape[1]
-    for job in prange(nb * ch):
+    lo, hi = share_of(t, threads, nb * ch)
+    for job in range(lo, hi):
         i, c = job // ch, job % ch
         _columns_to_plane(flat, row_stride, i * image_stride, c, x[n0 + i, c], geometry)
 
@@ -81,15 +89,17 @@ def _from_columns(flat, row_stride, image_stride, n0, nb, x, geometry):
 def im2col(x, cols, geometry):
     """n c h w -> n (c r s) (oh ow): ``cols`` is ``(N, C*kh*kw, OH*OW)``."""
     length = cols.shape[2]
-    _to_columns(x, 0, x.shape[0], cols.reshape(cols.size), length, cols.shape[1] * length,
-                geometry)
+    run_shares(_to_columns, numba.get_num_threads(),
+               (x, 0, x.shape[0], cols.reshape(cols.size), length, cols.shape[1] * length,
+                *geometry))
 
 
 def col2im(cols, x, geometry):
     """n (c r s) (oh ow) -> n c h w, overlapping windows summed (``x`` overwritten)."""
     length = cols.shape[2]
-    _from_columns(cols.reshape(cols.size), length, cols.shape[1] * length, 0, x.shape[0], x,
-                  geometry)
+    run_shares(_from_columns, numba.get_num_threads(),
+               (cols.reshape(cols.size), length, cols.shape[1] * length, 0, x.shape[0], x,
+                *geometry))
 
 
 # The GEMM convolution's layout (CPU only): the columns of images n0 .. n0+nb side by
@@ -97,10 +107,12 @@ def col2im(cols, x, geometry):
 def im2col_wide(x, n0, nb, flat, geometry):
     """x[n0:n0+nb]: n c h w -> (c r s) (n oh ow), into the 1-D ``flat``."""
     length = geometry[8] * geometry[9]
-    _to_columns(x, n0, nb, flat, nb * length, length, geometry)
+    run_shares(_to_columns, numba.get_num_threads(),
+               (x, n0, nb, flat, nb * length, length, *geometry))
 
 
 def col2im_wide(flat, n0, nb, x, geometry):
     """(c r s) (n oh ow) -> x[n0:n0+nb]: n c h w, overlapping windows summed."""
     length = geometry[8] * geometry[9]
-    _from_columns(flat, nb * length, length, n0, nb, x, geometry)
+    run_shares(_from_columns, numba.get_num_threads(),
+               (flat, nb * length, length, n0, nb, x, *geometry))

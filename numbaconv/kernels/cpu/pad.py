@@ -4,21 +4,24 @@
 pads, the output shape carries the trailing ones.  Each job owns one (n, c) plane.
 """
 
-from numba import njit, prange
+import numba
+from numba import njit
 
 from .._index import pad_source_index
+from .shares import run_shares, share, share_of
 
 
 source_index = njit(inline="always")(pad_source_index)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def pad2d_forward(x, out, pads, mode, value):
+@share()
+def _pad2d_forward(t, threads, args):
     # n c h w -> n c (pt + h + pb) (pl + w + pr)
-    top, left = pads
+    x, out, top, left, mode, value = args
     batch, ch, in_h, in_w = x.shape
     out_h, out_w = out.shape[2], out.shape[3]
-    for job in prange(batch * ch):
+    lo, hi = share_of(t, threads, batch * ch)
+    for job in range(lo, hi):
         n = job // ch
         c = job % ch
         for oh in range(out_h):
@@ -31,13 +34,18 @@ def pad2d_forward(x, out, pads, mode, value):
                     out[n, c, oh, ow] = x[n, c, ih, iw]
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def pad2d_backward(grad_out, grad_in, pads, mode):
+def pad2d_forward(x, out, pads, mode, value):
+    run_shares(_pad2d_forward, numba.get_num_threads(), (x, out, *pads, mode, value))
+
+
+@share()
+def _pad2d_backward(t, threads, args):
     # n c oh ow -> n c h w : each padded position sends its gradient to the element it copied
-    top, left = pads
+    grad_out, grad_in, top, left, mode = args
     batch, ch, in_h, in_w = grad_in.shape
     out_h, out_w = grad_out.shape[2], grad_out.shape[3]
-    for job in prange(batch * ch):
+    lo, hi = share_of(t, threads, batch * ch)
+    for job in range(lo, hi):
         n = job // ch
         c = job % ch
         grad_in[n, c, :, :] = 0
@@ -49,3 +57,7 @@ def pad2d_backward(grad_out, grad_in, pads, mode):
                 iw = source_index(ow - left, in_w, mode)
                 if iw >= 0:
                     grad_in[n, c, ih, iw] += grad_out[n, c, oh, ow]
+
+
+def pad2d_backward(grad_out, grad_in, pads, mode):
+    run_shares(_pad2d_backward, numba.get_num_threads(), (grad_out, grad_in, *pads, mode))

@@ -11,11 +11,11 @@ plane: deterministic.
 
 import numpy as np
 import numba
-from numba import njit, prange
+from numba import njit
 
 from .._window import build
 from .rows import axpy, copy, fill
-from .shares import run_shares, share_of
+from .shares import run_shares, share, share_of
 
 _el = build(njit(inline="always"))
 _avg_pool, _interp = _el.avg_pool, _el.interp
@@ -36,7 +36,7 @@ def _tap_range(o, in_len, out_len, k, stride, pad, dil, adaptive):
     return start, step, lo, hi
 
 
-@njit(cache=True, nogil=True)
+@share()
 def _max_pool2d_forward(t, threads, args):
     # thread t's share of the planes (flat n*C + c) of max_pool2d_forward
     x, out, indices, kh, kw, sh, sw, ph, pw, dh, dw, _, _, adaptive = args
@@ -111,7 +111,7 @@ def global_avg_pool2d_backward(grad_out, grad_in, geometry, count_include_pad,
     np.copyto(grad_in, grad_out.reshape(n, c, 1, 1) / grad_in.dtype.type(h * w))
 
 
-@njit(cache=True, nogil=True)
+@share()
 def _max_pool2d_backward(t, threads, args):
     # n c oh ow -> n c h w : each output's gradient goes to its recorded arg-max; an index
     # outside the plane (-1: an empty window) sends none, as in the CUDA twin's gather
@@ -146,7 +146,7 @@ def _avg_axis(in_len, out_len, k, stride, pad, adaptive):
     return lo, hi
 
 
-@njit(cache=True, nogil=True)
+@share()
 def _avg_pool2d_forward(t, threads, args):
     # Separable: window sums along each row first, then over the window's rows (one
     # vector add per row).  Windows and divisors are per-axis, as PyTorch's.
@@ -191,7 +191,7 @@ def avg_pool2d_forward(x, out, geometry, count_include_pad, divisor_override):
                (x, out, *geometry, count_include_pad, divisor_override))
 
 
-@njit(cache=True, nogil=True)
+@share()
 def _avg_pool2d_backward(t, threads, args):
     # each output's gradient / divisor spread over its (clipped) window
     (grad_out, grad_in, kh, kw, sh, sw, ph, pw, dh, dw, out_h, out_w, adaptive,
@@ -221,12 +221,14 @@ def avg_pool2d_backward(grad_out, grad_in, geometry, count_include_pad, divisor_
                (grad_out, grad_in, *geometry, count_include_pad, divisor_override))
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def interpolate2d_forward(x, out, h_idx, h_lam, w_idx, w_lam, nearest):
+@share()
+def _interpolate2d_forward(t, threads, args):
     # n c h w -> n c oh ow through per-axis (index, weight) tables
+    x, out, h_idx, h_lam, w_idx, w_lam, nearest = args
     batch, ch = x.shape[0], x.shape[1]
     out_h, out_w = out.shape[2], out.shape[3]
-    for job in prange(batch * ch):
+    lo, hi = share_of(t, threads, batch * ch)
+    for job in range(lo, hi):
         n = job // ch
         c = job % ch
         plane = x[n, c]
@@ -236,13 +238,20 @@ def interpolate2d_forward(x, out, h_idx, h_lam, w_idx, w_lam, nearest):
                                             nearest)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def interpolate2d_backward(grad_out, grad_in, h_idx, h_lam, h_range, w_idx, w_lam, w_range):
+def interpolate2d_forward(x, out, h_idx, h_lam, w_idx, w_lam, nearest):
+    run_shares(_interpolate2d_forward, numba.get_num_threads(),
+               (x, out, h_idx, h_lam, w_idx, w_lam, nearest))
+
+
+@share()
+def _interpolate2d_backward(t, threads, args):
     # each output's gradient, times its weights, onto the (up to 4) inputs it read;
     # ``*_range`` (the gather form's tables) are unused here
+    grad_out, grad_in, h_idx, h_lam, h_range, w_idx, w_lam, w_range = args
     batch, ch, in_h, in_w = grad_in.shape
     out_h, out_w = grad_out.shape[2], grad_out.shape[3]
-    for job in prange(batch * ch):
+    lo, hi = share_of(t, threads, batch * ch)
+    for job in range(lo, hi):
         n = job // ch
         c = job % ch
         plane = grad_in[n, c]
@@ -259,3 +268,8 @@ def interpolate2d_backward(grad_out, grad_in, h_idx, h_lam, h_range, w_idx, w_la
                         iw = w_idx[ow, b]
                         if iw >= 0 and w_lam[ow, b] != 0:
                             plane[ih, iw] += w_lam[ow, b] * g
+
+
+def interpolate2d_backward(grad_out, grad_in, h_idx, h_lam, h_range, w_idx, w_lam, w_range):
+    run_shares(_interpolate2d_backward, numba.get_num_threads(),
+               (grad_out, grad_in, h_idx, h_lam, h_range, w_idx, w_lam, w_range))

@@ -12,7 +12,7 @@ from numba import njit, prange
 
 from .._elementwise import build
 from . import blas
-from .shares import run_shares, share_of
+from .shares import run_shares, share, share_of
 
 _el = build(njit(inline="always"))
 _cross_entropy_row, _batch_norm_channel = _el.cross_entropy_row, _el.batch_norm_channel
@@ -20,12 +20,14 @@ _batch_norm_element = _el.batch_norm_element
 _batch_norm_grad_element = _el.batch_norm_grad_element
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def channel_moments(x, mean, var):
+@share()
+def _channel_moments(t, threads, args):
     # mean[c], biased var[c] over (n, s) of x (N, C, S); two passes, float64 accumulators
+    x, mean, var = args
     batch, ch, size = x.shape
     count = batch * size
-    for c in prange(ch):
+    lo, hi = share_of(t, threads, ch)
+    for c in range(lo, hi):
         total = 0.0
         for n in range(batch):
             for s in range(size):
@@ -40,11 +42,17 @@ def channel_moments(x, mean, var):
         var[c] = sq / count
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def channel_dot_sums(a, b, sum_a, sum_ab):
+def channel_moments(x, mean, var):
+    run_shares(_channel_moments, numba.get_num_threads(), (x, mean, var))
+
+
+@share()
+def _channel_dot_sums(t, threads, args):
     # sum_a[c] = sum over (n, s) of a; sum_ab[c] = the same of a * b
+    a, b, sum_a, sum_ab = args
     batch, ch, size = a.shape
-    for c in prange(ch):
+    lo, hi = share_of(t, threads, ch)
+    for c in range(lo, hi):
         ta = 0.0
         tab = 0.0
         for n in range(batch):
@@ -53,6 +61,10 @@ def channel_dot_sums(a, b, sum_a, sum_ab):
                 tab += a[n, c, s] * b[n, c, s]
         sum_a[c] = ta
         sum_ab[c] = tab
+
+
+def channel_dot_sums(a, b, sum_a, sum_ab):
+    run_shares(_channel_dot_sums, numba.get_num_threads(), (a, b, sum_a, sum_ab))
 
 
 @njit(cache=True, nogil=True)
@@ -64,7 +76,7 @@ def batch_norm_finish(mean, var, eps, momentum, unbiased, update, running_mean, 
                             running_var, inv_std)
 
 
-@njit(cache=True, nogil=True)
+@share()
 def _batch_norm_forward(t, threads, args):
     # xhat = (x - mean) * inv_std; y = xhat * weight + bias   (per channel)
     x, mean, inv_std, weight, bias, xhat, y = args
@@ -81,7 +93,7 @@ def batch_norm_forward(x, mean, inv_std, weight, bias, xhat, y):
                (x, mean, inv_std, weight, bias, xhat, y))
 
 
-@njit(cache=True, nogil=True)
+@share()
 def _batch_norm_backward(t, threads, args):
     # gx = (g - mean_g - xhat * mean_gx) * weight * inv_std  (mean_* zero in eval mode)
     g, xhat, weight, inv_std, mean_g, mean_gx, gx = args

@@ -1,25 +1,29 @@
 """Parallel CPU kernels as serial per-thread shares run by one parallel driver.
 
-A kernel here is written serial: ``share(t, threads, args)`` does thread ``t``'s share
-of the work (of ``threads``), ``args`` a flat tuple of arrays and scalars (no nested
-tuples: numba's parallel lowering rejects them).  :func:`run_shares` runs it on every
-thread: one parallel driver, :func:`_drive`, whose loop body is a single call through
-a function pointer to the share's compiled code.
+A kernel is written serial, decorated :func:`share`: ``kernel(t, threads, args)`` does
+thread ``t``'s share of the work, ``args`` a flat tuple of arrays and scalars (numba's
+parallel lowering rejects nested tuples).  :func:`run_shares` runs it once per numba
+thread through one parallel driver, :func:`_drive`, whose loop body is a single call
+through a function pointer to the share's compiled code.
 
-Why: numba compiles a ``parallel=True`` kernel 2-3x slower than the same code serial.
-Its parallel passes copy and rewrite the whole body, every inlined helper included,
-and LLVM then optimizes the loop body again as a separate function.
-``tiled._grad_weight_tiles`` compiled in 7.0-8.0 s parallel and 3.0 s serial.  Here the
-parallel passes see a loop of one call, and LLVM never sees the share's body inside
-the driver: a call through a pointer is not inlined, so it is not re-optimized there.
-The driver compiles once per tuple of argument types (about 0.3 s).  Measured kernel
-by kernel in ``docs/benchmarks/cpu.md``, "Compile time".
+Why: numba compiles a ``parallel=True`` kernel 2-3x slower than the same code serial
+(the tiled grad weight 7.0-8.0 s against 3.0 s).  Its parallel passes deep-copy and
+rewrite the whole body, every inlined helper included, and LLVM optimizes the loop body
+again as a separate function; a serial kernel called from a parallel driver the usual
+way is linked into it and optimized again too.  Here the parallel passes see a loop of
+one call, and a call through a pointer is neither inlined nor re-optimized.  The driver
+compiles once per tuple of argument types (about 0.3 s).  One step of the parallel
+pipeline does matter for speed: its IR clean-up (``ir_utils.simplify``: copy
+propagation, dead code, merged blocks), without which the depthwise kernels ran 2.4x
+slower; :func:`share` adds it to the serial pipeline (about 0.3 s on the largest
+kernel).  Measurements: ``docs/benchmarks/cpu.md``, "Compile time", round 6.
 
-The rule: a share splits its work by ``t`` alone (:func:`share_of` for a contiguous range
-of items, or a per-thread buffer indexed by ``t``), so results do not depend on which
-OS thread runs which share; the arguments are validated by the caller, as for every
-kernel.  ``RECORDER`` lets ``numbaconv warmup`` list a share and its driver without
-compiling or running them.
+The rule: a share splits its work by ``t`` alone (:func:`share_of` for a contiguous
+range of items, or a per-thread buffer indexed by ``t``), so results do not depend on
+which OS thread runs which share; the caller validates the arguments, as for every
+kernel; a share that fails anyway (out of memory) makes :func:`run_shares` raise.
+``RECORDER`` lets ``numbaconv warmup`` list a share and its driver without compiling or
+running them.
 """
 
 import numpy as np
@@ -82,9 +86,9 @@ class _Simplified(CompilerBase):
         return [pm]
 
 
-def simplified(**options):
-    """``numba.njit(cache=True, nogil=True, **options)`` with :class:`_SimplifyIR` in the
-    pipeline: for shares that ran 2.4x slower without it (see the module docstring)."""
+def share(**options):
+    """The decorator of a share: ``numba.njit(cache=True, nogil=True, **options)``, with
+    numba's IR clean-up (:class:`_SimplifyIR`) in its pipeline."""
     return njit(cache=True, nogil=True, pipeline_class=_Simplified, **options)
 
 

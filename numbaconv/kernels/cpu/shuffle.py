@@ -5,18 +5,26 @@ output channel ``j = i * groups + g`` is input channel ``g * (C / groups) + i``.
 inverse permutation is the same shuffle with ``C / groups`` groups.
 """
 
-from numba import njit, prange
+import numba
+from numba import njit
 
 from .._index import shuffled_channel
+from .shares import run_shares, share, share_of
 
 _source = njit(inline="always")(shuffled_channel)
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def channel_shuffle(x, out, groups):
+@share()
+def _channel_shuffle(t, threads, args):
     # n c h w -> n c' h w   (c' a permutation of c)
+    x, out, groups = args
     batch, ch = x.shape[0], x.shape[1]
-    for job in prange(batch * ch):
+    lo, hi = share_of(t, threads, batch * ch)
+    for job in range(lo, hi):
         n = job // ch
         j = job % ch
         out[n, j] = x[n, _source(j, ch, groups)]
+
+
+def channel_shuffle(x, out, groups):
+    run_shares(_channel_shuffle, numba.get_num_threads(), (x, out, groups))

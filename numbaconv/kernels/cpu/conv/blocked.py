@@ -55,11 +55,11 @@ from ....config import CPU_FASTMATH
 from .. import simd
 from ..gemm import BLOCK, _fma_4x4, block_runs
 from ..rows import copy, fill, frame_span, split_columns
-from ..shares import run_shares, share_of, simplified
+from ..shares import run_shares, share, share_of
 from ..workspace import scratch
 
 
-@njit(cache=True, nogil=True)
+@share()
 def to_flat_frame(t, threads, args):
     """``frame[n, c, i*width + j] = x[n, c, i + lo_h, j + lo_w]`` for ``i < height``,
     ``j < width``, 0 outside ``x`` and past row ``height`` (``lo`` < 0 pads, ``lo`` > 0
@@ -84,7 +84,7 @@ def to_flat_frame(t, threads, args):
         fill(dst[height * width:], zero)
 
 
-@simplified()
+@share()
 def to_phase_frame(t, threads, args):
     """:func:`to_flat_frame` of each stride phase of ``x`` at column stride 2 (row stride
     ``sh``): ``frame[n, 2*(c*sh + a) + b, i*width + j] = x[n, c, i*sh + a + lo_h, 2*j +
@@ -225,14 +225,14 @@ def _forward_share(t, threads, frames, packed, bias, out, tiles, kh, kw, dh, dw,
                          tile[i * span + lo - q0:i * span + hi - q0])
 
 
-@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+@share(fastmath=CPU_FASTMATH)
 def _forward_blocked(t, threads, args):
     """:func:`_forward_share` at stride 1 (``tables`` None)."""
     frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w = args
     _forward_share(t, threads, frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w, None)
 
 
-@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+@share(fastmath=CPU_FASTMATH)
 def _forward_blocked_strided(t, threads, args):
     """:func:`_forward_share` with stride tap tables (:func:`_tap_tables`)."""
     frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w, rows_at, cols_at = args
@@ -249,7 +249,7 @@ def _tap(ch0, j, taps, kw, area, row_step, dw):
     return ch0 + j // area, (f // kw) * row_step + (f % kw) * dw
 
 
-@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+@share(fastmath=CPU_FASTMATH)
 def _grad_weight_blocked(t, threads, args):
     """``grad_weight[k, (c, r, s)] = sum over n, q of grads[n, k, q] * frames[n, g*C_g + c,
     q + r*dH*Wf + s*dW]``: dot products along the flat pixels, the columns past ``OW``

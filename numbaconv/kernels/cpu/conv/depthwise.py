@@ -27,9 +27,9 @@ stride-1 grad input as a gather into one register per vector of the output
 At stride 1 there is one phase plane: the zero-padded input.  Each output plane
 (forward), input plane (grad input) or channel's weights (grad weight, summed over the
 batch in order) is computed by one parallel job: deterministic.  Each kernel is a
-serial share per thread (:mod:`..shares`, compiled with numba's IR clean-up:
-``shares.simplified``) of consecutive planes or channels, whose buffers it allocates
-once: on a small map, allocating them per plane cost as much as the plane's work.
+serial share per thread (:mod:`..shares`) of consecutive planes or channels, whose
+buffers it allocates once: on a small map, allocating them per plane cost as much as
+the plane's work.
 """
 
 import numba
@@ -39,7 +39,7 @@ from numba import njit
 from ....config import CPU_FASTMATH
 from .. import simd
 from ..rows import axpy, copy, copy_from, copy_into, dot, fill, split_columns, valid_range
-from ..shares import run_shares, share_of, simplified
+from ..shares import run_shares, share, share_of
 
 
 # what a pass in whole vectors (:func:`..rows.split_columns`, :func:`_gather_taps`,
@@ -328,7 +328,7 @@ def _gather_taps(out, src, shifts, taps, start, accumulate, size):
             simd.store_flat(out, i, acc)
 
 
-@simplified(fastmath=CPU_FASTMATH)
+@share(fastmath=CPU_FASTMATH)
 def _conv2d_forward_depthwise(t, threads, args):
     # n c h w , (c m) 1 r s -> n (c m) oh ow
     x, weight, bias, out, sh, sw, ph, pw, dh, dw, groups = args
@@ -361,7 +361,7 @@ def conv2d_forward_depthwise(x, weight, bias, out, geometry):
                (x, weight, bias, out, *geometry))
 
 
-@simplified(fastmath=CPU_FASTMATH)
+@share(fastmath=CPU_FASTMATH)
 def _conv2d_grad_input_depthwise(t, threads, args):
     # n (c m) oh ow , (c m) 1 r s -> n c h w
     grad_out, weight, grad_in, sh, sw, ph, pw, dh, dw, groups = args
@@ -406,7 +406,7 @@ def conv2d_grad_input_depthwise(grad_out, weight, grad_in, geometry):
                (grad_out, weight, grad_in, *geometry))
 
 
-@simplified(fastmath=CPU_FASTMATH)
+@share(fastmath=CPU_FASTMATH)
 def _conv2d_grad_weight_depthwise(t, threads, args):
     # n c h w , n (c m) oh ow -> (c m) 1 r s   (one job per output channel; batch in order)
     x, grad_out, grad_weight, sh, sw, ph, pw, dh, dw, groups = args

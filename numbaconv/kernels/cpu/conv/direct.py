@@ -29,7 +29,7 @@ from numba import njit
 
 from ....config import CPU_FASTMATH
 from ..rows import axpy, axpy_from, axpy_into, dot_from, valid_range
-from ..shares import run_shares, share_of
+from ..shares import run_shares, share, share_of
 
 
 @njit(inline="always")
@@ -65,7 +65,7 @@ def _forward_plane(x, weight, out, geometry, job):
                               ow_lo * sw + offset, sw, w)
 
 
-@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+@share(fastmath=CPU_FASTMATH)
 def _conv2d_forward(t, threads, args):
     # n c h w , k c r s -> n k oh ow   (bias has length k; pass zeros for no bias)
     x, weight, bias, out, sh, sw, ph, pw, dh, dw, groups = args
@@ -92,7 +92,7 @@ def conv2d_forward_serial(x, weight, bias, out, geometry):
         _forward_plane(x, weight, out, geometry, job)
 
 
-@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+@share(fastmath=CPU_FASTMATH)
 def _conv2d_grad_input(t, threads, args):
     # n k oh ow , k c r s -> n c h w   (the transposed convolution)
     grad_out, weight, grad_in, sh, sw, ph, pw, dh, dw, groups = args
@@ -130,7 +130,7 @@ def conv2d_grad_input(grad_out, weight, grad_in, geometry):
                (grad_out, weight, grad_in, *geometry))
 
 
-@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+@share(fastmath=CPU_FASTMATH)
 def _conv2d_grad_weight(t, threads, args):
     # n c h w , n k oh ow -> k c r s   (one job per weight entry: a deterministic dot product)
     x, grad_out, grad_weight, sh, sw, ph, pw, dh, dw, groups = args
@@ -165,7 +165,7 @@ def conv2d_grad_weight(x, grad_out, grad_weight, geometry):
                (x, grad_out, grad_weight, *geometry))
 
 
-@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+@share(fastmath=CPU_FASTMATH)
 def _conv2d_grad_bias(t, threads, args):
     # n k oh ow -> k
     grad_out, grad_bias = args
@@ -184,7 +184,7 @@ def conv2d_grad_bias(grad_out, grad_bias):
     run_shares(_conv2d_grad_bias, numba.get_num_threads(), (grad_out, grad_bias))
 
 
-@njit(cache=True, nogil=True)
+@share()
 def _add_channel_bias(t, threads, args):
     # n k h w += k   (in place: the bias of a transposed convolution, and of Linear)
     # Scalar loops over a flat view, not ``out[n, k] += b`` (an array expression

@@ -55,7 +55,7 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from .... import config
 from ....config import CPU_FASTMATH
@@ -63,11 +63,11 @@ from .. import simd
 from ..gemm import BLOCK, _fma_4x4, block, block_runs, whole_block
 from ..im2col import plane_to_columns
 from ..rows import copy, fill, frame_span
-from ..shares import run_shares, share_of
+from ..shares import run_shares, share, share_of
 from ..workspace import scratch
 
 
-@njit(cache=True, nogil=True)
+@share()
 def to_padded_groups(t, threads, args):
     """``xg[n, g, i, j*C_g + c] = x[n, g*C_g + c, i + lo_h, j + lo_w]``, 0 outside ``x``:
     each group's channels last, in a frame that holds every position a conv reads
@@ -99,17 +99,19 @@ def to_padded_groups(t, threads, args):
                     run[c] = src[c, j + lo_w]
 
 
-@njit(parallel=True, cache=True, nogil=True)
-def merge_column_phases(even, odd, x, a, sh):
+@share()
+def merge_column_phases(t, threads, args):
     """``x[n, c, r*sh + a, 2*j + b]`` from column phase ``b`` (``even``, ``odd``) of
     row phase ``a``: one row of ``x`` per job, in whole vectors whose lanes alternate
     between the two phases (masked loads and stores at the row's end): faster than
     numpy's strided assignment of each phase (measured: docs/benchmarks/cpu.md, "Kernel
     measurements")."""
+    even, odd, x, a, sh = args
     batch, ch, rows, w_even = even.shape
     w_odd, width = odd.shape[3], x.shape[3]
     lanes = simd.lanes(x)
-    for job in prange(batch * ch * rows):
+    lo, hi = share_of(t, threads, batch * ch * rows)
+    for job in range(lo, hi):
         n, c, r = job // (ch * rows), (job // rows) % ch, job % rows
         evens, odds, dst = even[n, c], odd[n, c], x[n, c]
         i = r * sh + a
@@ -170,7 +172,7 @@ def _jobs(out, groups, most):
     return out.shape[0] * groups * per_image, per_image, tile_pixels
 
 
-@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+@share(fastmath=CPU_FASTMATH)
 def _forward_tiles(t, threads, args):
     xg, wp, bias, out, tiles, sh, sw, ph, pw, dh, dw, groups, kh, kw = args
     geometry = (sh, sw, ph, pw, dh, dw, groups)
@@ -194,7 +196,7 @@ def _forward_tiles(t, threads, args):
                 block(w, m0, tile, i0, c, m0, i0, k_g, count)
 
 
-@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+@share(fastmath=CPU_FASTMATH)
 def _forward_runs(t, threads, args):
     """The forward of :func:`_forward_tiles` with no tile: each block of 4 pixels x 4
     output channels reads the pixels' kernel rows as runs straight from the frame
@@ -464,11 +466,12 @@ def conv2d_grad_input_tiled(grad_out, weight, grad_in, geometry):
         elif b == 0:
             even = out  # its own scratch key, "phase 0": the odd phase does not reuse it
         else:
-            merge_column_phases(even, out, grad_in, a, sh)
+            run_shares(merge_column_phases, numba.get_num_threads(),
+                       (even, out, grad_in, a, sh))
             even = None
 
 
-@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+@share(fastmath=CPU_FASTMATH)
 def _grad_weight_tiles(t, threads, args):
     """``partials[t]``: thread ``t``'s share of the grad weight, ``(G, K_g, C_g*kh*kw)``
     padded with zeros to whole blocks of 4 along both matrix axes.
@@ -532,7 +535,7 @@ def _add_4x4(c, m0, col, width, acc):
             simd.store_flat(row, at, simd.fma(one, acc[4 * i + j], simd.load_flat(row, at)))
 
 
-@njit(cache=True, nogil=True, fastmath=CPU_FASTMATH)
+@share(fastmath=CPU_FASTMATH)
 def _grad_weight_runs(t, threads, args):
     """``partials[t]``: thread ``t``'s share of the grad weight, ``(G, K_g, kh*pieces*
     run)`` in ``(r, piece, run)`` order, both padded: output channels to whole blocks of
