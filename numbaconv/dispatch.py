@@ -195,7 +195,10 @@ def _blocked_applies(spec, kernel: str) -> bool:
       the tiled kernel's ``config.TILED_MIN_CHANNELS`` input channels), where its
       dropped frame columns cost more than the tiled kernel's horizontal sums;
     * strided forward (on a frame of stride phases): at least 4 output channels per
-      group, not 1x1, and at most ``config.BLOCKED_MAX_REDUCTION`` products per output;
+      group, at most ``config.BLOCKED_MAX_REDUCTION`` products per output, and a 1x1
+      kernel only up to ``config.BLOCKED_STRIDED_1X1_MAX_CHANNELS`` input channels per
+      group (a short reduction, where the other paths' column copy or BLAS call cost
+      more than the frame);
     * grad input: stride 1 (a conv of ``grad_out``);
     * grad weight: stride 1, at least ``config.BLOCKED_GRAD_MIN_CHANNELS`` input and
       output channels per group, ``C_g*kH*kW`` at most
@@ -216,8 +219,8 @@ def _blocked_applies(spec, kernel: str) -> bool:
     if kernel == "conv2d_grad_input":
         return stride_1
     if not stride_1:
-        return (spec.kernel != (1, 1) and k_g >= 4
-                and c_g * taps <= config.BLOCKED_MAX_REDUCTION)
+        return ((spec.kernel != (1, 1) or c_g <= config.BLOCKED_STRIDED_1X1_MAX_CHANNELS)
+                and k_g >= 4 and c_g * taps <= config.BLOCKED_MAX_REDUCTION)
     return not (spec.out_size[1] < config.BLOCKED_NARROW and c_g >= config.TILED_MIN_CHANNELS
                 and k_g >= config.BLOCKED_NARROW_CHANNELS)
 

@@ -197,7 +197,7 @@ def test_blocked_matches_the_oracle_across_jobs(x_shape, w_shape, params, dtype,
     ((1, 2, 4, 4), 1, dict(stride=2, padding=3)),                    # pads past the input
     ((2, 2, 5, 37), 1, dict(padding=1)),                  # rows of several vectors
     ((1, 2, 6, 40), 2, dict(stride=(1, 3), padding=(1, 2), dilation=(1, 2))),
-    # more planes than the kernels' runs (workspace.RUNS): runs of several planes
+    # many planes: each thread's share holds several, on buffers allocated once
     ((3, 48, 6, 5), 1, dict(padding=1)),
     ((3, 48, 7, 9), 1, dict(stride=(2, 3), padding=(1, 2))),
 ])
@@ -472,7 +472,9 @@ def test_chooser_rules(monkeypatch):
     assert choose(spec(64, 64, 1, stride=2)) == "tiled"  # 576
     assert choose(spec(16, 32, 1, stride=2), "conv2d_grad_input") == "tiled"
     assert choose(spec(16, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
-    assert choose(spec(16, 32, 1, k=1, stride=2)) == "tiled"
+    # a strided 1x1 forward: blocked up to BLOCKED_STRIDED_1X1_MAX_CHANNELS input channels
+    assert choose(spec(16, 32, 1, k=1, stride=2)) == blocked("tiled")
+    assert choose(spec(64, 32, 1, k=1, stride=2)) == "tiled"
     # few input channels: the grad weight (a reduction over pixels) runs tiled, the
     # strided grad input on the GEMM path
     assert choose(spec(4, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
@@ -512,7 +514,8 @@ def test_chooser_rules(monkeypatch):
     assert choose(spec(7, 64, 1, k=1, size=16), "conv2d_grad_input") == "gemm"
     assert choose(spec(1, 64, 1, k=1, size=12)) == "direct"  # one channel: an outer product
     assert choose(spec(1, 64, 1, k=1, stride=2)) == "direct"  # ... at any stride
-    assert choose(spec(2, 64, 1, k=1, stride=2)) == "gemm"  # (two channels: the rules below)
+    # two channels: the rules below (a thin strided 1x1 forward runs blocked)
+    assert choose(spec(2, 64, 1, k=1, stride=2)) == blocked("gemm")
     assert choose(spec(8, 64, 8, k=1, size=12)) == "direct"  # depthwise 1x1, multiplier 8
     assert choose(spec(1, 64, 1, k=1), "conv2d_grad_weight") == "gemm"
     monkeypatch.setattr(config, "CONV_ALGORITHM", "winograd")  # removed: a clear error

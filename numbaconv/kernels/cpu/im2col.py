@@ -3,9 +3,10 @@
 ``im2col`` lays every receptive field out as a column, so that a convolution becomes a
 matrix product ``W (C_out, C*kH*kW) @ cols (C*kH*kW, OH*OW)``; ``col2im`` is its adjoint:
 it sums every column entry back onto the input pixel it was read from (overlapping
-windows add).  ``geometry = (kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w)``,
-pads are the leading ones.  Jobs own one (n, c) input plane: no races.  Row copies run
-through the view helpers of ``rows.py`` (indexed from 0, so they vectorize).
+windows add).  ``geometry = (kh, kw, stride_h, stride_w, pad_h, pad_w, dil_h, dil_w,
+out_h, out_w)``, pads are the leading ones.  Jobs own one (n, c) input plane: no races;
+the kernels are per-thread shares (:mod:`.shares`).  Row copies run through the view
+helpers of ``rows.py`` (indexed from 0, so they vectorize).
 """
 
 import numba

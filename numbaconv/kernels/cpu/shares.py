@@ -32,7 +32,7 @@ from numba._dispatcher import compute_fingerprint
 from numba.core.compiler import CompilerBase, DefaultPassBuilder
 from numba.core.compiler_machinery import FunctionPass, register_pass
 from numba.core.extending import intrinsic
-from numba.core.ir_utils import simplify
+from numba.core import ir_utils
 from numba.core.typed_passes import NopythonRewrites
 
 # set by numbaconv warmup's recording pass: called instead of compiling and running
@@ -65,8 +65,12 @@ def _drive(address, threads, args, failed):
 
 @register_pass(mutates_CFG=True, analysis_only=False)
 class _SimplifyIR(FunctionPass):
-    """numba's IR clean-up of its parallel pipeline (copy propagation, dead code, merged
-    blocks: ``ir_utils.simplify``), which a serial compile skips."""
+    """numba's IR clean-up of its parallel pipeline (``ir_utils.simplify``: copy
+    propagation, dead code, merged blocks), which a serial compile skips.  Its dead-code
+    step keeps a store into an array only where the array aliases a function argument,
+    and a share's arrays come unpacked from its ``args`` tuple, which numba's alias
+    analysis does not follow: so every variable of a mutable type counts as an
+    argument's alias here, and no store into an array is ever dropped."""
 
     _name = "numbaconv_simplify_ir"
 
@@ -74,7 +78,17 @@ class _SimplifyIR(FunctionPass):
         FunctionPass.__init__(self)
 
     def run_pass(self, state):
-        simplify(state.func_ir, state.typemap, state.calltypes, {})
+        func_ir, typemap = state.func_ir, state.typemap
+        copies, _ = ir_utils.copy_propagate(func_ir.blocks, typemap)
+        names = ir_utils.get_name_var_table(func_ir.blocks)
+        saved = ir_utils.apply_copy_propagate(func_ir.blocks, copies, names, typemap,
+                                              state.calltypes)
+        ir_utils.restore_copy_var_names(func_ir.blocks, saved, typemap)
+        func_ir._definitions = ir_utils.build_definitions(func_ir.blocks)
+        mutable = {v for v in typemap if not ir_utils.is_immutable_type(v, typemap)}
+        ir_utils.remove_dead(func_ir.blocks, func_ir.arg_names, func_ir, typemap,
+                             alias_map={}, arg_aliases=mutable)
+        func_ir.blocks = ir_utils.simplify_CFG(func_ir.blocks)
         return True
 
 
@@ -103,13 +117,17 @@ _addresses = {}
 
 def _key(args):
     """What numba's types of ``args`` depend on, cheaply: numba's own fingerprint of the
-    tuple (what its dispatcher caches types by; 0.2 us for a kernel's arguments), which
-    leaves out alignment, so an unaligned array keys by its numba type.  A share
-    compiled for one key is only ever called with arguments of that key."""
+    tuple (what its dispatcher caches types by; 0.2 us for a kernel's arguments).  It
+    leaves out byte order, so a non-native array keys by its numba type (``typeof``
+    refuses it, as numba's dispatcher would), and a value it cannot fingerprint keys by
+    its type too.  A share compiled for one key is only called with arguments of it."""
     for value in args:
-        if type(value) is np.ndarray and not value.flags.aligned:
+        if type(value) is np.ndarray and not value.dtype.isnative:
             return typeof(args)
-    return compute_fingerprint(args)
+    try:
+        return compute_fingerprint(args)
+    except NotImplementedError:
+        return typeof(args)
 
 
 def signature(args):

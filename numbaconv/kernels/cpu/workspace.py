@@ -1,24 +1,10 @@
 """Scratch buffers: per thread for the CPU kernels' Python-level drivers (im2col columns,
-tiles, frames), reused across calls; and inside a parallel kernel, runs of consecutive
-planes whose buffers are allocated once per run (:func:`run_of`)."""
+tiles, frames), reused across calls."""
 
 import math
 import threading
 
 import numpy as np
-from numba import njit
-
-# a parallel kernel that needs buffers per plane hands its planes out in at most this
-# many runs, each allocating them once: per plane, the allocations cost as much as a
-# small plane's work.  Enough runs to balance up to 128 threads (a kernel that asked
-# numba for its thread count could not be cached)
-RUNS = 128
-
-
-@njit(inline="always")
-def run_of(jobs, runs, t):
-    """Run ``t`` of ``runs`` near-equal runs of ``jobs`` jobs: ``[lo, hi)``."""
-    return t * jobs // runs, (t + 1) * jobs // runs
 
 _workspace = threading.local()
 
