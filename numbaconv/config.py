@@ -145,9 +145,8 @@ TILED_GRAD_BAND = 64
 BLOCKED_NARROW = 20
 BLOCKED_NARROW_CHANNELS = 32
 BLOCKED_MAX_REDUCTION = 320
-# a strided 1x1 forward runs blocked up to this many input channels per group (random
-# 1x1 strided layers: blocked faster on 14 of 16 of seed 82, geometric mean 1.53x;
-# deeper inputs lost, 0.54-0.85x on seed 81: docs/benchmarks/cpu.md, session 9)
+# a strided 1x1 forward runs blocked up to this many input channels per group (a short
+# reduction; deeper inputs lost to the other paths: docs/benchmarks/cpu.md, round 6)
 BLOCKED_STRIDED_1X1_MAX_CHANNELS = 32
 BLOCKED_GRAD_MIN_CHANNELS = 16
 BLOCKED_GRAD_MAX_REDUCTION = 800

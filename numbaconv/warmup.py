@@ -244,17 +244,15 @@ def recorded_compiles(claims: Claims, calls: list):
         _zero_arrays(args)
         return _skip  # numba calls what this returns: the compiled kernel, or here nothing
 
-    def record_share(share, args):  # kernels.cpu.shares: the share and its driver
-        from .kernels.cpu import shares
+    from .kernels.cpu import shares
 
+    def record_share(share, args):  # kernels.cpu.shares: the share and its driver
         for dispatcher, sig in ((share, shares.signature(args)),
                                 (shares._drive, shares.driver_signature(args))):
             claims.mark(_claim_name(dispatcher, sig), "seen")
             if (dispatcher, sig) not in calls:
                 calls.append((dispatcher, sig))
         _zero_arrays(args)
-
-    from .kernels.cpu import shares
 
     Dispatcher._compile_for_args = compile_for_args
     shares.RECORDER = record_share

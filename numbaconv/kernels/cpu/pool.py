@@ -1,4 +1,5 @@
-"""CPU pooling and interpolation kernels (numba, parallel over (n, c) planes).
+"""CPU pooling and interpolation kernels (numba; per-thread shares of the (n, c) planes,
+:mod:`.shares`).
 
 The forward per-element bodies live in ``kernels/_window.py`` and are shared with the
 CUDA twins (but max-pool's forward, separable here); ``geometry`` is the pool tuple

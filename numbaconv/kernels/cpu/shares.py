@@ -6,17 +6,16 @@ parallel lowering rejects nested tuples).  :func:`run_shares` runs it once per n
 thread through one parallel driver, :func:`_drive`, whose loop body is a single call
 through a function pointer to the share's compiled code.
 
-Why: numba compiles a ``parallel=True`` kernel 2-3x slower than the same code serial
-(the tiled grad weight 7.0-8.0 s against 3.0 s).  Its parallel passes deep-copy and
-rewrite the whole body, every inlined helper included, and LLVM optimizes the loop body
-again as a separate function; a serial kernel called from a parallel driver the usual
-way is linked into it and optimized again too.  Here the parallel passes see a loop of
-one call, and a call through a pointer is neither inlined nor re-optimized.  The driver
-compiles once per tuple of argument types (about 0.3 s).  One step of the parallel
-pipeline does matter for speed: its IR clean-up (``ir_utils.simplify``: copy
-propagation, dead code, merged blocks), without which the depthwise kernels ran 2.4x
-slower; :func:`share` adds it to the serial pipeline (about 0.3 s on the largest
-kernel).  Measurements: ``docs/benchmarks/cpu.md``, "Compile time", round 6.
+Why: numba compiles a ``parallel=True`` kernel several times slower than the same code
+serial.  Its parallel passes deep-copy and rewrite the whole body, every inlined helper
+included, and LLVM optimizes the loop body again as a separate function; a serial kernel
+called from a parallel driver the usual way is linked into it and optimized again too.
+Here the parallel passes see a loop of one call, and a call through a pointer is neither
+inlined nor re-optimized; the driver compiles once per tuple of argument types.  One
+step of the parallel pipeline does matter for run time: its IR clean-up
+(``ir_utils.simplify``: copy propagation, dead code, merged blocks), without which some
+kernels (depthwise) ran much slower; :func:`share` adds it to the serial pipeline.
+Measurements: ``docs/benchmarks/cpu.md``, "Compile time", round 6.
 
 The rule: a share splits its work by ``t`` alone (:func:`share_of` for a contiguous
 range of items, or a per-thread buffer indexed by ``t``), so results do not depend on
@@ -29,10 +28,10 @@ running them.
 import numpy as np
 from numba import njit, prange, typeof, types
 from numba._dispatcher import compute_fingerprint
+from numba.core import ir_utils
 from numba.core.compiler import CompilerBase, DefaultPassBuilder
 from numba.core.compiler_machinery import FunctionPass, register_pass
 from numba.core.extending import intrinsic
-from numba.core import ir_utils
 from numba.core.typed_passes import NopythonRewrites
 
 # set by numbaconv warmup's recording pass: called instead of compiling and running
@@ -117,7 +116,7 @@ _addresses = {}
 
 def _key(args):
     """What numba's types of ``args`` depend on, cheaply: numba's own fingerprint of the
-    tuple (what its dispatcher caches types by; 0.2 us for a kernel's arguments).  It
+    tuple (what its dispatcher caches types by: one C call for the whole tuple).  It
     leaves out byte order, so a non-native array keys by its numba type (``typeof``
     refuses it, as numba's dispatcher would), and a value it cannot fingerprint keys by
     its type too.  A share compiled for one key is only called with arguments of it."""
