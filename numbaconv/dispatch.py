@@ -264,6 +264,9 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     * the forward of a 1x1 kernel over a single input channel (any stride or padding):
       ``'direct'``, an outer product, where BLAS (K = 1) and the column copy of a
       strided input are slow.
+    * the grad weight of a pointwise conv (1x1, stride 1, no padding; not depthwise):
+      ``'gemm'``, the images' products ``dy @ x^T`` summed, split along the pixels (no
+      columns to build).
     * the grad weight of a layer with few output channels per group whose kernel rows
       are long runs in the channels-last frame (:func:`_tiled_grad_in_place`):
       ``'tiled'``, which then sums outer products of ``grad_out`` values and frame
@@ -330,6 +333,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
         return "serial"  # one kernel call: the others' frames and tiles cost more
     if spec.kernel == (1, 1) and spec.in_channels == 1 and kernel == "conv2d_forward":
         return "direct"  # an outer product: BLAS is slow at K = 1
+    if kernel == "conv2d_grad_weight" and pointwise and not (depthwise and spec.in_channels > 1):
+        return "gemm"  # the images' products summed (blas.matmul_sum): no columns to build
     if kernel == "conv2d_grad_weight" and _tiled_grad_in_place(spec):
         return "tiled"  # few output channels: outer products on the frame, no columns
     if depthwise and spec.in_channels > 1 and spec.kernel == (1, 1):

@@ -88,3 +88,31 @@ def test_blas_matmul_blocks_match_numpy(a_shape, b_shape, rng, monkeypatch):
     finally:
         numba.set_num_threads(threads)
     np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("a_shape, b_shape", [
+    ((5, 3, 7), (5, 7, 4)),  # a longer stack than threads: runs of whole products
+    ((1, 3, 70), (1, 70, 4)),  # a stack of one: pieces of the reduction
+    ((3, 2, 3, 70), (3, 2, 70, 4)),  # groups inside each product
+    ((1, 3, 1), (1, 1, 4)),  # a reduction of one value: one piece
+])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_blas_matmul_sum_matches_numpy(a_shape, b_shape, threads, rng, monkeypatch):
+    import numba
+
+    from numbaconv import config
+    from numbaconv.kernels.cpu import blas
+
+    monkeypatch.setattr(config, "BLAS_SPLIT_FLOPS", 1)  # split whatever the size
+    monkeypatch.setattr(config, "BLAS_ONE_THREAD_MNK", 0)
+    monkeypatch.setattr(blas, "_SUM_BYTES", 1)  # one product per stacked call
+    a, b = rng.standard_normal(a_shape), rng.standard_normal(b_shape)
+    want = np.matmul(a, b).sum(axis=0)
+    out = np.full_like(want, np.nan)
+    before = numba.get_num_threads()
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        assert blas.matmul_sum(a, b, out) is out
+    finally:
+        numba.set_num_threads(before)
+    np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)

@@ -107,3 +107,77 @@ def matmul(a, b, out):
         for future in futures:
             future.result()
     return out
+
+
+
+def _summed_shares(stack, k, parts):
+    """Each thread's share of a sum of ``stack`` products of reduction length ``k``: a
+    list of ``(first product, stop, first k, stop k)`` runs, contiguous products where
+    the stack has at least ``parts`` of them, else pieces of each product's reduction."""
+    if stack >= parts:
+        step = -(-stack // parts)
+        return [[(i, min(stack, i + step), 0, k)] for i in range(0, stack, step)]
+    pieces = min(k, -(-parts // stack))
+    step = -(-k // pieces)
+    units = [(i, i + 1, k0, min(k, k0 + step)) for i in range(stack) for k0 in range(0, k, step)]
+    per = -(-len(units) // parts)
+    return [units[j:j + per] for j in range(0, len(units), per)]
+
+
+def matmul_sum(a, b, out):
+    """``out[...] = (a @ b).sum(axis=0)``: the sum of a stack of products (``a`` of shape
+    ``(S, ..., m, k)``, ``b`` ``(S, ..., k, n)``, ``out`` ``(..., m, n)``), such as a
+    grad weight summed over images.
+
+    Where a second thread pays (``config.BLAS_SPLIT_FLOPS``), the work is cut along the
+    sum: each thread takes a run of the stack (or, when the stack is shorter than the
+    threads, a piece of each product's reduction), so a small output over a long
+    reduction (few output channels by a 1x1 kernel's input channels, over many pixels)
+    is split where it is long.  A thread makes its products as a few stacked NumPy
+    calls (``_SUM_BYTES`` of products each: one Python step per call, where a loop of
+    small products would trade the GIL), sums them into its partial, and the partials
+    are added in thread order: deterministic for a given thread count."""
+    stack, m, k, n = a.shape[0], a.shape[-2], a.shape[-1], b.shape[-1]
+    flops = 2 * stack * out.size * k
+    parts = max(1, min(numba.get_num_threads(), int(flops // config.BLAS_SPLIT_FLOPS) + 1))
+    shares = _summed_shares(stack, k, parts)
+    per_call = max(1, _SUM_BYTES // max(1, out.nbytes))
+
+    def run(share, into):
+        products = None
+        first = True
+        for i0, i1, k0, k1 in share:
+            for j0 in range(i0, i1, per_call):
+                j1 = min(i1, j0 + per_call)
+                if products is None:
+                    products = np.empty((min(per_call, i1 - i0),) + out.shape, out.dtype)
+                part = products[:j1 - j0]
+                np.matmul(a[j0:j1, ..., k0:k1], b[j0:j1, ..., k0:k1, :], out=part)
+                if first:
+                    np.sum(part, axis=0, out=into)
+                    first = False
+                else:
+                    into += part.sum(axis=0)
+        return into
+
+    if (len(shares) == 1 and m * n * k <= config.BLAS_ONE_THREAD_MNK
+            and blas_on_caller.keeps_small_products()):
+        return run(shares[0], out)  # small products: no thread-count switch (see matmul)
+    with blas_on_caller:
+        if len(shares) == 1:
+            return run(shares[0], out)
+        pool = _executor(len(shares) - 1)
+        partials = [np.empty_like(out) for _ in shares[1:]]
+        futures = [pool.submit(run, share, into) for share, into in zip(shares[1:], partials)]
+        try:
+            run(shares[0], out)
+        finally:  # no share may still write once this returns
+            wait(futures)
+        for future in futures:
+            future.result()
+        for partial in partials:
+            out += partial
+    return out
+
+
+_SUM_BYTES = 1 << 22  # products made per stacked call of matmul_sum: 4 MiB

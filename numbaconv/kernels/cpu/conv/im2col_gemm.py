@@ -6,7 +6,8 @@ of ``nb`` images sit side by side, ``cols[g]`` of shape ``(C_g*R*S, nb*OH*OW)``,
 each group needs one matrix product per chunk, not one per image:
 
     forward      out[n0:n0+nb, g] <- W[g] (K_g, C_g*R*S) @ cols[g] + bias
-    grad weight  dW[g] += dy[g] (K_g, nb*OH*OW) @ cols[g]^T
+    grad weight  dW[g] += dy[g] (K_g, nb*OH*OW) @ cols[g]^T   (1x1: summed over images,
+                                                          ``blas.matmul_sum``)
     grad input   cols[g] = W[g]^T @ dy[g],  then col2im sums the columns back
 
 where ``dy[g]`` is the chunk's output gradient laid out the same way (a transposing
@@ -23,7 +24,7 @@ column matrix of each image (a stacked product, no copy).
 import numpy as np
 
 from .... import config
-from ..blas import matmul
+from ..blas import matmul, matmul_sum
 from ..im2col import col2im_wide, im2col_wide
 from ..workspace import scratch
 
@@ -87,16 +88,14 @@ def conv2d_grad_weight_gemm(x, grad_out, grad_weight, geometry):
     groups, k_g, rows, out_len, cols_geometry, pointwise, chunk = _layout(
         x.shape, grad_weight.shape, grad_out.shape, geometry, x.itemsize)
     gw = grad_weight.reshape(groups, k_g, rows)
+    batch = x.shape[0]
+    if pointwise:  # no columns: the images' products summed, split along the pixels
+        matmul_sum(grad_out.reshape(batch, groups, k_g, out_len),
+                   x.reshape(batch, groups, rows, out_len).transpose(0, 1, 3, 2), gw)
+        return
     gw[...] = 0
     partial = np.empty_like(gw)
-    for n0, nb in chunks(x.shape[0], chunk):
-        if pointwise:
-            cols = x[n0:n0 + nb].reshape(nb, groups, rows, out_len)
-            dy = grad_out[n0:n0 + nb].reshape(nb, groups, k_g, out_len)
-            for i in range(nb):
-                matmul(dy[i], cols[i].transpose(0, 2, 1), out=partial)
-                gw += partial
-            continue
+    for n0, nb in chunks(batch, chunk):
         cols = _wide_columns(x, n0, nb, groups, rows, out_len, cols_geometry)
         dy = _wide_grad(grad_out, n0, nb, groups, k_g, out_len)
         matmul(dy, cols.transpose(0, 2, 1), out=partial)
