@@ -285,7 +285,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       per-channel kernels on stride-phase planes.  A single input channel (an MNIST
       first layer) takes the dense rules below, the depthwise kernels' one plane
       measured up to 3.5x slower there, but for its stride-1 grad input of kernels up
-      to 5x5 and its stride-1 undilated 3x3 forward, where they won.
+      to 5x5, where they won (the 3x3 forward won too, by less than its compile costs
+      the main job).
     * thin groups (under ``config.TILED_MIN_CHANNELS`` input channels) whose product has
       fewer than ``config.GEMM_MIN_MACS_PER_PIXEL`` multiply-accumulates per output
       pixel: ``'direct'``, which reads the input once; but a stride-1 forward with more
@@ -344,11 +345,9 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
         return "gemm"
     if depthwise and spec.in_channels > 1:
         return "depthwise"
-    if depthwise and spec.stride == (1, 1) and spec.kernel != (1, 1) and (
-            (kernel == "conv2d_grad_input" and spec.kernel[0] * spec.kernel[1] <= 25)
-            or (kernel == "conv2d_forward" and spec.kernel == (3, 3)
-                and spec.dilation == (1, 1))):
-        return "depthwise"  # one input plane, K planes out: the depthwise kernels' loops
+    if (depthwise and kernel == "conv2d_grad_input" and spec.stride == (1, 1)
+            and spec.kernel != (1, 1) and spec.kernel[0] * spec.kernel[1] <= 25):
+        return "depthwise"  # K planes summed into one: the depthwise kernels' loops
     k_g = spec.out_channels // spec.groups
     c_g = spec.in_channels // spec.groups
     if (kernel == "conv2d_grad_input" and spec.stride != (1, 1)

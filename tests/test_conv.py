@@ -225,15 +225,14 @@ def test_depthwise_matches_the_oracle_across_stride_phases(x_shape, mult, params
 
 @pytest.mark.parametrize("x_shape, w_shape, params", [
     ((3, 1, 8, 8), (32, 1, 3, 3), dict(padding=1)),  # the main job's first layer
-    ((2, 1, 30, 30), (8, 1, 3, 3), dict(padding=1)),  # a 3x3 forward past the tiny rule
     ((2, 1, 11, 9), (6, 1, 5, 5), dict(padding=2)),
     ((2, 1, 13, 10), (4, 1, 3, 3), dict(stride=2, padding=1)),
     ((1, 1, 12, 12), (5, 1, 3, 2), dict(dilation=(2, 3), padding=(1, 2))),
 ])
 def test_single_input_channel_takes_the_dense_kernels(x_shape, w_shape, params, rng):
     """One input channel is depthwise by its groups, and runs the dense kernels (direct,
-    blocked, tiled, GEMM) but for a stride-1 grad input up to 5x5 and a stride-1 3x3
-    forward (the depthwise kernels, channel multiplier K); and the parameter-only
+    blocked, tiled, GEMM) but for a stride-1 grad input up to 5x5 (the depthwise
+    kernels, channel multiplier K); and the parameter-only
     backward of a layer fed with data equals the full one."""
     from numbaconv.functional.conv import conv_param_grads
 
@@ -420,8 +419,8 @@ def test_chooser_rules(monkeypatch):
         assert choose(spec(32, 32, 32, k=1, stride=2), kernel) == "direct"
     assert choose(spec(8, 16, 8)) == "depthwise"  # multiplier 2
     # one input channel (an MNIST first layer): the dense rules, but the depthwise
-    # kernels for a stride-1 grad input up to 5x5 and a stride-1 undilated 3x3 forward
-    assert choose(spec(1, 32, 1)) == "depthwise"
+    # kernels for a stride-1 grad input up to 5x5
+    assert choose(spec(1, 32, 1)) == blocked("gemm")
     assert choose(spec(1, 32, 1), "conv2d_grad_input") == "depthwise"
     assert choose(spec(1, 32, 1, k=5)) == blocked("gemm")
     assert choose(spec(1, 32, 1, k=5), "conv2d_grad_input") == "depthwise"
