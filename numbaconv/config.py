@@ -66,6 +66,13 @@ CONV_ALGORITHM = "auto"
 # images that fit (one image at least).
 IM2COL_CHUNK_BYTES = 16 * 1024 * 1024
 
+# The GEMM path lays a chunk's columns out per image (each image's product apart,
+# grad_out and out read and written in place) from this many output pixels per image;
+# below, side by side (one wide product, grad_out and out copied to and from it).
+GEMM_IMAGE_MIN_PIXELS = 128
+# ... and for the grad weight, whose per-image products sum over one image's pixels only.
+GEMM_GRAD_WEIGHT_IMAGE_MIN_PIXELS = 256
+
 # A strided grad input whose reduction has at least this many values per input pixel
 # (K_g*kH*kW) runs on the GEMM path (dispatch.choose_conv_algorithm), where the tiled
 # kernel's tiles outgrow the cache; so does a strided 1x1 one, whatever its reduction.

@@ -102,12 +102,16 @@ def test_no_bias_gives_none_grad(rng):
     assert gb is None and gx.shape == x.shape and gw.shape == w.shape
 
 
-def test_algorithms_agree_on_a_larger_shape(rng, monkeypatch):
-    """The chooser's CPU paths give the same answer (and the GEMM path chunks)."""
+@pytest.mark.parametrize("per_image_from", [0, 10**9])
+def test_algorithms_agree_on_a_larger_shape(per_image_from, rng, monkeypatch):
+    """The chooser's CPU paths give the same answer (and the GEMM path chunks, its
+    columns laid out per image or side by side)."""
     from numbaconv import config
 
     x, w, b = _arrays(rng, (5, 16, 12, 11), (24, 8, 3, 3), np.float32)
     params = dict(stride=(1, 2), padding=1, groups=2, dilation=(1, 2))
+    monkeypatch.setattr(config, "GEMM_IMAGE_MIN_PIXELS", per_image_from)
+    monkeypatch.setattr(config, "GEMM_GRAD_WEIGHT_IMAGE_MIN_PIXELS", per_image_from)
     results = {}
     for algorithm in ("direct", "gemm", "tiled"):
         monkeypatch.setattr(config, "CONV_ALGORITHM", algorithm)

@@ -103,17 +103,30 @@ def col2im(cols, x, geometry):
                 *geometry))
 
 
-# The GEMM convolution's layout (CPU only): the columns of images n0 .. n0+nb side by
-# side, ``(C*kh*kw, nb * OH*OW)``, so one matrix product covers the whole chunk.
+# The GEMM convolution's layouts (CPU only): the columns of images n0 .. n0+nb side by
+# side, ``(C*kh*kw, nb * OH*OW)``, so one matrix product covers the whole chunk ("wide"),
+# or any other strides of rows and images in a 1-D ``flat``.
+def im2col_at(x, n0, nb, flat, row_stride, image_stride, geometry):
+    """x[n0:n0+nb] -> image ``i``'s column row ``(c r s)`` at ``flat[row * row_stride + i
+    * image_stride :][: OH*OW]``."""
+    run_shares(_to_columns, numba.get_num_threads(),
+               (x, n0, nb, flat, row_stride, image_stride, *geometry))
+
+
+def col2im_at(flat, row_stride, image_stride, n0, nb, x, geometry):
+    """The adjoint of :func:`im2col_at`: x[n0:n0+nb] from the columns, overlapping windows
+    summed."""
+    run_shares(_from_columns, numba.get_num_threads(),
+               (flat, row_stride, image_stride, n0, nb, x, *geometry))
+
+
 def im2col_wide(x, n0, nb, flat, geometry):
     """x[n0:n0+nb]: n c h w -> (c r s) (n oh ow), into the 1-D ``flat``."""
     length = geometry[8] * geometry[9]
-    run_shares(_to_columns, numba.get_num_threads(),
-               (x, n0, nb, flat, nb * length, length, *geometry))
+    im2col_at(x, n0, nb, flat, nb * length, length, geometry)
 
 
 def col2im_wide(flat, n0, nb, x, geometry):
     """(c r s) (n oh ow) -> x[n0:n0+nb]: n c h w, overlapping windows summed."""
     length = geometry[8] * geometry[9]
-    run_shares(_from_columns, numba.get_num_threads(),
-               (flat, nb * length, length, n0, nb, x, *geometry))
+    col2im_at(flat, nb * length, length, n0, nb, x, geometry)

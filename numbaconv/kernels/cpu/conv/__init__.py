@@ -14,8 +14,9 @@ member in ``dispatch.CONV_FALLBACK``.
   pixels, no horizontal sums, no im2col (AVX-512 hosts).
 * ``tiled``: im2col tiles built in cache and multiplied by numba's dot-product blocks
   (``..gemm``), never BLAS.
-* ``gemm`` (``im2col_gemm.py``): im2col per chunk of images, then one BLAS product per
-  group (``..blas``); 1x1 layers need no im2col.
+* ``gemm`` (``im2col_gemm.py``): im2col per chunk of images, then BLAS products
+  (``..blas``), per image on larger maps, one per group on small ones; 1x1 layers need
+  no im2col.
 * ``depthwise``: per-channel kernels on stride-phase planes (``groups == C_in``).
 
 The row primitives they share are in ``..rows``, the vector helpers in ``..simd``, the

@@ -1,23 +1,30 @@
 """Convolution as im2col + matrix product (CPU only: the matrix product is BLAS).
 
 Same signatures as the direct kernels in ``direct.py``, so the algorithm chooser
-(``dispatch.choose_conv_algorithm``) swaps one for the other.  The columns of a chunk
-of ``nb`` images sit side by side, ``cols[g]`` of shape ``(C_g*R*S, nb*OH*OW)``, so
-each group needs one matrix product per chunk, not one per image:
+(``dispatch.choose_conv_algorithm``) swaps one for the other.  A chunk of ``nb``
+images lays its columns out one of two ways (:func:`_per_image`):
 
-    forward      out[n0:n0+nb, g] <- W[g] (K_g, C_g*R*S) @ cols[g] + bias
-    grad weight  dW[g] += dy[g] (K_g, nb*OH*OW) @ cols[g]^T   (1x1: summed over images,
-                                                          ``blas.matmul_sum``)
-    grad input   cols[g] = W[g]^T @ dy[g],  then col2im sums the columns back
+* per image, ``cols[n, g]`` of shape ``(C_g*R*S, OH*OW)``: each image's products
+  apart, on ``x``, ``out`` and ``grad_out`` in place::
 
-where ``dy[g]`` is the chunk's output gradient laid out the same way (a transposing
-copy).  Fewer, wider products run faster, most for small images and grouped convs
-(measured: docs/benchmarks/cpu.md, "Kernel measurements").  Chunks keep the buffers
-under ``config.IM2COL_CHUNK_BYTES`` (never a whole-batch buffer); they come from a
-per-thread workspace (:func:`scratch`).  BLAS runs from Python (:mod:`..blas`, never
-BLAS's own pool), between numba's parallel regions, never inside one.  A 1x1
-convolution with stride 1 and no padding needs no im2col: the input already is the
-column matrix of each image (a stacked product, no copy).
+    forward      out[n, g] = W[g] (K_g, C_g*R*S) @ cols[n, g] + bias
+    grad weight  dW[g] = sum over n of dy[n, g] @ cols[n, g]^T   (``blas.matmul_sum``)
+    grad input   cols[n, g] = W[g]^T @ dy[n, g],  then col2im sums the columns back
+
+* side by side ("wide"), ``cols[g]`` of shape ``(C_g*R*S, nb*OH*OW)``: one product per
+  group and chunk, with ``dy[g]`` (and the forward's product) laid out the same way by
+  a transposing copy.
+
+Why: the wide product's one BLAS call beats many small ones on small maps, but its
+copies of ``grad_out`` and of the product cost more than the per-image calls once the
+maps are larger (``config.GEMM_IMAGE_MIN_PIXELS``; for the grad weight, whose
+per-image sums are shorter, ``config.GEMM_GRAD_WEIGHT_IMAGE_MIN_PIXELS``; measured:
+docs/benchmarks/cpu.md, "Kernel measurements").  Chunks keep the buffers under
+``config.IM2COL_CHUNK_BYTES`` (never a whole-batch buffer); they come from a per-thread
+workspace (:func:`scratch`).
+BLAS runs from Python (:mod:`..blas`, never BLAS's own pool), between numba's parallel
+regions, never inside one.  A 1x1 convolution with stride 1 and no padding needs no
+im2col: the input already is the column matrix of each image.
 """
 
 
@@ -25,7 +32,7 @@ import numpy as np
 
 from .... import config
 from ..blas import matmul, matmul_sum
-from ..im2col import col2im_wide, im2col_wide
+from ..im2col import col2im_at, col2im_wide, im2col_at, im2col_wide
 from ..workspace import scratch
 
 
@@ -50,8 +57,24 @@ def chunks(batch, chunk):
         yield n0, min(chunk, batch - n0)
 
 
-def _wide_columns(x, n0, nb, groups, rows, out_len, cols_geometry):
-    """The chunk's columns, ``(groups, rows, nb * out_len)``."""
+def _per_image(nb, out_len, least=None):
+    """Whether a chunk of ``nb`` images lays its columns out per image, ``(nb, G, rows,
+    OH*OW)``, each image's products apart, rather than side by side (``(G, rows, nb *
+    OH*OW)``, one wide product): per image, ``grad_out`` and ``out`` are read and
+    written in place (no transposing copy), which pays from ``least`` output pixels
+    (``config.GEMM_IMAGE_MIN_PIXELS`` unless given), and for one image; on smaller maps
+    the wide product's one BLAS call wins."""
+    return nb == 1 or out_len >= (config.GEMM_IMAGE_MIN_PIXELS if least is None else least)
+
+
+def _columns(x, n0, nb, groups, rows, out_len, cols_geometry, images):
+    """The chunk's columns: ``(nb, groups, rows, out_len)`` per image, else ``(groups,
+    rows, nb * out_len)`` (:func:`_per_image`)."""
+    if images:
+        cols = scratch("columns", (nb, groups, rows, out_len), x.dtype)
+        im2col_at(x, n0, nb, cols.reshape(cols.size), out_len, groups * rows * out_len,
+                  cols_geometry)
+        return cols
     cols = scratch("columns", (groups, rows, nb * out_len), x.dtype)
     im2col_wide(x, n0, nb, cols.reshape(cols.size), cols_geometry)
     return cols
@@ -71,20 +94,24 @@ def conv2d_forward_gemm(x, weight, bias, out, geometry):
     b = bias.reshape(1, groups, k_g, 1)
     for n0, nb in chunks(x.shape[0], chunk):
         o = out[n0:n0 + nb].reshape(nb, groups, k_g, out_len)
-        if pointwise:
-            matmul(w, x[n0:n0 + nb].reshape(nb, groups, rows, out_len), out=o)
+        images = pointwise or _per_image(nb, out_len)
+        if images:  # the input (pointwise) or each image's columns: out in place
+            cols = (x[n0:n0 + nb].reshape(nb, groups, rows, out_len) if pointwise else
+                    _columns(x, n0, nb, groups, rows, out_len, cols_geometry, True))
+            matmul(w, cols, out=o)
             if bias.any():  # a pass over the whole output: not for a layer without bias
                 o += b
             continue
-        cols = _wide_columns(x, n0, nb, groups, rows, out_len, cols_geometry)
+        cols = _columns(x, n0, nb, groups, rows, out_len, cols_geometry, False)
         product = scratch("product", (groups, k_g, nb * out_len), x.dtype)
         matmul(w, cols, out=product)
         np.add(product.reshape(groups, k_g, nb, out_len).transpose(2, 0, 1, 3), b, out=o)
 
 
 def conv2d_grad_weight_gemm(x, grad_out, grad_weight, geometry):
-    """The grad weight summed over chunks of images (in chunk order: deterministic),
-    one BLAS product ``dy[g] @ cols[g].T`` per chunk."""
+    """The grad weight summed over chunks of images (in chunk order: deterministic):
+    per chunk, the images' products ``dy[n, g] @ cols[n, g].T`` summed
+    (``blas.matmul_sum``), or one wide product ``dy[g] @ cols[g].T``."""
     groups, k_g, rows, out_len, cols_geometry, pointwise, chunk = _layout(
         x.shape, grad_weight.shape, grad_out.shape, geometry, x.itemsize)
     gw = grad_weight.reshape(groups, k_g, rows)
@@ -93,13 +120,19 @@ def conv2d_grad_weight_gemm(x, grad_out, grad_weight, geometry):
         matmul_sum(grad_out.reshape(batch, groups, k_g, out_len),
                    x.reshape(batch, groups, rows, out_len).transpose(0, 1, 3, 2), gw)
         return
-    gw[...] = 0
     partial = np.empty_like(gw)
     for n0, nb in chunks(batch, chunk):
-        cols = _wide_columns(x, n0, nb, groups, rows, out_len, cols_geometry)
-        dy = _wide_grad(grad_out, n0, nb, groups, k_g, out_len)
-        matmul(dy, cols.transpose(0, 2, 1), out=partial)
-        gw += partial
+        into = gw if n0 == 0 else partial
+        if _per_image(nb, out_len, config.GEMM_GRAD_WEIGHT_IMAGE_MIN_PIXELS):
+            cols = _columns(x, n0, nb, groups, rows, out_len, cols_geometry, True)
+            dy = grad_out[n0:n0 + nb].reshape(nb, groups, k_g, out_len)
+            matmul_sum(dy, cols.transpose(0, 1, 3, 2), into)
+        else:
+            cols = _columns(x, n0, nb, groups, rows, out_len, cols_geometry, False)
+            dy = _wide_grad(grad_out, n0, nb, groups, k_g, out_len)
+            matmul(dy, cols.transpose(0, 2, 1), out=into)
+        if n0:
+            gw += partial
 
 
 def conv2d_grad_input_gemm(grad_out, weight, grad_in, geometry):
@@ -110,6 +143,13 @@ def conv2d_grad_input_gemm(grad_out, weight, grad_in, geometry):
         if pointwise:
             dy = grad_out[n0:n0 + nb].reshape(nb, groups, k_g, out_len)
             matmul(w_t, dy, out=grad_in[n0:n0 + nb].reshape(nb, groups, rows, out_len))
+            continue
+        if _per_image(nb, out_len):  # grad_out read in place, each image's columns
+            dy = grad_out[n0:n0 + nb].reshape(nb, groups, k_g, out_len)
+            cols = scratch("columns", (nb, groups, rows, out_len), grad_in.dtype)
+            matmul(w_t, dy, out=cols)
+            col2im_at(cols.reshape(cols.size), out_len, groups * rows * out_len, n0, nb,
+                      grad_in, cols_geometry)
             continue
         dy = _wide_grad(grad_out, n0, nb, groups, k_g, out_len)
         cols = scratch("columns", (groups, rows, nb * out_len), grad_in.dtype)
