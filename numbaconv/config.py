@@ -73,6 +73,14 @@ GEMM_IMAGE_MIN_PIXELS = 128
 # ... and for the grad weight, whose per-image products sum over one image's pixels only.
 GEMM_GRAD_WEIGHT_IMAGE_MIN_PIXELS = 256
 
+# A pointwise grad weight runs on BLAS (the images' products summed) from this many input
+# channels per group; thinner, the tiled kernel's rules (BLAS is slow at a few columns).
+GEMM_POINTWISE_GRAD_MIN_CHANNELS = 16
+
+# A strided 1x1 forward copies its input's subsample with NumPy up to this many bytes,
+# above with the (parallel) im2col kernel.
+SUBSAMPLE_NUMPY_BYTES = 1 << 18
+
 # A strided grad input whose reduction has at least this many values per input pixel
 # (K_g*kH*kW) runs on the GEMM path (dispatch.choose_conv_algorithm), where the tiled
 # kernel's tiles outgrow the cache; so does a strided 1x1 one, whatever its reduction.

@@ -240,6 +240,20 @@ def _tiled_grad_in_place(spec) -> bool:
                             np.dtype(spec.dtype).itemsize) is not None
 
 
+def subsampled_pointwise(device: str, spec) -> bool:
+    """Whether the forward of a strided 1x1 conv without padding runs as the pointwise
+    conv of its input's strided subsample (``x[:, :, ::sH, ::sW]``, copied): the
+    pointwise kernels (a flat run per plane, or one product per image) then do what the
+    strided kernels did with stride phases, tiles or columns.  Its backward keeps the
+    strided kernels (through the subsample it ran no faster: the copy and the scatter
+    back cost what the pointwise kernels saved).  CPU only, under
+    ``config.CONV_ALGORITHM = 'auto'``; depthwise 1x1 convs keep their one pass
+    (``'direct'``).  Measured: ``docs/benchmarks/cpu.md``, "Strided 1x1 convs"."""
+    return (device == CPU and config.CONV_ALGORITHM == "auto" and spec.kernel == (1, 1)
+            and spec.stride != (1, 1) and all(p == (0, 0) for p in spec.pads)
+            and not (spec.groups == spec.in_channels > 1))
+
+
 def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> str:
     """The one place that picks how a convolution runs: ``'direct'``, ``'serial'``,
     ``'blocked'``, ``'tiled'``, ``'gemm'`` or ``'depthwise'``, for one of its kernels
@@ -264,9 +278,11 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     * the forward of a 1x1 kernel over a single input channel (any stride or padding):
       ``'direct'``, an outer product, where BLAS (K = 1) and the column copy of a
       strided input are slow.
-    * the grad weight of a pointwise conv (1x1, stride 1, no padding; not depthwise):
-      ``'gemm'``, the images' products ``dy @ x^T`` summed, split along the pixels (no
-      columns to build).
+    * the grad weight of a pointwise conv (1x1, stride 1, no padding) of at least
+      ``config.GEMM_POINTWISE_GRAD_MIN_CHANNELS`` input channels per group: ``'gemm'``,
+      the images' products ``dy @ x^T`` summed, split along the pixels (no columns to
+      build); thinner, BLAS's products of a few columns run slowly, and the rules below
+      apply.
     * the grad weight of a layer with few output channels per group whose kernel rows
       are long runs in the channels-last frame (:func:`_tiled_grad_in_place`):
       ``'tiled'``, which then sums outer products of ``grad_out`` values and frame
@@ -335,7 +351,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
         return "serial"  # one kernel call: the others' frames and tiles cost more
     if spec.kernel == (1, 1) and spec.in_channels == 1 and kernel == "conv2d_forward":
         return "direct"  # an outer product: BLAS is slow at K = 1
-    if kernel == "conv2d_grad_weight" and pointwise and not (depthwise and spec.in_channels > 1):
+    if (kernel == "conv2d_grad_weight" and pointwise
+            and spec.in_channels // spec.groups >= config.GEMM_POINTWISE_GRAD_MIN_CHANNELS):
         return "gemm"  # the images' products summed (blas.matmul_sum): no columns to build
     if kernel == "conv2d_grad_weight" and _tiled_grad_in_place(spec):
         return "tiled"  # few output channels: outer products on the frame, no columns

@@ -787,6 +787,42 @@ def test_tiled_grad_weight_reads_the_frame_in_place(x_shape, w_shape, params, dt
     np.testing.assert_array_equal(x, x_before)
 
 
+@pytest.mark.parametrize("numpy_bytes", [0, 1 << 30])  # the subsample by im2col, by NumPy
+@pytest.mark.parametrize("x_shape, w_shape, params", [
+    ((2, 5, 9, 8), (7, 5, 1, 1), dict(stride=2)),
+    ((2, 4, 10, 11), (6, 2, 1, 1), dict(stride=(3, 2), groups=2)),
+    ((1, 20, 9, 9), (40, 20, 1, 1), dict(stride=2, dilation=3)),
+])
+def test_strided_1x1_runs_on_its_subsample(x_shape, w_shape, params, numpy_bytes, rng,
+                                           monkeypatch):
+    """A strided 1x1 forward without padding is the pointwise conv of the input's
+    subsample (``dispatch.subsampled_pointwise``), from a non-contiguous input too."""
+    from numbaconv import config
+    from numbaconv._args import conv_spec
+    from numbaconv.dispatch import subsampled_pointwise
+
+    monkeypatch.setattr(config, "SUBSAMPLE_NUMPY_BYTES", numpy_bytes)
+    x, w, b = _arrays(rng, x_shape, w_shape, np.float64)
+    x = x[..., ::-1]
+    spec = conv_spec("conv2d", 2, x, w, b, params["stride"], 0, params.get("dilation", 1),
+                     params.get("groups", 1), "zeros", False)
+    assert subsampled_pointwise("cpu", spec) and not subsampled_pointwise("cuda", spec)
+    _assert_forward_and_backward_match_oracle(x, w, b, params, np.float64, rng)
+    x1 = np.ascontiguousarray(x[:, :, 0])
+    want = ref.conv1d(x1, w[..., 0], b, stride=2, groups=params.get("groups", 1))
+    got = nc.conv1d(x1, w[..., 0], b, stride=2, groups=params.get("groups", 1))
+    np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12)
+    # padded, depthwise or forced to an algorithm: the strided kernels
+    groups = params.get("groups", 1)
+    padded = conv_spec("conv2d", 2, x, w, b, 2, 1, 1, groups, "zeros", False)
+    depthwise = conv_spec("conv2d", 2, x, np.ones((x_shape[1], 1, 1, 1)), None, 2, 0, 1,
+                          x_shape[1], "zeros", False)
+    assert not subsampled_pointwise("cpu", padded)
+    assert not subsampled_pointwise("cpu", depthwise)
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "gemm")
+    assert not subsampled_pointwise("cpu", spec)
+
+
 @pytest.mark.parametrize("x_shape, w_shape, params", [
     ((2, 6, 5, 4), (12, 1, 1, 1), dict(groups=6)),  # multiplier 2
     ((1, 5, 7, 6), (5, 1, 1, 1), dict(groups=5, stride=2, padding=1)),

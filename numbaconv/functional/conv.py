@@ -10,15 +10,21 @@ is written once, here, from the three device-neutral primitives:
 ``padding_mode`` other than ``'zeros'`` pads the input explicitly first (``pad2d_forward``)
 and folds the gradient back through the same padding (``pad2d_backward``).  ``flip=True``
 (true convolution) correlates with the spatially reversed kernel, and reverses the
-weight gradient back.
+weight gradient back.  A strided 1x1 forward without padding runs as the pointwise conv
+of its input's subsample, where the chooser says so (``dispatch.subsampled_pointwise``).
 """
 
 from __future__ import annotations
 
+import dataclasses
+
+import numpy as np
+
 from .. import config
 from .._args import ConvSpec, check_float_dtypes, check_shape, conv_spec
 from ..config import PAD_MODES
-from ..dispatch import CONV_FALLBACK, CPU, backend_for, choose_conv_algorithm
+from ..dispatch import (CONV_FALLBACK, CPU, backend_for, choose_conv_algorithm,
+                        subsampled_pointwise)
 from . import _tier
 from ._common import as_4d
 
@@ -172,10 +178,32 @@ def _forward(spec: ConvSpec, x, weight, bias):
     return forward_plan(be, spec)(x, weight, bias)
 
 
+def _subsampled(spec: ConvSpec) -> ConvSpec:
+    """The pointwise conv of a strided 1x1 conv's subsampled input
+    (:func:`dispatch.subsampled_pointwise`)."""
+    return dataclasses.replace(spec, in_size=spec.out_size, stride=(1, 1), dilation=(1, 1))
+
+
+def _subsample(be, x4, spec: ConvSpec):
+    """The input pixels a strided 1x1 conv reads, ``(N, C, OH, OW)``: a NumPy copy up to
+    ``config.SUBSAMPLE_NUMPY_BYTES``, where a kernel call costs more, else the conv's
+    im2col (parallel)."""
+    (sh, sw), (oh, ow) = spec.stride, spec.out_size
+    if x4.shape[0] * x4.shape[1] * oh * ow * x4.itemsize <= config.SUBSAMPLE_NUMPY_BYTES:
+        return np.ascontiguousarray(x4[:, :, :oh * sh:sh, :ow * sw:sw])
+    cols = be.empty(x4.shape[:2] + (oh * ow,), spec.dtype)
+    be.kernels.im2col(x4, cols, (1, 1, sh, sw, 0, 0, 1, 1, oh, ow))
+    return cols.reshape(x4.shape[:2] + (oh, ow))
+
+
 def forward_plan(be, spec: ConvSpec):
     """The forward of calls with ``spec``'s signature on ``be``, as a function of
     ``(x, weight, bias)``: the kernel chosen and the geometry worked out once (a repeated
     call runs it directly: ``_plans.py``)."""
+    if subsampled_pointwise(be.name, spec):
+        pointwise = forward_plan(be, _subsampled(spec))
+        return lambda x, weight, bias: pointwise(_subsample(be, as_4d(be, x), spec), weight,
+                                                 bias)
     kernel = _kernel(be, spec, "conv2d_forward")
     explicit = _explicit_pad(spec)
     geometry = spec.kernel_geometry(explicit)
