@@ -81,6 +81,11 @@ GEMM_POINTWISE_GRAD_MIN_CHANNELS = 16
 # above with the (parallel) im2col kernel.
 SUBSAMPLE_NUMPY_BYTES = 1 << 18
 
+# A grad input of fewer multiply-adds runs on the GEMM path when strided (from 4 output
+# channels per group) or, at stride 1, from this many output channels per group.
+GEMM_SMALL_GRAD_INPUT_MACS = 1_000_000
+GEMM_SMALL_GRAD_INPUT_MIN_OUT_CHANNELS = 24
+
 # A strided grad input whose reduction has at least this many values per input pixel
 # (K_g*kH*kW) runs on the GEMM path (dispatch.choose_conv_algorithm), where the tiled
 # kernel's tiles outgrow the cache; so does a strided 1x1 one, whatever its reduction.

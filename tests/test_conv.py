@@ -414,6 +414,14 @@ def test_chooser_rules(monkeypatch):
     assert choose(spec(16, 32, 1)) not in ("direct", "serial")  # 1*32*6*6*144 = 165888
     assert choose(spec(3, 5, 1, size=5)) == "serial"  # 1215 products
     assert choose(spec(3, 5, 1, size=5), "conv2d_grad_input") != "direct"
+    # a small grad input: the GEMM path, strided from 4 output channels per group, at
+    # stride 1 from GEMM_SMALL_GRAD_INPUT_MIN_OUT_CHANNELS
+    assert choose(spec(16, 24, 1, size=10), "conv2d_grad_input") == "gemm"  # 221184
+    assert choose(spec(16, 16, 1, size=10), "conv2d_grad_input") != "gemm"
+    assert choose(spec(16, 4, 1, stride=2), "conv2d_grad_input") == "gemm"
+    assert choose(spec(16, 3, 1, stride=2), "conv2d_grad_input") != "gemm"
+    assert choose(spec(16, 24, 1, size=10)) != "gemm"  # the forward: not this rule
+    monkeypatch.setattr(config, "GEMM_SMALL_GRAD_INPUT_MACS", 0)
     monkeypatch.setattr(config, "DIRECT_MAX_MACS", 0)  # the rules below, on tiny specs
     # the blocked conv needs AVX-512's 32 registers; elsewhere its cases run tiled / gemm
     blocked = (lambda other: "blocked") if simd.WIDE else (lambda other: other)
