@@ -299,14 +299,29 @@ def _grad_weight_blocked(t, threads, args):
 
 def _pack(weight, groups):
     """``(K, C_g, R, S)`` -> ``(G, ceil(K_g/4), C_g*R*S, 4)``: for each block of 4
-    output channels, the 4 weights of a tap together (zero past ``K_g``)."""
+    output channels, the 4 weights of a tap together (zero past ``K_g``).  Small weights
+    by one transposing copy; larger ones lane by lane (4 strided copies), which avoids
+    NumPy's slow copy of rows of 4 (98 -> 36 us for 301x5x7x7; docs/benchmarks/cpu.md,
+    "Session 10")."""
     out_ch, c_g, kh, kw = weight.shape
     k_g = out_ch // groups
     kblocks = -(-k_g // BLOCK)
-    padded = np.zeros((groups, kblocks * BLOCK, c_g * kh * kw), weight.dtype)
-    padded[:, :k_g] = weight.reshape(groups, k_g, c_g * kh * kw)
-    return np.ascontiguousarray(
-        padded.reshape(groups, kblocks, BLOCK, c_g * kh * kw).transpose(0, 1, 3, 2))
+    taps = c_g * kh * kw
+    rows = weight.reshape(groups, k_g, taps)
+    if weight.size < _PACK_BY_LANES:
+        padded = np.zeros((groups, kblocks * BLOCK, taps), weight.dtype)
+        padded[:, :k_g] = rows
+        return np.ascontiguousarray(
+            padded.reshape(groups, kblocks, BLOCK, taps).transpose(0, 1, 3, 2))
+    packed = np.empty((groups, kblocks, taps, BLOCK), weight.dtype)
+    for lane in range(BLOCK):
+        count = len(range(lane, k_g, BLOCK))  # blocks with an output channel in this lane
+        packed[:, :count, :, lane] = rows[:, lane::BLOCK]
+        packed[:, count:, :, lane] = 0
+    return packed
+
+
+_PACK_BY_LANES = 4096  # weights of at least this many values are packed lane by lane
 
 
 @functools.lru_cache(maxsize=256)
