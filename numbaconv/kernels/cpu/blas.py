@@ -15,6 +15,8 @@ The blocks run on a small pool of plain threads that sleep on a queue, never spi
 caller computes the first block itself.  Each output entry is one BLAS call over the
 whole reduction, but BLAS's own blocking may round an entry differently in another
 split: results are deterministic for a given thread count, like the tiled kernels'.
+:func:`matmul_sum` sums a stack of products (a grad weight over images) the same way,
+split along the sum.
 """
 
 import os
