@@ -67,8 +67,9 @@ CONV_ALGORITHM = "auto"
 IM2COL_CHUNK_BYTES = 16 * 1024 * 1024
 
 # The GEMM path lays a chunk's columns out per image (each image's product apart,
-# grad_out and out read and written in place) from this many output pixels per image;
-# below, side by side (one wide product, grad_out and out copied to and from it).
+# grad_out and out read and written in place) from this many output pixels per image,
+# and for a chunk of one image; below, side by side (one wide product, grad_out and out
+# copied to and from it).
 GEMM_IMAGE_MIN_PIXELS = 128
 # ... and for the grad weight, whose per-image products sum over one image's pixels only.
 GEMM_GRAD_WEIGHT_IMAGE_MIN_PIXELS = 256

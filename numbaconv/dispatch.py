@@ -247,8 +247,9 @@ def subsampled_pointwise(device: str, spec) -> bool:
     strided kernels did with stride phases, tiles or columns.  Its backward keeps the
     strided kernels (through the subsample it ran no faster: the copy and the scatter
     back cost what the pointwise kernels saved).  CPU only, under
-    ``config.CONV_ALGORITHM = 'auto'``; depthwise 1x1 convs keep their one pass
-    (``'direct'``).  Measured: ``docs/benchmarks/cpu.md``, "Strided 1x1 convs"."""
+    ``config.CONV_ALGORITHM = 'auto'``; depthwise 1x1 convs of several channels keep
+    their one pass (``'direct'``), one input channel is subsampled too.  Measured:
+    ``docs/benchmarks/cpu.md``, "Strided 1x1 convs"."""
     return (device == CPU and config.CONV_ALGORITHM == "auto" and spec.kernel == (1, 1)
             and spec.stride != (1, 1) and all(p == (0, 0) for p in spec.pads)
             and not (spec.groups == spec.in_channels > 1))
@@ -275,14 +276,15 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     * a tiny forward (fewer than ``config.DIRECT_MAX_MACS`` multiply-accumulates in
       all): ``'serial'``, the direct kernel on the calling thread: one kernel call where
       the others add a frame or a tile, and no wake-up of numba's threads.
-    * the forward of a 1x1 kernel over a single input channel (any stride or padding):
+    * the forward of a 1x1 kernel over a single input channel (any stride or padding,
+      but an unpadded strided one runs on its subsample: :func:`subsampled_pointwise`):
       ``'direct'``, an outer product, where BLAS (K = 1) and the column copy of a
       strided input are slow.
     * the grad weight of a pointwise conv (1x1, stride 1, no padding) of at least
       ``config.GEMM_POINTWISE_GRAD_MIN_CHANNELS`` input channels per group: ``'gemm'``,
-      the images' products ``dy @ x^T`` summed, split along the pixels (no columns to
-      build); thinner, BLAS's products of a few columns run slowly, and the rules below
-      apply.
+      the images' products ``dy @ x^T`` summed, split by images (along the pixels for
+      a batch shorter than the threads; no columns to build); thinner, BLAS's products
+      of a few columns run slowly, and the rules below apply.
     * the grad weight of a layer with few output channels per group whose kernel rows
       are long runs in the channels-last frame (:func:`_tiled_grad_in_place`):
       ``'tiled'``, which then sums outer products of ``grad_out`` values and frame
@@ -368,7 +370,7 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     if depthwise and spec.in_channels > 1:
         return "depthwise"
     if (depthwise and kernel == "conv2d_grad_input" and spec.stride == (1, 1)
-            and spec.kernel != (1, 1) and spec.kernel[0] * spec.kernel[1] <= 25):
+            and spec.kernel != (1, 1) and max(spec.kernel) <= 5):
         return "depthwise"  # K planes summed into one: the depthwise kernels' loops
     k_g = spec.out_channels // spec.groups
     c_g = spec.in_channels // spec.groups

@@ -116,3 +116,16 @@ def test_blas_matmul_sum_matches_numpy(a_shape, b_shape, threads, rng, monkeypat
     finally:
         numba.set_num_threads(before)
     np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("w_shape", [(6, 4, 3, 3), (6, 4, 1, 1)])
+def test_gemm_grad_weight_of_an_empty_batch_is_zero(w_shape):
+    """Called directly (the public API pads an empty batch itself), the GEMM grad
+    weight of no images is zeros, pointwise (``blas.matmul_sum``) or not."""
+    from numbaconv.kernels.cpu.conv import conv2d_grad_weight_gemm
+
+    out = 5 - w_shape[2] + 1
+    grad_weight = np.full(w_shape, np.nan)
+    conv2d_grad_weight_gemm(np.zeros((0, 4, 5, 5)), np.zeros((0, 6, out, out)), grad_weight,
+                            (1, 1, 0, 0, 1, 1, 1))
+    np.testing.assert_array_equal(grad_weight, 0)

@@ -28,6 +28,7 @@ import numpy as np
 
 from ... import config
 from ..._threads import blas_on_caller
+from .workspace import scratch
 
 _pool = None
 _pool_workers = 0
@@ -122,8 +123,9 @@ def _summed_shares(stack, k, parts):
     pieces = min(k, -(-parts // stack))
     step = -(-k // pieces)
     units = [(i, i + 1, k0, min(k, k0 + step)) for i in range(stack) for k0 in range(0, k, step)]
-    per = -(-len(units) // parts)
-    return [units[j:j + per] for j in range(0, len(units), per)]
+    shares = min(parts, len(units))
+    return [units[j * len(units) // shares:(j + 1) * len(units) // shares]
+            for j in range(shares)]
 
 
 def matmul_sum(a, b, out):
@@ -132,14 +134,18 @@ def matmul_sum(a, b, out):
     grad weight summed over images.
 
     Where a second thread pays (``config.BLAS_SPLIT_FLOPS``), the work is cut along the
-    sum: each thread takes a run of the stack (or, when the stack is shorter than the
-    threads, a piece of each product's reduction), so a small output over a long
-    reduction (few output channels by a 1x1 kernel's input channels, over many pixels)
-    is split where it is long.  A thread makes its products as a few stacked NumPy
-    calls (``_SUM_BYTES`` of products each: one Python step per call, where a loop of
-    small products would trade the GIL), sums them into its partial, and the partials
-    are added in thread order: deterministic for a given thread count."""
+    sum into ``parts`` shares (the threads, fewer for small sums): runs of the stack, or,
+    when the stack has fewer products than shares, near-equal runs of the products'
+    reduction pieces.  So a small output over a long reduction (few output channels by a
+    1x1 kernel's input channels, over many pixels) is split where it is long.  A thread
+    makes its products as a few stacked NumPy calls (``_SUM_BYTES`` of products each, in
+    its workspace: one Python step per call, where a loop of small products would trade
+    the GIL), sums them into its partial, and the partials are added in share order:
+    deterministic for a given thread count.  An empty stack gives zeros."""
     stack, m, k, n = a.shape[0], a.shape[-2], a.shape[-1], b.shape[-1]
+    if stack == 0 or k == 0:
+        out[...] = 0
+        return out
     flops = 2 * stack * out.size * k
     parts = max(1, min(numba.get_num_threads(), int(flops // config.BLAS_SPLIT_FLOPS) + 1))
     shares = _summed_shares(stack, k, parts)
@@ -152,7 +158,8 @@ def matmul_sum(a, b, out):
             for j0 in range(i0, i1, per_call):
                 j1 = min(i1, j0 + per_call)
                 if products is None:
-                    products = np.empty((min(per_call, i1 - i0),) + out.shape, out.dtype)
+                    products = scratch("summed_products",
+                                       (min(per_call, i1 - i0),) + out.shape, out.dtype)
                 part = products[:j1 - j0]
                 np.matmul(a[j0:j1, ..., k0:k1], b[j0:j1, ..., k0:k1, :], out=part)
                 if first:

@@ -5,7 +5,8 @@ Same signatures as the direct kernels in ``direct.py``, so the algorithm chooser
 images lays its columns out one of two ways (:func:`_per_image`):
 
 * per image, ``cols[n, g]`` of shape ``(C_g*R*S, OH*OW)``: each image's products
-  apart, on ``x``, ``out`` and ``grad_out`` in place::
+  apart, ``out`` and ``grad_out`` read and written in place (and ``x`` too for a
+  pointwise conv, which needs no columns)::
 
     forward      out[n, g] = W[g] (K_g, C_g*R*S) @ cols[n, g] + bias
     grad weight  dW[g] = sum over n of dy[n, g] @ cols[n, g]^T   (``blas.matmul_sum``)
@@ -116,7 +117,10 @@ def conv2d_grad_weight_gemm(x, grad_out, grad_weight, geometry):
         x.shape, grad_weight.shape, grad_out.shape, geometry, x.itemsize)
     gw = grad_weight.reshape(groups, k_g, rows)
     batch = x.shape[0]
-    if pointwise:  # no columns: the images' products summed, split along the pixels
+    if batch == 0:
+        gw[...] = 0
+        return
+    if pointwise:  # no columns: the images' products summed (blas.matmul_sum)
         matmul_sum(grad_out.reshape(batch, groups, k_g, out_len),
                    x.reshape(batch, groups, rows, out_len).transpose(0, 1, 3, 2), gw)
         return
