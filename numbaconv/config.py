@@ -83,9 +83,11 @@ GEMM_POINTWISE_GRAD_MIN_CHANNELS = 16
 SUBSAMPLE_NUMPY_BYTES = 1 << 18
 
 # A grad input of fewer multiply-adds runs on the GEMM path when strided (from 4 output
-# channels per group) or, at stride 1, from this many output channels per group.
-GEMM_SMALL_GRAD_INPUT_MACS = 1_000_000
+# channels per group) or, at stride 1, from this many output channels per group; a
+# strided forward (not 1x1) of fewer, from GEMM_SMALL_FORWARD_MIN_OUT_CHANNELS.
+GEMM_SMALL_MACS = 1_000_000
 GEMM_SMALL_GRAD_INPUT_MIN_OUT_CHANNELS = 24
+GEMM_SMALL_FORWARD_MIN_OUT_CHANNELS = 128
 
 # A strided grad input whose reduction has at least this many values per input pixel
 # (K_g*kH*kW) runs on the GEMM path (dispatch.choose_conv_algorithm), where the tiled

@@ -305,11 +305,12 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       measured up to 3.5x slower there, but for its stride-1 grad input of kernels up
       to 5x5, where they won (the 3x3 forward won too, by less than its compile costs
       the main job).
-    * a small grad input (under ``config.GEMM_SMALL_GRAD_INPUT_MACS``
+    * a small grad input (under ``config.GEMM_SMALL_MACS``
       multiply-accumulates) with at least 4 output channels per group if strided, at
       least ``config.GEMM_SMALL_GRAD_INPUT_MIN_OUT_CHANNELS`` at stride 1: ``'gemm'``,
       one product and a scatter, where the tiled and blocked kernels' frames, phases
-      and tiles cost more than the work.
+      and tiles cost more than the work; and so a small strided forward (not 1x1) of at
+      least ``config.GEMM_SMALL_FORWARD_MIN_OUT_CHANNELS`` output channels per group.
     * thin groups (under ``config.TILED_MIN_CHANNELS`` input channels) whose product has
       fewer than ``config.GEMM_MIN_MACS_PER_PIXEL`` multiply-accumulates per output
       pixel: ``'direct'``, which reads the input once; but a stride-1 forward with more
@@ -379,10 +380,14 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
                  or k_g * spec.kernel[0] * spec.kernel[1]
                  >= config.GEMM_GRAD_INPUT_MIN_REDUCTION)):
         return "gemm"  # 1x1: one product, then a scatter; long: the tiles outgrow the cache
-    if (kernel == "conv2d_grad_input" and macs < config.GEMM_SMALL_GRAD_INPUT_MACS
+    if (kernel == "conv2d_grad_input" and macs < config.GEMM_SMALL_MACS
             and k_g >= (4 if spec.stride != (1, 1)
                         else config.GEMM_SMALL_GRAD_INPUT_MIN_OUT_CHANNELS)):
         return "gemm"  # a small adjoint conv: one product and a scatter cost least
+    if (kernel == "conv2d_forward" and spec.stride != (1, 1) and spec.kernel != (1, 1)
+            and macs < config.GEMM_SMALL_MACS
+            and k_g >= config.GEMM_SMALL_FORWARD_MIN_OUT_CHANNELS):
+        return "gemm"  # a small strided forward into many channels: one product
     macs = k_g * c_g * spec.kernel[0] * spec.kernel[1]
     if c_g < config.TILED_MIN_CHANNELS and macs < config.GEMM_MIN_MACS_PER_PIXEL:
         several = kernel == "conv2d_forward" and spec.stride == (1, 1) and k_g > 1

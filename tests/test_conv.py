@@ -421,7 +421,11 @@ def test_chooser_rules(monkeypatch):
     assert choose(spec(16, 4, 1, stride=2), "conv2d_grad_input") == "gemm"
     assert choose(spec(16, 3, 1, stride=2), "conv2d_grad_input") != "gemm"
     assert choose(spec(16, 24, 1, size=10)) != "gemm"  # the forward: not this rule
-    monkeypatch.setattr(config, "GEMM_SMALL_GRAD_INPUT_MACS", 0)
+    # ... but a small strided forward of GEMM_SMALL_FORWARD_MIN_OUT_CHANNELS: GEMM
+    assert choose(spec(2, 128, 1, stride=2, size=16)) == "gemm"  # 112896 products
+    assert choose(spec(2, 127, 1, stride=2, size=16)) != "gemm"
+    assert choose(spec(2, 128, 1, k=1, stride=2, size=16)) != "gemm"  # 1x1: its subsample
+    monkeypatch.setattr(config, "GEMM_SMALL_MACS", 0)
     monkeypatch.setattr(config, "DIRECT_MAX_MACS", 0)  # the rules below, on tiny specs
     # the blocked conv needs AVX-512's 32 registers; elsewhere its cases run tiled / gemm
     blocked = (lambda other: "blocked") if simd.WIDE else (lambda other: other)
