@@ -301,10 +301,9 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       scatter.
     * depthwise (``groups == C_in``) with more than one channel: ``'depthwise'``,
       per-channel kernels on stride-phase planes.  A single input channel (an MNIST
-      first layer) takes the dense rules below, the depthwise kernels' one plane
-      measured up to 3.5x slower there, but for its stride-1 grad input of kernels up
-      to 5x5, where they won (the 3x3 forward won too, by less than its compile costs
-      the main job).
+      first layer) takes the dense rules below, where the depthwise kernels' one plane
+      ran slower, but for its stride-1 grad input of kernels up to 5x5, where they won
+      (the 3x3 forward won too, by less than its compile costs the main job).
     * a small grad input (under ``config.GEMM_SMALL_MACS``
       multiply-accumulates) with at least 4 output channels per group if strided, at
       least ``config.GEMM_SMALL_GRAD_INPUT_MIN_OUT_CHANNELS`` at stride 1: ``'gemm'``,

@@ -129,3 +129,37 @@ def test_gemm_grad_weight_of_an_empty_batch_is_zero(w_shape):
     conv2d_grad_weight_gemm(np.zeros((0, 4, 5, 5)), np.zeros((0, 6, out, out)), grad_weight,
                             (1, 1, 0, 0, 1, 1, 1))
     np.testing.assert_array_equal(grad_weight, 0)
+
+
+@pytest.mark.parametrize("per_image_from", [0, 10**9])  # columns per image, side by side
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, params", [
+    ((3, 6, 9, 8), (8, 6, 3, 3), dict(padding=1)),
+    ((4, 8, 11, 10), (6, 4, 3, 2), dict(stride=2, padding=(1, 0), groups=2, dilation=(1, 2))),
+    ((1, 5, 7, 9), (7, 5, 5, 5), dict(padding=2)),  # one image: per image either way
+    ((3, 6, 8, 8), (9, 6, 1, 1), dict()),  # pointwise: no columns
+])
+def test_gemm_layouts_match_the_oracle(x_shape, w_shape, params, dtype, per_image_from, rng,
+                                       monkeypatch):
+    """The GEMM path's forward, grad input and grad weight, in chunks of 2 images, with
+    the columns laid out per image or side by side, against the NumPy-loop oracle."""
+    from conftest import tolerance
+
+    from numbaconv import config
+    from numbaconv import reference as ref
+
+    for name in ("GEMM_IMAGE_MIN_PIXELS", "GEMM_GRAD_WEIGHT_IMAGE_MIN_PIXELS"):
+        monkeypatch.setattr(config, name, per_image_from)
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "gemm")
+    x = rng.standard_normal(x_shape).astype(dtype)
+    w = rng.standard_normal(w_shape).astype(dtype)
+    b = rng.standard_normal(w_shape[0]).astype(dtype)
+    y = ref.conv2d(x, w, b, **params)
+    per_image = (x_shape[1] * w_shape[2] * w_shape[3] + w_shape[0]) * y[0, 0].size
+    monkeypatch.setattr(config, "IM2COL_CHUNK_BYTES", 2 * per_image * x.itemsize)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    got = (nc.conv2d(x, w, b, **params),) + nc.conv2d_backward(gy, x, w, b, **params)
+    want = (y,) + ref.conv2d_backward(gy, x, w, b, **params)
+    rtol, atol = tolerance(dtype)
+    for g, e in zip(got, want):
+        np.testing.assert_allclose(g, e, rtol=rtol, atol=atol * 10)

@@ -112,7 +112,6 @@ def matmul(a, b, out):
     return out
 
 
-
 def _summed_shares(stack, k, parts):
     """Each thread's share of a sum of ``stack`` products of reduction length ``k``: a
     list of ``(first product, stop, first k, stop k)`` runs, contiguous products where

@@ -87,25 +87,6 @@ def _from_columns(t, threads, args):
         _columns_to_plane(flat, row_stride, i * image_stride, c, x[n0 + i, c], geometry)
 
 
-def im2col(x, cols, geometry):
-    """n c h w -> n (c r s) (oh ow): ``cols`` is ``(N, C*kh*kw, OH*OW)``."""
-    length = cols.shape[2]
-    run_shares(_to_columns, numba.get_num_threads(),
-               (x, 0, x.shape[0], cols.reshape(cols.size), length, cols.shape[1] * length,
-                *geometry))
-
-
-def col2im(cols, x, geometry):
-    """n (c r s) (oh ow) -> n c h w, overlapping windows summed (``x`` overwritten)."""
-    length = cols.shape[2]
-    run_shares(_from_columns, numba.get_num_threads(),
-               (cols.reshape(cols.size), length, cols.shape[1] * length, 0, x.shape[0], x,
-                *geometry))
-
-
-# The GEMM convolution's layouts (CPU only): the columns of images n0 .. n0+nb side by
-# side, ``(C*kh*kw, nb * OH*OW)``, so one matrix product covers the whole chunk ("wide"),
-# or any other strides of rows and images in a 1-D ``flat``.
 def im2col_at(x, n0, nb, flat, row_stride, image_stride, geometry):
     """x[n0:n0+nb] -> image ``i``'s column row ``(c r s)`` at ``flat[row * row_stride + i
     * image_stride :][: OH*OW]``."""
@@ -120,6 +101,22 @@ def col2im_at(flat, row_stride, image_stride, n0, nb, x, geometry):
                (flat, row_stride, image_stride, n0, nb, x, *geometry))
 
 
+def im2col(x, cols, geometry):
+    """n c h w -> n (c r s) (oh ow): ``cols`` is ``(N, C*kh*kw, OH*OW)``."""
+    length = cols.shape[2]
+    im2col_at(x, 0, x.shape[0], cols.reshape(cols.size), length, cols.shape[1] * length,
+              geometry)
+
+
+def col2im(cols, x, geometry):
+    """n (c r s) (oh ow) -> n c h w, overlapping windows summed (``x`` overwritten)."""
+    length = cols.shape[2]
+    col2im_at(cols.reshape(cols.size), length, cols.shape[1] * length, 0, x.shape[0], x,
+              geometry)
+
+
+# The GEMM convolution's wide layout (CPU only): the columns of images n0 .. n0+nb side
+# by side, ``(C*kh*kw, nb * OH*OW)``, so one matrix product covers the whole chunk.
 def im2col_wide(x, n0, nb, flat, geometry):
     """x[n0:n0+nb]: n c h w -> (c r s) (n oh ow), into the 1-D ``flat``."""
     length = geometry[8] * geometry[9]

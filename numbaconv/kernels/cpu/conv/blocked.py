@@ -300,9 +300,9 @@ def _grad_weight_blocked(t, threads, args):
 def _pack(weight, groups):
     """``(K, C_g, R, S)`` -> ``(G, ceil(K_g/4), C_g*R*S, 4)``: for each block of 4
     output channels, the 4 weights of a tap together (zero past ``K_g``).  Small weights
-    by one transposing copy; larger ones lane by lane (4 strided copies), which avoids
-    NumPy's slow copy of rows of 4 (98 -> 36 us for 301x5x7x7; docs/benchmarks/cpu.md,
-    "Session 10")."""
+    by one transposing copy; larger ones (``_PACK_BY_LANES``) lane by lane, 4 strided
+    copies, which avoid NumPy's slow copy of rows of 4 values (measured:
+    docs/benchmarks/cpu.md, "Session 10")."""
     out_ch, c_g, kh, kw = weight.shape
     k_g = out_ch // groups
     kblocks = -(-k_g // BLOCK)
