@@ -58,8 +58,8 @@ CPU_TIERING = os.environ.get("NUMBACONV_TIERING", "1").lower() not in {"0", "fal
 TIER_MAX_MACS = 10_000_000_000
 
 # Convolution algorithm on the CPU: 'auto' (``dispatch.choose_conv_algorithm``), 'direct',
-# 'serial' (the direct forward on one thread), 'blocked', 'tiled', 'gemm' or
-# 'depthwise'.  Tests patch it to run every path over the same grid.
+# 'serial' (the direct forward on one thread), 'blocked', 'channel_blocked', 'tiled',
+# 'gemm' or 'depthwise'.  Tests patch it to run every path over the same grid.
 CONV_ALGORITHM = "auto"
 
 # Largest im2col buffer the GEMM path allocates; the batch is processed in chunks of
@@ -173,6 +173,22 @@ BLOCKED_MAX_REDUCTION = 320
 BLOCKED_STRIDED_1X1_MAX_CHANNELS = 32
 BLOCKED_GRAD_MIN_CHANNELS = 16
 BLOCKED_GRAD_MAX_REDUCTION = 800
+
+# When 'auto' picks the channel-blocked direct convolution (vectors along the output
+# channels: kernels/cpu/conv/channel_blocked.py; the rule in
+# dispatch._channel_blocked_applies, the measurements in docs/benchmarks/cpu.md, "Session
+# 11"): the forward, and the stride-1 grad input, whose output channels fill at least
+# CHANNEL_BLOCKED_MIN_FILL of its blocks of 2 vectors, with a reduction of at least
+# CHANNEL_BLOCKED_MIN_REDUCTION products per output, or of CHANNEL_BLOCKED_MIN_SHORT
+# where the blocked kernel would drop at least CHANNEL_BLOCKED_MIN_WASTE of its frame
+# columns (small maps); and strided forwards too long for the blocked kernel
+# (BLOCKED_MAX_REDUCTION) of at least CHANNEL_BLOCKED_MIN_STRIDED_CHANNELS output
+# channels per group, where the tiled kernel is the alternative.
+CHANNEL_BLOCKED_MIN_FILL = 0.75
+CHANNEL_BLOCKED_MIN_REDUCTION = 256
+CHANNEL_BLOCKED_MIN_SHORT = 64
+CHANNEL_BLOCKED_MIN_WASTE = 0.1
+CHANNEL_BLOCKED_MIN_STRIDED_CHANNELS = 16
 
 # Register blocks (4 output channels x 4 vectors of pixels) per job of the blocked conv.
 BLOCKED_BLOCKS = 4

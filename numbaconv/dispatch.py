@@ -167,9 +167,10 @@ def backend_for(op: str, **arrays):
 
 # --------------------------------------------------------------------------- algorithms
 # The algorithm a kernel falls back to when the chosen one has no variant of it.
-CONV_FALLBACK = {"blocked": "tiled", "tiled": "gemm", "gemm": "direct", "depthwise": "direct",
-                 "serial": "direct"}
-CPU_ALGORITHMS = ("direct", "serial", "blocked", "tiled", "gemm", "depthwise")
+CONV_FALLBACK = {"blocked": "tiled", "channel_blocked": "tiled", "tiled": "gemm",
+                 "gemm": "direct", "depthwise": "direct", "serial": "direct"}
+CPU_ALGORITHMS = ("direct", "serial", "blocked", "channel_blocked", "tiled", "gemm",
+                  "depthwise")
 
 
 _wide = None
@@ -225,6 +226,48 @@ def _blocked_applies(spec, kernel: str) -> bool:
                 and k_g >= config.BLOCKED_NARROW_CHANNELS)
 
 
+def _channel_blocked_applies(spec, kernel: str) -> bool:
+    """The channel-blocked direct conv (``kernels/cpu/conv/channel_blocked.py``: vectors
+    along the output channels, 2 per block) for ``kernel``, on an AVX-512 host (24
+    accumulators): the forward, or the stride-1 grad input (a conv whose output channels
+    are the layer's input channels), where
+
+    * its output channels fill at least ``config.CHANNEL_BLOCKED_MIN_FILL`` of its
+      channel blocks (the last block's lanes past ``K_g`` are computed for nothing), and
+      the reduction is at least ``config.CHANNEL_BLOCKED_MIN_REDUCTION`` products per
+      output, or ``config.CHANNEL_BLOCKED_MIN_SHORT`` on maps where the blocked kernel
+      would drop at least ``config.CHANNEL_BLOCKED_MIN_WASTE`` of its frame columns;
+    * or, a strided forward too long for the blocked kernel
+      (``config.BLOCKED_MAX_REDUCTION``), with at least
+      ``config.CHANNEL_BLOCKED_MIN_STRIDED_CHANNELS`` output channels per group: the
+      tiled kernel, the alternative there, ran slower on every such layer.
+
+    The measurements behind it: ``docs/benchmarks/cpu.md``, "Session 11"."""
+    if not _wide_simd() or kernel == "conv2d_grad_weight":
+        return False
+    strided = spec.stride != (1, 1)
+    if kernel == "conv2d_grad_input" and strided:
+        return False
+    k_g = spec.out_channels // spec.groups
+    c_g = spec.in_channels // spec.groups
+    taps = spec.kernel[0] * spec.kernel[1]
+    reach = (spec.kernel[1] - 1) * spec.dilation[1] // spec.stride[1]
+    if kernel == "conv2d_forward":
+        outputs, reduction, width = k_g, c_g * taps, spec.out_size[1]
+    else:
+        outputs, reduction, width = c_g, k_g * taps, spec.in_size[1]
+    block = 2 * 64 // np.dtype(spec.dtype).itemsize  # 2 AVX-512 vectors of channels
+    fill = outputs / (-(-outputs // block) * block)
+    waste = reach / (width + reach)
+    if (kernel == "conv2d_forward" and strided and reduction > config.BLOCKED_MAX_REDUCTION
+            and k_g >= config.CHANNEL_BLOCKED_MIN_STRIDED_CHANNELS):
+        return True
+    return fill >= config.CHANNEL_BLOCKED_MIN_FILL and (
+        reduction >= config.CHANNEL_BLOCKED_MIN_REDUCTION
+        or (reduction >= config.CHANNEL_BLOCKED_MIN_SHORT
+            and waste >= config.CHANNEL_BLOCKED_MIN_WASTE))
+
+
 def _tiled_grad_in_place(spec) -> bool:
     """Whether the tiled grad weight reads the frame in place for ``spec`` with few
     output channels per group (``config.TILED_GRAD_RUNS_MAX_CHANNELS``; the other
@@ -257,8 +300,8 @@ def subsampled_pointwise(device: str, spec) -> bool:
 
 def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> str:
     """The one place that picks how a convolution runs: ``'direct'``, ``'serial'``,
-    ``'blocked'``, ``'tiled'``, ``'gemm'`` or ``'depthwise'``, for one of its kernels
-    (``kernel``: ``'conv2d_forward'``, ``'conv2d_grad_input'`` or
+    ``'blocked'``, ``'channel_blocked'``, ``'tiled'``, ``'gemm'`` or ``'depthwise'``, for
+    one of its kernels (``kernel``: ``'conv2d_forward'``, ``'conv2d_grad_input'`` or
     ``'conv2d_grad_weight'``).
 
     Rules on the CPU (CUDA: :func:`_choose_cuda`), first match wins.  They were derived
@@ -267,7 +310,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
 
     * ``config.CONV_ALGORITHM`` other than ``'auto'`` forces the choice (tests,
       benchmarks); ``'depthwise'`` forced on a non-depthwise conv means ``'direct'``,
-      ``'blocked'`` forced on a strided grad input or grad weight means ``'tiled'``.
+      ``'blocked'`` forced on a strided grad input or grad weight, and
+      ``'channel_blocked'`` on a strided grad input, means ``'tiled'``.
     * the forward of a thin pointwise conv (1x1, stride 1, no padding, under
       ``config.TILED_MIN_CHANNELS`` input channels per group): ``'direct'``, one flat
       axpy per input channel and output plane, where BLAS runs a product of a short
@@ -310,6 +354,11 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       one product and a scatter, where the tiled and blocked kernels' frames, phases
       and tiles cost more than the work; and so a small strided forward (not 1x1) of at
       least ``config.GEMM_SMALL_FORWARD_MIN_OUT_CHANNELS`` output channels per group.
+    * where :func:`_channel_blocked_applies` (a forward, or a stride-1 grad input, whose
+      output channels fill the blocks of 2 vectors, over a long reduction or a small
+      map; a strided forward too long for the blocked kernel): ``'channel_blocked'``,
+      vectors along the output channels, each block's pixels read where they are, so no
+      frame column is computed and dropped.
     * thin groups (under ``config.TILED_MIN_CHANNELS`` input channels) whose product has
       fewer than ``config.GEMM_MIN_MACS_PER_PIXEL`` multiply-accumulates per output
       pixel: ``'direct'``, which reads the input once; but a stride-1 forward with more
@@ -329,8 +378,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       so thin inputs still give long rows.
 
     A kernel without a variant for the chosen algorithm runs the next one in
-    :data:`CONV_FALLBACK` (blocked -> tiled -> gemm -> direct; depthwise, serial ->
-    direct).
+    :data:`CONV_FALLBACK` (blocked, channel_blocked -> tiled -> gemm -> direct;
+    depthwise, serial -> direct).
     """
     if device != CPU:
         return _choose_cuda(spec)
@@ -342,8 +391,10 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
                 f"{config.CONV_ALGORITHM!r} (Winograd was removed: it won no layer)")
         if config.CONV_ALGORITHM == "depthwise" and not depthwise:
             return "direct"
-        if (config.CONV_ALGORITHM == "blocked" and spec.stride != (1, 1)
-                and kernel != "conv2d_forward"):
+        if spec.stride != (1, 1) and (
+                (config.CONV_ALGORITHM == "blocked" and kernel != "conv2d_forward")
+                or (config.CONV_ALGORITHM == "channel_blocked"
+                    and kernel == "conv2d_grad_input")):
             return "tiled"
         return config.CONV_ALGORITHM
     macs = (spec.batch * spec.out_channels * spec.out_size[0] * spec.out_size[1]
@@ -387,6 +438,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
             and macs < config.GEMM_SMALL_MACS
             and k_g >= config.GEMM_SMALL_FORWARD_MIN_OUT_CHANNELS):
         return "gemm"  # a small strided forward into many channels: one product
+    if _channel_blocked_applies(spec, kernel):
+        return "channel_blocked"  # vectors along the output channels: no dropped columns
     macs = k_g * c_g * spec.kernel[0] * spec.kernel[1]
     if c_g < config.TILED_MIN_CHANNELS and macs < config.GEMM_MIN_MACS_PER_PIXEL:
         several = kernel == "conv2d_forward" and spec.stride == (1, 1) and k_g > 1

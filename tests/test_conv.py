@@ -192,6 +192,39 @@ def test_blocked_matches_the_oracle_across_jobs(x_shape, w_shape, params, dtype,
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, params", [
+    ((2, 8, 13, 11), (10, 8, 3, 3), dict(padding=(1, 2))),  # K_g below one block
+    ((3, 6, 7, 5), (40, 6, 3, 3), dict(padding=1)),  # two blocks, the second partial
+    ((2, 12, 9, 17), (12, 4, 2, 3), dict(groups=3, dilation=(3, 2), padding=((2, 0), (1, 3)))),
+    ((1, 8, 6, 5), (5, 8, 5, 5), dict(padding=(5, 1))),  # grad input: a negative pad
+    ((2, 5, 11, 10), (33, 5, 3, 3), dict(stride=2, padding=1)),  # strided forward
+    ((1, 4, 13, 12), (6, 4, 3, 3), dict(stride=(3, 2), dilation=(1, 2), padding=(2, 0))),
+    ((1, 3, 9, 11), (8, 3, 1, 1), {}),  # 1x1
+    ((2, 4, 3, 2), (7, 4, 3, 3), dict(padding=1)),  # fewer pixels than a block
+])
+def test_channel_blocked_matches_the_oracle_across_jobs(x_shape, w_shape, params, dtype, rng,
+                                                         monkeypatch):
+    """The channel-blocked kernels against the oracle with every job split small: spans
+    of one 12-pixel block (ending inside rows and past the last pixel), runs of one
+    image, reduction chunks of one input channel (partial sums kept in the tile),
+    partial blocks of output channels, groups, crops, strides, dilation; forward, grad
+    weight (12 taps a block: partial tap blocks) and stride-1 grad input (a strided
+    one runs tiled)."""
+    from numbaconv import config
+    from numbaconv.kernels.cpu.conv import channel_blocked
+
+    monkeypatch.setattr(channel_blocked, "_SPAN", channel_blocked.PIXELS)
+    monkeypatch.setattr(channel_blocked, "_TILE_BYTES", 1)
+    monkeypatch.setattr(channel_blocked, "_WEIGHT_BYTES", 1)
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "channel_blocked")
+    x, w, b = _arrays(rng, x_shape, w_shape, dtype)
+    _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
+    monkeypatch.undo()  # whole jobs: the default spans, runs and chunks
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "channel_blocked")
+    _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, mult, params", [
     ((2, 3, 8, 8), 1, dict(stride=2, padding=1)),                   # even: whole pairs
     ((1, 2, 7, 9), 2, dict(stride=2, padding=(0, 2))),               # odd sizes, pad > 1
@@ -427,6 +460,10 @@ def test_chooser_rules(monkeypatch):
     assert choose(spec(2, 128, 1, k=1, stride=2, size=16)) != "gemm"  # 1x1: its subsample
     monkeypatch.setattr(config, "GEMM_SMALL_MACS", 0)
     monkeypatch.setattr(config, "DIRECT_MAX_MACS", 0)  # the rules below, on tiny specs
+    # the channel-blocked rule (tested apart: test_channel_blocked_rule) off, so that
+    # these specs show the rules it comes before
+    monkeypatch.setattr(config, "CHANNEL_BLOCKED_MIN_FILL", 2.0)
+    monkeypatch.setattr(config, "CHANNEL_BLOCKED_MIN_STRIDED_CHANNELS", 10**9)
     # the blocked conv needs AVX-512's 32 registers; elsewhere its cases run tiled / gemm
     blocked = (lambda other: "blocked") if simd.WIDE else (lambda other: other)
     assert choose(spec(32, 32, 32)) == "depthwise"
@@ -611,6 +648,47 @@ def test_inputs_are_not_mutated(rng):
     nc.conv2d_backward(gy, x, w, b, **params)
     for a, c in zip((x, w, b, gy), copies + [gy_copy]):
         np.testing.assert_array_equal(a, c)
+
+
+def test_channel_blocked_rule(monkeypatch):
+    """Where the channel-blocked kernel runs (AVX-512): forwards and stride-1 grad inputs
+    whose output channels fill 3/4 of its blocks (32 channels in float32, 16 in
+    float64), over a reduction of 256+ products, or 64+ on maps where the blocked
+    kernel drops 10%+ of its columns; strided forwards too long for the blocked kernel
+    from 16 output channels; never a grad weight or a strided grad input."""
+    from numbaconv import config
+    from numbaconv._args import conv_spec
+    from numbaconv.dispatch import choose_conv_algorithm
+    from numbaconv.kernels.cpu import simd
+
+    monkeypatch.setattr(config, "GEMM_SMALL_MACS", 0)
+    monkeypatch.setattr(config, "DIRECT_MAX_MACS", 0)
+
+    def choose(c_in, c_out, k=3, size=8, stride=1, dtype=np.float32, kernel="conv2d_forward",
+               groups=1):
+        x = np.zeros((1, c_in, size, size), dtype)
+        w = np.zeros((c_out, c_in // groups, k, k), dtype)
+        spec = conv_spec("conv2d", 2, x, w, None, stride, k // 2, 1, groups, "zeros", False)
+        return choose_conv_algorithm("cpu", spec, kernel)
+
+    if not simd.WIDE:
+        assert "channel_blocked" not in {choose(256, 256), choose(64, 64, stride=2)}
+        return
+    assert choose(256, 256, size=56) == "channel_blocked"  # 2304 products
+    assert choose(32, 24, size=56) == "channel_blocked"  # 288; 24 of 32 lanes
+    assert choose(32, 23, size=56) != "channel_blocked"  # 23 of 32 lanes
+    assert choose(32, 12, size=56) != "channel_blocked"  # 12 of 32 lanes
+    assert choose(32, 12, size=56, dtype=np.float64) == "channel_blocked"  # 12 of 16
+    assert choose(16, 32, size=56) != "channel_blocked"  # 144 products, 2 of 58 columns
+    assert choose(16, 32, size=14) == "channel_blocked"  # ... 2 of 16 columns
+    assert choose(4, 32, size=14) != "channel_blocked"  # 36 products
+    assert choose(32, 256, size=56, kernel="conv2d_grad_input") == "channel_blocked"
+    assert choose(256, 16, size=56, kernel="conv2d_grad_input") != "channel_blocked"  # 144
+    assert choose(256, 256, kernel="conv2d_grad_weight") != "channel_blocked"
+    assert choose(256, 256, stride=2, kernel="conv2d_grad_input") != "channel_blocked"
+    assert choose(64, 16, stride=2, size=30) == "channel_blocked"  # 576 products, tiled else
+    assert choose(64, 15, stride=2, size=30) != "channel_blocked"
+    assert choose(64, 128, size=14, groups=64) == "depthwise"  # not for depthwise convs
 
 
 def test_non_contiguous_and_fortran_inputs(rng):

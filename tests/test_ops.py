@@ -297,11 +297,11 @@ def test_conv_transpose_is_the_adjoint_of_conv(rng):
     ((1, 2, 9, 1), (4, 1, 3, 1), dict(groups=2, padding=(0, 0)), "depthwise"),  # a column
     ((2, 9, 6, 6), (7, 9, 1, 1), {}, "gemm"),  # thinner pointwise forwards run direct
     ((1, 16, 5, 4), (4, 8, 1, 1), dict(groups=2), "gemm"),
-    ((2, 16, 7, 6), (16, 16, 3, 3), dict(padding=1), "blocked"),  # stride 1
+    ((2, 16, 7, 6), (16, 16, 3, 3), dict(padding=1), "channel_blocked"),  # 16 channels out
     ((1, 40, 4, 30), (5, 40, 3, 3), dict(padding=1), "blocked"),  # a long reduction, 5 rows
     ((1, 8, 5, 9), (8, 4, 2, 3), dict(groups=2, padding=((1, 0), (2, 1)), dilation=(2, 1)),
      "blocked"),
-    ((2, 40, 7, 6), (32, 40, 3, 3), dict(padding=1), "tiled"),  # narrow, 32 channels out
+    ((2, 40, 7, 6), (32, 40, 3, 3), dict(padding=1), "channel_blocked"),  # narrow
     ((1, 16, 9, 5), (6, 8, 3, 2), dict(groups=2, stride=(1, 2), padding=(2, 0)), "tiled"),
     ((1, 3, 9, 9), (8, 3, 3, 3), dict(stride=2, padding=1), "blocked"),  # an RGB stem
     ((2, 8, 11, 10), (12, 4, 3, 2), dict(groups=2, stride=(2, 3), padding=(1, 2),
@@ -320,8 +320,8 @@ def test_fast_paths_give_the_general_paths_answer(x_shape, w_shape, params, algo
     b = rng.standard_normal(w_shape[0])
     spec = conv_spec("conv2d", 2, x, w, b, params.get("stride", 1), params.get("padding", 0),
                      params.get("dilation", 1), params.get("groups", 1), "zeros", False)
-    if algorithm == "blocked" and not simd.WIDE:
-        pytest.skip("the blocked conv is picked on AVX-512 hosts only")
+    if algorithm in ("blocked", "channel_blocked") and not simd.WIDE:
+        pytest.skip("the blocked convs are picked on AVX-512 hosts only")
     assert choose_conv_algorithm("cpu", spec) == algorithm
     fast = nc.conv2d(x, w, b, **params)
     gy = rng.standard_normal(fast.shape)

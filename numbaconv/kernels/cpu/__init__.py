@@ -1,11 +1,13 @@
 """CPU kernels.  Exports the same names, with the same signatures, as ``kernels.cuda``.
 
-``conv/`` holds the convolution algorithms (direct, blocked, tiled, GEMM, depthwise); the
-other modules are the ops (pool, pad, im2col, shuffle, elementwise, reduce) and the
-helpers the kernels share (``rows``, ``simd``, ``gemm``, ``blas``, ``workspace``, and
+``conv/`` holds the convolution algorithms (direct, blocked, channel-blocked, tiled, GEMM,
+depthwise); the other modules are the ops (pool, pad, im2col, shuffle, elementwise,
+reduce) and the helpers the kernels share (``rows``, ``simd``, ``gemm``, ``blas``, ``workspace``, and
 ``shares``: how a parallel kernel runs as serial per-thread shares)."""
 
 from .conv import (add_channel_bias, conv2d_forward, conv2d_forward_blocked,
+                   conv2d_forward_channel_blocked, conv2d_grad_input_channel_blocked,
+                   conv2d_grad_weight_channel_blocked,
                    conv2d_forward_depthwise, conv2d_forward_gemm, conv2d_forward_serial,
                    conv2d_forward_tiled,
                    conv2d_grad_bias, conv2d_grad_input, conv2d_grad_input_blocked,
@@ -47,6 +49,9 @@ KERNELS = (
 SERIAL_KERNELS = ("conv2d_forward_serial",)
 BLOCKED_KERNELS = ("conv2d_forward_blocked", "conv2d_grad_input_blocked",
                    "conv2d_grad_weight_blocked")
+CHANNEL_BLOCKED_KERNELS = ("conv2d_forward_channel_blocked",
+                           "conv2d_grad_input_channel_blocked",
+                           "conv2d_grad_weight_channel_blocked")
 TILED_KERNELS = ("conv2d_forward_tiled", "conv2d_grad_input_tiled", "conv2d_grad_weight_tiled")
 GEMM_KERNELS = ("conv2d_forward_gemm", "conv2d_grad_input_gemm", "conv2d_grad_weight_gemm")
 DEPTHWISE_KERNELS = ("conv2d_forward_depthwise", "conv2d_grad_input_depthwise",

@@ -216,6 +216,25 @@ def splat(typingctx, arr, value):
 
 
 @intrinsic
+def broadcast(typingctx, arr, row, col):
+    """``arr[row, col]`` in every lane, read in place like :func:`load` (no negative
+    index wrap-around: ``col`` is taken as it is, inside the row)."""
+    vt = _vector_of(arr)
+    _check_2d("broadcast", arr, row, col)
+
+    def codegen(context, builder, sig, args):
+        row_, col_ = _intp_args(context, builder, sig, args)
+        address = _address(context, builder, sig.args[0], args[0], row_, col_)
+        lane_ty = context.get_value_type(vt.dtype)
+        value = builder.load(builder.inttoptr(address, lane_ty.as_pointer()))
+        lltype = context.get_value_type(vt)
+        one = builder.insert_element(ir.Constant(lltype, None), value,
+                                     ir.Constant(ir.IntType(32), 0))
+        return builder.shuffle_vector(one, one, _int_vector([0] * vt.width))
+    return vt(arr, row, col), codegen
+
+
+@intrinsic
 def fma(typingctx, x, y, acc):
     """``x * y + acc``, lane by lane, one fused multiply-add."""
     if not (isinstance(acc, Vector) and x == acc and y == acc):

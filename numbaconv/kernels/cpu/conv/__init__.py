@@ -1,4 +1,4 @@
-"""The CPU convolution algorithms: one family, five members with one signature.
+"""The CPU convolution algorithms: one family, six members with one signature.
 
 Every member computes the same three kernels, ``conv2d_forward``, ``conv2d_grad_input``
 and ``conv2d_grad_weight``, with the direct kernels' signatures and contract
@@ -12,6 +12,9 @@ member in ``dispatch.CONV_FALLBACK``.
   and the quickest kernel to compile.
 * ``blocked``: register-blocked direct conv on a flat frame, vectors along the output
   pixels, no horizontal sums, no im2col (AVX-512 hosts).
+* ``channel_blocked``: register-blocked direct conv, vectors along the output
+  channels, each block's pixels read at their own offsets: nothing computed and dropped
+  on small maps (AVX-512 hosts; forward and stride-1 grad input).
 * ``tiled``: im2col tiles built in cache and multiplied by numba's dot-product blocks
   (``..gemm``), never BLAS.
 * ``gemm`` (``im2col_gemm.py``): im2col per chunk of images, then BLAS products
@@ -24,6 +27,8 @@ per-thread buffers in ``..workspace``.
 """
 
 from .blocked import conv2d_forward_blocked, conv2d_grad_input_blocked, conv2d_grad_weight_blocked
+from .channel_blocked import (conv2d_forward_channel_blocked, conv2d_grad_input_channel_blocked,
+                              conv2d_grad_weight_channel_blocked)
 from .depthwise import (conv2d_forward_depthwise, conv2d_grad_input_depthwise,
                         conv2d_grad_weight_depthwise)
 from .direct import (add_channel_bias, conv2d_forward, conv2d_forward_serial, conv2d_grad_bias,
