@@ -2,8 +2,8 @@
 
 ``conv/`` holds the convolution algorithms (direct, blocked, channel-blocked, tiled, GEMM,
 depthwise); the other modules are the ops (pool, pad, im2col, shuffle, elementwise,
-reduce) and the helpers the kernels share (``rows``, ``simd``, ``gemm``, ``blas``, ``workspace``, and
-``shares``: how a parallel kernel runs as serial per-thread shares)."""
+reduce) and the helpers the kernels share (``rows``, ``simd``, ``gemm``, ``blas``,
+``workspace``, and ``shares``: how a parallel kernel runs as serial per-thread shares)."""
 
 from .conv import (add_channel_bias, conv2d_forward, conv2d_forward_blocked,
                    conv2d_forward_channel_blocked, conv2d_grad_input_channel_blocked,
