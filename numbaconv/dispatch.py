@@ -311,7 +311,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     * ``config.CONV_ALGORITHM`` other than ``'auto'`` forces the choice (tests,
       benchmarks); ``'depthwise'`` forced on a non-depthwise conv means ``'direct'``,
       ``'blocked'`` forced on a strided grad input or grad weight, and
-      ``'channel_blocked'`` on a strided grad input, means ``'tiled'``.
+      ``'channel_blocked'`` on a strided grad input, means ``'tiled'`` (the
+      channel-blocked grad weight falls back to it: :data:`CONV_FALLBACK`).
     * the forward of a thin pointwise conv (1x1, stride 1, no padding, under
       ``config.TILED_MIN_CHANNELS`` input channels per group): ``'direct'``, one flat
       axpy per input channel and output plane, where BLAS runs a product of a short

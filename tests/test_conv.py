@@ -207,9 +207,8 @@ def test_channel_blocked_matches_the_oracle_across_jobs(x_shape, w_shape, params
     """The channel-blocked kernels against the oracle with every job split small: spans
     of one 12-pixel block (ending inside rows and past the last pixel), runs of one
     image, reduction chunks of one input channel (partial sums kept in the tile),
-    partial blocks of output channels, groups, crops, strides, dilation; forward, grad
-    weight (12 taps a block: partial tap blocks) and stride-1 grad input (a strided
-    one runs tiled)."""
+    partial blocks of output channels, groups, crops, strides, dilation; forward and
+    stride-1 grad input (the grad weight, and a strided grad input, run tiled)."""
     from numbaconv import config
     from numbaconv.kernels.cpu.conv import channel_blocked
 

@@ -7,7 +7,6 @@ reduce) and the helpers the kernels share (``rows``, ``simd``, ``gemm``, ``blas`
 
 from .conv import (add_channel_bias, conv2d_forward, conv2d_forward_blocked,
                    conv2d_forward_channel_blocked, conv2d_grad_input_channel_blocked,
-                   conv2d_grad_weight_channel_blocked,
                    conv2d_forward_depthwise, conv2d_forward_gemm, conv2d_forward_serial,
                    conv2d_forward_tiled,
                    conv2d_grad_bias, conv2d_grad_input, conv2d_grad_input_blocked,
@@ -50,8 +49,7 @@ SERIAL_KERNELS = ("conv2d_forward_serial",)
 BLOCKED_KERNELS = ("conv2d_forward_blocked", "conv2d_grad_input_blocked",
                    "conv2d_grad_weight_blocked")
 CHANNEL_BLOCKED_KERNELS = ("conv2d_forward_channel_blocked",
-                           "conv2d_grad_input_channel_blocked",
-                           "conv2d_grad_weight_channel_blocked")
+                           "conv2d_grad_input_channel_blocked")  # grad weight: tiled
 TILED_KERNELS = ("conv2d_forward_tiled", "conv2d_grad_input_tiled", "conv2d_grad_weight_tiled")
 GEMM_KERNELS = ("conv2d_forward_gemm", "conv2d_grad_input_gemm", "conv2d_grad_weight_gemm")
 DEPTHWISE_KERNELS = ("conv2d_forward_depthwise", "conv2d_grad_input_depthwise",

@@ -27,8 +27,7 @@ per-thread buffers in ``..workspace``.
 """
 
 from .blocked import conv2d_forward_blocked, conv2d_grad_input_blocked, conv2d_grad_weight_blocked
-from .channel_blocked import (conv2d_forward_channel_blocked, conv2d_grad_input_channel_blocked,
-                              conv2d_grad_weight_channel_blocked)
+from .channel_blocked import conv2d_forward_channel_blocked, conv2d_grad_input_channel_blocked
 from .depthwise import (conv2d_forward_depthwise, conv2d_grad_input_depthwise,
                         conv2d_grad_weight_depthwise)
 from .direct import (add_channel_bias, conv2d_forward, conv2d_forward_serial, conv2d_grad_bias,

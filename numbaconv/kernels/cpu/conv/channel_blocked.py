@@ -181,79 +181,6 @@ def _forward_share(t, threads, args):
                     dst[q] = tile[base + (q - q0) * kc + i]
 
 
-@njit(inline="always")
-def _tap(j, taps, area, kw, row_step, dw):
-    """Tap ``j`` (``min(j, taps-1)``) of a group: its channel in the group and its shift
-    ``r*row_step + s*dw``."""
-    j = min(j, taps - 1)
-    f = j % area
-    return j // area, (f // kw) * row_step + (f % kw) * dw
-
-
-@share(fastmath=CPU_FASTMATH)
-def _grad_weight_share(t, threads, args):
-    """``grad_weight[k, j] = sum over n, p of grads[n, k, p] * frames[n, c_j, offs[p] +
-    shift_j]`` for the taps ``j = (c, r, s)``: the forward's block turned around, 2
-    vectors of output channels (``grads`` packed pixel by pixel: :func:`_pack`) x 12
-    taps, summed along the pixels of every image.  A job is one group's block of output
-    channels and 12 taps, the whole batch: deterministic, no partial sums."""
-    frames, grads, grad_weight, tile, offs, pixels, kh, kw, dh, dw, frame_w, groups = args
-    batch = frames.shape[0]
-    out_ch, taps = grad_weight.shape
-    area = kh * kw
-    c_g = taps // area
-    width = simd.lanes(frames)
-    kc = 2 * width
-    k_g = out_ch // groups
-    kblocks = grads.shape[0] // (batch * groups * pixels)
-    tblocks = (taps + PIXELS - 1) // PIXELS
-    row_step = dh * frame_w
-    buf = tile[t]
-    zero = simd.zeros(frames)
-    for job in range(t, groups * kblocks * tblocks, threads):
-        gkb, j0 = job // tblocks, (job % tblocks) * PIXELS
-        g, kb = gkb // kblocks, gkb % kblocks
-        c0, s0 = _tap(j0, taps, area, kw, row_step, dw)
-        c1, s1 = _tap(j0 + 1, taps, area, kw, row_step, dw)
-        c2, s2 = _tap(j0 + 2, taps, area, kw, row_step, dw)
-        c3, s3 = _tap(j0 + 3, taps, area, kw, row_step, dw)
-        c4, s4 = _tap(j0 + 4, taps, area, kw, row_step, dw)
-        c5, s5 = _tap(j0 + 5, taps, area, kw, row_step, dw)
-        c6, s6 = _tap(j0 + 6, taps, area, kw, row_step, dw)
-        c7, s7 = _tap(j0 + 7, taps, area, kw, row_step, dw)
-        c8, s8 = _tap(j0 + 8, taps, area, kw, row_step, dw)
-        c9, s9 = _tap(j0 + 9, taps, area, kw, row_step, dw)
-        c10, s10 = _tap(j0 + 10, taps, area, kw, row_step, dw)
-        c11, s11 = _tap(j0 + 11, taps, area, kw, row_step, dw)
-        ch = g * c_g
-        a0 = a1 = a2 = a3 = a4 = a5 = a6 = a7 = a8 = a9 = a10 = a11 = zero
-        a12 = a13 = a14 = a15 = a16 = a17 = a18 = a19 = a20 = a21 = a22 = a23 = zero
-        for n in range(batch):
-            frame = frames[n]
-            row = ((n * groups + g) * kblocks + kb) * pixels
-            for p in range(pixels):
-                o = offs[p]
-                w0, w1 = simd.load(grads, row + p, 0), simd.load(grads, row + p, width)
-                a0, a1 = _fma2(w0, w1, simd.broadcast(frame, ch + c0, s0 + o), a0, a1)
-                a2, a3 = _fma2(w0, w1, simd.broadcast(frame, ch + c1, s1 + o), a2, a3)
-                a4, a5 = _fma2(w0, w1, simd.broadcast(frame, ch + c2, s2 + o), a4, a5)
-                a6, a7 = _fma2(w0, w1, simd.broadcast(frame, ch + c3, s3 + o), a6, a7)
-                a8, a9 = _fma2(w0, w1, simd.broadcast(frame, ch + c4, s4 + o), a8, a9)
-                a10, a11 = _fma2(w0, w1, simd.broadcast(frame, ch + c5, s5 + o), a10, a11)
-                a12, a13 = _fma2(w0, w1, simd.broadcast(frame, ch + c6, s6 + o), a12, a13)
-                a14, a15 = _fma2(w0, w1, simd.broadcast(frame, ch + c7, s7 + o), a14, a15)
-                a16, a17 = _fma2(w0, w1, simd.broadcast(frame, ch + c8, s8 + o), a16, a17)
-                a18, a19 = _fma2(w0, w1, simd.broadcast(frame, ch + c9, s9 + o), a18, a19)
-                a20, a21 = _fma2(w0, w1, simd.broadcast(frame, ch + c10, s10 + o), a20, a21)
-                a22, a23 = _fma2(w0, w1, simd.broadcast(frame, ch + c11, s11 + o), a22, a23)
-        _store_block(buf, 0, width, (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12,
-                                     a13, a14, a15, a16, a17, a18, a19, a20, a21, a22, a23))
-        k0 = g * k_g + kb * kc
-        for i in range(min(kc, k_g - kb * kc)):
-            for j in range(min(PIXELS, taps - j0)):
-                grad_weight[k0 + i, j0 + j] = buf[j * kc + i]
-
-
 @share()
 def _pack_share(t, threads, args):
     """``packed[(g*KB + kb)*taps + j, lane] = rows[g*K_g + kb*kc + lane, j]``, 0 for
@@ -361,28 +288,3 @@ def conv2d_grad_input_channel_blocked(grad_out, weight, grad_in, geometry):
     _run(grad_out, adjoint, np.zeros(grad_in.shape[1], grad_in.dtype), grad_in,
          (kh - 1) * dh - ph, (kw - 1) * dw - pw, dh, dw, 1, 1, groups)
 
-
-def conv2d_grad_weight_channel_blocked(x, grad_out, grad_weight, geometry):
-    """Sums along the pixels of ``grad_out`` (packed so that a pixel's output channels
-    are adjacent) times the input's frame read at each tap's shift
-    (:func:`_grad_weight_share`): no im2col columns, any stride."""
-    sh, sw, ph, pw, dh, dw, groups = geometry
-    out_ch, c_g, kh, kw = grad_weight.shape
-    batch, _, out_h, out_w = grad_out.shape
-    if grad_out.size == 0 or x.size == 0:
-        grad_weight[...] = 0
-        return
-    frames, frame_w, offs = _frames_and_offsets(x, out_h, out_w, ph, pw, kh, kw, dh, dw,
-                                                sh, sw)
-    pixels = out_h * out_w
-    # each image's grad_out packed as a (K, pixels) weight of groups: (n, g, kb, p, lane)
-    grads, _ = _pack(grad_out.reshape(batch * out_ch, pixels, 1, 1),
-                     np.zeros(batch * out_ch, grad_out.dtype), batch * groups)
-    threads = numba.get_num_threads()
-    tile = scratch("channel_blocked_tiles", (threads, PIXELS * grads.shape[1]), x.dtype)
-    contiguous = grad_weight.flags.c_contiguous
-    flat = (grad_weight if contiguous else np.empty_like(grad_weight)).reshape(out_ch, -1)
-    run_shares(_grad_weight_share, threads, (frames, grads, flat, tile, offs, pixels, kh, kw,
-                                             dh, dw, frame_w, groups))
-    if not contiguous:
-        grad_weight[...] = flat.reshape(grad_weight.shape)
