@@ -652,7 +652,7 @@ def test_inputs_are_not_mutated(rng):
 def test_channel_blocked_rule(monkeypatch):
     """Where the channel-blocked kernel runs (AVX-512): forwards and stride-1 grad inputs
     whose output channels fill 3/4 of its blocks (32 channels in float32, 16 in
-    float64), over a reduction of 256+ products, or 64+ on maps where the blocked
+    float64), over a reduction of 256+ products, or 100+ on maps where the blocked
     kernel drops 10%+ of its columns; strided forwards too long for the blocked kernel
     from 16 output channels; never a grad weight or a strided grad input."""
     from numbaconv import config
@@ -681,6 +681,8 @@ def test_channel_blocked_rule(monkeypatch):
     assert choose(16, 32, size=56) != "channel_blocked"  # 144 products, 2 of 58 columns
     assert choose(16, 32, size=14) == "channel_blocked"  # ... 2 of 16 columns
     assert choose(4, 32, size=14) != "channel_blocked"  # 36 products
+    assert choose(3, 64, k=5, size=8) != "channel_blocked"  # 75 products: thin
+    assert choose(4, 32, k=7, size=14) == "channel_blocked"  # 196 products, 6 of 20 columns
     assert choose(32, 256, size=56, kernel="conv2d_grad_input") == "channel_blocked"
     assert choose(256, 16, size=56, kernel="conv2d_grad_input") != "channel_blocked"  # 144
     assert choose(256, 256, kernel="conv2d_grad_weight") != "channel_blocked"
