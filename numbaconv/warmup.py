@@ -275,6 +275,7 @@ SLOW_FIRST = (
     "cpu.conv.depthwise",
     "cpu.pool._max_pool2d_forward",
     "cpu.conv.blocked",
+    "cpu.conv.channel_blocked",
     "cpu.pool",
 )
 
