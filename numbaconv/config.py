@@ -205,8 +205,13 @@ DIRECT_MAX_MACS = 32768
 
 # 'auto' runs a thin pointwise forward (1x1, stride 1, no padding, under
 # TILED_MIN_CHANNELS input channels per group) on the direct kernel, serial up to this
-# many multiply-accumulates (cpu.md, "Session 8").
+# many multiply-accumulates (cpu.md, "Session 8") ...
 POINTWISE_SERIAL_MAX_MACS = 4096
+# ... and above it, with at most POINTWISE_DIRECT_MAX_CHANNELS input channels per group
+# on planes of at least POINTWISE_DIRECT_MIN_PIXELS, on numba's threads; the others run
+# on the GEMM path, whose per-image products won there (cpu.md, "Session 11").
+POINTWISE_DIRECT_MAX_CHANNELS = 2
+POINTWISE_DIRECT_MIN_PIXELS = 800
 
 # 'auto' runs thin groups (under TILED_MIN_CHANNELS input channels) whose product has
 # fewer multiply-accumulates per output pixel than this (K_g * C_g * kH * kW) on the

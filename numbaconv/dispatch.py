@@ -314,10 +314,13 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       ``'channel_blocked'`` on a strided grad input, means ``'tiled'`` (the
       channel-blocked grad weight falls back to it: :data:`CONV_FALLBACK`).
     * the forward of a thin pointwise conv (1x1, stride 1, no padding, under
-      ``config.TILED_MIN_CHANNELS`` input channels per group): ``'direct'``, one flat
-      axpy per input channel and output plane, where BLAS runs a product of a short
-      reduction slowly; ``'serial'`` up to ``config.POINTWISE_SERIAL_MAX_MACS``
-      multiply-accumulates, where waking numba's threads costs more.
+      ``config.TILED_MIN_CHANNELS`` input channels per group): ``'serial'`` up to
+      ``config.POINTWISE_SERIAL_MAX_MACS`` multiply-accumulates, where waking numba's
+      threads costs more; ``'direct'`` (one flat axpy per input channel and output
+      plane) for one input channel per group, or up to
+      ``config.POINTWISE_DIRECT_MAX_CHANNELS`` on planes of
+      ``config.POINTWISE_DIRECT_MIN_PIXELS`` or more, where BLAS runs a product of so
+      short a reduction slowly; the others ``'gemm'``, one product per image.
     * a tiny forward (fewer than ``config.DIRECT_MAX_MACS`` multiply-accumulates in
       all): ``'serial'``, the direct kernel on the calling thread: one kernel call where
       the others add a frame or a tile, and no wake-up of numba's threads.
@@ -405,7 +408,13 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     if (kernel == "conv2d_forward" and pointwise
             and spec.in_channels // spec.groups < config.TILED_MIN_CHANNELS):
         # a thin pointwise forward: one flat axpy per channel and output plane
-        return "serial" if macs <= config.POINTWISE_SERIAL_MAX_MACS else "direct"
+        if macs <= config.POINTWISE_SERIAL_MAX_MACS:
+            return "serial"
+        c_g = spec.in_channels // spec.groups
+        if c_g == 1 or (c_g <= config.POINTWISE_DIRECT_MAX_CHANNELS and spec.out_size[0]
+                        * spec.out_size[1] >= config.POINTWISE_DIRECT_MIN_PIXELS):
+            return "direct"  # one channel: an outer product, or a per-channel scale
+        return "gemm"  # one product per image: its 3-7 rows beat the flat axpys
     if kernel == "conv2d_forward" and macs < config.DIRECT_MAX_MACS:
         return "serial"  # one kernel call: the others' frames and tiles cost more
     if spec.kernel == (1, 1) and spec.in_channels == 1 and kernel == "conv2d_forward":

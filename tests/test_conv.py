@@ -564,10 +564,15 @@ def test_chooser_rules(monkeypatch):
     assert choose(spec(64, 64, 1, k=1), "conv2d_grad_weight") == "gemm"
     assert choose(spec(64, 64, 1, k=1)) == "gemm"  # 1x1
     assert choose(spec(8, 64, 1, k=1)) == "gemm"  # 1x1 from TILED_MIN_CHANNELS
-    # a thin pointwise forward: flat axpys, on numba's threads past 4096 products
+    # a thin pointwise forward: flat axpys on one thread up to 4096 products; past them,
+    # on numba's threads for 1-2 channels per group on planes of 800+ pixels, else GEMM
     assert choose(spec(2, 2, 1, k=1)) == "serial"  # 256 products
-    assert choose(spec(7, 64, 1, k=1, size=16)) == "direct"
-    assert choose(spec(14, 64, 2, k=1, size=16)) == "direct"  # 7 channels per group
+    assert choose(spec(2, 64, 1, k=1, size=30)) == "direct"  # 900 pixels
+    assert choose(spec(4, 64, 2, k=1, size=30)) == "direct"  # 2 channels per group
+    assert choose(spec(2, 64, 1, k=1, size=28)) == "gemm"  # 784 pixels
+    assert choose(spec(3, 64, 1, k=1, size=30)) == "gemm"  # 3 channels
+    assert choose(spec(7, 64, 1, k=1, size=16)) == "gemm"
+    assert choose(spec(1, 64, 1, k=1, size=16)) == "direct"  # one channel, a small plane
     assert choose(spec(7, 64, 1, k=1, size=16), "conv2d_grad_input") == "gemm"
     assert choose(spec(1, 64, 1, k=1, size=12)) == "direct"  # one channel: an outer product
     assert choose(spec(1, 64, 1, k=1, stride=2)) == "direct"  # ... at any stride

@@ -295,7 +295,8 @@ def test_conv_transpose_is_the_adjoint_of_conv(rng):
     ((1, 2, 3, 3), (2, 1, 5, 5), dict(groups=2, padding=1), "depthwise"),  # kernel > input
     ((2, 2, 5, 6), (2, 1, 3, 3), dict(groups=2, stride=2, padding=1), "depthwise"),
     ((1, 2, 9, 1), (4, 1, 3, 1), dict(groups=2, padding=(0, 0)), "depthwise"),  # a column
-    ((2, 9, 6, 6), (7, 9, 1, 1), {}, "gemm"),  # thinner pointwise forwards run direct
+    ((2, 9, 6, 6), (7, 9, 1, 1), {}, "gemm"),
+    ((2, 5, 12, 12), (9, 5, 1, 1), {}, "gemm"),  # thin, a small plane
     ((1, 16, 5, 4), (4, 8, 1, 1), dict(groups=2), "gemm"),
     ((2, 16, 7, 6), (16, 16, 3, 3), dict(padding=1), "channel_blocked"),  # 16 channels out
     ((1, 40, 4, 30), (5, 40, 3, 3), dict(padding=1), "blocked"),  # a long reduction, 5 rows
