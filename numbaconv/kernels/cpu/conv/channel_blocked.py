@@ -10,7 +10,8 @@ it ran at stride 1: ``Wf = (OW-1)*sW + (kW-1)*dW + 1`` wide.  Output pixel ``p =
 ow)`` starts at frame offset ``offs[p] = oh*sH*Wf + ow*sW`` and tap ``(r, s)`` adds
 ``r*dH*Wf + s*dW``, so::
 
-    out[n, k, p] = bias[k] + sum over (c, r, s) of w[k, c, r, s] * frame[n, c, offs[p] + r*dH*Wf + s*dW]
+    out[n, k, p] = bias[k] + sum over (c, r, s) of
+                   w[k, c, r, s] * frame[n, c, offs[p] + r*dH*Wf + s*dW]
 
 How: a register block is 2 vectors of output channels (``2*lanes``: 32 in float32, 16
 in float64) x 12 output pixels, 24 accumulators (:mod:`..simd`).  Per tap, 2 weight
