@@ -181,13 +181,20 @@ BLOCKED_GRAD_MAX_REDUCTION = 800
 # CHANNEL_BLOCKED_MIN_FILL of its blocks of 2 vectors, with a reduction of at least
 # CHANNEL_BLOCKED_MIN_REDUCTION products per output, or of CHANNEL_BLOCKED_MIN_SHORT
 # where the blocked kernel would drop at least CHANNEL_BLOCKED_MIN_WASTE of its frame
-# columns (small maps); and strided forwards too long for the blocked kernel
+# columns (small maps); forwards also at a fill of CHANNEL_BLOCKED_MIN_FILL_LONG over
+# CHANNEL_BLOCKED_LONG_REDUCTION products or more, and of CHANNEL_BLOCKED_MIN_TINY
+# products where CHANNEL_BLOCKED_MIN_WASTE_HIGH of the columns would be dropped (layers
+# of GEMM_SMALL_MACS or more); and strided forwards too long for the blocked kernel
 # (BLOCKED_MAX_REDUCTION) of at least CHANNEL_BLOCKED_MIN_STRIDED_CHANNELS output
 # channels per group, where the tiled kernel is the alternative.
 CHANNEL_BLOCKED_MIN_FILL = 0.75
 CHANNEL_BLOCKED_MIN_REDUCTION = 256
 CHANNEL_BLOCKED_MIN_SHORT = 100
 CHANNEL_BLOCKED_MIN_WASTE = 0.1
+CHANNEL_BLOCKED_MIN_FILL_LONG = 0.65
+CHANNEL_BLOCKED_LONG_REDUCTION = 1024
+CHANNEL_BLOCKED_MIN_TINY = 32
+CHANNEL_BLOCKED_MIN_WASTE_HIGH = 0.3
 CHANNEL_BLOCKED_MIN_STRIDED_CHANNELS = 16
 
 # Register blocks (4 output channels x 4 vectors of pixels) per job of the blocked conv.

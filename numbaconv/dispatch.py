@@ -237,6 +237,11 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
       the reduction is at least ``config.CHANNEL_BLOCKED_MIN_REDUCTION`` products per
       output, or ``config.CHANNEL_BLOCKED_MIN_SHORT`` on maps where the blocked kernel
       would drop at least ``config.CHANNEL_BLOCKED_MIN_WASTE`` of its frame columns;
+    * a forward only: a fill down to ``config.CHANNEL_BLOCKED_MIN_FILL_LONG`` over at
+      least ``config.CHANNEL_BLOCKED_LONG_REDUCTION`` products, and reductions down to
+      ``config.CHANNEL_BLOCKED_MIN_TINY`` products where at least
+      ``config.CHANNEL_BLOCKED_MIN_WASTE_HIGH`` of the blocked kernel's frame columns
+      would be dropped, in layers of ``config.GEMM_SMALL_MACS`` multiply-adds or more;
     * or, a strided forward too long for the blocked kernel
       (``config.BLOCKED_MAX_REDUCTION``), with at least
       ``config.CHANNEL_BLOCKED_MIN_STRIDED_CHANNELS`` output channels per group: the
@@ -262,10 +267,21 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     if (kernel == "conv2d_forward" and strided and reduction > config.BLOCKED_MAX_REDUCTION
             and k_g >= config.CHANNEL_BLOCKED_MIN_STRIDED_CHANNELS):
         return True
-    return fill >= config.CHANNEL_BLOCKED_MIN_FILL and (
-        reduction >= config.CHANNEL_BLOCKED_MIN_REDUCTION
-        or (reduction >= config.CHANNEL_BLOCKED_MIN_SHORT
-            and waste >= config.CHANNEL_BLOCKED_MIN_WASTE))
+    if fill >= config.CHANNEL_BLOCKED_MIN_FILL and (
+            reduction >= config.CHANNEL_BLOCKED_MIN_REDUCTION
+            or (reduction >= config.CHANNEL_BLOCKED_MIN_SHORT
+                and waste >= config.CHANNEL_BLOCKED_MIN_WASTE)):
+        return True
+    if kernel != "conv2d_forward":
+        return False
+    macs = (spec.batch * spec.out_size[0] * spec.out_size[1] * spec.out_channels
+            * reduction)
+    return ((fill >= config.CHANNEL_BLOCKED_MIN_FILL_LONG
+             and reduction >= config.CHANNEL_BLOCKED_LONG_REDUCTION)
+            or (fill >= config.CHANNEL_BLOCKED_MIN_FILL
+                and reduction >= config.CHANNEL_BLOCKED_MIN_TINY
+                and waste >= config.CHANNEL_BLOCKED_MIN_WASTE_HIGH
+                and macs >= config.GEMM_SMALL_MACS))
 
 
 def _tiled_grad_in_place(spec) -> bool:

@@ -462,6 +462,7 @@ def test_chooser_rules(monkeypatch):
     # the channel-blocked rule (tested apart: test_channel_blocked_rule) off, so that
     # these specs show the rules it comes before
     monkeypatch.setattr(config, "CHANNEL_BLOCKED_MIN_FILL", 2.0)
+    monkeypatch.setattr(config, "CHANNEL_BLOCKED_MIN_FILL_LONG", 2.0)
     monkeypatch.setattr(config, "CHANNEL_BLOCKED_MIN_STRIDED_CHANNELS", 10**9)
     # the blocked conv needs AVX-512's 32 registers; elsewhere its cases run tiled / gemm
     blocked = (lambda other: "blocked") if simd.WIDE else (lambda other: other)
@@ -658,8 +659,10 @@ def test_channel_blocked_rule(monkeypatch):
     """Where the channel-blocked kernel runs (AVX-512): forwards and stride-1 grad inputs
     whose output channels fill 3/4 of its blocks (32 channels in float32, 16 in
     float64), over a reduction of 256+ products, or 100+ on maps where the blocked
-    kernel drops 10%+ of its columns; strided forwards too long for the blocked kernel
-    from 16 output channels; never a grad weight or a strided grad input."""
+    kernel drops 10%+ of its columns; forwards also 65% full over 1024+ products, and
+    over 32+ where 30%+ of the columns would drop; strided forwards too long for the
+    blocked kernel from 16 output channels; never a grad weight or a strided grad
+    input."""
     from numbaconv import config
     from numbaconv._args import conv_spec
     from numbaconv.dispatch import choose_conv_algorithm
@@ -686,7 +689,15 @@ def test_channel_blocked_rule(monkeypatch):
     assert choose(16, 32, size=56) != "channel_blocked"  # 144 products, 2 of 58 columns
     assert choose(16, 32, size=14) == "channel_blocked"  # ... 2 of 16 columns
     assert choose(4, 32, size=14) != "channel_blocked"  # 36 products
-    assert choose(3, 64, k=5, size=8) != "channel_blocked"  # 75 products: thin
+    assert choose(3, 64, k=5, size=12) != "channel_blocked"  # 75 products, 4 of 16 columns
+    # forwards only: blocks 65% full over 1024+ products, 32+ products where 30%+ of
+    # the columns would be dropped
+    assert choose(256, 22, size=56) == "channel_blocked"  # 2304 products, 22 of 32 lanes
+    assert choose(64, 22, size=56) != "channel_blocked"  # 576
+    assert choose(22, 256, size=56, kernel="conv2d_grad_input") != "channel_blocked"
+    assert choose(2, 64, k=5, size=8) == "channel_blocked"  # 50 products, 4 of 12 columns
+    assert choose(2, 64, k=5, size=10) != "channel_blocked"  # 4 of 14
+    assert choose(2, 64, k=5, size=8, kernel="conv2d_grad_input") != "channel_blocked"
     assert choose(4, 32, k=7, size=14) == "channel_blocked"  # 196 products, 6 of 20 columns
     assert choose(32, 256, size=56, kernel="conv2d_grad_input") == "channel_blocked"
     assert choose(256, 16, size=56, kernel="conv2d_grad_input") != "channel_blocked"  # 144
