@@ -655,6 +655,23 @@ def test_inputs_are_not_mutated(rng):
         np.testing.assert_array_equal(a, c)
 
 
+def test_channel_blocked_writes_a_non_contiguous_out():
+    """The kernel called directly on an ``out`` whose pixels are not one flat run (a
+    transposed view): the answer lands in ``out``, as the direct kernel's does."""
+    from numbaconv.kernels.cpu.conv import channel_blocked, direct
+
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((2, 4, 6, 7)).astype(np.float32)
+    w = rng.standard_normal((33, 4, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(33).astype(np.float32)
+    geometry = (1, 1, 1, 1, 1, 1, 1)
+    out = np.empty((2, 33, 7, 6), np.float32).transpose(0, 1, 3, 2)
+    channel_blocked.conv2d_forward_channel_blocked(x, w, b, out, geometry)
+    want = np.empty((2, 33, 6, 7), np.float32)
+    direct.conv2d_forward(x, w, b, want, geometry)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
 def test_channel_blocked_rule(monkeypatch):
     """Where the channel-blocked kernel runs (AVX-512): forwards and stride-1 grad inputs
     whose output channels fill 3/4 of its blocks (32 channels in float32, 16 in

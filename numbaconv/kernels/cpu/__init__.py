@@ -42,14 +42,14 @@ KERNELS = (
 
 # CPU-only algorithms, chosen by ``dispatch.choose_conv_algorithm``, with the signatures
 # of the direct kernels they replace: the direct forward on one thread (tiny layers),
-# register-blocked direct, im2col tiles
-# with numba's GEMM, BLAS-backed GEMM, depthwise.  (Winograd F(2x2, 3x3) was removed: 2-6x
+# register-blocked direct (vectors along the pixels, or along the output channels), im2col
+# tiles with numba's GEMM, BLAS-backed GEMM, depthwise.  (Winograd F(2x2, 3x3) was removed: 2-6x
 # slower than the chosen kernel on every random 3x3 layer, docs/benchmarks/cpu.md.)
 SERIAL_KERNELS = ("conv2d_forward_serial",)
 BLOCKED_KERNELS = ("conv2d_forward_blocked", "conv2d_grad_input_blocked",
                    "conv2d_grad_weight_blocked")
 CHANNEL_BLOCKED_KERNELS = ("conv2d_forward_channel_blocked",
-                           "conv2d_grad_input_channel_blocked")  # grad weight: tiled
+                           "conv2d_grad_input_channel_blocked")  # no grad weight
 TILED_KERNELS = ("conv2d_forward_tiled", "conv2d_grad_input_tiled", "conv2d_grad_weight_tiled")
 GEMM_KERNELS = ("conv2d_forward_gemm", "conv2d_grad_input_gemm", "conv2d_grad_weight_gemm")
 DEPTHWISE_KERNELS = ("conv2d_forward_depthwise", "conv2d_grad_input_depthwise",

@@ -1,7 +1,7 @@
 """SIMD vectors in numba: a vector type and the few operations the matrix-product block
 (``gemm.block_runs``), the depthwise taps (``depthwise._gather_taps``, ``_dot_taps``), the
-blocked conv (``blocked._taps``) and the stride-2 phase split and merge
-(``conv.split_columns``, ``tiled.merge_column_phases``) need, written as LLVM
+blocked convs (``blocked._taps``, ``channel_blocked._taps``) and the stride-2 phase split
+and merge (``conv.split_columns``, ``tiled.merge_column_phases``) need, written as LLVM
 intrinsics.
 
 numba has no vector types; a loop of scalar reductions is left to LLVM's loop

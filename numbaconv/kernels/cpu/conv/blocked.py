@@ -401,18 +401,27 @@ def conv2d_forward_blocked(x, weight, bias, out, geometry):
     _run(x, _pack(weight, groups), bias, out, ph, pw, kh, kw, dh, dw, sh, sw)
 
 
-def conv2d_grad_input_blocked(grad_out, weight, grad_in, geometry):
-    """At stride 1 the adjoint of the forward is the forward conv of ``grad_out`` with
-    ``w'[g, c, k, r, s] = w[g, k, c, kH-1-r, kW-1-s]`` and leading pads ``(kH-1)*dH -
-    pH``, ``(kW-1)*dW - pW``."""
-    _check_stride(geometry)
+def adjoint(weight, geometry):
+    """The stride-1 grad input as a forward conv of ``grad_out``: its weights ``w'[g, c,
+    k, r, s] = w[g, k, c, kH-1-r, kW-1-s]`` (``(G*C_g, K_g, kH, kW)``) and leading pads
+    ``(kH-1)*dH - pH``, ``(kW-1)*dW - pW`` (negative: crop)."""
     sh, sw, ph, pw, dh, dw, groups = geometry
     out_ch, c_g, kh, kw = weight.shape
     k_g = out_ch // groups
     flipped = weight.reshape(groups, k_g, c_g, kh, kw)[:, :, :, ::-1, ::-1]
-    adjoint = flipped.transpose(0, 2, 1, 3, 4).reshape(groups * c_g, k_g, kh, kw)
-    _run(grad_out, _pack(adjoint, groups), np.zeros(grad_in.shape[1], grad_in.dtype), grad_in,
-         (kh - 1) * dh - ph, (kw - 1) * dw - pw, kh, kw, dh, dw, 1, 1)
+    return (flipped.transpose(0, 2, 1, 3, 4).reshape(groups * c_g, k_g, kh, kw),
+            (kh - 1) * dh - ph, (kw - 1) * dw - pw)
+
+
+def conv2d_grad_input_blocked(grad_out, weight, grad_in, geometry):
+    """At stride 1 the adjoint of the forward is a forward conv of ``grad_out``
+    (:func:`adjoint`)."""
+    _check_stride(geometry)
+    sh, sw, ph, pw, dh, dw, groups = geometry
+    kh, kw = weight.shape[2], weight.shape[3]
+    flipped, lead_h, lead_w = adjoint(weight, geometry)
+    _run(grad_out, _pack(flipped, groups), np.zeros(grad_in.shape[1], grad_in.dtype), grad_in,
+         lead_h, lead_w, kh, kw, dh, dw, 1, 1)
 
 
 def conv2d_grad_weight_blocked(x, grad_out, grad_weight, geometry):

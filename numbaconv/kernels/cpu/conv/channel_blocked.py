@@ -24,7 +24,7 @@ input channels at a time (``_WEIGHT_BYTES`` of packed weights, which stay in L1 
 every pixel block of the run reads them), keeping the partial sums in the thread's
 tile, then writes the tile to ``out``.  Each output is one sum in a fixed order:
 deterministic.  The stride-1 grad input is the same conv on ``grad_out`` with the
-weights flipped and transposed (as in ``blocked.py``).
+weights flipped and transposed (``blocked.adjoint``).
 
 Why: the blocked kernel (vectors along the pixels) computes every frame column, ``Wf -
 OW`` of each row for nothing, which on small maps (14x14 at 3x3: 12%; 7x7: 22%; 19x19
@@ -47,7 +47,7 @@ from ....config import CPU_FASTMATH
 from .. import simd
 from ..shares import run_shares, share, share_of
 from ..workspace import scratch
-from .blocked import _framed
+from .blocked import _framed, adjoint
 
 PIXELS = 12  # output pixels per register block (x 2 vectors of channels: 24 accumulators)
 _SPAN = 8 * PIXELS  # most pixels per job
@@ -253,15 +253,17 @@ def _run(x, weight, bias, out, lead_h, lead_w, dh, dw, sh, sw, groups):
     packed, biases = _pack(weight, bias, groups)
     kc = packed.shape[1]
     threads = numba.get_num_threads()
-    # near-equal pixel spans of whole blocks, at most _SPAN pixels, and enough jobs for
-    # every thread
+    # near-equal pixel spans of whole blocks, at most _SPAN pixels, and runs of images
+    # whose partial sums fit the tile: enough jobs for every thread where there is work
     blocks = len(offs) // PIXELS
     spans = min(blocks, max(-(-pixels // _SPAN), -(-2 * threads // (biases.shape[0] * batch))))
     span = -(-blocks // spans) * PIXELS
-    run = max(1, min(batch, _TILE_BYTES // (span * kc * x.itemsize)))
+    jobs_per_image = spans * biases.shape[0]
+    run = max(1, min(batch, _TILE_BYTES // (span * kc * x.itemsize),
+                     batch * jobs_per_image // (2 * threads)))
     c_chunk = max(1, _WEIGHT_BYTES // (kh * kw * kc * x.itemsize))
     tiles = scratch("channel_blocked_tiles", (threads, run * span * kc), x.dtype)
-    flat = out if out.flags.c_contiguous else np.empty_like(out)
+    flat = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
     run_shares(_forward_share, threads,
                (frames, packed, biases, flat.reshape(batch, out_ch, pixels), tiles, offs,
                 kh, kw, dh, dw, frame_w, span, run, c_chunk))
@@ -275,17 +277,13 @@ def conv2d_forward_channel_blocked(x, weight, bias, out, geometry):
 
 
 def conv2d_grad_input_channel_blocked(grad_out, weight, grad_in, geometry):
-    """At stride 1 the adjoint of the forward is the forward conv of ``grad_out`` with
-    ``w'[g, c, k, r, s] = w[g, k, c, kH-1-r, kW-1-s]`` and leading pads ``(kH-1)*dH -
-    pH``, ``(kW-1)*dW - pW``."""
+    """At stride 1 the adjoint of the forward is a forward conv of ``grad_out``
+    (``blocked.adjoint``)."""
     sh, sw, ph, pw, dh, dw, groups = geometry
     if sh != 1 or sw != 1:
         raise ValueError(f"the channel-blocked grad input runs stride 1 only, got stride "
                          f"{geometry[:2]} (dispatch sends it to 'tiled')")
-    out_ch, c_g, kh, kw = weight.shape
-    k_g = out_ch // groups
-    flipped = weight.reshape(groups, k_g, c_g, kh, kw)[:, :, :, ::-1, ::-1]
-    adjoint = flipped.transpose(0, 2, 1, 3, 4).reshape(groups * c_g, k_g, kh, kw)
-    _run(grad_out, adjoint, np.zeros(grad_in.shape[1], grad_in.dtype), grad_in,
-         (kh - 1) * dh - ph, (kw - 1) * dw - pw, dh, dw, 1, 1, groups)
+    flipped, lead_h, lead_w = adjoint(weight, geometry)
+    _run(grad_out, flipped, np.zeros(grad_in.shape[1], grad_in.dtype), grad_in, lead_h,
+         lead_w, dh, dw, 1, 1, groups)
 
