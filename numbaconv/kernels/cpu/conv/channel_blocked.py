@@ -47,7 +47,7 @@ from ....config import CPU_FASTMATH
 from .. import simd
 from ..shares import run_shares, share, share_of
 from ..workspace import scratch
-from .blocked import _framed, adjoint
+from .blocked import _framed
 
 PIXELS = 12  # output pixels per register block (x 2 vectors of channels: 24 accumulators)
 _SPAN = 8 * PIXELS  # most pixels per job
@@ -184,12 +184,19 @@ def _forward_share(t, threads, args):
 
 @share()
 def _pack_share(t, threads, args):
-    """``packed[(g*KB + kb)*taps + j, lane] = rows[g*K_g + kb*kc + lane, j]``, 0 for
-    channels past ``K_g``; bias alike into ``biases[g*KB + kb, lane]``."""
-    rows, bias, packed, biases, groups = args
-    out_ch, taps = rows.shape
-    kc = packed.shape[1]
+    """``packed[(g*KB + kb)*taps + j, lane]``: the weight of output channel ``o = kb*kc +
+    lane`` of group ``g`` at reduction index ``j = (a, r, s)``, 0 past the group's
+    outputs; the bias alike into ``biases[g*KB + kb, lane]``.  Forward: ``w[g*K_g + o,
+    a, r, s]``.  ``flip`` (the stride-1 grad input, whose outputs are the layer's input
+    channels): ``w[g*K_g + a, o, kH-1-r, kW-1-s]``, read from the layer's weights as they
+    are (``blocked.adjoint`` without its copy)."""
+    weight, bias, packed, biases, groups, flip = args
+    out_ch, c_g, kh, kw = weight.shape
+    area = kh * kw
     k_g = out_ch // groups
+    outputs = c_g if flip else k_g  # output channels per group of the conv packed
+    taps = (k_g if flip else c_g) * area
+    kc = packed.shape[1]
     kblocks = biases.shape[0] // groups
     chunk = 64
     chunks = (taps + chunk - 1) // chunk
@@ -198,31 +205,38 @@ def _pack_share(t, threads, args):
     for job in range(lo, hi):
         gkb, j0 = job // chunks, (job % chunks) * chunk
         g, kb = gkb // kblocks, gkb % kblocks
-        k0, kn = g * k_g + kb * kc, min(kc, k_g - kb * kc)
+        o0, kn = kb * kc, min(kc, outputs - kb * kc)
         if j0 == 0:
             for lane in range(kc):
-                biases[gkb, lane] = bias[k0 + lane] if lane < kn else zero
+                biases[gkb, lane] = bias[g * outputs + o0 + lane] if lane < kn else zero
         for j in range(j0, min(taps, j0 + chunk)):
             at = gkb * taps + j
-            for lane in range(kn):
-                packed[at, lane] = rows[k0 + lane, j]
+            a, f = j // area, j % area
+            r, s = f // kw, f % kw
+            if flip:
+                for lane in range(kn):
+                    packed[at, lane] = weight[g * k_g + a, o0 + lane, kh - 1 - r, kw - 1 - s]
+            else:
+                for lane in range(kn):
+                    packed[at, lane] = weight[g * k_g + o0 + lane, a, r, s]
             for lane in range(kn, kc):
                 packed[at, lane] = zero
 
 
-def _pack(weight, bias, groups):
-    """``(K, C_g, R, S)`` weights and ``(K,)`` bias -> ``(G*KB*C_g*R*S, kc)`` and ``(G*KB,
-    kc)``, ``kc = 2*lanes`` output channels per block, ``KB = ceil(K_g/kc)`` (zeros past
-    ``K_g``), in reused buffers."""
-    out_ch = weight.shape[0]
+def _pack(weight, bias, groups, flip):
+    """``(K, C_g, R, S)`` weights and a bias of the packed conv's output channels ->
+    ``(G*KB*taps, kc)`` and ``(G*KB, kc)`` (:func:`_pack_share`), ``kc = 2*lanes`` output
+    channels per block, ``KB`` blocks per group, in reused buffers."""
+    out_ch, c_g, kh, kw = weight.shape
+    outputs, taps = ((c_g, out_ch // groups * kh * kw) if flip
+                     else (out_ch // groups, c_g * kh * kw))
     kc = 2 * simd.VECTOR_BYTES // weight.itemsize
-    kblocks = -(-(out_ch // groups) // kc)
-    rows = np.ascontiguousarray(weight).reshape(out_ch, -1)
-    packed = scratch("channel_blocked_weights", (groups * kblocks * rows.shape[1], kc),
-                     weight.dtype)
+    kblocks = -(-outputs // kc)
+    packed = scratch("channel_blocked_weights", (groups * kblocks * taps, kc), weight.dtype)
     biases = scratch("channel_blocked_bias", (groups * kblocks, kc), weight.dtype)
     run_shares(_pack_share, numba.get_num_threads(),
-               (rows, np.ascontiguousarray(bias), packed, biases, groups))
+               (np.ascontiguousarray(weight), np.ascontiguousarray(bias), packed, biases,
+                groups, flip))
     return packed, biases
 
 
@@ -240,9 +254,9 @@ def _frames_and_offsets(x, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw, sh, sw)
     return frames, frame_w, offs
 
 
-def _run(x, weight, bias, out, lead_h, lead_w, dh, dw, sh, sw, groups):
+def _run(x, weight, bias, out, lead_h, lead_w, dh, dw, sh, sw, groups, flip=False):
     """The conv of ``x`` with strides ``(sh, sw)`` and leading pads ``lead`` (negative:
-    crop) into ``out``."""
+    crop) into ``out``, with ``weight`` as it is or (``flip``) its adjoint."""
     batch, out_ch, out_h, out_w = out.shape
     if out.size == 0:
         return
@@ -250,7 +264,7 @@ def _run(x, weight, bias, out, lead_h, lead_w, dh, dw, sh, sw, groups):
     frames, frame_w, offs = _frames_and_offsets(x, out_h, out_w, lead_h, lead_w, kh, kw,
                                                 dh, dw, sh, sw)
     pixels = out_h * out_w
-    packed, biases = _pack(weight, bias, groups)
+    packed, biases = _pack(weight, bias, groups, flip)
     kc = packed.shape[1]
     threads = numba.get_num_threads()
     # near-equal pixel spans of whole blocks, at most _SPAN pixels, and runs of images
@@ -277,13 +291,13 @@ def conv2d_forward_channel_blocked(x, weight, bias, out, geometry):
 
 
 def conv2d_grad_input_channel_blocked(grad_out, weight, grad_in, geometry):
-    """At stride 1 the adjoint of the forward is a forward conv of ``grad_out``
-    (``blocked.adjoint``)."""
+    """At stride 1 the adjoint of the forward is a forward conv of ``grad_out`` with the
+    weights flipped and transposed (``blocked.adjoint``; here packed straight from
+    ``weight``)."""
     sh, sw, ph, pw, dh, dw, groups = geometry
     if sh != 1 or sw != 1:
         raise ValueError(f"the channel-blocked grad input runs stride 1 only, got stride "
                          f"{geometry[:2]} (dispatch sends it to 'tiled')")
-    flipped, lead_h, lead_w = adjoint(weight, geometry)
-    _run(grad_out, flipped, np.zeros(grad_in.shape[1], grad_in.dtype), grad_in, lead_h,
-         lead_w, dh, dw, 1, 1, groups)
-
+    kh, kw = weight.shape[2], weight.shape[3]
+    _run(grad_out, weight, np.zeros(grad_in.shape[1], grad_in.dtype), grad_in,
+         (kh - 1) * dh - ph, (kw - 1) * dw - pw, dh, dw, 1, 1, groups, flip=True)
