@@ -77,7 +77,7 @@ IDS = [f"{op}-{i}" for i, (op, _, _) in enumerate(CASES)]
 # The conv algorithms (the CPU devices of conftest's ``device``) change only the
 # transposed convolutions' kernels; the other ops run one CPU kernel whatever the
 # algorithm, so they run once on the CPU (the default chooser) and once on CUDA.
-CPU_ALGORITHMS = ["cpu-direct", "cpu-gemm", "cpu-tiled", "cpu-blocked"]
+CPU_ALGORITHMS = ["cpu-direct", "cpu-gemm", "cpu-tiled", "cpu-blocked", "cpu-channel_blocked"]
 ONE_CPU = ["cpu", "cuda"]
 
 
