@@ -423,7 +423,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
                  and all(p == (0, 0) for p in spec.pads) and spec.in_size == spec.out_size)
     if (kernel == "conv2d_forward" and pointwise
             and spec.in_channels // spec.groups < config.TILED_MIN_CHANNELS):
-        # a thin pointwise forward: one flat axpy per channel and output plane
+        # a thin pointwise forward: flat axpys on one thread, or on numba's threads
+        # for the thinnest; else one BLAS product per image
         if macs <= config.POINTWISE_SERIAL_MAX_MACS:
             return "serial"
         c_g = spec.in_channels // spec.groups

@@ -199,6 +199,14 @@ def store_flat(typingctx, arr, idx, vec):
     return types.none(arr, idx, vec), codegen
 
 
+def _splatted(context, builder, vt, lane):
+    """The vector of type ``vt`` with the scalar ``lane`` in every lane."""
+    lltype = context.get_value_type(vt)
+    one = builder.insert_element(ir.Constant(lltype, None), lane,
+                                 ir.Constant(ir.IntType(32), 0))
+    return builder.shuffle_vector(one, one, _int_vector([0] * vt.width))
+
+
 @intrinsic
 def splat(typingctx, arr, value):
     """A vector of ``arr``'s dtype with ``value`` in every lane."""
@@ -208,10 +216,7 @@ def splat(typingctx, arr, value):
 
     def codegen(context, builder, sig, args):
         lane = context.cast(builder, args[1], sig.args[1], vt.dtype)
-        lltype = context.get_value_type(vt)
-        one = builder.insert_element(ir.Constant(lltype, None), lane,
-                                     ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(one, one, _int_vector([0] * vt.width))
+        return _splatted(context, builder, vt, lane)
     return vt(arr, value), codegen
 
 
@@ -227,10 +232,7 @@ def broadcast(typingctx, arr, row, col):
         address = _address(context, builder, sig.args[0], args[0], row_, col_)
         lane_ty = context.get_value_type(vt.dtype)
         value = builder.load(builder.inttoptr(address, lane_ty.as_pointer()))
-        lltype = context.get_value_type(vt)
-        one = builder.insert_element(ir.Constant(lltype, None), value,
-                                     ir.Constant(ir.IntType(32), 0))
-        return builder.shuffle_vector(one, one, _int_vector([0] * vt.width))
+        return _splatted(context, builder, vt, value)
     return vt(arr, row, col), codegen
 
 

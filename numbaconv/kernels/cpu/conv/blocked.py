@@ -401,16 +401,23 @@ def conv2d_forward_blocked(x, weight, bias, out, geometry):
     _run(x, _pack(weight, groups), bias, out, ph, pw, kh, kw, dh, dw, sh, sw)
 
 
+def adjoint_leads(kh, kw, geometry):
+    """The leading pads of the stride-1 grad input run as a forward conv of ``grad_out``
+    (:func:`adjoint`): ``(kH-1)*dH - pH``, ``(kW-1)*dW - pW`` (negative: crop)."""
+    sh, sw, ph, pw, dh, dw, groups = geometry
+    return (kh - 1) * dh - ph, (kw - 1) * dw - pw
+
+
 def adjoint(weight, geometry):
     """The stride-1 grad input as a forward conv of ``grad_out``: its weights ``w'[g, c,
-    k, r, s] = w[g, k, c, kH-1-r, kW-1-s]`` (``(G*C_g, K_g, kH, kW)``) and leading pads
-    ``(kH-1)*dH - pH``, ``(kW-1)*dW - pW`` (negative: crop)."""
-    sh, sw, ph, pw, dh, dw, groups = geometry
+    k, r, s] = w[g, k, c, kH-1-r, kW-1-s]`` (``(G*C_g, K_g, kH, kW)``, a copy) and its
+    leading pads (:func:`adjoint_leads`)."""
+    groups = geometry[6]
     out_ch, c_g, kh, kw = weight.shape
     k_g = out_ch // groups
     flipped = weight.reshape(groups, k_g, c_g, kh, kw)[:, :, :, ::-1, ::-1]
     return (flipped.transpose(0, 2, 1, 3, 4).reshape(groups * c_g, k_g, kh, kw),
-            (kh - 1) * dh - ph, (kw - 1) * dw - pw)
+            *adjoint_leads(kh, kw, geometry))
 
 
 def conv2d_grad_input_blocked(grad_out, weight, grad_in, geometry):

@@ -24,7 +24,8 @@ input channels at a time (``_WEIGHT_BYTES`` of packed weights, which stay in L1 
 every pixel block of the run reads them), keeping the partial sums in the thread's
 tile, then writes the tile to ``out``.  Each output is one sum in a fixed order:
 deterministic.  The stride-1 grad input is the same conv on ``grad_out`` with the
-weights flipped and transposed (``blocked.adjoint``).
+weights flipped and transposed (``blocked.adjoint``'s transform, done by the packing
+share as it reads the layer's weights, without NumPy's copy).
 
 Why: the blocked kernel (vectors along the pixels) computes every frame column, ``Wf -
 OW`` of each row for nothing, which on small maps (14x14 at 3x3: 12%; 7x7: 22%; 19x19
@@ -47,7 +48,7 @@ from ....config import CPU_FASTMATH
 from .. import simd
 from ..shares import run_shares, share, share_of
 from ..workspace import scratch
-from .blocked import _framed
+from .blocked import _framed, adjoint_leads
 
 PIXELS = 12  # output pixels per register block (x 2 vectors of channels: 24 accumulators)
 _SPAN = 8 * PIXELS  # most pixels per job
@@ -298,6 +299,6 @@ def conv2d_grad_input_channel_blocked(grad_out, weight, grad_in, geometry):
     if sh != 1 or sw != 1:
         raise ValueError(f"the channel-blocked grad input runs stride 1 only, got stride "
                          f"{geometry[:2]} (dispatch sends it to 'tiled')")
-    kh, kw = weight.shape[2], weight.shape[3]
-    _run(grad_out, weight, np.zeros(grad_in.shape[1], grad_in.dtype), grad_in,
-         (kh - 1) * dh - ph, (kw - 1) * dw - pw, dh, dw, 1, 1, groups, flip=True)
+    lead_h, lead_w = adjoint_leads(weight.shape[2], weight.shape[3], geometry)
+    _run(grad_out, weight, np.zeros(grad_in.shape[1], grad_in.dtype), grad_in, lead_h,
+         lead_w, dh, dw, 1, 1, groups, flip=True)
