@@ -100,14 +100,19 @@ def dot(a, b, acc):
 # Strided forms: one of the rows is read or written every ``step`` elements from
 # ``start``.  Each branches on ``step == 1`` and calls the loop with a contiguous view
 # there: a helper returning either view would unify both to the strided array type, and
-# the contiguous case would stop vectorizing.
+# the contiguous case would stop vectorizing.  A strided read indexes the row itself
+# (``row[start + i * step]``), not a strided view, which LLVM vectorizes with gathers:
+# those ran 1.3-2.9x slower than scalar loads on rows out of cache (AMD Zen 4; measured:
+# docs/benchmarks/cpu.md, "Session 12").  Strided writes keep the view: LLVM leaves
+# those loops scalar (no scatters).
 @njit(inline="always")
 def axpy_from(dst, src, start, step, a):
     """``dst[i] += a * src[start + i * step]``."""
     if step == 1:
         axpy(dst, src[start:start + dst.shape[0]], a)
     else:
-        axpy(dst, src[start:_span(start, step, dst.shape[0]):step], a)
+        for i in range(dst.shape[0]):
+            dst[i] += a * src[start + i * step]
 
 
 @njit(inline="always")
@@ -125,7 +130,8 @@ def copy_from(dst, src, start, step):
     if step == 1:
         copy(dst, src[start:start + dst.shape[0]])
     else:
-        copy(dst, src[start:_span(start, step, dst.shape[0]):step])
+        for i in range(dst.shape[0]):
+            dst[i] = src[start + i * step]
 
 
 @njit(inline="always")
@@ -142,4 +148,6 @@ def dot_from(a, src, start, step, acc):
     """``acc + sum(a[i] * src[start + i * step])``."""
     if step == 1:
         return dot(a, src[start:start + a.shape[0]], acc)
-    return dot(a, src[start:_span(start, step, a.shape[0]):step], acc)
+    for i in range(a.shape[0]):
+        acc += a[i] * src[start + i * step]
+    return acc
