@@ -160,13 +160,20 @@ TILED_GRAD_BAND = 64
 # When 'auto' picks the register-blocked direct convolution (kernels/cpu/conv/blocked.py;
 # the rules in dispatch._blocked_applies, the measurements in docs/benchmarks/cpu.md):
 # stride-1 forwards but on maps narrower than BLOCKED_NARROW columns with at least
-# BLOCKED_NARROW_CHANNELS output channels per group; strided forwards of at most
+# BLOCKED_NARROW_CHANNELS output channels per group, or with at least
+# BLOCKED_NARROW_DEEP_CHANNELS input channels per group on at most
+# BLOCKED_NARROW_MAX_PIXELS output pixels in layers of at most BLOCKED_NARROW_DEEP_GROUPS
+# groups (a small map, a long reduction, any number of output channels); strided
+# forwards of at most
 # BLOCKED_MAX_REDUCTION products per output (C_g*kH*kW); stride-1 grad inputs; stride-1
 # grad weights with at least BLOCKED_GRAD_MIN_CHANNELS input and output channels per
 # group, C_g*kH*kW at most BLOCKED_GRAD_MAX_REDUCTION, and maps of BLOCKED_NARROW
 # columns or more.
 BLOCKED_NARROW = 20
 BLOCKED_NARROW_CHANNELS = 32
+BLOCKED_NARROW_DEEP_CHANNELS = 32
+BLOCKED_NARROW_MAX_PIXELS = 400
+BLOCKED_NARROW_DEEP_GROUPS = 2
 BLOCKED_MAX_REDUCTION = 320
 # a strided 1x1 forward runs blocked up to this many input channels per group (a short
 # reduction; deeper inputs lost to the other paths: docs/benchmarks/cpu.md, round 6)

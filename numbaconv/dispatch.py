@@ -193,8 +193,11 @@ def _blocked_applies(spec, kernel: str) -> bool:
 
     * forward at stride 1: always, but on narrow maps (``OW < config.BLOCKED_NARROW``)
       with at least ``config.BLOCKED_NARROW_CHANNELS`` output channels per group (and
-      the tiled kernel's ``config.TILED_MIN_CHANNELS`` input channels), where its
-      dropped frame columns cost more than the tiled kernel's horizontal sums;
+      the tiled kernel's ``config.TILED_MIN_CHANNELS`` input channels), or with at
+      least ``config.BLOCKED_NARROW_DEEP_CHANNELS`` input channels per group on at most
+      ``config.BLOCKED_NARROW_MAX_PIXELS`` output pixels (up to
+      ``config.BLOCKED_NARROW_DEEP_GROUPS`` groups), where its dropped frame columns
+      cost more than the tiled kernel's horizontal sums;
     * strided forward (on a frame of stride phases): at least 4 output channels per
       group, at most ``config.BLOCKED_MAX_REDUCTION`` products per output, and a 1x1
       kernel only up to ``config.BLOCKED_STRIDED_1X1_MAX_CHANNELS`` input channels per
@@ -222,8 +225,13 @@ def _blocked_applies(spec, kernel: str) -> bool:
     if not stride_1:
         return ((spec.kernel != (1, 1) or c_g <= config.BLOCKED_STRIDED_1X1_MAX_CHANNELS)
                 and k_g >= 4 and c_g * taps <= config.BLOCKED_MAX_REDUCTION)
-    return not (spec.out_size[1] < config.BLOCKED_NARROW and c_g >= config.TILED_MIN_CHANNELS
-                and k_g >= config.BLOCKED_NARROW_CHANNELS)
+    if spec.out_size[1] >= config.BLOCKED_NARROW:
+        return True
+    return not ((c_g >= config.TILED_MIN_CHANNELS and k_g >= config.BLOCKED_NARROW_CHANNELS)
+                or (c_g >= config.BLOCKED_NARROW_DEEP_CHANNELS
+                    and spec.groups <= config.BLOCKED_NARROW_DEEP_GROUPS
+                    and spec.out_size[0] * spec.out_size[1]
+                    <= config.BLOCKED_NARROW_MAX_PIXELS))
 
 
 def _channel_blocked_applies(spec, kernel: str) -> bool:

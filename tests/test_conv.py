@@ -502,7 +502,14 @@ def test_chooser_rules(monkeypatch):
                                  1, 0, 1, groups, "zeros", False)
             assert choose(wide_map, kernel) == blocked(want), (c_in, c_out, groups, k)
     assert choose(spec(256, 256, 1)) == "tiled"  # 6 columns out, 256 channels
-    assert choose(spec(256, 16, 1)) == blocked("tiled")  # ... 16 channels
+    # ... or a deep input (32+ channels per group, up to 2 groups) on at most 400 pixels
+    assert choose(spec(256, 16, 1)) == "tiled"  # 36 pixels
+    assert choose(spec(64, 16, 2)) == "tiled"
+    assert choose(spec(31, 16, 1)) == blocked("tiled")
+    assert choose(spec(256, 16, 4)) == blocked("tiled")  # 4 groups
+    tall = conv_spec("conv2d", 2, np.zeros((1, 256, 43, 12), np.float32),
+                     np.zeros((16, 256, 3, 3), np.float32), None, 1, 0, 1, 1, "zeros", False)
+    assert choose(tall) == blocked("tiled")  # 41x10: 410 pixels
     # ... but a grad input of 128+ output channels, thin or on few pixels: GEMM (AVX-512)
     gemm_gi = "gemm" if simd.WIDE else "tiled"
     assert choose(spec(256, 256, 1), "conv2d_grad_input") == gemm_gi  # 36 pixels
