@@ -184,16 +184,15 @@ BLOCKED_GRAD_MAX_REDUCTION = 800
 # When 'auto' picks the channel-blocked direct convolution (vectors along the output
 # channels: kernels/cpu/conv/channel_blocked.py; the rule in
 # dispatch._channel_blocked_applies, the measurements in docs/benchmarks/cpu.md, "Session
-# 11"): the forward, and the stride-1 grad input, whose output channels fill at least
+# 11" and "Session 12"): stride 1 only (strided forwards ran faster tiled), the forward
+# and the grad input whose output channels fill at least
 # CHANNEL_BLOCKED_MIN_FILL of its blocks of 2 vectors, with a reduction of at least
 # CHANNEL_BLOCKED_MIN_REDUCTION products per output, or of CHANNEL_BLOCKED_MIN_SHORT
 # where the blocked kernel would drop at least CHANNEL_BLOCKED_MIN_WASTE of its frame
 # columns (small maps); forwards also at a fill of CHANNEL_BLOCKED_MIN_FILL_LONG over
 # CHANNEL_BLOCKED_LONG_REDUCTION products or more, and of CHANNEL_BLOCKED_MIN_TINY
 # products where CHANNEL_BLOCKED_MIN_WASTE_HIGH of the columns would be dropped (layers
-# of GEMM_SMALL_MACS or more); and strided forwards too long for the blocked kernel
-# (BLOCKED_MAX_REDUCTION) of at least CHANNEL_BLOCKED_MIN_STRIDED_CHANNELS output
-# channels per group, where the tiled kernel is the alternative.
+# of GEMM_SMALL_MACS or more).
 CHANNEL_BLOCKED_MIN_FILL = 0.75
 CHANNEL_BLOCKED_MIN_REDUCTION = 256
 CHANNEL_BLOCKED_MIN_SHORT = 100
@@ -202,7 +201,6 @@ CHANNEL_BLOCKED_MIN_FILL_LONG = 0.65
 CHANNEL_BLOCKED_LONG_REDUCTION = 1024
 CHANNEL_BLOCKED_MIN_TINY = 32
 CHANNEL_BLOCKED_MIN_WASTE_HIGH = 0.3
-CHANNEL_BLOCKED_MIN_STRIDED_CHANNELS = 16
 
 # Register blocks (4 output channels x 4 vectors of pixels) per job of the blocked conv.
 BLOCKED_BLOCKS = 4

@@ -237,8 +237,8 @@ def _blocked_applies(spec, kernel: str) -> bool:
 def _channel_blocked_applies(spec, kernel: str) -> bool:
     """The channel-blocked direct conv (``kernels/cpu/conv/channel_blocked.py``: vectors
     along the output channels, 2 per block) for ``kernel``, on an AVX-512 host (24
-    accumulators): the forward, or the stride-1 grad input (a conv whose output channels
-    are the layer's input channels), where
+    accumulators), at stride 1 only: the forward, or the grad input (a conv whose
+    output channels are the layer's input channels), where
 
     * its output channels fill at least ``config.CHANNEL_BLOCKED_MIN_FILL`` of its
       channel blocks (the last block's lanes past ``K_g`` are computed for nothing), and
@@ -249,22 +249,17 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
       least ``config.CHANNEL_BLOCKED_LONG_REDUCTION`` products, and reductions down to
       ``config.CHANNEL_BLOCKED_MIN_TINY`` products where at least
       ``config.CHANNEL_BLOCKED_MIN_WASTE_HIGH`` of the blocked kernel's frame columns
-      would be dropped, in layers of ``config.GEMM_SMALL_MACS`` multiply-adds or more;
-    * or, a strided forward too long for the blocked kernel
-      (``config.BLOCKED_MAX_REDUCTION``), with at least
-      ``config.CHANNEL_BLOCKED_MIN_STRIDED_CHANNELS`` output channels per group: the
-      tiled kernel, the alternative there, ran slower on every such layer.
+      would be dropped, in layers of ``config.GEMM_SMALL_MACS`` multiply-adds or more.
 
-    The measurements behind it: ``docs/benchmarks/cpu.md``, "Session 11"."""
-    if not _wide_simd() or kernel == "conv2d_grad_weight":
-        return False
-    strided = spec.stride != (1, 1)
-    if kernel == "conv2d_grad_input" and strided:
+    Strided forwards ran faster tiled (or blocked) on most layers, so they never run
+    here.  The measurements behind it: ``docs/benchmarks/cpu.md``, "Session 11" and
+    "Session 12"."""
+    if not _wide_simd() or kernel == "conv2d_grad_weight" or spec.stride != (1, 1):
         return False
     k_g = spec.out_channels // spec.groups
     c_g = spec.in_channels // spec.groups
     taps = spec.kernel[0] * spec.kernel[1]
-    reach = (spec.kernel[1] - 1) * spec.dilation[1] // spec.stride[1]
+    reach = (spec.kernel[1] - 1) * spec.dilation[1]
     if kernel == "conv2d_forward":
         outputs, reduction, width = k_g, c_g * taps, spec.out_size[1]
     else:
@@ -272,9 +267,6 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     block = 2 * 64 // np.dtype(spec.dtype).itemsize  # 2 AVX-512 vectors of channels
     fill = outputs / (-(-outputs // block) * block)
     waste = reach / (width + reach)
-    if (kernel == "conv2d_forward" and strided and reduction > config.BLOCKED_MAX_REDUCTION
-            and k_g >= config.CHANNEL_BLOCKED_MIN_STRIDED_CHANNELS):
-        return True
     if fill >= config.CHANNEL_BLOCKED_MIN_FILL and (
             reduction >= config.CHANNEL_BLOCKED_MIN_REDUCTION
             or (reduction >= config.CHANNEL_BLOCKED_MIN_SHORT
@@ -382,9 +374,9 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       one product and a scatter, where the tiled and blocked kernels' frames, phases
       and tiles cost more than the work; and so a small strided forward (not 1x1) of at
       least ``config.GEMM_SMALL_FORWARD_MIN_OUT_CHANNELS`` output channels per group.
-    * where :func:`_channel_blocked_applies` (a forward, or a stride-1 grad input, whose
+    * where :func:`_channel_blocked_applies` (a stride-1 forward or grad input whose
       output channels fill the blocks of 2 vectors, over a long reduction or a small
-      map; a strided forward too long for the blocked kernel): ``'channel_blocked'``,
+      map): ``'channel_blocked'``,
       vectors along the output channels, each block's pixels read where they are, so no
       frame column is computed and dropped.
     * thin groups (under ``config.TILED_MIN_CHANNELS`` input channels) whose product has

@@ -463,7 +463,6 @@ def test_chooser_rules(monkeypatch):
     # these specs show the rules it comes before
     monkeypatch.setattr(config, "CHANNEL_BLOCKED_MIN_FILL", 2.0)
     monkeypatch.setattr(config, "CHANNEL_BLOCKED_MIN_FILL_LONG", 2.0)
-    monkeypatch.setattr(config, "CHANNEL_BLOCKED_MIN_STRIDED_CHANNELS", 10**9)
     # the blocked conv needs AVX-512's 32 registers; elsewhere its cases run tiled / gemm
     blocked = (lambda other: "blocked") if simd.WIDE else (lambda other: other)
     assert choose(spec(32, 32, 32)) == "depthwise"
@@ -684,9 +683,8 @@ def test_channel_blocked_rule(monkeypatch):
     whose output channels fill 3/4 of its blocks (32 channels in float32, 16 in
     float64), over a reduction of 256+ products, or 100+ on maps where the blocked
     kernel drops 10%+ of its columns; forwards also 65% full over 1024+ products, and
-    over 32+ where 30%+ of the columns would drop; strided forwards too long for the
-    blocked kernel from 16 output channels; never a grad weight or a strided grad
-    input."""
+    over 32+ where 30%+ of the columns would drop; stride 1 only, never a grad
+    weight."""
     from numbaconv import config
     from numbaconv._args import conv_spec
     from numbaconv.dispatch import choose_conv_algorithm
@@ -727,8 +725,8 @@ def test_channel_blocked_rule(monkeypatch):
     assert choose(256, 16, size=56, kernel="conv2d_grad_input") != "channel_blocked"  # 144
     assert choose(256, 256, kernel="conv2d_grad_weight") != "channel_blocked"
     assert choose(256, 256, stride=2, kernel="conv2d_grad_input") != "channel_blocked"
-    assert choose(64, 16, stride=2, size=30) == "channel_blocked"  # 576 products, tiled else
-    assert choose(64, 15, stride=2, size=30) != "channel_blocked"
+    assert choose(64, 64, stride=2, size=30) != "channel_blocked"  # strided: tiled, blocked
+    assert choose(256, 256, stride=2, size=30) != "channel_blocked"
     assert choose(64, 128, size=14, groups=64) == "depthwise"  # not for depthwise convs
 
 
