@@ -35,9 +35,9 @@ value for 32 output channels and each weight vector for 12 pixels, and pays only
 output channels past ``K_g`` in the last block (up to 31 in float32).
 
 Rule: ``dispatch._channel_blocked_applies`` picks it, on AVX-512 hosts only (24
-accumulators and 2 weight vectors need 32 vector registers), where the output
-channels fill its blocks and the reduction is long (measured: docs/benchmarks/cpu.md,
-"Session 11").
+accumulators and 2 weight vectors need 32 vector registers), at stride 1, where the
+output channels fill its blocks and the reduction is long (strided forwards ran
+faster tiled; measured: docs/benchmarks/cpu.md, "Session 11" and "Session 12").
 """
 
 import numba
