@@ -192,7 +192,9 @@ BLOCKED_GRAD_MAX_REDUCTION = 800
 # columns (small maps); forwards also at a fill of CHANNEL_BLOCKED_MIN_FILL_LONG over
 # CHANNEL_BLOCKED_LONG_REDUCTION products or more, and of CHANNEL_BLOCKED_MIN_TINY
 # products where CHANNEL_BLOCKED_MIN_WASTE_HIGH of the columns would be dropped (layers
-# of GEMM_SMALL_MACS or more).
+# of GEMM_SMALL_MACS or more).  A forward also needs CHANNEL_BLOCKED_FORWARD_MIN_WASTE
+# of the blocked kernel's frame columns dropped (wider maps run blocked), and not the
+# deep inputs on small narrow maps that run tiled (BLOCKED_NARROW_DEEP_*).
 CHANNEL_BLOCKED_MIN_FILL = 0.75
 CHANNEL_BLOCKED_MIN_REDUCTION = 256
 CHANNEL_BLOCKED_MIN_SHORT = 100
@@ -201,6 +203,7 @@ CHANNEL_BLOCKED_MIN_FILL_LONG = 0.65
 CHANNEL_BLOCKED_LONG_REDUCTION = 1024
 CHANNEL_BLOCKED_MIN_TINY = 32
 CHANNEL_BLOCKED_MIN_WASTE_HIGH = 0.3
+CHANNEL_BLOCKED_FORWARD_MIN_WASTE = 0.15
 
 # Register blocks (4 output channels x 4 vectors of pixels) per job of the blocked conv.
 BLOCKED_BLOCKS = 4

@@ -228,10 +228,18 @@ def _blocked_applies(spec, kernel: str) -> bool:
     if spec.out_size[1] >= config.BLOCKED_NARROW:
         return True
     return not ((c_g >= config.TILED_MIN_CHANNELS and k_g >= config.BLOCKED_NARROW_CHANNELS)
-                or (c_g >= config.BLOCKED_NARROW_DEEP_CHANNELS
-                    and spec.groups <= config.BLOCKED_NARROW_DEEP_GROUPS
-                    and spec.out_size[0] * spec.out_size[1]
-                    <= config.BLOCKED_NARROW_MAX_PIXELS))
+                or _narrow_deep(spec))
+
+
+def _narrow_deep(spec) -> bool:
+    """A stride-1 conv on a small narrow map (``OW < config.BLOCKED_NARROW``, at most
+    ``config.BLOCKED_NARROW_MAX_PIXELS`` output pixels) with a deep input (at least
+    ``config.BLOCKED_NARROW_DEEP_CHANNELS`` channels per group, at most
+    ``config.BLOCKED_NARROW_DEEP_GROUPS`` groups): its forward runs tiled."""
+    return (spec.stride == (1, 1) and spec.out_size[1] < config.BLOCKED_NARROW
+            and spec.in_channels // spec.groups >= config.BLOCKED_NARROW_DEEP_CHANNELS
+            and spec.groups <= config.BLOCKED_NARROW_DEEP_GROUPS
+            and spec.out_size[0] * spec.out_size[1] <= config.BLOCKED_NARROW_MAX_PIXELS)
 
 
 def _channel_blocked_applies(spec, kernel: str) -> bool:
@@ -249,7 +257,10 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
       least ``config.CHANNEL_BLOCKED_LONG_REDUCTION`` products, and reductions down to
       ``config.CHANNEL_BLOCKED_MIN_TINY`` products where at least
       ``config.CHANNEL_BLOCKED_MIN_WASTE_HIGH`` of the blocked kernel's frame columns
-      would be dropped, in layers of ``config.GEMM_SMALL_MACS`` multiply-adds or more.
+      would be dropped, in layers of ``config.GEMM_SMALL_MACS`` multiply-adds or more;
+    * but a forward only where the blocked kernel would drop at least
+      ``config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE`` of its frame columns (on wider maps
+      it ran faster), and not where :func:`_narrow_deep` sends it to the tiled kernel.
 
     Strided forwards ran faster tiled (or blocked) on most layers, so they never run
     here.  The measurements behind it: ``docs/benchmarks/cpu.md``, "Session 11" and
@@ -267,6 +278,9 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     block = 2 * 64 // np.dtype(spec.dtype).itemsize  # 2 AVX-512 vectors of channels
     fill = outputs / (-(-outputs // block) * block)
     waste = reach / (width + reach)
+    if kernel == "conv2d_forward" and (waste < config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE
+                                       or _narrow_deep(spec)):
+        return False
     if fill >= config.CHANNEL_BLOCKED_MIN_FILL and (
             reduction >= config.CHANNEL_BLOCKED_MIN_REDUCTION
             or (reduction >= config.CHANNEL_BLOCKED_MIN_SHORT

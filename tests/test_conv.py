@@ -683,8 +683,9 @@ def test_channel_blocked_rule(monkeypatch):
     whose output channels fill 3/4 of its blocks (32 channels in float32, 16 in
     float64), over a reduction of 256+ products, or 100+ on maps where the blocked
     kernel drops 10%+ of its columns; forwards also 65% full over 1024+ products, and
-    over 32+ where 30%+ of the columns would drop; stride 1 only, never a grad
-    weight."""
+    over 32+ where 30%+ of the columns would drop; a forward only where 15%+ of the
+    columns would drop, and not on a deep input on a small narrow map; stride 1 only,
+    never a grad weight."""
     from numbaconv import config
     from numbaconv._args import conv_spec
     from numbaconv.dispatch import choose_conv_algorithm
@@ -703,19 +704,22 @@ def test_channel_blocked_rule(monkeypatch):
     if not simd.WIDE:
         assert "channel_blocked" not in {choose(256, 256), choose(64, 64, stride=2)}
         return
-    assert choose(256, 256, size=56) == "channel_blocked"  # 2304 products
-    assert choose(32, 24, size=56) == "channel_blocked"  # 288; 24 of 32 lanes
-    assert choose(32, 23, size=56) != "channel_blocked"  # 23 of 32 lanes
-    assert choose(32, 12, size=56) != "channel_blocked"  # 12 of 32 lanes
-    assert choose(32, 12, size=56, dtype=np.float64) == "channel_blocked"  # 12 of 16
-    assert choose(16, 32, size=56) != "channel_blocked"  # 144 products, 2 of 58 columns
-    assert choose(16, 32, size=14) == "channel_blocked"  # ... 2 of 16 columns
-    assert choose(4, 32, size=14) != "channel_blocked"  # 36 products
+    # forwards: only where the blocked kernel drops 15%+ of its columns (3x3: up to 11
+    # columns), and not deep inputs on small narrow maps (tiled)
+    assert choose(31, 32, size=10) == "channel_blocked"  # 279 products
+    assert choose(31, 32, size=14) != "channel_blocked"  # 2 of 16 columns
+    assert choose(32, 32, size=10) == "tiled"  # 32 channels in on 100 pixels
+    assert choose(128, 128, size=10, groups=4) == "channel_blocked"  # ... but 4 groups
+    assert choose(31, 24, size=10) == "channel_blocked"  # 24 of 32 lanes
+    assert choose(31, 23, size=10) != "channel_blocked"  # 23 of 32 lanes
+    assert choose(31, 12, size=10, dtype=np.float64) == "channel_blocked"  # 12 of 16
+    assert choose(16, 32, size=10) == "channel_blocked"  # 144 products, 2 of 12 columns
+    assert choose(4, 32, size=10) != "channel_blocked"  # 36 products
     assert choose(3, 64, k=5, size=12) != "channel_blocked"  # 75 products, 4 of 16 columns
     # forwards only: blocks 65% full over 1024+ products, 32+ products where 30%+ of
     # the columns would be dropped
-    assert choose(256, 22, size=56) == "channel_blocked"  # 2304 products, 22 of 32 lanes
-    assert choose(64, 22, size=56) != "channel_blocked"  # 576
+    assert choose(48, 22, k=5, size=20) == "channel_blocked"  # 1200 products, 22 of 32
+    assert choose(40, 22, k=5, size=20) != "channel_blocked"  # 1000
     assert choose(22, 256, size=56, kernel="conv2d_grad_input") != "channel_blocked"
     assert choose(2, 64, k=5, size=8) == "channel_blocked"  # 50 products, 4 of 12 columns
     assert choose(2, 64, k=5, size=10) != "channel_blocked"  # 4 of 14

@@ -302,7 +302,8 @@ def test_conv_transpose_is_the_adjoint_of_conv(rng):
     ((1, 40, 4, 30), (5, 40, 3, 3), dict(padding=1), "blocked"),  # a long reduction, 5 rows
     ((1, 8, 5, 9), (8, 4, 2, 3), dict(groups=2, padding=((1, 0), (2, 1)), dilation=(2, 1)),
      "blocked"),
-    ((2, 40, 7, 6), (32, 40, 3, 3), dict(padding=1), "channel_blocked"),  # narrow
+    ((2, 20, 7, 6), (32, 20, 3, 3), dict(padding=1), "channel_blocked"),  # narrow
+    ((2, 40, 7, 6), (32, 40, 3, 3), dict(padding=1), "tiled"),  # ... and a deep input
     ((1, 16, 9, 5), (6, 8, 3, 2), dict(groups=2, stride=(1, 2), padding=(2, 0)), "tiled"),
     ((1, 3, 9, 9), (8, 3, 3, 3), dict(stride=2, padding=1), "blocked"),  # an RGB stem
     ((2, 8, 11, 10), (12, 4, 3, 2), dict(groups=2, stride=(2, 3), padding=(1, 2),
