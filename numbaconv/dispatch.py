@@ -382,6 +382,12 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       first layer) takes the dense rules below, where the depthwise kernels' one plane
       ran slower, but for its stride-1 grad input of kernels up to 5x5, where they won
       (the 3x3 forward won too, by less than its compile costs the main job).
+    * a stride-1 grad input whose input planes are at least
+      ``config.GEMM_GRAD_INPUT_SHRINK`` times the output's (a large unpadded kernel,
+      often dilated), of at least ``config.GEMM_GRAD_INPUT_SHRINK_MIN_OUT_CHANNELS``
+      output channels per group: ``'gemm'``, whose product is the layer's own work,
+      where the adjoint conv of the other kernels computes every input pixel over
+      every tap, mostly over zeros.
     * a small grad input (under ``config.GEMM_SMALL_MACS``
       multiply-accumulates) with at least 4 output channels per group if strided, at
       least ``config.GEMM_SMALL_GRAD_INPUT_MIN_OUT_CHANNELS`` at stride 1: ``'gemm'``,
@@ -464,6 +470,12 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     if (depthwise and kernel == "conv2d_grad_input" and spec.stride == (1, 1)
             and spec.kernel != (1, 1) and max(spec.kernel) <= 5):
         return "depthwise"  # K planes summed into one: the depthwise kernels' loops
+    if (kernel == "conv2d_grad_input" and spec.stride == (1, 1)
+            and spec.in_size[0] * spec.in_size[1]
+            >= config.GEMM_GRAD_INPUT_SHRINK * spec.out_size[0] * spec.out_size[1]
+            and spec.out_channels // spec.groups
+            >= config.GEMM_GRAD_INPUT_SHRINK_MIN_OUT_CHANNELS):
+        return "gemm"  # the adjoint conv would run mostly over zeros
     k_g = spec.out_channels // spec.groups
     c_g = spec.in_channels // spec.groups
     if (kernel == "conv2d_grad_input" and spec.stride != (1, 1)

@@ -470,13 +470,19 @@ def test_chooser_rules(monkeypatch):
         assert choose(spec(32, 64, 32, k=1, size=16), kernel) == "direct"  # a per-channel scale
         assert choose(spec(32, 32, 32, k=1, stride=2), kernel) == "direct"
     assert choose(spec(8, 16, 8)) == "depthwise"  # multiplier 2
+    # a stride-1 grad input whose input planes are 3x+ the output's, from 8 output
+    # channels per group: the GEMM path (the adjoint conv would run mostly over zeros)
+    assert choose(spec(16, 8, 1, k=5), "conv2d_grad_input") == "gemm"  # 64 px in, 16 out
+    assert choose(spec(16, 7, 1, k=5), "conv2d_grad_input") == blocked("tiled")
+    assert choose(spec(16, 8, 1, size=12), "conv2d_grad_input") == blocked("tiled")  # 144, 100
+    assert choose(spec(8, 64, 8, k=5), "conv2d_grad_input") == "depthwise"
     # one input channel (an MNIST first layer): the dense rules, but the depthwise
     # kernels for a stride-1 grad input up to 5x5
     assert choose(spec(1, 32, 1)) == blocked("gemm")
     assert choose(spec(1, 32, 1), "conv2d_grad_input") == "depthwise"
     assert choose(spec(1, 32, 1, k=5)) == blocked("gemm")
     assert choose(spec(1, 32, 1, k=5), "conv2d_grad_input") == "depthwise"
-    assert choose(spec(1, 32, 1, k=7), "conv2d_grad_input") == blocked("gemm")
+    assert choose(spec(1, 32, 1, k=7, size=30), "conv2d_grad_input") == blocked("gemm")
     assert choose(spec(1, 32, 1), "conv2d_grad_weight") == "tiled"
     assert choose(spec(1, 32, 1, stride=2)) == blocked("gemm")
     assert choose(spec(1, 32, 1, stride=2), "conv2d_grad_input") == "gemm"
