@@ -88,7 +88,8 @@ SUBSAMPLE_NUMPY_BYTES = 1 << 18
 GEMM_SMALL_MACS = 1_000_000
 GEMM_SMALL_GRAD_INPUT_MIN_OUT_CHANNELS = 24
 
-# A stride-1 grad input whose input planes hold at least GEMM_GRAD_INPUT_SHRINK times
+# A stride-1 grad input whose (padded, under a padding_mode other than zeros) input
+# planes hold at least GEMM_GRAD_INPUT_SHRINK times
 # the output's pixels (a large unpadded kernel), with at least
 # GEMM_GRAD_INPUT_SHRINK_MIN_OUT_CHANNELS output channels per group, runs on the GEMM
 # path: the adjoint conv of the direct kernels computes every input pixel over every
@@ -201,8 +202,9 @@ BLOCKED_GRAD_MAX_REDUCTION = 800
 # CHANNEL_BLOCKED_LONG_REDUCTION products or more, and of CHANNEL_BLOCKED_MIN_TINY
 # products where CHANNEL_BLOCKED_MIN_WASTE_HIGH of the columns would be dropped (layers
 # of GEMM_SMALL_MACS or more).  A forward also needs CHANNEL_BLOCKED_FORWARD_MIN_WASTE
-# of the blocked kernel's frame columns dropped (wider maps run blocked), and not the
-# deep inputs on small narrow maps that run tiled (BLOCKED_NARROW_DEEP_*).
+# of the blocked kernel's frame columns dropped (wider maps run blocked, or tiled by
+# the narrow-map rules above), and not the deep inputs on small narrow maps that run
+# tiled (BLOCKED_NARROW_DEEP_*).
 CHANNEL_BLOCKED_MIN_FILL = 0.75
 CHANNEL_BLOCKED_MIN_REDUCTION = 256
 CHANNEL_BLOCKED_MIN_SHORT = 100

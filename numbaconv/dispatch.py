@@ -260,7 +260,9 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
       would be dropped, in layers of ``config.GEMM_SMALL_MACS`` multiply-adds or more;
     * but a forward only where the blocked kernel would drop at least
       ``config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE`` of its frame columns (on wider maps
-      it ran faster), and not where :func:`_narrow_deep` sends it to the tiled kernel.
+      it ran faster; those of many output channels on maps under 20 columns run tiled
+      by the blocked kernel's own rule), and not where :func:`_narrow_deep` sends it
+      to the tiled kernel.
 
     Strided forwards ran faster tiled (or blocked) on most layers, so they never run
     here.  The measurements behind it: ``docs/benchmarks/cpu.md``, "Session 11" and
@@ -470,8 +472,11 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     if (depthwise and kernel == "conv2d_grad_input" and spec.stride == (1, 1)
             and spec.kernel != (1, 1) and max(spec.kernel) <= 5):
         return "depthwise"  # K planes summed into one: the depthwise kernels' loops
+    # the planes the grad input computes: the padded input's under a padding_mode
+    # other than zeros (its kernel runs on the padded input, then folds the pads back)
+    plane = spec.padded_size if spec.padding_mode != "zeros" else spec.in_size
     if (kernel == "conv2d_grad_input" and spec.stride == (1, 1)
-            and spec.in_size[0] * spec.in_size[1]
+            and plane[0] * plane[1]
             >= config.GEMM_GRAD_INPUT_SHRINK * spec.out_size[0] * spec.out_size[1]
             and spec.out_channels // spec.groups
             >= config.GEMM_GRAD_INPUT_SHRINK_MIN_OUT_CHANNELS):

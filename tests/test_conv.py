@@ -476,6 +476,17 @@ def test_chooser_rules(monkeypatch):
     assert choose(spec(16, 7, 1, k=5), "conv2d_grad_input") == blocked("tiled")
     assert choose(spec(16, 8, 1, size=12), "conv2d_grad_input") == blocked("tiled")  # 144, 100
     assert choose(spec(8, 64, 8, k=5), "conv2d_grad_input") == "depthwise"
+
+    def rect(h, w, kh, kw, padding_mode="zeros", padding=0):
+        x = np.zeros((1, 16, h, w), np.float32)
+        return conv_spec("conv2d", 2, x, np.zeros((8, 16, kh, kw), np.float32), None, 1,
+                         padding, 1, 1, padding_mode, False)
+
+    assert choose(rect(5, 9, 3, 5), "conv2d_grad_input") == "gemm"  # 45 pixels in, 15 out
+    assert choose(rect(7, 8, 3, 5), "conv2d_grad_input") == blocked("tiled")  # 56, 20
+    # under a padding mode the grad input runs on the padded planes: 13x13 against 7x7
+    assert choose(rect(9, 9, 7, 7, "circular", 2), "conv2d_grad_input") == "gemm"
+    assert choose(rect(9, 9, 7, 7, "zeros", 2), "conv2d_grad_input") != "gemm"  # 81, 49
     # one input channel (an MNIST first layer): the dense rules, but the depthwise
     # kernels for a stride-1 grad input up to 5x5
     assert choose(spec(1, 32, 1)) == blocked("gemm")

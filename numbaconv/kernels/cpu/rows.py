@@ -4,10 +4,11 @@ ranges, axpy / dot / copy along a row, strided gathers and scatters, column spli
 Every conv, pool and im2col kernel runs its innermost loop along an output row, over the
 range of positions whose input tap is in bounds, computed up front (:func:`valid_range`),
 so the loop is branch-free and, at stride 1, unit-stride.  It runs through
-:func:`axpy` / :func:`dot` (and their strided forms) on row *views* indexed from 0:
-numba wraps negative indices around, and with an index LLVM cannot prove non-negative
-that check stops the loop from vectorizing (scalar ``vfmadd..ss`` only, much slower;
-measured: docs/benchmarks/cpu.md, "Kernel measurements").
+:func:`axpy` / :func:`dot` on row *views* indexed from 0: numba wraps negative indices
+around, and with an index LLVM cannot prove non-negative that check stops the loop
+from vectorizing (scalar ``vfmadd..ss`` only, much slower; measured:
+docs/benchmarks/cpu.md, "Kernel measurements").  Strided reads are the exception
+(see the comment above :func:`axpy_from`): there a scalar loop is what is wanted.
 """
 
 from numba import njit
@@ -100,11 +101,12 @@ def dot(a, b, acc):
 # Strided forms: one of the rows is read or written every ``step`` elements from
 # ``start``.  Each branches on ``step == 1`` and calls the loop with a contiguous view
 # there: a helper returning either view would unify both to the strided array type, and
-# the contiguous case would stop vectorizing.  A strided read indexes the row itself
-# (``row[start + i * step]``), not a strided view, which LLVM vectorizes with gathers:
-# those ran 1.3-2.9x slower than scalar loads on rows out of cache (AMD Zen 4; measured:
-# docs/benchmarks/cpu.md, "Session 12").  Strided writes keep the view: LLVM leaves
-# those loops scalar (no scatters).
+# the contiguous case would stop vectorizing.  A strided copy or axpy reads the row
+# itself (``row[start + i * step]``), not a strided view, which LLVM vectorizes with
+# gathers: those ran 4-5x slower than scalar loads on rows out of cache (AMD Zen 4;
+# measured: docs/benchmarks/cpu.md, "Session 12").  Strided writes keep the view: LLVM
+# leaves those loops scalar (no scatters).  The strided dot keeps it too: with fastmath's
+# reassociation LLVM vectorizes its sum with gathers either way.
 @njit(inline="always")
 def axpy_from(dst, src, start, step, a):
     """``dst[i] += a * src[start + i * step]``."""
@@ -148,6 +150,4 @@ def dot_from(a, src, start, step, acc):
     """``acc + sum(a[i] * src[start + i * step])``."""
     if step == 1:
         return dot(a, src[start:start + a.shape[0]], acc)
-    for i in range(a.shape[0]):
-        acc += a[i] * src[start + i * step]
-    return acc
+    return dot(a, src[start:_span(start, step, a.shape[0]):step], acc)
