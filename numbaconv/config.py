@@ -87,16 +87,16 @@ SUBSAMPLE_NUMPY_BYTES = 1 << 18
 # strided forward (not 1x1) of fewer, from GEMM_SMALL_FORWARD_MIN_OUT_CHANNELS.
 GEMM_SMALL_MACS = 1_000_000
 GEMM_SMALL_GRAD_INPUT_MIN_OUT_CHANNELS = 24
+GEMM_SMALL_FORWARD_MIN_OUT_CHANNELS = 128
 
-# A stride-1 grad input whose (padded, under a padding_mode other than zeros) input
-# planes hold at least GEMM_GRAD_INPUT_SHRINK times
-# the output's pixels (a large unpadded kernel), with at least
-# GEMM_GRAD_INPUT_SHRINK_MIN_OUT_CHANNELS output channels per group, runs on the GEMM
-# path: the adjoint conv of the direct kernels computes every input pixel over every
-# tap, mostly over zeros, where the product does the layer's own work.
+# A stride-1 grad input whose input planes (the padded ones under a padding_mode other
+# than zeros) hold at least GEMM_GRAD_INPUT_SHRINK times the output's pixels (a large
+# unpadded kernel), with at least GEMM_GRAD_INPUT_SHRINK_MIN_OUT_CHANNELS output
+# channels per group, runs on the GEMM path: the adjoint conv of the direct kernels
+# computes every input pixel over every tap, mostly over zeros, where the product does
+# the layer's own work (cpu.md, "Session 12").
 GEMM_GRAD_INPUT_SHRINK = 3
 GEMM_GRAD_INPUT_SHRINK_MIN_OUT_CHANNELS = 8
-GEMM_SMALL_FORWARD_MIN_OUT_CHANNELS = 128
 
 # A strided grad input whose reduction has at least this many values per input pixel
 # (K_g*kH*kW) runs on the GEMM path (dispatch.choose_conv_algorithm), where the tiled
