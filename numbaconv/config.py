@@ -218,6 +218,12 @@ CHANNEL_BLOCKED_FORWARD_MIN_WASTE = 0.15
 # Register blocks (4 output channels x 4 vectors of pixels) per job of the blocked conv.
 BLOCKED_BLOCKS = 4
 
+# A depthwise conv of at least this channel multiplier (K_g output channels per input
+# channel) runs its grad weight, and its forward if strided or past 3x3, by the dense
+# rules, whose kernels reuse each input vector across output channels; its grad input,
+# and a 3x3 stride-1 forward, stay depthwise (cpu.md, "Session 13").
+DEPTHWISE_MAX_MULTIPLIER = 16
+
 # 'auto' picks the tiled convolution when a group has at least this many input channels
 # (thinner groups give short reductions, and the grad input's products few rows).
 TILED_MIN_CHANNELS = 8

@@ -380,16 +380,20 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       outgrow the cache, or (1x1) its stride phases cost more than one product and a
       scatter.
     * depthwise (``groups == C_in``) with more than one channel: ``'depthwise'``,
-      per-channel kernels on stride-phase planes.  A single input channel (an MNIST
-      first layer) takes the dense rules below, where the depthwise kernels' one plane
-      ran slower, but for its stride-1 grad input of kernels up to 5x5, where they won
-      (the 3x3 forward won too, by less than its compile costs the main job).
+      per-channel kernels on stride-phase planes; but a channel multiplier of
+      ``config.DEPTHWISE_MAX_MULTIPLIER`` or more takes the dense rules below for its
+      grad weight and for a forward strided or past 3x3 (their kernels reuse each input
+      vector across the output channels), and its grad input the next rule where that
+      applies.  A single input channel (an MNIST first layer) takes the dense rules
+      below, where the depthwise kernels' one plane ran slower, but for its stride-1
+      grad input of kernels up to 5x5, where they won (the 3x3 forward won too, by less
+      than its compile costs the main job).
     * a stride-1 grad input whose input planes are at least
       ``config.GEMM_GRAD_INPUT_SHRINK`` times the output's (a large unpadded kernel,
       often dilated), of at least ``config.GEMM_GRAD_INPUT_SHRINK_MIN_OUT_CHANNELS``
-      output channels per group: ``'gemm'``, whose product is the layer's own work,
-      where the adjoint conv of the other kernels computes every input pixel over
-      every tap, mostly over zeros.
+      output channels per group (a depthwise conv's multiplier among them):
+      ``'gemm'``, whose product is the layer's own work, where the adjoint conv of the
+      other kernels computes every input pixel over every tap, mostly over zeros.
     * a small grad input (under ``config.GEMM_SMALL_MACS``
       multiply-accumulates) with at least 4 output channels per group if strided, at
       least ``config.GEMM_SMALL_GRAD_INPUT_MIN_OUT_CHANNELS`` at stride 1: ``'gemm'``,
@@ -467,22 +471,28 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
         return "direct"  # a per-channel scale: one pass over each plane
     if pointwise:
         return "gemm"
-    if depthwise and spec.in_channels > 1:
-        return "depthwise"
-    if (depthwise and kernel == "conv2d_grad_input" and spec.stride == (1, 1)
-            and spec.kernel != (1, 1) and max(spec.kernel) <= 5):
-        return "depthwise"  # K planes summed into one: the depthwise kernels' loops
+    k_g = spec.out_channels // spec.groups
+    c_g = spec.in_channels // spec.groups
     # the planes the grad input computes: the padded input's under a padding_mode
     # other than zeros (its kernel runs on the padded input, then folds the pads back)
     plane = spec.padded_size if spec.padding_mode != "zeros" else spec.in_size
-    if (kernel == "conv2d_grad_input" and spec.stride == (1, 1)
-            and plane[0] * plane[1]
-            >= config.GEMM_GRAD_INPUT_SHRINK * spec.out_size[0] * spec.out_size[1]
-            and spec.out_channels // spec.groups
-            >= config.GEMM_GRAD_INPUT_SHRINK_MIN_OUT_CHANNELS):
+    shrink = (kernel == "conv2d_grad_input" and spec.stride == (1, 1)
+              and plane[0] * plane[1]
+              >= config.GEMM_GRAD_INPUT_SHRINK * spec.out_size[0] * spec.out_size[1]
+              and k_g >= config.GEMM_GRAD_INPUT_SHRINK_MIN_OUT_CHANNELS)
+    # a large channel multiplier: its grad weight, and its forward past 3x3 or strided,
+    # take the dense rules
+    multiplied = k_g >= config.DEPTHWISE_MAX_MULTIPLIER and (
+        kernel == "conv2d_grad_weight"
+        or (kernel == "conv2d_forward"
+            and (spec.stride != (1, 1) or max(spec.kernel) > 3)))
+    if depthwise and spec.in_channels > 1 and not (shrink or multiplied):
+        return "depthwise"
+    if (spec.in_channels == 1 and kernel == "conv2d_grad_input" and spec.stride == (1, 1)
+            and spec.kernel != (1, 1) and max(spec.kernel) <= 5):
+        return "depthwise"  # K planes summed into one: the depthwise kernels' loops
+    if shrink:
         return "gemm"  # the adjoint conv would run mostly over zeros
-    k_g = spec.out_channels // spec.groups
-    c_g = spec.in_channels // spec.groups
     if (kernel == "conv2d_grad_input" and spec.stride != (1, 1)
             and (spec.kernel == (1, 1)
                  or k_g * spec.kernel[0] * spec.kernel[1]

@@ -475,7 +475,18 @@ def test_chooser_rules(monkeypatch):
     assert choose(spec(16, 8, 1, k=5), "conv2d_grad_input") == "gemm"  # 64 px in, 16 out
     assert choose(spec(16, 7, 1, k=5), "conv2d_grad_input") == blocked("tiled")
     assert choose(spec(16, 8, 1, size=12), "conv2d_grad_input") == blocked("tiled")  # 144, 100
-    assert choose(spec(8, 64, 8, k=5), "conv2d_grad_input") == "depthwise"
+    # ... a depthwise one too, of a channel multiplier of 8 or more
+    assert choose(spec(8, 64, 8, k=5), "conv2d_grad_input") == "gemm"
+    assert choose(spec(8, 56, 8, k=5), "conv2d_grad_input") == "depthwise"
+    # a channel multiplier of DEPTHWISE_MAX_MULTIPLIER or more: its grad weight, and its
+    # forward if strided or past 3x3, take the dense rules
+    assert choose(spec(8, 128, 8, k=5)) == blocked("gemm")
+    assert choose(spec(8, 120, 8, k=5)) == "depthwise"
+    assert choose(spec(8, 128, 8, stride=2)) == blocked("gemm")
+    assert choose(spec(8, 128, 8)) == "depthwise"  # 3x3, stride 1
+    assert choose(spec(8, 128, 8), "conv2d_grad_weight") == "tiled"
+    assert choose(spec(8, 120, 8), "conv2d_grad_weight") == "depthwise"
+    assert choose(spec(8, 128, 8, size=12), "conv2d_grad_input") == "depthwise"
 
     def rect(h, w, kh, kw, padding_mode="zeros", padding=0):
         x = np.zeros((1, 16, h, w), np.float32)
