@@ -245,8 +245,8 @@ def _narrow_deep(spec) -> bool:
 def _channel_blocked_applies(spec, kernel: str) -> bool:
     """The channel-blocked direct conv (``kernels/cpu/conv/channel_blocked.py``: vectors
     along the output channels, 2 per block) for ``kernel``, on an AVX-512 host (24
-    accumulators), at stride 1 only: the forward, or the grad input (a conv whose
-    output channels are the layer's input channels), where
+    accumulators), at stride 1 (strided: see the end): the forward, or the grad input (a
+    conv whose output channels are the layer's input channels), where
 
     * its output channels fill at least ``config.CHANNEL_BLOCKED_MIN_FILL`` of its
       channel blocks (the last block's lanes past ``K_g`` are computed for nothing), and
@@ -264,10 +264,13 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
       by the blocked kernel's own rule), and not where :func:`_narrow_deep` sends it
       to the tiled kernel.
 
-    Strided forwards ran faster tiled (or blocked) on most layers, so they never run
-    here.  The measurements behind it: ``docs/benchmarks/cpu.md``, "Session 11" and
-    "Session 12"."""
-    if not _wide_simd() or kernel == "conv2d_grad_weight" or spec.stride != (1, 1):
+    Strided forwards ran faster tiled (or blocked) on most layers, so they run here only
+    where thin (under ``config.TILED_MIN_CHANNELS`` input channels per group, not 1x1)
+    on a narrow map (``OW < config.BLOCKED_NARROW``) whose output channels fill
+    ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks: there the blocked kernel's
+    stride-phase rows are short and mostly dropped.  The measurements behind it:
+    ``docs/benchmarks/cpu.md``, "Session 11" to "Session 13"."""
+    if not _wide_simd() or kernel == "conv2d_grad_weight":
         return False
     k_g = spec.out_channels // spec.groups
     c_g = spec.in_channels // spec.groups
@@ -279,6 +282,10 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
         outputs, reduction, width = c_g, k_g * taps, spec.in_size[1]
     block = 2 * 64 // np.dtype(spec.dtype).itemsize  # 2 AVX-512 vectors of channels
     fill = outputs / (-(-outputs // block) * block)
+    if spec.stride != (1, 1):
+        return (kernel == "conv2d_forward" and spec.kernel != (1, 1)
+                and c_g < config.TILED_MIN_CHANNELS and width < config.BLOCKED_NARROW
+                and fill >= config.CHANNEL_BLOCKED_MIN_FILL)
     waste = reach / (width + reach)
     if kernel == "conv2d_forward" and (waste < config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE
                                        or _narrow_deep(spec)):

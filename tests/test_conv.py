@@ -713,7 +713,7 @@ def test_channel_blocked_rule(monkeypatch):
     kernel drops 10%+ of its columns; forwards also 65% full over 1024+ products, and
     over 32+ where 30%+ of the columns would drop; a forward only where 15%+ of the
     columns would drop, and not on a deep input on a small narrow map; stride 1 only,
-    never a grad weight."""
+    never a grad weight; strided, only thin forwards on narrow maps."""
     from numbaconv import config
     from numbaconv._args import conv_spec
     from numbaconv.dispatch import choose_conv_algorithm
@@ -759,6 +759,14 @@ def test_channel_blocked_rule(monkeypatch):
     assert choose(256, 256, stride=2, kernel="conv2d_grad_input") != "channel_blocked"
     assert choose(64, 64, stride=2, size=30) != "channel_blocked"  # strided: tiled, blocked
     assert choose(256, 256, stride=2, size=30) != "channel_blocked"
+    # ... but a thin strided forward (under 8 input channels per group) on a narrow map
+    # (under 20 output columns) whose output channels fill 3/4 of the blocks
+    assert choose(3, 64, stride=2, size=30) == "channel_blocked"  # 15 columns
+    assert choose(3, 64, stride=2, size=40) != "channel_blocked"  # 20 columns
+    assert choose(8, 64, stride=2, size=30) != "channel_blocked"
+    assert choose(3, 47, stride=2, size=30) != "channel_blocked"  # 47 of 64 lanes
+    assert choose(3, 64, k=1, stride=2, size=30) != "channel_blocked"
+    assert choose(3, 64, stride=2, size=30, kernel="conv2d_grad_input") != "channel_blocked"
     assert choose(64, 128, size=14, groups=64) == "depthwise"  # not for depthwise convs
 
 
