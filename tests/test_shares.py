@@ -67,3 +67,14 @@ def test_a_failing_share_raises_instead_of_returning_half_an_output():
     x = np.arange(4, dtype=np.float64)
     with pytest.raises(RuntimeError, match="failed in 1 of 2 threads"):
         shares.run_shares(_squares, 2, (x, np.empty(4), 0.0, 1))
+
+
+def test_one_thread_runs_the_share_on_the_caller_and_raises_its_error():
+    """One thread starts no parallel region: the share runs through its dispatcher, so
+    its own error reaches the caller."""
+    x = np.arange(4, dtype=np.float64)
+    out = np.empty(4)
+    shares.run_shares(_squares, 1, (x, out, 1.0, 0))
+    np.testing.assert_array_equal(out, x * x + 1)
+    with pytest.raises(ZeroDivisionError):
+        shares.run_shares(_squares, 1, (x, np.empty(4), 0.0, 1))

@@ -4,7 +4,8 @@ A kernel is written serial, decorated :func:`share`: ``kernel(t, threads, args)`
 thread ``t``'s share of the work, ``args`` a flat tuple of arrays and scalars (numba's
 parallel lowering rejects nested tuples).  :func:`run_shares` runs it once per numba
 thread through one parallel driver, :func:`_drive`, whose loop body is a single call
-through a function pointer to the share's compiled code.
+through a function pointer to the share's compiled code; with one thread (a Dask worker's,
+``NUMBA_NUM_THREADS=1``) it calls the share itself, starting no parallel region.
 
 Why: numba compiles a ``parallel=True`` kernel several times slower than the same code
 serial.  Its parallel passes deep-copy and rewrite the whole body, every inlined helper
@@ -141,10 +142,15 @@ def driver_signature(args):
 
 def run_shares(share, threads, args):
     """Run ``share(t, threads, args)`` for ``t`` in ``range(threads)``, one per numba
-    thread, and return when all have.  The share is compiled (or loaded from the cache)
-    on its first call with these argument types."""
+    thread, and return when all have; one thread runs the share itself on the calling
+    thread, through its dispatcher (a share that raises then raises here).  The share
+    is compiled (or loaded from the cache) on its first call with these argument
+    types."""
     if RECORDER is not None:
         RECORDER(share, args)
+        return
+    if threads == 1:  # no parallel region to start (~3 us): the share on this thread
+        share(0, 1, args)
         return
     key = (share, _key(args))
     address = _addresses.get(key)
