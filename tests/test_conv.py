@@ -706,6 +706,31 @@ def test_channel_blocked_writes_a_non_contiguous_out():
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("stride", [1, 2])
+def test_blocked_writes_a_non_contiguous_out(stride):
+    """The blocked kernel stores its vectors straight into ``out``'s rows: called
+    directly on an ``out`` whose rows are not unit-stride (a transposed view), or are
+    spaced apart (a slice of wider rows), the answer lands in ``out`` and nothing past
+    its columns is written."""
+    from numbaconv.kernels.cpu.conv import blocked, direct
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 9, 11)).astype(np.float32)
+    w = rng.standard_normal((6, 3, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    geometry = (stride, stride, 1, 1, 1, 1, 1)
+    oh, ow = (9 - 1) // stride + 1, (11 - 1) // stride + 1
+    want = np.empty((2, 6, oh, ow), np.float32)
+    direct.conv2d_forward(x, w, b, want, geometry)
+    transposed = np.empty((2, 6, ow, oh), np.float32).transpose(0, 1, 3, 2)
+    blocked.conv2d_forward_blocked(x, w, b, transposed, geometry)
+    np.testing.assert_allclose(transposed, want, rtol=1e-5, atol=1e-5)
+    wide = np.full((2, 6, oh, ow + 5), 7.0, np.float32)
+    blocked.conv2d_forward_blocked(x, w, b, wide[..., 2:2 + ow], geometry)
+    np.testing.assert_allclose(wide[..., 2:2 + ow], want, rtol=1e-5, atol=1e-5)
+    assert (wide[..., :2] == 7).all() and (wide[..., 2 + ow:] == 7).all()
+
+
 def test_channel_blocked_rule(monkeypatch):
     """Where the channel-blocked kernel runs (AVX-512): forwards and stride-1 grad inputs
     whose output channels fill 3/4 of its blocks (32 channels in float32, 16 in
@@ -760,13 +785,18 @@ def test_channel_blocked_rule(monkeypatch):
     assert choose(64, 64, stride=2, size=30) != "channel_blocked"  # strided: tiled, blocked
     assert choose(256, 256, stride=2, size=30) != "channel_blocked"
     # ... but a thin strided forward (under 8 input channels per group) on a narrow map
-    # (under 20 output columns) whose output channels fill 3/4 of the blocks
-    assert choose(3, 64, stride=2, size=30) == "channel_blocked"  # 15 columns
-    assert choose(3, 64, stride=2, size=40) != "channel_blocked"  # 20 columns
-    assert choose(8, 64, stride=2, size=30) != "channel_blocked"
-    assert choose(3, 47, stride=2, size=30) != "channel_blocked"  # 47 of 64 lanes
-    assert choose(3, 64, k=1, stride=2, size=30) != "channel_blocked"
-    assert choose(3, 64, stride=2, size=30, kernel="conv2d_grad_input") != "channel_blocked"
+    # (under 20 output columns) whose output channels fill 3/4 of the blocks, where the
+    # blocked kernel would drop 15%+ of its phase frame's columns
+    assert choose(3, 64, k=7, stride=2, size=30) == "channel_blocked"  # 3 of 18 columns
+    assert choose(3, 64, k=5, stride=2, size=30) != "channel_blocked"  # 2 of 17
+    assert choose(3, 64, stride=2, size=10) == "channel_blocked"  # 1 of 6 columns
+    assert choose(3, 64, stride=2, size=12) != "channel_blocked"  # 1 of 7 columns
+    assert choose(3, 64, k=7, stride=2, size=40) != "channel_blocked"  # 20 columns
+    assert choose(8, 64, k=7, stride=2, size=30) != "channel_blocked"
+    assert choose(3, 47, k=7, stride=2, size=30) != "channel_blocked"  # 47 of 64 lanes
+    assert choose(3, 64, k=1, stride=2, size=10) != "channel_blocked"
+    assert choose(3, 64, k=7, stride=2, size=30,
+                  kernel="conv2d_grad_input") != "channel_blocked"
     assert choose(64, 128, size=14, groups=64) == "depthwise"  # not for depthwise convs
 
 

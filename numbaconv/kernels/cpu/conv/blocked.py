@@ -16,9 +16,11 @@ dilation; the columns ``ow >= OW`` are computed and dropped.
 How: a register block is 4 output channels x 4 vectors of pixels, 16 accumulators
 (:mod:`..simd`); per tap, 4 frame vectors and 4 broadcast weights make 16 fused
 multiply-adds.  A job is one image, one group, 4 output channels and
-``config.BLOCKED_BLOCKS`` blocks, written to the thread's tile, then its valid columns
-to ``out``.  Each output is one sum in a fixed order: deterministic.  Strided (forward
-only), the frame holds each channel's ``sH x sW`` stride phases (:func:`_framed`,
+``config.BLOCKED_BLOCKS`` blocks; each vector of a block, passed through L1, goes to
+``out`` as one masked store per output row it touches (:func:`_store_block`: a
+per-value copy of rows shorter than a vector cost a third of a thin layer's forward).
+Each output is one sum in a fixed order: deterministic.  Strided (forward only), the
+frame holds each channel's ``sH x sW`` stride phases (:func:`_framed`,
 :func:`to_phase_frame`), so a tap is again one shift within one phase plane
 (:func:`_tap_tables`, :func:`_strided_taps`, compiled apart from the stride-1 loop).
 The stride-1 grad input is the same conv on ``grad_out`` with the weights flipped and
@@ -157,6 +159,36 @@ def _strided_taps(frame, plane0, w, kb, at, acc, c_g, kh, kw, rows_at, cols_at, 
 
 
 @njit(inline="always")
+def _store_block(block, out, n, k0, kn, q, stop, frame_w, out_w):
+    """The valid lanes of a register block, ``block[(i*4 + v)*width ..]`` for output
+    channel ``k0 + i`` (the first ``kn`` real) and vector ``v`` of flat positions ``q +
+    v*width ..``, into ``out[n]`` (rows unit-stride): position ``p`` is output row ``p
+    // Wf``, column ``p % Wf``, valid below ``out_w`` and ``stop``.  One masked store
+    per output row a vector touches (its other lanes' memory is neither read nor
+    written); the rows are found by stepping, with one division per block."""
+    width = simd.lanes(block)
+    oh = q // frame_w
+    row = oh * frame_w  # where output row oh starts in the flat positions
+    # the vectors before stop (a count LLVM cannot unroll: unrolled, the loop took a
+    # second of compile time per variant)
+    for v in range(min(BLOCK, (stop - q + width - 1) // width)):
+        at = q + v * width
+        end = min(at + width, stop)
+        while row + frame_w <= at:
+            oh += 1
+            row += frame_w
+        r, start = oh, row
+        while start < end:
+            lo, hi = max(start, at) - at, min(start + out_w, end) - at
+            if hi > lo:  # lane 0 lands in column at - start (may be negative: masked)
+                for i in range(kn):
+                    simd.store_range(out[n, k0 + i], r, at - start,
+                                     simd.load_flat(block, (i * BLOCK + v) * width), lo, hi)
+            r += 1
+            start += frame_w
+
+
+@njit(inline="always")
 def _store_row(tile, at, width, v0, v1, v2, v3):
     simd.store_flat(tile, at, v0)
     simd.store_flat(tile, at + width, v1)
@@ -165,14 +197,15 @@ def _store_row(tile, at, width, v0, v1, v2, v3):
 
 
 @njit(inline="always", fastmath=CPU_FASTMATH)
-def _forward_share(t, threads, frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w, tables):
-    """``out`` from ``frames`` (N, C*phases, Hf*Wf + slack; :func:`_framed`) and
-    ``packed`` (G, K_g/4, C_g*kH*kW, 4) weights; ``tiles[t]``: thread ``t``'s 4 rows of
-    its job's pixels.  ``tables``: None at stride 1, else the taps' planes and shifts
-    (:func:`_tap_tables`).  numba compiles the two cases apart (it prunes the ``is
-    None`` branch), so the stride-1 loop does not carry the strided taps' tables (in
-    one kernel they slowed it; measured: docs/benchmarks/cpu.md, "Kernel
-    measurements")."""
+def _forward_share(t, threads, frames, packed, bias, out, span, kh, kw, dh, dw, frame_w,
+                   tables):
+    """``out`` (its rows unit-stride) from ``frames`` (N, C*phases, Hf*Wf + slack;
+    :func:`_framed`) and ``packed`` (G, K_g/4, C_g*kH*kW, 4) weights, in jobs of
+    ``span`` flat positions (whole register blocks).  ``tables``: None at stride 1,
+    else the taps' planes and shifts (:func:`_tap_tables`).  numba compiles the two
+    cases apart (it prunes the ``is None`` branch), so the stride-1 loop does not carry
+    the strided taps' tables (in one kernel they slowed it; measured:
+    docs/benchmarks/cpu.md, "Kernel measurements")."""
     batch, out_ch, out_h, out_w = out.shape
     groups, kblocks, taps = packed.shape[0], packed.shape[1], packed.shape[2]
     k_g = out_ch // groups
@@ -180,12 +213,11 @@ def _forward_share(t, threads, frames, packed, bias, out, tiles, kh, kw, dh, dw,
     phases = frames.shape[1] // (groups * c_g)
     width = simd.lanes(frames)
     step = BLOCK * width  # pixels per register block
-    span = tiles.shape[1] // BLOCK  # pixels per job, whole blocks
     length = out_h * frame_w  # flat output positions of an image
     spans = (length + span - 1) // span
     jobs = batch * groups * spans * kblocks
     zero = out.dtype.type(0)
-    tile = tiles[t]
+    block = np.empty(BLOCK * step, out.dtype)  # a register block, channel by channel
     # jobs dealt in turn, output-channel blocks fastest: a thread's next job reads the
     # same input window (in L2) with other weights
     for job in range(t, jobs, threads):
@@ -200,43 +232,36 @@ def _forward_share(t, threads, frames, packed, bias, out, tiles, kh, kw, dh, dw,
         b1 = bias[k0 + 1] if kn > 1 else zero
         b2 = bias[k0 + 2] if kn > 2 else zero
         b3 = bias[k0 + 3] if kn > 3 else zero
-        for p in range(0, q1 - q0, step):
+        for q in range(q0, q1, step):
             y0, y1 = simd.splat(frame, b0), simd.splat(frame, b1)
             y2, y3 = simd.splat(frame, b2), simd.splat(frame, b3)
             acc = (y0, y0, y0, y0, y1, y1, y1, y1, y2, y2, y2, y2, y3, y3, y3, y3)
             if tables is None:
-                acc = _taps(frame, g * c_g, w, kb, q0 + p, acc, c_g, kh, kw,
-                            dh * frame_w, dw)
+                acc = _taps(frame, g * c_g, w, kb, q, acc, c_g, kh, kw, dh * frame_w, dw)
             else:
-                acc = _strided_taps(frame, g * c_g * phases, w, kb, q0 + p, acc, c_g, kh,
-                                    kw, tables[0], tables[1], phases)
-            _store_row(tile, p, width, acc[0], acc[1], acc[2], acc[3])
-            _store_row(tile, span + p, width, acc[4], acc[5], acc[6], acc[7])
-            _store_row(tile, 2 * span + p, width, acc[8], acc[9], acc[10], acc[11])
-            _store_row(tile, 3 * span + p, width, acc[12], acc[13], acc[14], acc[15])
-        # the valid columns of each output row the job's pixels touch
-        for oh in range(q0 // frame_w, (q1 - 1) // frame_w + 1):
-            lo = max(q0, oh * frame_w)
-            hi = min(q1, oh * frame_w + out_w)
-            if hi > lo:
-                ow = lo - oh * frame_w
-                for i in range(kn):
-                    copy(out[n, k0 + i, oh, ow:ow + hi - lo],
-                         tile[i * span + lo - q0:i * span + hi - q0])
+                acc = _strided_taps(frame, g * c_g * phases, w, kb, q, acc, c_g, kh, kw,
+                                    tables[0], tables[1], phases)
+            _store_row(block, 0, width, acc[0], acc[1], acc[2], acc[3])
+            _store_row(block, step, width, acc[4], acc[5], acc[6], acc[7])
+            _store_row(block, 2 * step, width, acc[8], acc[9], acc[10], acc[11])
+            _store_row(block, 3 * step, width, acc[12], acc[13], acc[14], acc[15])
+            # through L1 to the rows: one copy of the store code, not 16 inlined ones
+            # (which cost 1.1 s of compile time per variant)
+            _store_block(block, out, n, k0, kn, q, q1, frame_w, out_w)
 
 
 @share(fastmath=CPU_FASTMATH)
 def _forward_blocked(t, threads, args):
     """:func:`_forward_share` at stride 1 (``tables`` None)."""
-    frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w = args
-    _forward_share(t, threads, frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w, None)
+    frames, packed, bias, out, span, kh, kw, dh, dw, frame_w = args
+    _forward_share(t, threads, frames, packed, bias, out, span, kh, kw, dh, dw, frame_w, None)
 
 
 @share(fastmath=CPU_FASTMATH)
 def _forward_blocked_strided(t, threads, args):
     """:func:`_forward_share` with stride tap tables (:func:`_tap_tables`)."""
-    frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w, rows_at, cols_at = args
-    _forward_share(t, threads, frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w,
+    frames, packed, bias, out, span, kh, kw, dh, dw, frame_w, rows_at, cols_at = args
+    _forward_share(t, threads, frames, packed, bias, out, span, kh, kw, dh, dw, frame_w,
                    (rows_at, cols_at))
 
 
@@ -377,12 +402,16 @@ def _run(x, packed, bias, out, lead_h, lead_w, kh, kw, dh, dw, sh, sw):
     crop) into ``out``."""
     if out.size == 0:
         return
+    if out.strides[3] != out.itemsize:  # the kernel stores whole rows of vectors
+        dense = np.empty(out.shape, out.dtype)
+        _run(x, packed, bias, dense, lead_h, lead_w, kh, kw, dh, dw, sh, sw)
+        out[...] = dense
+        return
     frames, frame_w, (rows_at, cols_at) = _framed(x, out.shape[2], out.shape[3], lead_h,
                                                   lead_w, kh, kw, dh, dw, sh, sw)
     span = config.BLOCKED_BLOCKS * BLOCK * simd.VECTOR_BYTES // out.itemsize
     threads = numba.get_num_threads()
-    tiles = scratch("blocked_tiles", (threads, BLOCK * span), x.dtype)
-    args = (frames, packed, bias, out, tiles, kh, kw, dh, dw, frame_w)
+    args = (frames, packed, bias, out, span, kh, kw, dh, dw, frame_w)
     if sh == sw == 1:
         run_shares(_forward_blocked, threads, args)
     else:
