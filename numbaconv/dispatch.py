@@ -267,26 +267,29 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     Strided forwards ran faster tiled (or blocked) on most layers, so they run here only
     where thin (under ``config.TILED_MIN_CHANNELS`` input channels per group, not 1x1)
     on a narrow map (``OW < config.BLOCKED_NARROW``) whose output channels fill
-    ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks: there the blocked kernel's
-    stride-phase rows are short and mostly dropped.  The measurements behind it:
+    ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks, where the blocked kernel would
+    drop ``config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE`` of its stride-phase frame's
+    columns (the reach counted in phase columns).  The measurements behind it:
     ``docs/benchmarks/cpu.md``, "Session 11" to "Session 13"."""
     if not _wide_simd() or kernel == "conv2d_grad_weight":
         return False
     k_g = spec.out_channels // spec.groups
     c_g = spec.in_channels // spec.groups
     taps = spec.kernel[0] * spec.kernel[1]
-    reach = (spec.kernel[1] - 1) * spec.dilation[1]
+    # the last tap's shift along a frame row (of a stride phase, strided)
+    reach = (spec.kernel[1] - 1) * spec.dilation[1] // spec.stride[1]
     if kernel == "conv2d_forward":
         outputs, reduction, width = k_g, c_g * taps, spec.out_size[1]
     else:
         outputs, reduction, width = c_g, k_g * taps, spec.in_size[1]
     block = 2 * 64 // np.dtype(spec.dtype).itemsize  # 2 AVX-512 vectors of channels
     fill = outputs / (-(-outputs // block) * block)
+    waste = reach / (width + reach)
     if spec.stride != (1, 1):
         return (kernel == "conv2d_forward" and spec.kernel != (1, 1)
                 and c_g < config.TILED_MIN_CHANNELS and width < config.BLOCKED_NARROW
-                and fill >= config.CHANNEL_BLOCKED_MIN_FILL)
-    waste = reach / (width + reach)
+                and fill >= config.CHANNEL_BLOCKED_MIN_FILL
+                and waste >= config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE)
     if kernel == "conv2d_forward" and (waste < config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE
                                        or _narrow_deep(spec)):
         return False

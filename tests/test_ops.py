@@ -313,7 +313,7 @@ def test_conv_transpose_is_the_adjoint_of_conv(rng):
                                           dilation=(2, 1)), "blocked"),  # stride phases
     ((1, 3, 9, 9), (3, 3, 5, 5), dict(stride=2, padding=1), "gemm"),  # 3 output channels
     # a thin strided forward on a narrow map, its output channels filling the blocks
-    ((2, 3, 11, 10), (16, 3, 3, 3), dict(stride=2, padding=1), "channel_blocked"),
+    ((2, 3, 11, 10), (16, 3, 5, 5), dict(stride=2, padding=2), "channel_blocked"),
     # a depthwise conv of channel multiplier 16, 5x5: the dense rules
     ((1, 2, 9, 9), (32, 1, 5, 5), dict(groups=2, padding=2), "blocked"),
 ])
