@@ -173,8 +173,9 @@ TILED_GRAD_BAND = 64
 # BLOCKED_NARROW_DEEP_CHANNELS input channels per group on at most
 # BLOCKED_NARROW_MAX_PIXELS output pixels in layers of at most BLOCKED_NARROW_DEEP_GROUPS
 # groups (a small map, a long reduction, any number of output channels); strided
-# forwards of at most
-# BLOCKED_MAX_REDUCTION products per output (C_g*kH*kW); stride-1 grad inputs; stride-1
+# forwards of at most BLOCKED_MAX_REDUCTION products per output (C_g*kH*kW), but not
+# those of TILED_MIN_CHANNELS input channels per group on maps narrower than
+# BLOCKED_NARROW of at most BLOCKED_NARROW_MAX_PIXELS pixels; stride-1 grad inputs; stride-1
 # grad weights with at least BLOCKED_GRAD_MIN_CHANNELS input and output channels per
 # group, C_g*kH*kW at most BLOCKED_GRAD_MAX_REDUCTION, and maps of BLOCKED_NARROW
 # columns or more.

@@ -202,7 +202,10 @@ def _blocked_applies(spec, kernel: str) -> bool:
       group, at most ``config.BLOCKED_MAX_REDUCTION`` products per output, and a 1x1
       kernel only up to ``config.BLOCKED_STRIDED_1X1_MAX_CHANNELS`` input channels per
       group (a short reduction, where the other paths' column copy or BLAS call cost
-      more than the frame);
+      more than the frame); but not on small narrow maps (``OW <
+      config.BLOCKED_NARROW``, at most ``config.BLOCKED_NARROW_MAX_PIXELS`` output
+      pixels) of ``config.TILED_MIN_CHANNELS`` or more input channels per group, whose
+      short phase rows the tiled kernel's pixel tiles do not waste;
     * grad input: stride 1 (a conv of ``grad_out``);
     * grad weight: stride 1, at least ``config.BLOCKED_GRAD_MIN_CHANNELS`` input and
       output channels per group, ``C_g*kH*kW`` at most
@@ -224,7 +227,11 @@ def _blocked_applies(spec, kernel: str) -> bool:
         return stride_1
     if not stride_1:
         return ((spec.kernel != (1, 1) or c_g <= config.BLOCKED_STRIDED_1X1_MAX_CHANNELS)
-                and k_g >= 4 and c_g * taps <= config.BLOCKED_MAX_REDUCTION)
+                and k_g >= 4 and c_g * taps <= config.BLOCKED_MAX_REDUCTION
+                and not (c_g >= config.TILED_MIN_CHANNELS
+                         and spec.out_size[1] < config.BLOCKED_NARROW
+                         and spec.out_size[0] * spec.out_size[1]
+                         <= config.BLOCKED_NARROW_MAX_PIXELS))
     if spec.out_size[1] >= config.BLOCKED_NARROW:
         return True
     return not ((c_g >= config.TILED_MIN_CHANNELS and k_g >= config.BLOCKED_NARROW_CHANNELS)

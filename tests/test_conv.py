@@ -559,14 +559,23 @@ def test_chooser_rules(monkeypatch):
     # strided forwards with short reductions run blocked on a frame of stride phases,
     # even with few input channels (the RGB stem); their grad input and grad weight,
     # and strided 1x1 convs, do not
-    assert choose(spec(16, 32, 1, stride=2)) == blocked("tiled")
+    assert choose(spec(16, 32, 1, stride=2, size=48)) == blocked("tiled")  # 23 columns
     assert choose(spec(4, 32, 1, stride=2)) == blocked("gemm")
-    assert choose(spec(64, 64, 1, stride=2)) == "tiled"  # 576
+    assert choose(spec(64, 64, 1, stride=2, size=48)) == "tiled"  # 576
     assert choose(spec(16, 32, 1, stride=2), "conv2d_grad_input") == "tiled"
     assert choose(spec(16, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
+    # ... but those of 8+ input channels per group on small narrow maps (under 20
+    # columns, at most 400 pixels) run tiled
+    assert choose(spec(16, 32, 1, stride=2, size=38)) == "tiled"  # 18x18
+    assert choose(spec(16, 32, 1, stride=2, size=42)) == blocked("tiled")  # 20x20
+    assert choose(spec(7, 32, 1, stride=2, size=38)) == blocked("gemm")  # thin
+    x = np.zeros((1, 16, 60, 30), np.float32)
+    tall = conv_spec("conv2d", 2, x, np.zeros((32, 16, 3, 3), np.float32), None, 2, 0, 1,
+                     1, "zeros", False)  # 29x14: 406 pixels
+    assert choose(tall) == blocked("tiled")
     # a strided 1x1 forward: blocked up to BLOCKED_STRIDED_1X1_MAX_CHANNELS input channels
-    assert choose(spec(16, 32, 1, k=1, stride=2)) == blocked("tiled")
-    assert choose(spec(64, 32, 1, k=1, stride=2)) == "tiled"
+    assert choose(spec(16, 32, 1, k=1, stride=2, size=48)) == blocked("tiled")
+    assert choose(spec(64, 32, 1, k=1, stride=2, size=48)) == "tiled"
     # few input channels: the grad weight (a reduction over pixels) runs tiled, the
     # strided grad input on the GEMM path
     assert choose(spec(4, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
