@@ -194,7 +194,8 @@ BLOCKED_GRAD_MAX_REDUCTION = 800
 # When 'auto' picks the channel-blocked direct convolution (vectors along the output
 # channels: kernels/cpu/conv/channel_blocked.py; the rule in
 # dispatch._channel_blocked_applies, the measurements in docs/benchmarks/cpu.md, "Session
-# 11" and "Session 12"): stride 1 only (strided forwards ran faster tiled), the forward
+# 11" to "Session 13"): stride 1 (strided forwards ran faster tiled, but thin ones on
+# narrow maps: dispatch._channel_blocked_applies), the forward
 # and the grad input whose output channels fill at least
 # CHANNEL_BLOCKED_MIN_FILL of its blocks of 2 vectors, with a reduction of at least
 # CHANNEL_BLOCKED_MIN_REDUCTION products per output, or of CHANNEL_BLOCKED_MIN_SHORT
@@ -221,8 +222,9 @@ BLOCKED_BLOCKS = 4
 
 # A depthwise conv of at least this channel multiplier (K_g output channels per input
 # channel) runs its grad weight, and its forward if strided or past 3x3, by the dense
-# rules, whose kernels reuse each input vector across output channels; its grad input,
-# and a 3x3 stride-1 forward, stay depthwise (cpu.md, "Session 13").
+# rules, whose kernels reuse each input vector across output channels; its grad input
+# goes to GEMM where GEMM_GRAD_INPUT_SHRINK applies; the rest (and a 3x3 stride-1
+# forward) stays depthwise (cpu.md, "Session 13").
 DEPTHWISE_MAX_MULTIPLIER = 16
 
 # 'auto' picks the tiled convolution when a group has at least this many input channels

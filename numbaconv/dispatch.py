@@ -202,7 +202,7 @@ def _blocked_applies(spec, kernel: str) -> bool:
       group, at most ``config.BLOCKED_MAX_REDUCTION`` products per output, and a 1x1
       kernel only up to ``config.BLOCKED_STRIDED_1X1_MAX_CHANNELS`` input channels per
       group (a short reduction, where the other paths' column copy or BLAS call cost
-      more than the frame); but not on small narrow maps (``OW <
+      more than the frame); but not, past 1x1, on small narrow maps (``OW <
       config.BLOCKED_NARROW``, at most ``config.BLOCKED_NARROW_MAX_PIXELS`` output
       pixels) of ``config.TILED_MIN_CHANNELS`` or more input channels per group, whose
       short phase rows the tiled kernel's pixel tiles do not waste;
@@ -228,7 +228,7 @@ def _blocked_applies(spec, kernel: str) -> bool:
     if not stride_1:
         return ((spec.kernel != (1, 1) or c_g <= config.BLOCKED_STRIDED_1X1_MAX_CHANNELS)
                 and k_g >= 4 and c_g * taps <= config.BLOCKED_MAX_REDUCTION
-                and not (c_g >= config.TILED_MIN_CHANNELS
+                and not (c_g >= config.TILED_MIN_CHANNELS and spec.kernel != (1, 1)
                          and spec.out_size[1] < config.BLOCKED_NARROW
                          and spec.out_size[0] * spec.out_size[1]
                          <= config.BLOCKED_NARROW_MAX_PIXELS))
@@ -274,9 +274,10 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     Strided forwards ran faster tiled (or blocked) on most layers, so they run here only
     where thin (under ``config.TILED_MIN_CHANNELS`` input channels per group, not 1x1)
     on a narrow map (``OW < config.BLOCKED_NARROW``) whose output channels fill
-    ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks, where the blocked kernel would
-    drop ``config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE`` of its stride-phase frame's
-    columns (the reach counted in phase columns).  The measurements behind it:
+    ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks, over at least
+    ``config.CHANNEL_BLOCKED_MIN_TINY`` products, where the blocked kernel would drop
+    ``config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE`` of its stride-phase frame's columns
+    (the reach counted in phase columns).  The measurements behind it:
     ``docs/benchmarks/cpu.md``, "Session 11" to "Session 13"."""
     if not _wide_simd() or kernel == "conv2d_grad_weight":
         return False
@@ -296,6 +297,7 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
         return (kernel == "conv2d_forward" and spec.kernel != (1, 1)
                 and c_g < config.TILED_MIN_CHANNELS and width < config.BLOCKED_NARROW
                 and fill >= config.CHANNEL_BLOCKED_MIN_FILL
+                and reduction >= config.CHANNEL_BLOCKED_MIN_TINY
                 and waste >= config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE)
     if kernel == "conv2d_forward" and (waste < config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE
                                        or _narrow_deep(spec)):
@@ -398,17 +400,18 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       scatter.
     * depthwise (``groups == C_in``) with more than one channel: ``'depthwise'``,
       per-channel kernels on stride-phase planes; but a channel multiplier of
-      ``config.DEPTHWISE_MAX_MULTIPLIER`` or more takes the dense rules below for its
-      grad weight and for a forward strided or past 3x3 (their kernels reuse each input
-      vector across the output channels), and its grad input the next rule where that
-      applies.  A single input channel (an MNIST first layer) takes the dense rules
+      ``config.DEPTHWISE_MAX_MULTIPLIER`` or more (of at least
+      ``config.GEMM_MIN_MACS_PER_PIXEL`` products per pixel) takes the dense rules below
+      for its grad weight and for a forward strided or past 3x3 (their kernels reuse
+      each input vector across the output channels), and its grad input the next rule
+      where that applies.  A single input channel (an MNIST first layer) takes the dense rules
       below, where the depthwise kernels' one plane ran slower, but for its stride-1
       grad input of kernels up to 5x5, where they won (the 3x3 forward won too, by less
       than its compile costs the main job).
     * a stride-1 grad input whose input planes are at least
       ``config.GEMM_GRAD_INPUT_SHRINK`` times the output's (a large unpadded kernel,
       often dilated), of at least ``config.GEMM_GRAD_INPUT_SHRINK_MIN_OUT_CHANNELS``
-      output channels per group (a depthwise conv's multiplier among them):
+      output channels per group (a depthwise conv's, from the multiplier above):
       ``'gemm'``, whose product is the layer's own work, where the adjoint conv of the
       other kernels computes every input pixel over every tap, mostly over zeros.
     * a small grad input (under ``config.GEMM_SMALL_MACS``
@@ -419,7 +422,7 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       least ``config.GEMM_SMALL_FORWARD_MIN_OUT_CHANNELS`` output channels per group.
     * where :func:`_channel_blocked_applies` (a stride-1 forward or grad input whose
       output channels fill the blocks of 2 vectors, over a long reduction or a small
-      map): ``'channel_blocked'``,
+      map, or a thin strided forward on a narrow map): ``'channel_blocked'``,
       vectors along the output channels, each block's pixels read where they are, so no
       frame column is computed and dropped.
     * thin groups (under ``config.TILED_MIN_CHANNELS`` input channels) whose product has
@@ -497,13 +500,16 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
               and plane[0] * plane[1]
               >= config.GEMM_GRAD_INPUT_SHRINK * spec.out_size[0] * spec.out_size[1]
               and k_g >= config.GEMM_GRAD_INPUT_SHRINK_MIN_OUT_CHANNELS)
-    # a large channel multiplier: its grad weight, and its forward past 3x3 or strided,
-    # take the dense rules
-    multiplied = k_g >= config.DEPTHWISE_MAX_MULTIPLIER and (
-        kernel == "conv2d_grad_weight"
-        or (kernel == "conv2d_forward"
-            and (spec.stride != (1, 1) or max(spec.kernel) > 3)))
-    if depthwise and spec.in_channels > 1 and not (shrink or multiplied):
+    # a large channel multiplier (and enough products per pixel that the dense rules
+    # do not send it to the direct kernel): its grad weight, its forward past 3x3 or
+    # strided, and its grad input where the shrink rule applies take the dense rules
+    multiplied = (k_g >= config.DEPTHWISE_MAX_MULTIPLIER
+                  and k_g * spec.kernel[0] * spec.kernel[1] >= config.GEMM_MIN_MACS_PER_PIXEL
+                  and (kernel == "conv2d_grad_weight"
+                       or (kernel == "conv2d_grad_input" and shrink)
+                       or (kernel == "conv2d_forward"
+                           and (spec.stride != (1, 1) or max(spec.kernel) > 3))))
+    if depthwise and spec.in_channels > 1 and not multiplied:
         return "depthwise"
     if (spec.in_channels == 1 and kernel == "conv2d_grad_input" and spec.stride == (1, 1)
             and spec.kernel != (1, 1) and max(spec.kernel) <= 5):

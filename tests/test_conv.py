@@ -475,9 +475,10 @@ def test_chooser_rules(monkeypatch):
     assert choose(spec(16, 8, 1, k=5), "conv2d_grad_input") == "gemm"  # 64 px in, 16 out
     assert choose(spec(16, 7, 1, k=5), "conv2d_grad_input") == blocked("tiled")
     assert choose(spec(16, 8, 1, size=12), "conv2d_grad_input") == blocked("tiled")  # 144, 100
-    # ... a depthwise one too, of a channel multiplier of 8 or more
-    assert choose(spec(8, 64, 8, k=5), "conv2d_grad_input") == "gemm"
-    assert choose(spec(8, 56, 8, k=5), "conv2d_grad_input") == "depthwise"
+    # ... a depthwise one too, of a channel multiplier of DEPTHWISE_MAX_MULTIPLIER or more
+    assert choose(spec(8, 128, 8, k=5), "conv2d_grad_input") == "gemm"
+    assert choose(spec(8, 120, 8, k=5), "conv2d_grad_input") == "depthwise"
+    assert choose(spec(8, 64, 8, k=5), "conv2d_grad_input") == "depthwise"
     # a channel multiplier of DEPTHWISE_MAX_MULTIPLIER or more: its grad weight, and its
     # forward if strided or past 3x3, take the dense rules
     assert choose(spec(8, 128, 8, k=5)) == blocked("gemm")
@@ -715,8 +716,9 @@ def test_channel_blocked_writes_a_non_contiguous_out():
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_blocked_writes_a_non_contiguous_out(stride):
+@pytest.mark.parametrize("stride, width, dtype", [(1, 11, np.float32), (2, 11, np.float32),
+                                                  (1, 3, np.float64)])
+def test_blocked_writes_a_non_contiguous_out(stride, width, dtype):
     """The blocked kernel stores its vectors straight into ``out``'s rows: called
     directly on an ``out`` whose rows are not unit-stride (a transposed view), or are
     spaced apart (a slice of wider rows), the answer lands in ``out`` and nothing past
@@ -724,17 +726,17 @@ def test_blocked_writes_a_non_contiguous_out(stride):
     from numbaconv.kernels.cpu.conv import blocked, direct
 
     rng = np.random.default_rng(4)
-    x = rng.standard_normal((2, 3, 9, 11)).astype(np.float32)
-    w = rng.standard_normal((6, 3, 3, 3)).astype(np.float32)
-    b = rng.standard_normal(6).astype(np.float32)
+    x = rng.standard_normal((2, 3, 9, width)).astype(dtype)
+    w = rng.standard_normal((6, 3, 3, 3)).astype(dtype)
+    b = rng.standard_normal(6).astype(dtype)
     geometry = (stride, stride, 1, 1, 1, 1, 1)
-    oh, ow = (9 - 1) // stride + 1, (11 - 1) // stride + 1
-    want = np.empty((2, 6, oh, ow), np.float32)
+    oh, ow = (9 - 1) // stride + 1, (width - 1) // stride + 1
+    want = np.empty((2, 6, oh, ow), dtype)
     direct.conv2d_forward(x, w, b, want, geometry)
-    transposed = np.empty((2, 6, ow, oh), np.float32).transpose(0, 1, 3, 2)
+    transposed = np.empty((2, 6, ow, oh), dtype).transpose(0, 1, 3, 2)
     blocked.conv2d_forward_blocked(x, w, b, transposed, geometry)
     np.testing.assert_allclose(transposed, want, rtol=1e-5, atol=1e-5)
-    wide = np.full((2, 6, oh, ow + 5), 7.0, np.float32)
+    wide = np.full((2, 6, oh, ow + 5), 7.0, dtype)
     blocked.conv2d_forward_blocked(x, w, b, wide[..., 2:2 + ow], geometry)
     np.testing.assert_allclose(wide[..., 2:2 + ow], want, rtol=1e-5, atol=1e-5)
     assert (wide[..., :2] == 7).all() and (wide[..., 2 + ow:] == 7).all()
@@ -798,8 +800,9 @@ def test_channel_blocked_rule(monkeypatch):
     # blocked kernel would drop 15%+ of its phase frame's columns
     assert choose(3, 64, k=7, stride=2, size=30) == "channel_blocked"  # 3 of 18 columns
     assert choose(3, 64, k=5, stride=2, size=30) != "channel_blocked"  # 2 of 17
-    assert choose(3, 64, stride=2, size=10) == "channel_blocked"  # 1 of 6 columns
-    assert choose(3, 64, stride=2, size=12) != "channel_blocked"  # 1 of 7 columns
+    assert choose(4, 64, stride=2, size=10) == "channel_blocked"  # 1 of 6 columns
+    assert choose(4, 64, stride=2, size=12) != "channel_blocked"  # 1 of 7 columns
+    assert choose(3, 64, stride=2, size=10) != "channel_blocked"  # 27 products
     assert choose(3, 64, k=7, stride=2, size=40) != "channel_blocked"  # 20 columns
     assert choose(8, 64, k=7, stride=2, size=30) != "channel_blocked"
     assert choose(3, 47, k=7, stride=2, size=30) != "channel_blocked"  # 47 of 64 lanes

@@ -36,8 +36,9 @@ output channels past ``K_g`` in the last block (up to 31 in float32).
 
 Rule: ``dispatch._channel_blocked_applies`` picks it, on AVX-512 hosts only (24
 accumulators and 2 weight vectors need 32 vector registers), at stride 1, where the
-output channels fill its blocks and the reduction is long (strided forwards ran
-faster tiled; measured: docs/benchmarks/cpu.md, "Session 11" and "Session 12").
+output channels fill its blocks and the reduction is long; strided forwards ran faster
+tiled, but thin ones on narrow maps, which run here (measured: docs/benchmarks/cpu.md,
+"Session 11" to "Session 13").
 """
 
 import numba
