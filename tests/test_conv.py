@@ -716,6 +716,40 @@ def test_channel_blocked_writes_a_non_contiguous_out():
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
 
 
+def test_tiled_jobs_divide_among_the_threads():
+    """Few tiled jobs that do not divide among the threads become more, smaller tiles
+    of an image (every tile holding pixels); many, or evenly dividing, stay as they
+    are; and the forward gives the direct kernel's answer either way."""
+    import numba
+
+    from numbaconv.kernels.cpu.conv import direct, tiled
+
+    def jobs(batch, h, w, threads):
+        return tiled._jobs(np.empty((batch, 4, h, w), np.float32), 1, 64, threads)
+
+    assert jobs(1, 12, 12, 2) == (4, 4, 36)  # 3 tiles of 48 -> 4 of 36
+    assert jobs(1, 7, 7, 2) == (2, 2, 28)
+    assert jobs(1, 1, 5, 2) == (2, 2, 4)
+    assert jobs(3, 9, 9, 2) == (6, 2, 44)  # divides already
+    assert jobs(1, 12, 12, 3) == (3, 3, 48)
+    assert jobs(9, 7, 7, 2) == (9, 1, 52)  # many jobs: as they were
+    rng = np.random.default_rng(5)
+    for shape in [(1, 9, 12, 12), (1, 9, 7, 7), (3, 9, 5, 3)]:
+        x = rng.standard_normal(shape)
+        w = rng.standard_normal((6, 9, 3, 3))
+        b = rng.standard_normal(6)
+        geometry = (1, 1, 1, 1, 1, 1, 1)
+        out, want = np.empty((shape[0], 6) + shape[2:]), np.empty((shape[0], 6) + shape[2:])
+        direct.conv2d_forward(x, w, b, want, geometry)
+        saved = numba.get_num_threads()
+        try:
+            numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+            tiled.conv2d_forward_tiled(x, w, b, out, geometry)
+        finally:
+            numba.set_num_threads(saved)
+        np.testing.assert_allclose(out, want, atol=1e-12)
+
+
 @pytest.mark.parametrize("stride, width, dtype", [(1, 11, np.float32), (2, 11, np.float32),
                                                   (1, 3, np.float64)])
 def test_blocked_writes_a_non_contiguous_out(stride, width, dtype):
