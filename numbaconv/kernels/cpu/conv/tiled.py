@@ -24,10 +24,11 @@ channels padded to whole blocks of 4).  A forward dilated along W becomes one su
 conv per column phase where that pays (:func:`_column_phases`).  The two kernels are
 separate so that a process compiles only the one its layers run
 (docs/benchmarks/cpu.md, "Compile time").
-Tiles are near-equal in size (:func:`_even_tiles`).  Each thread owns a fixed share of
-the jobs (and one tile buffer, ``tiles[t]``): the kernels are serial shares, one per
-thread (:mod:`..shares`); every output entry is one dot product in a fixed order:
-deterministic.
+Tiles are near-equal in size (:func:`_even_tiles`); few jobs that would not divide
+among the threads are split into more, smaller tiles (:func:`_jobs`).  Each thread
+owns a fixed share of the jobs (and one tile buffer, ``tiles[t]``): the kernels are
+serial shares, one per thread (:mod:`..shares`); every output entry is one dot
+product in a fixed order: deterministic.
 
 Backward:
 
