@@ -17,8 +17,9 @@ How: a register block is 4 output channels x 4 vectors of pixels, 16 accumulator
 (:mod:`..simd`); per tap, 4 frame vectors and 4 broadcast weights make 16 fused
 multiply-adds.  A job is one image, one group, 4 output channels and
 ``config.BLOCKED_BLOCKS`` blocks; each vector of a block, passed through L1, goes to
-``out`` as one masked store per output row it touches (:func:`_store_block`: a
-per-value copy of rows shorter than a vector cost a third of a thin layer's forward).
+``out`` as one masked store per output row it touches (:func:`_store_block`), not a
+per-value copy of rows shorter than a vector (measured: docs/benchmarks/cpu.md,
+"Session 13").
 Each output is one sum in a fixed order: deterministic.  Strided (forward only), the
 frame holds each channel's ``sH x sW`` stride phases (:func:`_framed`,
 :func:`to_phase_frame`), so a tap is again one shift within one phase plane
@@ -169,8 +170,7 @@ def _store_block(block, out, n, k0, kn, q, stop, frame_w, out_w):
     width = simd.lanes(block)
     oh = q // frame_w
     row = oh * frame_w  # where output row oh starts in the flat positions
-    # the vectors before stop (a count LLVM cannot unroll: unrolled, the loop took a
-    # second of compile time per variant)
+    # the vectors before stop: a count LLVM cannot unroll (unrolled, it compiled slowly)
     for v in range(min(BLOCK, (stop - q + width - 1) // width)):
         at = q + v * width
         end = min(at + width, stop)
@@ -246,7 +246,7 @@ def _forward_share(t, threads, frames, packed, bias, out, span, kh, kw, dh, dw, 
             _store_row(block, 2 * step, width, acc[8], acc[9], acc[10], acc[11])
             _store_row(block, 3 * step, width, acc[12], acc[13], acc[14], acc[15])
             # through L1 to the rows: one copy of the store code, not 16 inlined ones
-            # (which cost 1.1 s of compile time per variant)
+            # (which compiled slowly)
             _store_block(block, out, n, k0, kn, q, q1, frame_w, out_w)
 
 
