@@ -109,6 +109,11 @@ GEMM_GRAD_INPUT_MIN_REDUCTION = 4096
 # included): the blocked kernel's blocks have too few outputs (cpu.md, "Session 8").
 GEMM_GRAD_INPUT_MIN_OUT_CHANNELS = 128
 GEMM_GRAD_INPUT_MAX_PIXELS = 512
+# ... and, not thin, over at least GEMM_GRAD_INPUT_LIVE_MIN_REDUCTION products (K_g*kH*kW)
+# where at most GEMM_GRAD_INPUT_MAX_LIVE of its (pixel, tap) pairs read inside grad_out
+# (dispatch._live_taps; the channel-blocked rule first)
+GEMM_GRAD_INPUT_MAX_LIVE = 0.6
+GEMM_GRAD_INPUT_LIVE_MIN_REDUCTION = 1024
 
 # Floating-point operations from which a BLAS product is split across numba's thread
 # count (kernels/cpu/blas.py): below it one thread finishes before a second wakes.
@@ -216,6 +221,12 @@ CHANNEL_BLOCKED_LONG_REDUCTION = 1024
 CHANNEL_BLOCKED_MIN_TINY = 32
 CHANNEL_BLOCKED_MIN_WASTE_HIGH = 0.3
 CHANNEL_BLOCKED_FORWARD_MIN_WASTE = 0.15
+# a forward (any stride) or stride-1 grad input whose taps read inside the input on at
+# most CHANNEL_BLOCKED_MAX_LIVE of its (pixel, tap) pairs (the rest read zero padding:
+# small maps, wide or dilated kernels) runs channel-blocked, the one kernel that skips
+# them, where its output channels fill CHANNEL_BLOCKED_MIN_FILL of the blocks over at
+# least CHANNEL_BLOCKED_MIN_TINY products
+CHANNEL_BLOCKED_MAX_LIVE = 0.7
 
 # Register blocks (4 output channels x 4 vectors of pixels) per job of the blocked conv.
 BLOCKED_BLOCKS = 4

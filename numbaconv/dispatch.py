@@ -15,6 +15,7 @@ the few array helpers an op needs (allocate, make contiguous, reshape, flip).
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 
 import numpy as np
@@ -249,6 +250,28 @@ def _narrow_deep(spec) -> bool:
             and spec.out_size[0] * spec.out_size[1] <= config.BLOCKED_NARROW_MAX_PIXELS)
 
 
+def _live_taps(spec) -> float:
+    """The share of the conv's (output pixel, tap) pairs whose tap reads inside the
+    input, not zero padding: what a kernel that skips padded taps runs (the channel-
+    blocked one) of what the others run.  The stride-1 grad input's adjoint conv has as
+    many such pairs, over as many pixels as the input: at 'same' padding the same share.
+    Another ``padding_mode`` pads with values: 1."""
+    if spec.padding_mode != "zeros":
+        return 1.0
+    return _live_share(spec.out_size, spec.in_size, tuple(p[0] for p in spec.pads),
+                       spec.kernel, spec.dilation, spec.stride)
+
+
+@functools.lru_cache(maxsize=1024)
+def _live_share(out_size, in_size, leads, kernel, dilation, stride) -> float:
+    live = 1
+    for out_n, in_n, pad, taps, dil, step in zip(out_size, in_size, leads, kernel, dilation,
+                                                   stride):
+        live *= sum(max(0, min(taps, (in_n - 1 - (o * step - pad)) // dil + 1)
+                        - max(0, -((o * step - pad) // dil))) for o in range(out_n))
+    return live / (out_size[0] * out_size[1] * kernel[0] * kernel[1])
+
+
 def _channel_blocked_applies(spec, kernel: str) -> bool:
     """The channel-blocked direct conv (``kernels/cpu/conv/channel_blocked.py``: vectors
     along the output channels, 2 per block) for ``kernel``, on an AVX-512 host (24
@@ -277,8 +300,14 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks, over at least
     ``config.CHANNEL_BLOCKED_MIN_TINY`` products, where the blocked kernel would drop
     ``config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE`` of its stride-phase frame's columns
-    (the reach counted in phase columns).  The measurements behind it:
-    ``docs/benchmarks/cpu.md``, "Session 11" to "Session 13"."""
+    (the reach counted in phase columns).
+
+    First of all, a forward at any stride, or a stride-1 grad input, whose output
+    channels fill ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks over at least
+    ``config.CHANNEL_BLOCKED_MIN_TINY`` products runs here where at most
+    ``config.CHANNEL_BLOCKED_MAX_LIVE`` of its (pixel, tap) pairs read inside the input
+    (:func:`_live_taps`): the only kernel that skips the taps reading padding.  The
+    measurements behind it: ``docs/benchmarks/cpu.md``, "Session 11" to "Session 14"."""
     if not _wide_simd() or kernel == "conv2d_grad_weight":
         return False
     k_g = spec.out_channels // spec.groups
@@ -293,6 +322,11 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     block = 2 * 64 // np.dtype(spec.dtype).itemsize  # 2 AVX-512 vectors of channels
     fill = outputs / (-(-outputs // block) * block)
     waste = reach / (width + reach)
+    if ((kernel == "conv2d_forward" or spec.stride == (1, 1))
+            and fill >= config.CHANNEL_BLOCKED_MIN_FILL
+            and reduction >= config.CHANNEL_BLOCKED_MIN_TINY
+            and _live_taps(spec) <= config.CHANNEL_BLOCKED_MAX_LIVE):
+        return True  # mostly padding: the only kernel that skips the padded taps
     if spec.stride != (1, 1):
         return (kernel == "conv2d_forward" and spec.kernel != (1, 1)
                 and c_g < config.TILED_MIN_CHANNELS and width < config.BLOCKED_NARROW
@@ -435,7 +469,10 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       per group, thin (under ``config.TILED_MIN_CHANNELS`` input channels per group) or
       of at most ``config.GEMM_GRAD_INPUT_MAX_PIXELS`` output pixels in all, ``'gemm'``:
       the adjoint conv has few outputs there (channels or pixels) for long sums, and
-      the blocked kernel's blocks run mostly empty.
+      the blocked kernel's blocks run mostly empty; so does one not thin, over at least
+      ``config.GEMM_GRAD_INPUT_LIVE_MIN_REDUCTION`` products, whose taps read padding
+      on more than ``1 - config.GEMM_GRAD_INPUT_MAX_LIVE`` of their (pixel, tap) pairs
+      (:func:`_live_taps`; the blocked kernel's frame would be mostly padding).
     * at least ``config.TILED_MIN_CHANNELS`` input channels per group: ``'tiled'``,
       im2col tiles multiplied in cache by numba's dot-product blocks; any kernel,
       stride, dilation, groups.
@@ -538,11 +575,17 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
             return "direct"
     if _blocked_applies(spec, kernel):
         if (kernel == "conv2d_grad_input" and spec.kernel != (1, 1)
-                and k_g >= config.GEMM_GRAD_INPUT_MIN_OUT_CHANNELS
-                and (c_g < config.TILED_MIN_CHANNELS
-                     or spec.batch * spec.out_size[0] * spec.out_size[1]
-                     <= config.GEMM_GRAD_INPUT_MAX_PIXELS)):
-            return "gemm"  # the adjoint conv: few outputs (thin, or few pixels), long sums
+                and ((k_g >= config.GEMM_GRAD_INPUT_MIN_OUT_CHANNELS
+                      and (c_g < config.TILED_MIN_CHANNELS
+                           or spec.batch * spec.out_size[0] * spec.out_size[1]
+                           <= config.GEMM_GRAD_INPUT_MAX_PIXELS))
+                     or (c_g >= config.TILED_MIN_CHANNELS
+                         and k_g * spec.kernel[0] * spec.kernel[1]
+                         >= config.GEMM_GRAD_INPUT_LIVE_MIN_REDUCTION
+                         and _live_taps(spec) <= config.GEMM_GRAD_INPUT_MAX_LIVE))):
+            # the adjoint conv: few outputs (thin, or few pixels) for long sums, or
+            # mostly padding, which the blocked kernel computes with every dropped column
+            return "gemm"
         return "blocked"
     if c_g >= config.TILED_MIN_CHANNELS:
         return "tiled"

@@ -201,26 +201,56 @@ def test_blocked_matches_the_oracle_across_jobs(x_shape, w_shape, params, dtype,
     ((1, 4, 13, 12), (6, 4, 3, 3), dict(stride=(3, 2), dilation=(1, 2), padding=(2, 0))),
     ((1, 3, 9, 11), (8, 3, 1, 1), {}),  # 1x1
     ((2, 4, 3, 2), (7, 4, 3, 3), dict(padding=1)),  # fewer pixels than a block
+    # small maps mostly padding: blocks sorted by the taps they read, some blocks
+    # reading padding only, grad input with the flipped weights
+    ((3, 40, 6, 5), (34, 40, 5, 3), dict(padding=(6, 4), dilation=(3, 2))),
+    ((2, 36, 4, 7), (12, 18, 3, 5), dict(padding=(5, 3), groups=2)),
 ])
 def test_channel_blocked_matches_the_oracle_across_jobs(x_shape, w_shape, params, dtype, rng,
                                                          monkeypatch):
     """The channel-blocked kernels against the oracle with every job split small: spans
-    of one 12-pixel block (ending inside rows and past the last pixel), runs of one
-    image, reduction chunks of one input channel (partial sums kept in the tile),
-    partial blocks of output channels, groups, crops, strides, dilation; forward and
-    stride-1 grad input (the grad weight, and a strided grad input, run tiled)."""
+    of one 12-pixel block (ending inside rows, images and past the last pixel),
+    reduction chunks of one input channel (partial sums kept in the tile), each job
+    packing its own weights, partial blocks of output channels, groups, crops, strides,
+    dilation, taps skipped; forward and stride-1 grad input (the grad weight, and a
+    strided grad input, run tiled).  Then whole jobs, from one packed copy."""
     from numbaconv import config
     from numbaconv.kernels.cpu.conv import channel_blocked
 
     monkeypatch.setattr(channel_blocked, "_SPAN", channel_blocked.PIXELS)
     monkeypatch.setattr(channel_blocked, "_TILE_BYTES", 1)
     monkeypatch.setattr(channel_blocked, "_WEIGHT_BYTES", 1)
+    monkeypatch.setattr(channel_blocked, "_FUSE_MOST_SPANS", 10 ** 9)
     monkeypatch.setattr(config, "CONV_ALGORITHM", "channel_blocked")
     x, w, b = _arrays(rng, x_shape, w_shape, dtype)
     _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
-    monkeypatch.undo()  # whole jobs: the default spans, runs and chunks
+    monkeypatch.undo()  # whole jobs: the default spans and chunks
+    monkeypatch.setattr(channel_blocked, "_FUSE_MOST_SPANS", 0)
     monkeypatch.setattr(config, "CONV_ALGORITHM", "channel_blocked")
     _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
+
+
+def test_channel_blocked_skips_the_taps_that_read_padding():
+    """On a small map mostly padding, the blocks' slots cover every (image, pixel) once
+    (the rest repeat a slot of their block), each block runs at least the taps its
+    slots read inside the input, and sorting the slots by the taps they read leaves
+    fewer taps than row-major order; a thin layer's few steps saved do not sort."""
+    from numbaconv.kernels.cpu.conv import channel_blocked as cb
+
+    batch, size, k, dil, pad = 2, 8, 5, 3, 6
+    key = (batch, size, size, size, size, pad, pad, k, k, dil, dil, 1, 1)
+    order, rects = cb._slots(*key, 243)
+    assert sorted(set(order.tolist())) == list(range(batch * size * size))
+    assert len(order) == len(rects) * cb.PIXELS
+    lo, hi = cb._tap_ranges(size, size, pad, k, dil, 1)
+    for block, (r0, r1, s0, s1) in enumerate(rects):
+        for slot in order[block * cb.PIXELS:(block + 1) * cb.PIXELS]:
+            oh, ow = divmod(slot % (size * size), size)
+            assert r0 <= lo[oh] and hi[oh] <= r1 and s0 <= lo[ow] and hi[ow] <= s1
+    exact = int((hi - lo).sum()) ** 2 * batch
+    assert exact <= cb._work(rects) * cb.PIXELS < 0.4 * len(order) * k * k
+    natural, _ = cb._slots(*key, 3)  # 3 input channels: not worth sorting
+    assert (natural == np.arange(len(natural)).clip(max=batch * size * size - 1)).all()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -793,10 +823,11 @@ def test_channel_blocked_rule(monkeypatch):
     monkeypatch.setattr(config, "DIRECT_MAX_MACS", 0)
 
     def choose(c_in, c_out, k=3, size=8, stride=1, dtype=np.float32, kernel="conv2d_forward",
-               groups=1):
+               groups=1, dilation=1):
         x = np.zeros((1, c_in, size, size), dtype)
         w = np.zeros((c_out, c_in // groups, k, k), dtype)
-        spec = conv_spec("conv2d", 2, x, w, None, stride, k // 2, 1, groups, "zeros", False)
+        spec = conv_spec("conv2d", 2, x, w, None, stride, k // 2 * dilation, dilation, groups,
+                         "zeros", False)
         return choose_conv_algorithm("cpu", spec, kernel)
 
     if not simd.WIDE:
@@ -844,6 +875,18 @@ def test_channel_blocked_rule(monkeypatch):
     assert choose(3, 64, k=7, stride=2, size=30,
                   kernel="conv2d_grad_input") != "channel_blocked"
     assert choose(64, 128, size=14, groups=64) == "depthwise"  # not for depthwise convs
+    # mostly padding (at most 70% of the (pixel, tap) pairs read inside the input): the
+    # one kernel that skips padded taps, forwards at any stride, stride-1 grad inputs
+    assert choose(243, 173, k=5, size=8, dilation=3) == "channel_blocked"  # 30% live
+    assert choose(243, 173, k=5, size=8, dilation=3,
+                  kernel="conv2d_grad_input") == "channel_blocked"
+    assert choose(100, 64, k=7, size=16, stride=2, dilation=3) == "channel_blocked"
+    assert choose(243, 20, k=5, size=8, dilation=3) != "channel_blocked"  # 20 of 32 lanes
+    # ... whose grad input, where that does not fill the blocks, is one product (GEMM)
+    # over 1024+ products, not the blocked kernel's frame of mostly padding
+    assert choose(20, 100, k=5, size=10, dilation=3, kernel="conv2d_grad_input") == "gemm"
+    assert choose(20, 40, k=5, size=10, dilation=3, kernel="conv2d_grad_input") != "gemm"
+    assert choose(20, 100, k=5, size=30, kernel="conv2d_grad_input") != "gemm"  # 80% live
 
 
 def test_non_contiguous_and_fortran_inputs(rng):

@@ -223,7 +223,8 @@ def splat(typingctx, arr, value):
 @intrinsic
 def broadcast(typingctx, arr, row, col):
     """``arr[row, col]`` in every lane, read in place like :func:`load` (no negative
-    index wrap-around: ``col`` is taken as it is, inside the row)."""
+    index wrap-around: ``col`` is taken as it is; past the row's end it reads on into
+    the next rows of a C-contiguous ``arr``)."""
     vt = _vector_of(arr)
     _check_2d("broadcast", arr, row, col)
 

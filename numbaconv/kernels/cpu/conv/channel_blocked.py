@@ -14,32 +14,43 @@ ow)`` starts at frame offset ``offs[p] = oh*sH*Wf + ow*sW`` and tap ``(r, s)`` a
                    w[k, c, r, s] * frame[n, c, offs[p] + r*dH*Wf + s*dW]
 
 How: a register block is 2 vectors of output channels (``2*lanes``: 32 in float32, 16
-in float64) x 12 output pixels, 24 accumulators (:mod:`..simd`).  Per tap, 2 weight
-vectors (packed so that a tap's output channels are adjacent: :func:`_pack`) and 12
-broadcast frame values make 24 fused multiply-adds.  The 12 pixels are any 12 in
-output order, each read at its own offset: no frame column is computed and dropped,
-whatever the map's width, stride or dilation.  A job is one group's block of output
-channels, a span of pixels and a run of images; it runs the reduction a chunk of
-input channels at a time (``_WEIGHT_BYTES`` of packed weights, which stay in L1 while
-every pixel block of the run reads them), keeping the partial sums in the thread's
-tile, then writes the tile to ``out``.  Each output is one sum in a fixed order:
-deterministic.  The stride-1 grad input is the same conv on ``grad_out`` with the
-weights flipped and transposed (``blocked.adjoint``'s transform, done by the packing
-share as it reads the layer's weights, without NumPy's copy).
+in float64) x 12 slots, 24 accumulators (:mod:`..simd`).  A slot is one output pixel
+of one image, read at its own offset (every image's frames end to end), so a block's
+12 slots may come from any pixels of any images: no frame column is computed and
+dropped, whatever the map's width, stride or dilation.  Per tap, 2 weight vectors
+(packed so that a tap's output channels are adjacent: :func:`_pack_block`) and 12
+broadcast frame values make 24 fused multiply-adds.  A block runs only the rectangle
+of taps that its slots read inside the input (:func:`_slots`): taps that read zero
+padding for all 12 are skipped, and where padding is much of what the taps read,
+the slots are grouped into blocks that read the same taps, across images
+(:func:`_blocks_by_taps`).  A job is one group's block of output channels and a span
+of slots; it runs the reduction a chunk of input channels at a time
+(``_WEIGHT_BYTES`` of packed weights, which stay in L1 while every block of the span
+reads them), keeping the partial sums in the thread's tile, then writes the tile to
+``out``.  With few spans, each job packs the chunk it reads as it goes; else the
+weights are packed once for all.  Each output is one sum in a fixed order (skipped
+taps add exact zeros): deterministic.  The stride-1 grad input is the same conv on
+``grad_out`` with the weights flipped and transposed (``blocked.adjoint``'s transform,
+done by the packing as it reads the layer's weights, without NumPy's copy).
 
 Why: the blocked kernel (vectors along the pixels) computes every frame column, ``Wf -
 OW`` of each row for nothing, which on small maps (14x14 at 3x3: 12%; 7x7: 22%; 19x19
 at 5x5 dilation 2: 30%) is much of the work, and its 4 output channels per block read
 the input window again for every 4 channels.  Here a block reuses each broadcast input
 value for 32 output channels and each weight vector for 12 pixels, and pays only for
-output channels past ``K_g`` in the last block (up to 31 in float32).
+output channels past ``K_g`` in the last block (up to 31 in float32).  It is also the
+one kernel that skips padded taps: on an 8x8 map, a 5x5 kernel at dilation 3 reads
+padding with 70% of its taps.
 
 Rule: ``dispatch._channel_blocked_applies`` picks it, on AVX-512 hosts only (24
-accumulators and 2 weight vectors need 32 vector registers), at stride 1, where the
-output channels fill its blocks and the reduction is long; strided forwards ran faster
-tiled, but thin ones on narrow maps, which run here (measured: docs/benchmarks/cpu.md,
-"Session 11" to "Session 13").
+accumulators and 2 weight vectors need 32 vector registers), where the output
+channels fill its blocks and the reduction is long, at stride 1; strided forwards ran
+faster tiled, but thin ones on narrow maps; and for any forward or stride-1 grad input
+whose taps mostly read padding (``dispatch._live_taps``) (measured:
+docs/benchmarks/cpu.md, "Session 11" to "Session 14").
 """
+
+import functools
 
 import numba
 import numpy as np
@@ -52,8 +63,8 @@ from ..workspace import scratch
 from .blocked import _framed, adjoint_leads
 
 PIXELS = 12  # output pixels per register block (x 2 vectors of channels: 24 accumulators)
-_SPAN = 8 * PIXELS  # most pixels per job
-_TILE_BYTES = 96 * 1024  # a thread's partial sums: the images of a job's run
+_SPAN = 64 * PIXELS  # most slots (image, pixel) per job
+_TILE_BYTES = 96 * 1024  # a thread's partial sums: a job's span of slots
 _WEIGHT_BYTES = 24 * 1024  # packed weights per reduction chunk: half of L1
 
 
@@ -63,22 +74,23 @@ def _fma2(w0, w1, x, a0, a1):
 
 
 @njit(inline="always", fastmath=CPU_FASTMATH)
-def _taps(frame, ch0, packed, row0, offs, p, acc, c_n, kh, kw, row_step, dw, width):
+def _taps(frame, ch0, packed, row0, offs, p, acc, c_n, kh, kw, row_step, dw, width, taps):
     """The 24 accumulators ``acc`` (pixel ``j``, channel vector ``v``: ``2*j + v``) plus
-    every tap of frame channels ``ch0 .. ch0+c_n-1`` for the 12 pixels ``offs[p:p+12]``:
-    ``packed[row0 + (c, r, s)]`` (2 vectors) times the broadcast ``frame[ch0 + c,
-    offs[p+j] + r*row_step + s*dw]``."""
+    the taps ``(r, s)`` in the rectangle ``taps = (r0, r1, s0, s1)`` of frame channels
+    ``ch0 .. ch0+c_n-1`` for the 12 pixels ``offs[p:p+12]``: ``packed[row0 + (c, r, s)]``
+    (2 vectors) times the broadcast ``frame[ch0 + c, offs[p+j] + r*row_step + s*dw]``."""
     (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15,
      a16, a17, a18, a19, a20, a21, a22, a23) = acc
     o0, o1, o2, o3 = offs[p], offs[p + 1], offs[p + 2], offs[p + 3]
     o4, o5, o6, o7 = offs[p + 4], offs[p + 5], offs[p + 6], offs[p + 7]
     o8, o9, o10, o11 = offs[p + 8], offs[p + 9], offs[p + 10], offs[p + 11]
-    j = row0
+    r0, r1, s0, s1 = taps
     for c in range(c_n):
         ch = ch0 + c
-        for r in range(kh):
-            col = r * row_step
-            for s in range(kw):
+        for r in range(r0, r1):
+            col = r * row_step + s0 * dw
+            j = row0 + (c * kh + r) * kw + s0
+            for s in range(s0, s1):
                 w0, w1 = simd.load(packed, j, 0), simd.load(packed, j, width)
                 a0, a1 = _fma2(w0, w1, simd.broadcast(frame, ch, col + o0), a0, a1)
                 a2, a3 = _fma2(w0, w1, simd.broadcast(frame, ch, col + o1), a2, a3)
@@ -131,129 +143,293 @@ def _store_block(tile, at, width, acc):
     v(tile, at + 23 * width, a23)
 
 
+@njit(inline="always")
+def _write(out, tile, dest, q0, q1, k0, kn, plane, kc):
+    """Slots ``q0 .. q1-1`` of the tile (slot-major, ``kc`` channels each) into ``out``
+    (flat) at ``dest[q] + (k0 + i) * plane``, channel ``i < kn``: in runs of slots whose
+    outputs are consecutive, 16 slots at a time, so that the stores are contiguous and
+    the tile's rows they read stay in L1."""
+    q = q0
+    while q < q1:
+        stop = min(q + 16, q1)
+        e = q + 1
+        while e < stop and dest[e] == dest[e - 1] + 1:
+            e += 1
+        first = dest[q]
+        for i in range(kn):
+            at = first + (k0 + i) * plane
+            for u in range(e - q):
+                out[at + u] = tile[(q - q0 + u) * kc + i]
+        q = e
+
+
 @share(fastmath=CPU_FASTMATH)
 def _forward_share(t, threads, args):
-    """``out`` (N, K, OH*OW) from ``frames`` (N, C, Hf*Wf) and ``packed`` (G*KB*taps,
-    2*lanes; :func:`_pack`), ``bias`` (G*KB, 2*lanes), ``offs`` (the pixels' frame
-    offsets, padded to whole blocks by repeating the last).  Jobs: (image run, pixel
-    span, group, channel block), channel blocks fastest; ``tiles[t]``: the job's partial
-    sums, pixel-major."""
-    frames, packed, bias, out, tiles, offs, kh, kw, dh, dw, frame_w, span, run, c_chunk = args
-    batch, out_ch, pixels = out.shape
+    """``out`` (flat, N x K x ``plane``) from ``frames`` (N*C, L: each image's frames in
+    turn, read at channel row ``c`` of image 0 and an offset that runs on into image
+    ``n``'s rows: ``offs[q]`` holds ``n*C*L``) and the weights: packed (G*KB*taps,
+    2*lanes), or, where ``packed`` is empty, ``flat`` (K, C_g*kH*kW) packed a chunk at a
+    time by each job into ``wbufs[t]`` (:func:`_pack_block`); ``bias`` (G*KB, 2*lanes).
+    Slot ``q`` reads at frame offset ``offs[q]`` and lands at ``dest[q]`` (channel 0);
+    block ``b`` (slots ``12*b ..``) runs the taps ``rects[b]`` (:func:`_slots`).  Jobs:
+    (slot span, group, channel block), channel blocks fastest; ``tiles[t]``: the job's
+    partial sums, slot-major."""
+    (frames, flat, packed, wbufs, flip, bias, out, tiles, offs, dest, rects, kh, kw, dh, dw,
+     frame_w, span, c_chunk, groups, out_ch, plane) = args
+    slots = offs.shape[0]
     groups_kb = bias.shape[0]
-    taps = packed.shape[0] // groups_kb
-    c_g = taps // (kh * kw)
+    area = kh * kw
+    k_g = out_ch // groups
+    c_g = flat.shape[0] // groups if flip else flat.shape[1] // area
+    outputs = flat.shape[1] // area if flip else k_g
+    taps = c_g * area
     width = simd.lanes(frames)
     kc = 2 * width
-    groups = frames.shape[1] // c_g
     kblocks = groups_kb // groups
-    k_g = out_ch // groups
-    spans = (pixels + span - 1) // span
-    runs = (batch + run - 1) // run
+    fused = packed.shape[0] == 0  # each job packs its chunks of weights into wbufs[t]
+    wbuf = wbufs[t]
     tile = tiles[t]
-    for job in range(t, runs * spans * groups_kb, threads):
-        gkb, rest = job % groups_kb, job // groups_kb
+    for job in range(t, (slots + span - 1) // span * groups_kb, threads):
+        gkb = job % groups_kb
         g, kb = gkb // kblocks, gkb % kblocks
-        q0 = (rest % spans) * span
-        q1 = min(q0 + span, pixels)
-        n0 = (rest // spans) * run
-        n1 = min(n0 + run, batch)
+        q0 = (job // groups_kb) * span
+        q1 = min(q0 + span, slots)
         for c0 in range(0, c_g, c_chunk):
             c_n = min(c_chunk, c_g - c0)
-            row0 = gkb * taps + c0 * kh * kw
-            for n in range(n0, n1):
-                frame = frames[n]
-                base = (n - n0) * span * kc
-                for p in range(q0, q1, PIXELS):
-                    at = base + (p - q0) * kc
-                    if c0 == 0:
-                        b0, b1 = simd.load(bias, gkb, 0), simd.load(bias, gkb, width)
-                        acc = (b0, b1, b0, b1, b0, b1, b0, b1, b0, b1, b0, b1,
-                               b0, b1, b0, b1, b0, b1, b0, b1, b0, b1, b0, b1)
-                    else:
-                        acc = _load_block(tile, at, width)
-                    acc = _taps(frame, g * c_g + c0, packed, row0, offs, p, acc, c_n, kh, kw,
-                                dh * frame_w, dw, width)
-                    _store_block(tile, at, width, acc)
-        k0 = g * k_g + kb * kc
-        for n in range(n0, n1):
-            base = (n - n0) * span * kc
-            for i in range(min(kc, k_g - kb * kc)):
-                dst = out[n, k0 + i]
-                for q in range(q0, q1):
-                    dst[q] = tile[base + (q - q0) * kc + i]
+            if fused:
+                _pack_block(flat, wbuf, g, kb * kc, min(kc, outputs - kb * kc), c0, c0 + c_n,
+                            area, flat.shape[0] // groups, flip)
+                weights, row0 = wbuf, 0
+            else:
+                weights, row0 = packed, gkb * taps + c0 * area
+            for p in range(q0, q1, PIXELS):
+                at = (p - q0) * kc
+                if c0 == 0:
+                    b0, b1 = simd.load(bias, gkb, 0), simd.load(bias, gkb, width)
+                    acc = (b0, b1, b0, b1, b0, b1, b0, b1, b0, b1, b0, b1,
+                           b0, b1, b0, b1, b0, b1, b0, b1, b0, b1, b0, b1)
+                else:
+                    acc = _load_block(tile, at, width)
+                b = p // PIXELS
+                acc = _taps(frames, g * c_g + c0, weights, row0, offs, p, acc, c_n, kh, kw,
+                            dh * frame_w, dw, width,
+                            (rects[b, 0], rects[b, 1], rects[b, 2], rects[b, 3]))
+                _store_block(tile, at, width, acc)
+        _write(out, tile, dest, q0, q1, g * outputs + kb * kc, min(kc, outputs - kb * kc),
+               plane, kc)
+
+
+@njit(inline="always")
+def _pack_block(flat, dst, g, o0, kn, a0, a1, area, k_g, flip):
+    """Reduction rows ``a0*area .. a1*area`` (the ``j = (a, r, s)`` with ``a0 <= a < a1``)
+    of the packed weights of the output channels ``o0 .. o0+kn-1`` of group ``g`` into
+    ``dst[j - a0*area, lane]``, lanes past ``kn`` 0.  Forward: ``w[g*K_g + o0 + lane, a,
+    r, s]``; ``flip`` (the stride-1 grad input, whose outputs are the layer's input
+    channels): ``w[g*K_g + a, o0 + lane, kH-1-r, kW-1-s]``, read from the layer's weights
+    as they are (``blocked.adjoint`` without its copy).  ``flat``: the weights as
+    ``(K, C_g*kH*kW)``; one lane at a time, so each lane's weights are read in order."""
+    zero = dst.dtype.type(0)
+    for lane in range(kn):
+        if flip:
+            last = (o0 + lane) * area + area - 1
+            for a in range(a0, a1):
+                src = flat[g * k_g + a]
+                for f in range(area):
+                    dst[(a - a0) * area + f, lane] = src[last - f]
+        else:
+            src = flat[g * k_g + o0 + lane]
+            for j in range(a0 * area, a1 * area):
+                dst[j - a0 * area, lane] = src[j]
+    for j in range((a1 - a0) * area):
+        for lane in range(kn, dst.shape[1]):
+            dst[j, lane] = zero
 
 
 @share()
 def _pack_share(t, threads, args):
-    """``packed[(g*KB + kb)*taps + j, lane]``: the weight of output channel ``o = kb*kc +
-    lane`` of group ``g`` at reduction index ``j = (a, r, s)``, 0 past the group's
-    outputs; the bias alike into ``biases[g*KB + kb, lane]``.  Forward: ``w[g*K_g + o,
-    a, r, s]``.  ``flip`` (the stride-1 grad input, whose outputs are the layer's input
-    channels): ``w[g*K_g + a, o, kH-1-r, kW-1-s]``, read from the layer's weights as they
-    are (``blocked.adjoint`` without its copy)."""
-    weight, bias, packed, biases, groups, flip = args
-    out_ch, c_g, kh, kw = weight.shape
-    area = kh * kw
-    k_g = out_ch // groups
-    outputs = c_g if flip else k_g  # output channels per group of the conv packed
-    taps = (k_g if flip else c_g) * area
+    """``packed[(g*KB + kb)*taps + j]``: output channels ``kb*kc ..`` of group ``g`` at
+    reduction index ``j`` (:func:`_pack_block`), in jobs of a few ``a``."""
+    flat, packed, groups, kblocks, area, flip = args
     kc = packed.shape[1]
-    kblocks = biases.shape[0] // groups
-    chunk = 64
-    chunks = (taps + chunk - 1) // chunk
-    zero = packed.dtype.type(0)
+    k_g = flat.shape[0] // groups
+    outputs, inputs = (flat.shape[1] // area, k_g) if flip else (k_g, flat.shape[1] // area)
+    taps = inputs * area
+    chunk = max(1, 64 // area)  # values of a per job
+    chunks = (inputs + chunk - 1) // chunk
     lo, hi = share_of(t, threads, groups * kblocks * chunks)
     for job in range(lo, hi):
-        gkb, j0 = job // chunks, (job % chunks) * chunk
+        gkb, a0 = job // chunks, (job % chunks) * chunk
         g, kb = gkb // kblocks, gkb % kblocks
-        o0, kn = kb * kc, min(kc, outputs - kb * kc)
-        if j0 == 0:
-            for lane in range(kc):
-                biases[gkb, lane] = bias[g * outputs + o0 + lane] if lane < kn else zero
-        for j in range(j0, min(taps, j0 + chunk)):
-            at = gkb * taps + j
-            a, f = j // area, j % area
-            r, s = f // kw, f % kw
-            if flip:
-                for lane in range(kn):
-                    packed[at, lane] = weight[g * k_g + a, o0 + lane, kh - 1 - r, kw - 1 - s]
-            else:
-                for lane in range(kn):
-                    packed[at, lane] = weight[g * k_g + o0 + lane, a, r, s]
-            for lane in range(kn, kc):
-                packed[at, lane] = zero
+        a1 = min(inputs, a0 + chunk)
+        _pack_block(flat, packed[gkb * taps + a0 * area:gkb * taps + a1 * area], g, kb * kc,
+                    min(kc, outputs - kb * kc), a0, a1, area, k_g, flip)
 
 
-def _pack(weight, bias, groups, flip):
+def _pack(weight, bias, groups, flip, whole):
     """``(K, C_g, R, S)`` weights and a bias of the packed conv's output channels ->
-    ``(G*KB*taps, kc)`` and ``(G*KB, kc)`` (:func:`_pack_share`), ``kc = 2*lanes`` output
-    channels per block, ``KB`` blocks per group, in reused buffers."""
+    ``(G*KB*taps, kc)`` (:func:`_pack_share`; where ``whole``, else left to the jobs) and
+    ``(G*KB, kc)``, ``kc = 2*lanes`` output channels per block, ``KB`` blocks per group,
+    in reused buffers; and the weights as ``(K, C_g*R*S)``."""
     out_ch, c_g, kh, kw = weight.shape
     outputs, taps = ((c_g, out_ch // groups * kh * kw) if flip
                      else (out_ch // groups, c_g * kh * kw))
     kc = 2 * simd.VECTOR_BYTES // weight.itemsize
     kblocks = -(-outputs // kc)
-    packed = scratch("channel_blocked_weights", (groups * kblocks * taps, kc), weight.dtype)
+    flat = np.ascontiguousarray(weight).reshape(out_ch, -1)
     biases = scratch("channel_blocked_bias", (groups * kblocks, kc), weight.dtype)
-    run_shares(_pack_share, numba.get_num_threads(),
-               (np.ascontiguousarray(weight), np.ascontiguousarray(bias), packed, biases,
-                groups, flip))
-    return packed, biases
+    biases[...] = 0
+    biases.reshape(groups, -1)[:, :outputs] = bias.reshape(groups, outputs)
+    packed = scratch("channel_blocked_weights",
+                     (groups * kblocks * taps if whole else 0, kc), weight.dtype)
+    if whole:
+        run_shares(_pack_share, numba.get_num_threads(),
+                   (flat, packed, groups, kblocks, kh * kw, flip))
+    return flat, packed, biases
 
 
-def _frames_and_offsets(x, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw, sh, sw):
-    """``x`` in the flat frame of the conv read at stride 1 (``blocked._framed``), its
-    width, and each output pixel's frame offset (padded to whole blocks by repeating
-    the last)."""
-    frames, frame_w, _ = _framed(x, (out_h - 1) * sh + 1, (out_w - 1) * sw + 1, lead_h,
-                                 lead_w, kh, kw, dh, dw, 1, 1)
+def _tap_ranges(out_n, in_n, lead, taps, dilation, stride):
+    """Per output position along one axis, the taps ``[lo, hi)`` that read inside the
+    input (``lo >= hi``: none); the others read the frame's zero padding."""
+    start = np.arange(out_n) * stride - lead  # the input index tap 0 reads
+    lo = np.maximum(0, -(start // dilation))
+    hi = np.minimum(taps, (in_n - 1 - start) // dilation + 1)
+    return lo, np.maximum(hi, lo)
+
+
+def _block_rects(lo_h, hi_h, lo_w, hi_w):
+    """Each block of ``PIXELS`` slots' bounding rectangle of taps ``(r0, r1, s0, s1)``
+    from its slots' own ranges (pixels that read nothing left out)."""
+    empty = (hi_h <= lo_h) | (hi_w <= lo_w)
+    big = np.iinfo(np.int64).max
+    shape = (-1, PIXELS)
+    rects = np.stack([np.where(empty, big, lo_h).reshape(shape).min(1),
+                      np.where(empty, 0, hi_h).reshape(shape).max(1),
+                      np.where(empty, big, lo_w).reshape(shape).min(1),
+                      np.where(empty, 0, hi_w).reshape(shape).max(1)], axis=1)
+    rects[rects[:, 1] == 0] = 0  # every pixel of the block reads only padding
+    return rects
+
+
+def _area(rect):
+    return max(0, rect[1] - rect[0]) * max(0, rect[3] - rect[2])
+
+
+def _union(a, b):
+    if not _area(a):
+        return b
+    if not _area(b):
+        return a
+    return (min(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), max(a[3], b[3]))
+
+
+def _work(rects):
+    return int(((rects[:, 1] - rects[:, 0]) * (rects[:, 3] - rects[:, 2])).sum())
+
+
+def _blocks_by_taps(batch, lo_h, hi_h, lo_w, hi_w):
+    """Slots (image-major numbers ``n*OH*OW + pixel``) in blocks that share the taps
+    they read, and each block's rectangle.  Output rows of one range of kernel rows form
+    a band (so do columns); the slots of one band of rows and one of columns, in every
+    image (a class), read the same taps and fill whole blocks of their own; the
+    classes' last few slots are merged into shared blocks, largest rectangles first,
+    each taking the leftover group that widens its rectangle least, while that costs
+    less than a block of the group's own."""
+    out_h, out_w = len(lo_h), len(lo_w)
+    band_h = np.cumsum(np.r_[0, (np.diff(lo_h) != 0) | (np.diff(hi_h) != 0)])
+    band_w = np.cumsum(np.r_[0, (np.diff(lo_w) != 0) | (np.diff(hi_w) != 0)])
+    rows, cols = np.divmod(np.arange(out_h * out_w), out_w)
+    by_class = np.lexsort((cols, rows, band_w[cols], band_h[rows]))
+    key = band_h[rows[by_class]] * (band_w[-1] + 1) + band_w[cols[by_class]]
+    starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
+    pieces, leftovers = [], []
+    for a, b in zip(starts, np.r_[starts[1:], len(key)]):
+        oh, ow = rows[by_class[a]], cols[by_class[a]]
+        rect = (lo_h[oh], hi_h[oh], lo_w[ow], hi_w[ow])
+        group = (np.arange(batch)[:, None] * (out_h * out_w) + by_class[a:b]).ravel()
+        whole = len(group) // PIXELS * PIXELS
+        if whole:
+            pieces.append((group[:whole], rect))
+        if whole < len(group):
+            leftovers.append((group[whole:], rect))
+    leftovers.sort(key=lambda group: -_area(group[1]))
+    while leftovers:
+        block, rect = leftovers.pop(0)
+        block = [block]
+        free = PIXELS - len(block[0])
+        while free:
+            best = None
+            for i, (group, r) in enumerate(leftovers):
+                if len(group) <= free:
+                    grow = _area(_union(rect, r)) - _area(rect)
+                    if (grow < _area(r) or grow == 0) and (best is None or grow < best[0]):
+                        best = (grow, i)
+            if best is None:
+                break
+            group, r = leftovers.pop(best[1])
+            block.append(group)
+            rect = _union(rect, r)
+            free -= len(group)
+        block = np.concatenate(block)
+        pieces.append((np.r_[block, np.full(free, block[-1])], rect))
+    order = np.concatenate([piece for piece, _ in pieces])
+    rects = np.array([rect for piece, rect in pieces for _ in range(len(piece) // PIXELS)],
+                     np.int64).reshape(-1, 4)
+    return order, rects
+
+
+_FUSE_MOST_SPANS = 2  # most spans whose jobs pack their own weights
+_SORT_MOST = 1 << 16  # most slots worth sorting into blocks by taps
+_SORT_MIN_GAIN = 32  # fewest steps (tap x input channel) per block that sorting saves
+_CACHE_MOST = 1 << 18  # most slots whose tables are kept for the next call of the shape
+
+
+def _slots(batch, in_h, in_w, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw, sh, sw, c_g):
+    """The slots of the blocks (image-major numbers ``n*OH*OW + pixel``, each block
+    padded to whole by repeating a slot) and each block's rectangle of taps: taps that
+    read only padding for every slot of a block are skipped.  Blocks take the slots in
+    order, across images; where the padding is much of what the taps read (small maps,
+    wide or dilated kernels), in blocks of slots that read the same taps
+    (:func:`_blocks_by_taps`) if that saves at least ``_SORT_MIN_GAIN`` steps (a tap of
+    one of the ``c_g`` input channels) per block: its slots' outputs are then scattered,
+    and their stores cost more than a thin layer's few steps saved."""
+    lo_h, hi_h = _tap_ranges(out_h, in_h, lead_h, kh, dh, sh)
+    lo_w, hi_w = _tap_ranges(out_w, in_w, lead_w, kw, dw, sw)
     pixels = out_h * out_w
-    offs = np.empty(-(-pixels // PIXELS) * PIXELS, np.int64)
-    offs[:pixels] = (np.arange(out_h)[:, None] * (sh * frame_w)
-                     + np.arange(out_w) * sw).ravel()
-    offs[pixels:] = offs[pixels - 1]
-    return frames, frame_w, offs
+    total = batch * pixels
+    order = np.arange(-(-total // PIXELS) * PIXELS).clip(max=total - 1)
+    oh, ow = np.divmod(order % pixels, out_w)
+    rects = _block_rects(lo_h[oh], hi_h[oh], lo_w[ow], hi_w[ow])
+    exact = int((hi_h - lo_h).sum()) * int((hi_w - lo_w).sum()) * batch
+    if _work(rects) * PIXELS > exact and total <= _SORT_MOST:
+        order2, rects2 = _blocks_by_taps(batch, lo_h, hi_h, lo_w, hi_w)
+        if (_work(rects) - _work(rects2)) * c_g >= _SORT_MIN_GAIN * len(rects):
+            return order2, rects2
+    return order, rects
+
+
+def _build_tables(batch, in_h, in_w, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw, sh, sw,
+                  c_g, frame_w, image_size, out_ch):
+    """The kernel's slot tables (:func:`_slots`): each slot's frame offset (in the frames
+    of every image end to end, ``image_size`` values an image) and its output position
+    (in ``out`` flattened, channel 0), and the blocks' rectangles of taps."""
+    order, rects = _slots(batch, in_h, in_w, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw,
+                          sh, sw, c_g)
+    pixels = out_h * out_w
+    image, pixel = np.divmod(order, pixels)
+    oh, ow = np.divmod(pixel, out_w)
+    return (image * image_size + oh * (sh * frame_w) + ow * sw,
+            image * (out_ch * pixels) + pixel, rects)
+
+
+_cached_tables = functools.lru_cache(maxsize=16)(_build_tables)
+
+
+def _tables(batch, *key):
+    """:func:`_build_tables`, kept for the next call where the tables are small (their
+    numpy work costs tens of microseconds, much of a small layer's time)."""
+    out_h, out_w = key[2], key[3]
+    tables = _cached_tables if batch * out_h * out_w <= _CACHE_MOST else _build_tables
+    return tables(batch, *key)
 
 
 def _run(x, weight, bias, out, lead_h, lead_w, dh, dw, sh, sw, groups, flip=False):
@@ -263,26 +439,34 @@ def _run(x, weight, bias, out, lead_h, lead_w, dh, dw, sh, sw, groups, flip=Fals
     if out.size == 0:
         return
     kh, kw = weight.shape[2], weight.shape[3]
-    frames, frame_w, offs = _frames_and_offsets(x, out_h, out_w, lead_h, lead_w, kh, kw,
-                                                dh, dw, sh, sw)
-    pixels = out_h * out_w
-    packed, biases = _pack(weight, bias, groups, flip)
-    kc = packed.shape[1]
+    # x in the flat frame of the conv read at stride 1 (blocked._framed)
+    frames, frame_w, _ = _framed(x, (out_h - 1) * sh + 1, (out_w - 1) * sw + 1, lead_h,
+                                 lead_w, kh, kw, dh, dw, 1, 1)
+    offs, dest, rects = _tables(batch, x.shape[2], x.shape[3], out_h, out_w, lead_h, lead_w, kh,
+                                kw, dh, dw, sh, sw, x.shape[1] // groups, frame_w,
+                                frames[0].size, out_ch)
+    kc = 2 * simd.VECTOR_BYTES // x.itemsize
     threads = numba.get_num_threads()
-    # near-equal pixel spans of whole blocks, at most _SPAN pixels, and runs of images
-    # whose partial sums fit the tile: enough jobs for every thread where there is work
+    # near-equal spans of whole blocks whose partial sums fit the tile, at most _SPAN
+    # slots: enough jobs for every thread where there is work
+    kblocks = groups * -(-out_ch // groups // kc)
     blocks = len(offs) // PIXELS
-    spans = min(blocks, max(-(-pixels // _SPAN), -(-2 * threads // (biases.shape[0] * batch))))
+    most = max(1, min(_SPAN, _TILE_BYTES // (kc * x.itemsize)) // PIXELS)
+    spans = min(blocks, max(-(-blocks // most), -(-2 * threads // kblocks)))
     span = -(-blocks // spans) * PIXELS
-    jobs_per_image = spans * biases.shape[0]
-    run = max(1, min(batch, _TILE_BYTES // (span * kc * x.itemsize),
-                     batch * jobs_per_image // (2 * threads)))
     c_chunk = max(1, _WEIGHT_BYTES // (kh * kw * kc * x.itemsize))
-    tiles = scratch("channel_blocked_tiles", (threads, run * span * kc), x.dtype)
+    # few spans: each job packs the weights it reads as it goes, in L1 (a whole packed
+    # copy would go to memory and back); many: one packed copy that they share
+    whole = spans > _FUSE_MOST_SPANS
+    flat_w, packed, biases = _pack(weight, bias, groups, flip, whole)
+    wbufs = scratch("channel_blocked_chunk", (threads, 0 if whole else c_chunk * kh * kw, kc),
+                    x.dtype)
+    tiles = scratch("channel_blocked_tiles", (threads, span * kc), x.dtype)
     flat = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
     run_shares(_forward_share, threads,
-               (frames, packed, biases, flat.reshape(batch, out_ch, pixels), tiles, offs,
-                kh, kw, dh, dw, frame_w, span, run, c_chunk))
+               (frames.reshape(-1, frames.shape[2]), flat_w, packed, wbufs, flip, biases,
+                flat.reshape(-1), tiles, offs, dest, rects, kh, kw, dh, dw, frame_w, span,
+                c_chunk, groups, out_ch, out_h * out_w))
     if flat is not out:
         out[...] = flat
 
