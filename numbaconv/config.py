@@ -102,6 +102,7 @@ GEMM_GRAD_INPUT_SHRINK_MIN_OUT_CHANNELS = 8
 # (K_g*kH*kW) runs on the GEMM path (dispatch.choose_conv_algorithm), where the tiled
 # kernel's tiles outgrow the cache; so does a strided 1x1 one, whatever its reduction.
 GEMM_GRAD_INPUT_MIN_REDUCTION = 4096
+# ... and so does one with at most GEMM_GRAD_INPUT_MAX_PIXELS output pixels (below).
 
 # A stride-1 grad input with at least GEMM_GRAD_INPUT_MIN_OUT_CHANNELS output channels per
 # group runs on the GEMM path where its input is thin (under TILED_MIN_CHANNELS channels
@@ -114,6 +115,13 @@ GEMM_GRAD_INPUT_MAX_PIXELS = 512
 # (dispatch._live_taps; the channel-blocked rule first)
 GEMM_GRAD_INPUT_MAX_LIVE = 0.6
 GEMM_GRAD_INPUT_LIVE_MIN_REDUCTION = 1024
+
+# A grad weight (not 1x1, not depthwise) of at most GEMM_GRAD_WEIGHT_MAX_PIXELS output
+# pixels in all (batch included) and at least GEMM_GRAD_WEIGHT_MIN_OUT_CHANNELS output
+# channels per group runs on the GEMM path: one product over the few pixels, where the
+# tiled kernel's threads would each sum a partial copy of the many weights.
+GEMM_GRAD_WEIGHT_MAX_PIXELS = 64
+GEMM_GRAD_WEIGHT_MIN_OUT_CHANNELS = 64
 
 # Floating-point operations from which a BLAS product is split across numba's thread
 # count (kernels/cpu/blas.py): below it one thread finishes before a second wakes.
@@ -224,9 +232,14 @@ CHANNEL_BLOCKED_FORWARD_MIN_WASTE = 0.15
 # a forward (any stride) or stride-1 grad input whose taps read inside the input on at
 # most CHANNEL_BLOCKED_MAX_LIVE of its (pixel, tap) pairs (the rest read zero padding:
 # small maps, wide or dilated kernels) runs channel-blocked, the one kernel that skips
-# them, where its output channels fill CHANNEL_BLOCKED_MIN_FILL of the blocks over at
-# least CHANNEL_BLOCKED_MIN_TINY products
+# them, where its output channels fill CHANNEL_BLOCKED_MIN_FILL_LIVE of the blocks (the
+# taps skipped make up for emptier blocks) over at least CHANNEL_BLOCKED_MIN_TINY products
 CHANNEL_BLOCKED_MAX_LIVE = 0.7
+# ... and any strided forward (not 1x1) filling CHANNEL_BLOCKED_MIN_FILL of the blocks
+# over CHANNEL_BLOCKED_MIN_TINY products, with at most CHANNEL_BLOCKED_TINY_PIXELS output
+# pixels in all (batch included)
+CHANNEL_BLOCKED_TINY_PIXELS = 64
+CHANNEL_BLOCKED_MIN_FILL_LIVE = 0.6
 
 # Register blocks (4 output channels x 4 vectors of pixels) per job of the blocked conv.
 BLOCKED_BLOCKS = 4

@@ -300,10 +300,12 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks, over at least
     ``config.CHANNEL_BLOCKED_MIN_TINY`` products, where the blocked kernel would drop
     ``config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE`` of its stride-phase frame's columns
-    (the reach counted in phase columns).
+    (the reach counted in phase columns), and any strided forward (not 1x1) of at most
+    ``config.CHANNEL_BLOCKED_TINY_PIXELS`` output pixels in all (its blocks of 12 read
+    the few pixels where they are; the tiled kernel's jobs would each hold a few).
 
     First of all, a forward at any stride, or a stride-1 grad input, whose output
-    channels fill ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks over at least
+    channels fill ``config.CHANNEL_BLOCKED_MIN_FILL_LIVE`` of the blocks over at least
     ``config.CHANNEL_BLOCKED_MIN_TINY`` products runs here where at most
     ``config.CHANNEL_BLOCKED_MAX_LIVE`` of its (pixel, tap) pairs read inside the input
     (:func:`_live_taps`): the only kernel that skips the taps reading padding.  The
@@ -323,16 +325,18 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     fill = outputs / (-(-outputs // block) * block)
     waste = reach / (width + reach)
     if ((kernel == "conv2d_forward" or spec.stride == (1, 1))
-            and fill >= config.CHANNEL_BLOCKED_MIN_FILL
+            and fill >= config.CHANNEL_BLOCKED_MIN_FILL_LIVE
             and reduction >= config.CHANNEL_BLOCKED_MIN_TINY
             and _live_taps(spec) <= config.CHANNEL_BLOCKED_MAX_LIVE):
         return True  # mostly padding: the only kernel that skips the padded taps
     if spec.stride != (1, 1):
+        pixels = spec.batch * spec.out_size[0] * spec.out_size[1]
         return (kernel == "conv2d_forward" and spec.kernel != (1, 1)
-                and c_g < config.TILED_MIN_CHANNELS and width < config.BLOCKED_NARROW
                 and fill >= config.CHANNEL_BLOCKED_MIN_FILL
                 and reduction >= config.CHANNEL_BLOCKED_MIN_TINY
-                and waste >= config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE)
+                and ((c_g < config.TILED_MIN_CHANNELS and width < config.BLOCKED_NARROW
+                      and waste >= config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE)
+                     or pixels <= config.CHANNEL_BLOCKED_TINY_PIXELS))
     if kernel == "conv2d_forward" and (waste < config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE
                                        or _narrow_deep(spec)):
         return False
@@ -522,6 +526,12 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     if (kernel == "conv2d_grad_weight" and pointwise
             and spec.in_channels // spec.groups >= config.GEMM_POINTWISE_GRAD_MIN_CHANNELS):
         return "gemm"  # the images' products summed (blas.matmul_sum): no columns to build
+    if (kernel == "conv2d_grad_weight" and spec.kernel != (1, 1)
+            and spec.groups != spec.in_channels
+            and spec.batch * spec.out_size[0] * spec.out_size[1]
+            <= config.GEMM_GRAD_WEIGHT_MAX_PIXELS
+            and spec.out_channels // spec.groups >= config.GEMM_GRAD_WEIGHT_MIN_OUT_CHANNELS):
+        return "gemm"  # many weights from few pixels: one product, no per-thread partials
     if kernel == "conv2d_grad_weight" and _tiled_grad_in_place(spec):
         return "tiled"  # few output channels: outer products on the frame, no columns
     if depthwise and spec.in_channels > 1 and spec.kernel == (1, 1):
@@ -556,8 +566,12 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     if (kernel == "conv2d_grad_input" and spec.stride != (1, 1)
             and (spec.kernel == (1, 1)
                  or k_g * spec.kernel[0] * spec.kernel[1]
-                 >= config.GEMM_GRAD_INPUT_MIN_REDUCTION)):
-        return "gemm"  # 1x1: one product, then a scatter; long: the tiles outgrow the cache
+                 >= config.GEMM_GRAD_INPUT_MIN_REDUCTION
+                 or (k_g >= 4 and spec.batch * spec.out_size[0] * spec.out_size[1]
+                     <= config.GEMM_GRAD_INPUT_MAX_PIXELS))):
+        # 1x1: one product, then a scatter; long: the tiles outgrow the cache; few
+        # pixels: the stride phases' convs would each stream the weights for a few
+        return "gemm"
     if (kernel == "conv2d_grad_input" and macs < config.GEMM_SMALL_MACS
             and k_g >= (4 if spec.stride != (1, 1)
                         else config.GEMM_SMALL_GRAD_INPUT_MIN_OUT_CHANNELS)):

@@ -593,8 +593,12 @@ def test_chooser_rules(monkeypatch):
     assert choose(spec(16, 32, 1, stride=2, size=48)) == blocked("tiled")  # 23 columns
     assert choose(spec(4, 32, 1, stride=2)) == blocked("gemm")
     assert choose(spec(64, 64, 1, stride=2, size=48)) == "tiled"  # 576
-    assert choose(spec(16, 32, 1, stride=2), "conv2d_grad_input") == "tiled"
+    assert choose(spec(16, 32, 1, stride=2, size=48), "conv2d_grad_input") == "tiled"
+    assert choose(spec(16, 32, 1, stride=2), "conv2d_grad_input") == "gemm"  # 9 pixels
     assert choose(spec(16, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
+    # a grad weight of 64+ output channels per group from at most 64 pixels: one product
+    assert choose(spec(16, 64, 1, stride=2), "conv2d_grad_weight") == "gemm"
+    assert choose(spec(16, 64, 1, stride=2, size=20), "conv2d_grad_weight") != "gemm"  # 81
     # ... but those of 8+ input channels per group on small narrow maps (under 20
     # columns, at most 400 pixels) run tiled
     assert choose(spec(16, 32, 1, stride=2, size=38)) == "tiled"  # 18x18
@@ -611,9 +615,11 @@ def test_chooser_rules(monkeypatch):
     # strided grad input on the GEMM path
     assert choose(spec(4, 32, 1, stride=2), "conv2d_grad_weight") == "tiled"
     assert choose(spec(4, 32, 1, stride=2), "conv2d_grad_input") == "gemm"
-    # a strided grad input of a long reduction (K_g*kH*kW >= 4096): the GEMM path
-    assert choose(spec(16, 512, 1, stride=2), "conv2d_grad_input") == "gemm"  # 4608
-    assert choose(spec(16, 256, 1, stride=2), "conv2d_grad_input") == "tiled"  # 2304
+    # a strided grad input of a long reduction (K_g*kH*kW >= 4096), or of at most 512
+    # output pixels: the GEMM path
+    assert choose(spec(16, 512, 1, stride=2, size=48), "conv2d_grad_input") == "gemm"  # 4608
+    assert choose(spec(16, 256, 1, stride=2, size=48), "conv2d_grad_input") == "tiled"  # 2304
+    assert choose(spec(16, 256, 1, stride=2, size=46), "conv2d_grad_input") == "gemm"  # 22x22
     assert choose(spec(16, 512, 1, stride=2)) != "gemm"  # the forward: not this rule
     # ... and a strided 1x1 grad input, whatever its reduction
     assert choose(spec(64, 32, 1, k=1, stride=2), "conv2d_grad_input") == "gemm"
@@ -823,8 +829,8 @@ def test_channel_blocked_rule(monkeypatch):
     monkeypatch.setattr(config, "DIRECT_MAX_MACS", 0)
 
     def choose(c_in, c_out, k=3, size=8, stride=1, dtype=np.float32, kernel="conv2d_forward",
-               groups=1, dilation=1):
-        x = np.zeros((1, c_in, size, size), dtype)
+               groups=1, dilation=1, batch=1):
+        x = np.zeros((batch, c_in, size, size), dtype)
         w = np.zeros((c_out, c_in // groups, k, k), dtype)
         spec = conv_spec("conv2d", 2, x, w, None, stride, k // 2 * dilation, dilation, groups,
                          "zeros", False)
@@ -866,26 +872,31 @@ def test_channel_blocked_rule(monkeypatch):
     assert choose(3, 64, k=7, stride=2, size=30) == "channel_blocked"  # 3 of 18 columns
     assert choose(3, 64, k=5, stride=2, size=30) != "channel_blocked"  # 2 of 17
     assert choose(4, 64, stride=2, size=10) == "channel_blocked"  # 1 of 6 columns
-    assert choose(4, 64, stride=2, size=12) != "channel_blocked"  # 1 of 7 columns
-    assert choose(3, 64, stride=2, size=10) != "channel_blocked"  # 27 products
+    assert choose(4, 64, stride=2, size=12, batch=2) != "channel_blocked"  # 1 of 7
+    assert choose(3, 64, stride=2, size=10, batch=3) != "channel_blocked"  # 27 products
     assert choose(3, 64, k=7, stride=2, size=40) != "channel_blocked"  # 20 columns
     assert choose(8, 64, k=7, stride=2, size=30) != "channel_blocked"
     assert choose(3, 47, k=7, stride=2, size=30) != "channel_blocked"  # 47 of 64 lanes
+    # ... and any strided forward (not 1x1) of at most 64 output pixels in all
+    assert choose(74, 96, stride=2, size=10, batch=2) == "channel_blocked"  # 50 pixels
+    assert choose(74, 96, stride=2, size=10, batch=3) != "channel_blocked"  # 75
     assert choose(3, 64, k=1, stride=2, size=10) != "channel_blocked"
     assert choose(3, 64, k=7, stride=2, size=30,
                   kernel="conv2d_grad_input") != "channel_blocked"
     assert choose(64, 128, size=14, groups=64) == "depthwise"  # not for depthwise convs
-    # mostly padding (at most 70% of the (pixel, tap) pairs read inside the input): the
-    # one kernel that skips padded taps, forwards at any stride, stride-1 grad inputs
+    # mostly padding (at most 70% of the (pixel, tap) pairs read inside the input), blocks
+    # 60% full: the one kernel that skips padded taps, forwards at any stride, stride-1
+    # grad inputs
     assert choose(243, 173, k=5, size=8, dilation=3) == "channel_blocked"  # 30% live
     assert choose(243, 173, k=5, size=8, dilation=3,
                   kernel="conv2d_grad_input") == "channel_blocked"
     assert choose(100, 64, k=7, size=16, stride=2, dilation=3) == "channel_blocked"
-    assert choose(243, 20, k=5, size=8, dilation=3) != "channel_blocked"  # 20 of 32 lanes
+    assert choose(243, 20, k=5, size=8, dilation=3) == "channel_blocked"  # 20 of 32 lanes
+    assert choose(243, 19, k=5, size=8, dilation=3) != "channel_blocked"  # 19 of 32
     # ... whose grad input, where that does not fill the blocks, is one product (GEMM)
     # over 1024+ products, not the blocked kernel's frame of mostly padding
-    assert choose(20, 100, k=5, size=10, dilation=3, kernel="conv2d_grad_input") == "gemm"
-    assert choose(20, 40, k=5, size=10, dilation=3, kernel="conv2d_grad_input") != "gemm"
+    assert choose(16, 100, k=5, size=10, dilation=3, kernel="conv2d_grad_input") == "gemm"
+    assert choose(16, 40, k=5, size=10, dilation=3, kernel="conv2d_grad_input") != "gemm"
     assert choose(20, 100, k=5, size=30, kernel="conv2d_grad_input") != "gemm"  # 80% live
 
 
