@@ -308,7 +308,8 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     channels fill ``config.CHANNEL_BLOCKED_MIN_FILL_LIVE`` of the blocks over at least
     ``config.CHANNEL_BLOCKED_MIN_TINY`` products runs here where at most
     ``config.CHANNEL_BLOCKED_MAX_LIVE`` of its (pixel, tap) pairs read inside the input
-    (:func:`_live_taps`): the only kernel that skips the taps reading padding.  The
+    (``config.CHANNEL_BLOCKED_MAX_LIVE_STRIDED`` strided; :func:`_live_taps`): the only
+    kernel that skips the taps reading padding.  The
     measurements behind it: ``docs/benchmarks/cpu.md``, "Session 11" to "Session 14"."""
     if not _wide_simd() or kernel == "conv2d_grad_weight":
         return False
@@ -327,7 +328,8 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     if ((kernel == "conv2d_forward" or spec.stride == (1, 1))
             and fill >= config.CHANNEL_BLOCKED_MIN_FILL_LIVE
             and reduction >= config.CHANNEL_BLOCKED_MIN_TINY
-            and _live_taps(spec) <= config.CHANNEL_BLOCKED_MAX_LIVE):
+            and _live_taps(spec) <= (config.CHANNEL_BLOCKED_MAX_LIVE if spec.stride == (1, 1)
+                                     else config.CHANNEL_BLOCKED_MAX_LIVE_STRIDED)):
         return True  # mostly padding: the only kernel that skips the padded taps
     if spec.stride != (1, 1):
         pixels = spec.batch * spec.out_size[0] * spec.out_size[1]

@@ -890,7 +890,8 @@ def test_channel_blocked_rule(monkeypatch):
     assert choose(243, 173, k=5, size=8, dilation=3) == "channel_blocked"  # 30% live
     assert choose(243, 173, k=5, size=8, dilation=3,
                   kernel="conv2d_grad_input") == "channel_blocked"
-    assert choose(100, 64, k=7, size=16, stride=2, dilation=3) == "channel_blocked"
+    assert choose(100, 64, k=7, size=16, stride=2, dilation=3) == "channel_blocked"  # 44%
+    assert choose(100, 64, size=12, stride=2, dilation=3, batch=5) != "channel_blocked"  # 69%
     assert choose(243, 20, k=5, size=8, dilation=3) == "channel_blocked"  # 20 of 32 lanes
     assert choose(243, 19, k=5, size=8, dilation=3) != "channel_blocked"  # 19 of 32
     # ... whose grad input, where that does not fill the blocks, is one product (GEMM)

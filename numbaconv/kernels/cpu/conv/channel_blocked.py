@@ -20,10 +20,11 @@ of one image, read at its own offset (every image's frames end to end), so a blo
 dropped, whatever the map's width, stride or dilation.  Per tap, 2 weight vectors
 (packed so that a tap's output channels are adjacent: :func:`_pack_block`) and 12
 broadcast frame values make 24 fused multiply-adds.  A block runs only the rectangle
-of taps that its slots read inside the input (:func:`_slots`): taps that read zero
-padding for all 12 are skipped, and where padding is much of what the taps read,
-the slots are grouped into blocks that read the same taps, across images
-(:func:`_blocks_by_taps`).  A job is one group's block of output channels and a span
+of taps that its slots read inside the input: taps that read zero padding for all 12
+are skipped, and where padding is much of what the taps read, the slots are grouped
+into blocks that read the same taps, across images (:func:`_slots`).  The slots'
+offsets, outputs and rectangles are listed once per layer shape (:func:`_tables`;
+per call past ``_CACHE_MOST`` slots).  A job is one group's block of output channels and a span
 of slots; it runs the reduction a chunk of input channels at a time
 (``_WEIGHT_BYTES`` of packed weights, which stay in L1 while every block of the span
 reads them), keeping the partial sums in the thread's tile, then writes the tile to
@@ -144,38 +145,38 @@ def _store_block(tile, at, width, acc):
 
 
 @njit(inline="always")
-def _write(out, tile, dest, q0, q1, k0, kn, plane, kc):
-    """Slots ``q0 .. q1-1`` of the tile (slot-major, ``kc`` channels each) into ``out``
-    (flat) at ``dest[q] + (k0 + i) * plane``, channel ``i < kn``: in runs of slots whose
-    outputs are consecutive, 16 slots at a time, so that the stores are contiguous and
-    the tile's rows they read stay in L1."""
-    q = q0
-    while q < q1:
-        stop = min(q + 16, q1)
-        e = q + 1
+def _write(out, tile, dest, count, k0, kn, plane, kc):
+    """The tile's ``count`` slots (slot-major, ``kc`` channels each) into ``out`` (flat)
+    at ``dest[i] + (k0 + c) * plane``, channel ``c < kn``: in runs of slots whose outputs
+    are consecutive, 16 slots at a time, so that the stores are contiguous and the
+    tile's rows they read stay in L1."""
+    i = 0
+    while i < count:
+        stop = min(i + 16, count)
+        e = i + 1
         while e < stop and dest[e] == dest[e - 1] + 1:
             e += 1
-        first = dest[q]
-        for i in range(kn):
-            at = first + (k0 + i) * plane
-            for u in range(e - q):
-                out[at + u] = tile[(q - q0 + u) * kc + i]
-        q = e
+        first = dest[i]
+        for c in range(kn):
+            at = first + (k0 + c) * plane
+            for u in range(e - i):
+                out[at + u] = tile[(i + u) * kc + c]
+        i = e
 
 
 @share(fastmath=CPU_FASTMATH)
 def _forward_share(t, threads, args):
     """``out`` (flat, N x K x ``plane``) from ``frames`` (N*C, L: each image's frames in
     turn, read at channel row ``c`` of image 0 and an offset that runs on into image
-    ``n``'s rows: ``offs[q]`` holds ``n*C*L``) and the weights: packed (G*KB*taps,
-    2*lanes), or, where ``packed`` is empty, ``flat`` (K, C_g*kH*kW) packed a chunk at a
-    time by each job into ``wbufs[t]`` (:func:`_pack_block`); ``bias`` (G*KB, 2*lanes).
-    Slot ``q`` reads at frame offset ``offs[q]`` and lands at ``dest[q]`` (channel 0);
-    block ``b`` (slots ``12*b ..``) runs the taps ``rects[b]`` (:func:`_slots`).  Jobs:
+    ``n``'s rows) and the weights: packed (G*KB*taps, 2*lanes), or, where ``packed`` is
+    empty, ``flat`` (K, C_g*kH*kW) packed a chunk at a time by each job into
+    ``wbufs[t]`` (:func:`_pack_block`); ``bias`` (G*KB, 2*lanes).  Slot ``q`` is the
+    output whose frame offset is ``offs[q]`` and output position ``dest[q]`` (channel 0),
+    in blocks of 12 that run the taps ``rects[b]`` (:func:`_slot_tables`).  Jobs:
     (slot span, group, channel block), channel blocks fastest; ``tiles[t]``: the job's
     partial sums, slot-major."""
     (frames, flat, packed, wbufs, flip, bias, out, tiles, offs, dest, rects, kh, kw, dh, dw,
-     frame_w, span, c_chunk, groups, out_ch, plane) = args
+     frame_w, plane, span, c_chunk, groups, out_ch) = args
     slots = offs.shape[0]
     groups_kb = bias.shape[0]
     area = kh * kw
@@ -187,8 +188,7 @@ def _forward_share(t, threads, args):
     kc = 2 * width
     kblocks = groups_kb // groups
     fused = packed.shape[0] == 0  # each job packs its chunks of weights into wbufs[t]
-    wbuf = wbufs[t]
-    tile = tiles[t]
+    wbuf, tile = wbufs[t], tiles[t]
     for job in range(t, (slots + span - 1) // span * groups_kb, threads):
         gkb = job % groups_kb
         g, kb = gkb // kblocks, gkb % kblocks
@@ -202,21 +202,74 @@ def _forward_share(t, threads, args):
                 weights, row0 = wbuf, 0
             else:
                 weights, row0 = packed, gkb * taps + c0 * area
-            for p in range(q0, q1, PIXELS):
-                at = (p - q0) * kc
+            for p in range(0, q1 - q0, PIXELS):
+                at = p * kc
                 if c0 == 0:
                     b0, b1 = simd.load(bias, gkb, 0), simd.load(bias, gkb, width)
                     acc = (b0, b1, b0, b1, b0, b1, b0, b1, b0, b1, b0, b1,
                            b0, b1, b0, b1, b0, b1, b0, b1, b0, b1, b0, b1)
                 else:
                     acc = _load_block(tile, at, width)
-                b = p // PIXELS
-                acc = _taps(frames, g * c_g + c0, weights, row0, offs, p, acc, c_n, kh, kw,
+                b = (q0 + p) // PIXELS
+                acc = _taps(frames, g * c_g + c0, weights, row0, offs, q0 + p, acc, c_n, kh, kw,
                             dh * frame_w, dw, width,
                             (rects[b, 0], rects[b, 1], rects[b, 2], rects[b, 3]))
                 _store_block(tile, at, width, acc)
-        _write(out, tile, dest, q0, q1, g * outputs + kb * kc, min(kc, outputs - kb * kc),
-               plane, kc)
+        _write(out, tile, dest[q0:q1], q1 - q0, g * outputs + kb * kc,
+               min(kc, outputs - kb * kc), plane, kc)
+
+
+@share()
+def _slot_tables(t, threads, args):
+    """Slot ``q``'s frame offset ``offs[q]`` (every image's frames end to end,
+    ``image_size`` values each) and output position ``dest[q]`` (channel 0), and each
+    block's rectangle of taps ``rects[b]`` ``(r0, r1, s0, s1)``: the bounds of its slots'
+    own ranges (``ranges``: rows' ``lo``, ``hi`` of kernel rows, then columns',
+    :func:`_tap_ranges`), slots that read nothing left out, ``(0, 0, 0, 0)`` where all
+    do.  Slot ``q`` is the output ``order[q]`` (image-major, ``n*plane + pixel``), or,
+    where ``order`` is empty, output ``q`` (up to the last)."""
+    (order, ranges, offs, dest, rects, out_h, out_w, sh, sw, frame_w, image_size, out_ch,
+     batch) = args
+    lo, hi = share_of(t, threads, rects.shape[0])
+    q0, q1 = lo * PIXELS, hi * PIXELS
+    if q0 == q1:
+        return
+    plane = out_h * out_w
+    total = batch * plane
+    natural = order.shape[0] == 0
+    first = order[q0] if not natural else min(q0, total - 1)
+    n = first // plane
+    oh = (first - n * plane) // out_w
+    ow = first - n * plane - oh * out_w
+    for i in range(q1 - q0):
+        if not natural:
+            slot = order[q0 + i]
+            n = slot // plane
+            oh = (slot - n * plane) // out_w
+            ow = slot - n * plane - oh * out_w
+        elif i and q0 + i < total:  # the next slot: no divisions (past the end: the last)
+            ow += 1
+            if ow == out_w:
+                ow = 0
+                oh += 1
+                if oh == out_h:
+                    oh = 0
+                    n += 1
+        pixel = oh * out_w + ow
+        offs[q0 + i] = n * image_size + oh * sh * frame_w + ow * sw
+        dest[q0 + i] = n * out_ch * plane + pixel
+        b = lo + i // PIXELS
+        if i % PIXELS == 0:
+            rects[b, 0], rects[b, 1], rects[b, 2], rects[b, 3] = 1 << 30, 0, 1 << 30, 0
+        r0, r1 = ranges[0, oh], ranges[1, oh]
+        s0, s1 = ranges[0, out_h + ow], ranges[1, out_h + ow]
+        if r0 < r1 and s0 < s1:
+            rects[b, 0] = min(rects[b, 0], r0)
+            rects[b, 1] = max(rects[b, 1], r1)
+            rects[b, 2] = min(rects[b, 2], s0)
+            rects[b, 3] = max(rects[b, 3], s1)
+        if i % PIXELS == PIXELS - 1 and rects[b, 1] == 0:
+            rects[b, 0], rects[b, 1], rects[b, 2], rects[b, 3] = 0, 0, 0, 0
 
 
 @njit(inline="always")
@@ -380,9 +433,6 @@ def _blocks_by_taps(batch, lo_h, hi_h, lo_w, hi_w):
 _FUSE_MOST_SPANS = 2  # most spans whose jobs pack their own weights
 _SORT_MOST = 1 << 16  # most slots worth sorting into blocks by taps
 _SORT_MIN_GAIN = 32  # fewest steps (tap x input channel) per block that sorting saves
-_CACHE_MOST = 1 << 18  # most slots whose tables are kept for the next call of the shape
-
-
 def _slots(batch, in_h, in_w, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw, sh, sw, c_g):
     """The slots of the blocks (image-major numbers ``n*OH*OW + pixel``, each block
     padded to whole by repeating a slot) and each block's rectangle of taps: taps that
@@ -407,26 +457,47 @@ def _slots(batch, in_h, in_w, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw, sh, 
     return order, rects
 
 
+@functools.lru_cache(maxsize=64)
+def _layout(batch, in_h, in_w, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw, sh, sw, c_g):
+    """The kernel's order of the slots (empty: slot order, :func:`_slots`) and the taps'
+    ranges along each axis (:func:`_tap_ranges`): ``(2, OH + OW)``, the rows' ``lo`` and
+    ``hi``, then the columns'.  Kept per layer shape: a few small arrays."""
+    lo_h, hi_h = _tap_ranges(out_h, in_h, lead_h, kh, dh, sh)
+    lo_w, hi_w = _tap_ranges(out_w, in_w, lead_w, kw, dw, sw)
+    ranges = np.stack([np.r_[lo_h, lo_w], np.r_[hi_h, hi_w]]).astype(np.int64)
+    order = np.zeros(0, np.int64)
+    if batch * out_h * out_w <= _SORT_MOST:
+        slots, _ = _slots(batch, in_h, in_w, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw, sh,
+                          sw, c_g)
+        if slots[-1] != batch * out_h * out_w - 1 or (slots[:-1] > slots[1:]).any():
+            order = slots.astype(np.int64)  # sorted by taps
+    return order, ranges
+
+
+_CACHE_MOST = 1 << 18  # most slots whose tables are kept for the next call of the shape
+
+
 def _build_tables(batch, in_h, in_w, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw, sh, sw,
                   c_g, frame_w, image_size, out_ch):
-    """The kernel's slot tables (:func:`_slots`): each slot's frame offset (in the frames
-    of every image end to end, ``image_size`` values an image) and its output position
-    (in ``out`` flattened, channel 0), and the blocks' rectangles of taps."""
-    order, rects = _slots(batch, in_h, in_w, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw,
-                          sh, sw, c_g)
-    pixels = out_h * out_w
-    image, pixel = np.divmod(order, pixels)
-    oh, ow = np.divmod(pixel, out_w)
-    return (image * image_size + oh * (sh * frame_w) + ow * sw,
-            image * (out_ch * pixels) + pixel, rects)
+    """The slot tables of :func:`_slot_tables` for the layout of :func:`_layout`."""
+    order, ranges = _layout(batch, in_h, in_w, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw,
+                            sh, sw, c_g)
+    slots = len(order) or -(-batch * out_h * out_w // PIXELS) * PIXELS
+    offs, dest = np.empty(slots, np.int64), np.empty(slots, np.int64)
+    rects = np.empty((slots // PIXELS, 4), np.int64)
+    run_shares(_slot_tables, numba.get_num_threads(),
+               (order, ranges, offs, dest, rects, out_h, out_w, sh, sw, frame_w, image_size,
+                out_ch, batch))
+    return offs, dest, rects
 
 
-_cached_tables = functools.lru_cache(maxsize=16)(_build_tables)
+_cached_tables = functools.lru_cache(maxsize=8)(_build_tables)
 
 
 def _tables(batch, *key):
-    """:func:`_build_tables`, kept for the next call where the tables are small (their
-    numpy work costs tens of microseconds, much of a small layer's time)."""
+    """:func:`_build_tables`, kept for the next call of the layer's shape where the
+    tables are small (up to ``_CACHE_MOST`` slots): a thin layer's conv costs a few
+    times what they do."""
     out_h, out_w = key[2], key[3]
     tables = _cached_tables if batch * out_h * out_w <= _CACHE_MOST else _build_tables
     return tables(batch, *key)
@@ -445,12 +516,13 @@ def _run(x, weight, bias, out, lead_h, lead_w, dh, dw, sh, sw, groups, flip=Fals
     offs, dest, rects = _tables(batch, x.shape[2], x.shape[3], out_h, out_w, lead_h, lead_w, kh,
                                 kw, dh, dw, sh, sw, x.shape[1] // groups, frame_w,
                                 frames[0].size, out_ch)
+    slots = len(offs)
     kc = 2 * simd.VECTOR_BYTES // x.itemsize
     threads = numba.get_num_threads()
     # near-equal spans of whole blocks whose partial sums fit the tile, at most _SPAN
     # slots: enough jobs for every thread where there is work
     kblocks = groups * -(-out_ch // groups // kc)
-    blocks = len(offs) // PIXELS
+    blocks = slots // PIXELS
     most = max(1, min(_SPAN, _TILE_BYTES // (kc * x.itemsize)) // PIXELS)
     spans = min(blocks, max(-(-blocks // most), -(-2 * threads // kblocks)))
     span = -(-blocks // spans) * PIXELS
@@ -465,8 +537,8 @@ def _run(x, weight, bias, out, lead_h, lead_w, dh, dw, sh, sw, groups, flip=Fals
     flat = out if out.flags.c_contiguous else np.empty(out.shape, out.dtype)
     run_shares(_forward_share, threads,
                (frames.reshape(-1, frames.shape[2]), flat_w, packed, wbufs, flip, biases,
-                flat.reshape(-1), tiles, offs, dest, rects, kh, kw, dh, dw, frame_w, span,
-                c_chunk, groups, out_ch, out_h * out_w))
+                flat.reshape(-1), tiles, offs, dest, rects, kh, kw, dh, dw, frame_w,
+                out_h * out_w, span, c_chunk, groups, out_ch))
     if flat is not out:
         out[...] = flat
 
