@@ -102,7 +102,8 @@ GEMM_GRAD_INPUT_SHRINK_MIN_OUT_CHANNELS = 8
 # (K_g*kH*kW) runs on the GEMM path (dispatch.choose_conv_algorithm), where the tiled
 # kernel's tiles outgrow the cache; so does a strided 1x1 one, whatever its reduction.
 GEMM_GRAD_INPUT_MIN_REDUCTION = 4096
-# ... and so does one with at most GEMM_GRAD_INPUT_MAX_PIXELS output pixels (below).
+# ... and so does one of 4+ output channels per group and at most
+# GEMM_GRAD_INPUT_MAX_PIXELS output pixels (below).
 
 # A stride-1 grad input with at least GEMM_GRAD_INPUT_MIN_OUT_CHANNELS output channels per
 # group runs on the GEMM path where its input is thin (under TILED_MIN_CHANNELS channels

@@ -250,16 +250,23 @@ def _narrow_deep(spec) -> bool:
             and spec.out_size[0] * spec.out_size[1] <= config.BLOCKED_NARROW_MAX_PIXELS)
 
 
-def _live_taps(spec) -> float:
+def _live_taps(spec, kernel: str = "conv2d_forward") -> float:
     """The share of the conv's (output pixel, tap) pairs whose tap reads inside the
     input, not zero padding: what a kernel that skips padded taps runs (the channel-
     blocked one) of what the others run.  The stride-1 grad input's adjoint conv has as
-    many such pairs, over as many pixels as the input: at 'same' padding the same share.
-    Another ``padding_mode`` pads with values: 1."""
+    many such pairs, over the input's pixels (at 'same' padding the same share); for it
+    the larger of the two shares: padding past 'same' is read by the forward only, and
+    the adjoint of an unpadded conv, which reads padding all around, kept the rules it
+    was measured under (GEMM or blocked).  Another ``padding_mode`` pads with values:
+    1."""
     if spec.padding_mode != "zeros":
         return 1.0
-    return _live_share(spec.out_size, spec.in_size, tuple(p[0] for p in spec.pads),
+    live = _live_share(spec.out_size, spec.in_size, tuple(p[0] for p in spec.pads),
                        spec.kernel, spec.dilation, spec.stride)
+    if kernel == "conv2d_grad_input":
+        own = live * spec.out_size[0] * spec.out_size[1] / (spec.in_size[0] * spec.in_size[1])
+        live = max(live, own)
+    return min(1.0, live)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -328,8 +335,9 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     if ((kernel == "conv2d_forward" or spec.stride == (1, 1))
             and fill >= config.CHANNEL_BLOCKED_MIN_FILL_LIVE
             and reduction >= config.CHANNEL_BLOCKED_MIN_TINY
-            and _live_taps(spec) <= (config.CHANNEL_BLOCKED_MAX_LIVE if spec.stride == (1, 1)
-                                     else config.CHANNEL_BLOCKED_MAX_LIVE_STRIDED)):
+            and _live_taps(spec, kernel) <= (config.CHANNEL_BLOCKED_MAX_LIVE
+                                             if spec.stride == (1, 1)
+                                             else config.CHANNEL_BLOCKED_MAX_LIVE_STRIDED)):
         return True  # mostly padding: the only kernel that skips the padded taps
     if spec.stride != (1, 1):
         pixels = spec.batch * spec.out_size[0] * spec.out_size[1]
@@ -428,16 +436,21 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       are long runs in the channels-last frame (:func:`_tiled_grad_in_place`):
       ``'tiled'``, which then sums outer products of ``grad_out`` values and frame
       vectors read in place; every other grad weight builds columns, whose copy costs
-      more than the products when few output channels share it.
+      more than the products when few output channels share it.  Before that, a grad
+      weight (not 1x1, not depthwise) of at least
+      ``config.GEMM_GRAD_WEIGHT_MIN_OUT_CHANNELS`` output channels per group from at
+      most ``config.GEMM_GRAD_WEIGHT_MAX_PIXELS`` output pixels: ``'gemm'``, one product,
+      where the tiled kernel's threads would each sum a partial copy of the weights.
     * a depthwise 1x1 conv (any stride, padding or channel multiplier): ``'direct'``,
       one pass over each plane, where the GEMM path made one tiny product per plane.
     * 1x1 at stride 1 without padding: ``'gemm'``, a plain matrix product per group (the
       input already is the column matrix), through :mod:`kernels.cpu.blas`.
     * a strided grad input whose reduction (``K_g*kH*kW`` values per input pixel) has at
-      least ``config.GEMM_GRAD_INPUT_MIN_REDUCTION`` values, or of a 1x1 kernel:
-      ``'gemm'`` (BLAS, then col2im), where the tiled kernel's tiles of 64 pixels
-      outgrow the cache, or (1x1) its stride phases cost more than one product and a
-      scatter.
+      least ``config.GEMM_GRAD_INPUT_MIN_REDUCTION`` values, or of a 1x1 kernel, or of
+      4+ output channels per group and at most ``config.GEMM_GRAD_INPUT_MAX_PIXELS``
+      output pixels: ``'gemm'`` (BLAS, then col2im), where the tiled kernel's tiles of
+      64 pixels outgrow the cache, or its stride phases cost more than one product and
+      a scatter (1x1; few pixels, for which each phase streams the weights).
     * depthwise (``groups == C_in``) with more than one channel: ``'depthwise'``,
       per-channel kernels on stride-phase planes; but a channel multiplier of
       ``config.DEPTHWISE_MAX_MULTIPLIER`` or more (of at least
@@ -462,9 +475,11 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       least ``config.GEMM_SMALL_FORWARD_MIN_OUT_CHANNELS`` output channels per group.
     * where :func:`_channel_blocked_applies` (a stride-1 forward or grad input whose
       output channels fill the blocks of 2 vectors, over a long reduction or a small
-      map, or a thin strided forward on a narrow map): ``'channel_blocked'``,
-      vectors along the output channels, each block's pixels read where they are, so no
-      frame column is computed and dropped.
+      map, a thin strided forward on a narrow map or a strided forward of few pixels,
+      and a layer whose taps mostly read padding, :func:`_live_taps`):
+      ``'channel_blocked'``, vectors along the output channels, each block's pixels
+      read where they are, so no frame column is computed and dropped, and the taps
+      that read only padding are skipped.
     * thin groups (under ``config.TILED_MIN_CHANNELS`` input channels) whose product has
       fewer than ``config.GEMM_MIN_MACS_PER_PIXEL`` multiply-accumulates per output
       pixel: ``'direct'``, which reads the input once; but a stride-1 forward with more
@@ -529,7 +544,7 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
             and spec.in_channels // spec.groups >= config.GEMM_POINTWISE_GRAD_MIN_CHANNELS):
         return "gemm"  # the images' products summed (blas.matmul_sum): no columns to build
     if (kernel == "conv2d_grad_weight" and spec.kernel != (1, 1)
-            and spec.groups != spec.in_channels
+            and (spec.groups != spec.in_channels or spec.in_channels == 1)
             and spec.batch * spec.out_size[0] * spec.out_size[1]
             <= config.GEMM_GRAD_WEIGHT_MAX_PIXELS
             and spec.out_channels // spec.groups >= config.GEMM_GRAD_WEIGHT_MIN_OUT_CHANNELS):
@@ -598,7 +613,7 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
                      or (c_g >= config.TILED_MIN_CHANNELS
                          and k_g * spec.kernel[0] * spec.kernel[1]
                          >= config.GEMM_GRAD_INPUT_LIVE_MIN_REDUCTION
-                         and _live_taps(spec) <= config.GEMM_GRAD_INPUT_MAX_LIVE))):
+                         and _live_taps(spec, kernel) <= config.GEMM_GRAD_INPUT_MAX_LIVE))):
             # the adjoint conv: few outputs (thin, or few pixels) for long sums, or
             # mostly padding, which the blocked kernel computes with every dropped column
             return "gemm"

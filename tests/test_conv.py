@@ -899,6 +899,13 @@ def test_channel_blocked_rule(monkeypatch):
     assert choose(16, 100, k=5, size=10, dilation=3, kernel="conv2d_grad_input") == "gemm"
     assert choose(16, 40, k=5, size=10, dilation=3, kernel="conv2d_grad_input") != "gemm"
     assert choose(20, 100, k=5, size=30, kernel="conv2d_grad_input") != "gemm"  # 80% live
+    # the grad input's share is over its own pixels: padding past 'same' is read by the
+    # forward only
+    from numbaconv.dispatch import _live_taps
+    wide = conv_spec("conv2d", 2, np.zeros((1, 8, 4, 4)), np.zeros((8, 8, 3, 3)), None, 1, 2,
+                     1, 1, "zeros", False)
+    assert _live_taps(wide) == pytest.approx(16 * 9 / (36 * 9))
+    assert _live_taps(wide, "conv2d_grad_input") == 1.0
 
 
 def test_non_contiguous_and_fortran_inputs(rng):

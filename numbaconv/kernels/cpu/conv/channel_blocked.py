@@ -46,8 +46,8 @@ padding with 70% of its taps.
 Rule: ``dispatch._channel_blocked_applies`` picks it, on AVX-512 hosts only (24
 accumulators and 2 weight vectors need 32 vector registers), where the output
 channels fill its blocks and the reduction is long, at stride 1; strided forwards ran
-faster tiled, but thin ones on narrow maps; and for any forward or stride-1 grad input
-whose taps mostly read padding (``dispatch._live_taps``) (measured:
+faster tiled, but thin ones on narrow maps and those of few output pixels; and for
+layers whose taps mostly read padding (``dispatch._live_taps``) (measured:
 docs/benchmarks/cpu.md, "Session 11" to "Session 14").
 """
 
