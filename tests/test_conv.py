@@ -230,6 +230,27 @@ def test_channel_blocked_matches_the_oracle_across_jobs(x_shape, w_shape, params
     _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
 
 
+def test_channel_blocked_tables_recorded_by_warmup_are_not_kept(monkeypatch):
+    """While ``numbaconv warmup`` records kernels (``shares.RECORDER``) no share runs and
+    the slot tables are left zeroed: they must not be kept for the shape's next call."""
+    from numbaconv.kernels.cpu import shares
+    from numbaconv.kernels.cpu.conv import channel_blocked, direct
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 5, 7, 6)).astype(np.float32)
+    w = rng.standard_normal((33, 5, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(33).astype(np.float32)
+    geometry = (1, 1, 2, 1, 2, 1, 1)
+    out = np.empty((2, 33, 7, 6), np.float32)
+    monkeypatch.setattr(shares, "RECORDER", lambda share, args: None)
+    channel_blocked.conv2d_forward_channel_blocked(x, w, b, out, geometry)
+    monkeypatch.undo()
+    channel_blocked.conv2d_forward_channel_blocked(x, w, b, out, geometry)
+    want = np.empty_like(out)
+    direct.conv2d_forward(x, w, b, want, geometry)
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
+
+
 def test_channel_blocked_skips_the_taps_that_read_padding():
     """On a small map mostly padding, the blocks' slots cover every (image, pixel) once
     (the rest repeat a slot of their block), each block runs at least the taps its

@@ -59,6 +59,7 @@ from numba import njit
 
 from ....config import CPU_FASTMATH
 from .. import simd
+from .. import shares
 from ..shares import run_shares, share, share_of
 from ..workspace import scratch
 from .blocked import _framed, adjoint_leads
@@ -499,8 +500,10 @@ def _tables(batch, *key):
     tables are small (up to ``_CACHE_MOST`` slots): a thin layer's conv costs a few
     times what they do."""
     out_h, out_w = key[2], key[3]
-    tables = _cached_tables if batch * out_h * out_w <= _CACHE_MOST else _build_tables
-    return tables(batch, *key)
+    # not while ``numbaconv warmup`` records the kernels (shares.RECORDER): its shares
+    # do not run, and the tables it leaves are zeros
+    keep = batch * out_h * out_w <= _CACHE_MOST and shares.RECORDER is None
+    return (_cached_tables if keep else _build_tables)(batch, *key)
 
 
 def _run(x, weight, bias, out, lead_h, lead_w, dh, dw, sh, sw, groups, flip=False):
