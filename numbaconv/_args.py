@@ -93,6 +93,17 @@ def padding_pairs(padding, ndim: int, op: str, kernel_size=None, dilation=None, 
 
 
 # --------------------------------------------------------------------------- formulas
+def live_taps(out_n, in_n, lead, taps, dilation, stride):
+    """Per output position along one axis of a conv, the taps ``[lo, hi)`` that read
+    inside the input (``lo == hi``: none); the others read the zero padding.  Tap ``t``
+    of output ``o`` reads input index ``o*stride - lead + t*dilation`` (``lead``: the
+    leading pad).  NumPy arrays ``(lo, hi)`` of ``out_n`` entries."""
+    start = np.arange(out_n) * stride - lead  # the input index tap 0 reads
+    lo = np.maximum(0, -(start // dilation))
+    hi = np.minimum(taps, (in_n - 1 - start) // dilation + 1)
+    return lo, np.maximum(hi, lo)
+
+
 def conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1):
     """Output length of a convolution along one or more dims.
 

@@ -235,14 +235,14 @@ CHANNEL_BLOCKED_FORWARD_MIN_WASTE = 0.15
 # small maps, wide or dilated kernels) runs channel-blocked, the one kernel that skips
 # them, where its output channels fill CHANNEL_BLOCKED_MIN_FILL_LIVE of the blocks (the
 # taps skipped make up for emptier blocks) over at least CHANNEL_BLOCKED_MIN_TINY products
+# (CHANNEL_BLOCKED_MAX_LIVE_STRIDED for a strided forward: cpu.md, "Session 14")
 CHANNEL_BLOCKED_MAX_LIVE = 0.7
-CHANNEL_BLOCKED_MAX_LIVE_STRIDED = 0.5  # strided forwards (3x3 s2 d3 92->154 on 12x12 at
-# 69%: tiled 0.77 ms, channel-blocked 0.93; 7x7 s2 d3 473->53 on 16x16 at 46%: 4.36, 3.26)
+CHANNEL_BLOCKED_MAX_LIVE_STRIDED = 0.5
+CHANNEL_BLOCKED_MIN_FILL_LIVE = 0.6
 # ... and any strided forward (not 1x1) filling CHANNEL_BLOCKED_MIN_FILL of the blocks
 # over CHANNEL_BLOCKED_MIN_TINY products, with at most CHANNEL_BLOCKED_TINY_PIXELS output
 # pixels in all (batch included)
 CHANNEL_BLOCKED_TINY_PIXELS = 64
-CHANNEL_BLOCKED_MIN_FILL_LIVE = 0.6
 
 # Register blocks (4 output channels x 4 vectors of pixels) per job of the blocked conv.
 BLOCKED_BLOCKS = 4

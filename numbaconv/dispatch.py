@@ -21,6 +21,7 @@ import threading
 import numpy as np
 
 from . import config
+from ._args import live_taps
 
 CPU = "cpu"
 CUDA = "cuda"
@@ -272,10 +273,9 @@ def _live_taps(spec, kernel: str = "conv2d_forward") -> float:
 @functools.lru_cache(maxsize=1024)
 def _live_share(out_size, in_size, leads, kernel, dilation, stride) -> float:
     live = 1
-    for out_n, in_n, pad, taps, dil, step in zip(out_size, in_size, leads, kernel, dilation,
-                                                   stride):
-        live *= sum(max(0, min(taps, (in_n - 1 - (o * step - pad)) // dil + 1)
-                        - max(0, -((o * step - pad) // dil))) for o in range(out_n))
+    for axis in zip(out_size, in_size, leads, kernel, dilation, stride):
+        lo, hi = live_taps(*axis)
+        live *= int((hi - lo).sum())
     return live / (out_size[0] * out_size[1] * kernel[0] * kernel[1])
 
 

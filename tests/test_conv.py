@@ -251,11 +251,26 @@ def test_channel_blocked_tables_recorded_by_warmup_are_not_kept(monkeypatch):
     np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("out_n, in_n, lead, taps, dilation, stride", [
+    (8, 8, 6, 5, 3, 1), (7, 12, 2, 3, 1, 2), (6, 9, -1, 4, 2, 1), (3, 4, 8, 3, 2, 3),
+    (10, 10, 0, 1, 1, 1)])
+def test_live_taps_match_a_loop(out_n, in_n, lead, taps, dilation, stride):
+    """``_args.live_taps`` against the taps counted one by one: ``[lo, hi)`` holds
+    exactly the taps whose input index lies inside the input."""
+    from numbaconv._args import live_taps
+
+    lo, hi = live_taps(out_n, in_n, lead, taps, dilation, stride)
+    for o in range(out_n):
+        inside = [t for t in range(taps) if 0 <= o * stride - lead + t * dilation < in_n]
+        assert list(range(lo[o], hi[o])) == inside, o
+
+
 def test_channel_blocked_skips_the_taps_that_read_padding():
     """On a small map mostly padding, the blocks' slots cover every (image, pixel) once
     (the rest repeat a slot of their block), each block runs at least the taps its
     slots read inside the input, and sorting the slots by the taps they read leaves
     fewer taps than row-major order; a thin layer's few steps saved do not sort."""
+    from numbaconv._args import live_taps
     from numbaconv.kernels.cpu.conv import channel_blocked as cb
 
     batch, size, k, dil, pad = 2, 8, 5, 3, 6
@@ -263,7 +278,7 @@ def test_channel_blocked_skips_the_taps_that_read_padding():
     order, rects = cb._slots(*key, 243)
     assert sorted(set(order.tolist())) == list(range(batch * size * size))
     assert len(order) == len(rects) * cb.PIXELS
-    lo, hi = cb._tap_ranges(size, size, pad, k, dil, 1)
+    lo, hi = live_taps(size, size, pad, k, dil, 1)
     for block, (r0, r1, s0, s1) in enumerate(rects):
         for slot in order[block * cb.PIXELS:(block + 1) * cb.PIXELS]:
             oh, ow = divmod(slot % (size * size), size)

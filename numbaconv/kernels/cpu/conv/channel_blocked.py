@@ -57,6 +57,7 @@ import numba
 import numpy as np
 from numba import njit
 
+from ...._args import live_taps
 from ....config import CPU_FASTMATH
 from .. import simd
 from .. import shares
@@ -226,7 +227,7 @@ def _slot_tables(t, threads, args):
     ``image_size`` values each) and output position ``dest[q]`` (channel 0), and each
     block's rectangle of taps ``rects[b]`` ``(r0, r1, s0, s1)``: the bounds of its slots'
     own ranges (``ranges``: rows' ``lo``, ``hi`` of kernel rows, then columns',
-    :func:`_tap_ranges`), slots that read nothing left out, ``(0, 0, 0, 0)`` where all
+    ``_args.live_taps``), slots that read nothing left out, ``(0, 0, 0, 0)`` where all
     do.  Slot ``q`` is the output ``order[q]`` (image-major, ``n*plane + pixel``), or,
     where ``order`` is empty, output ``q`` (up to the last)."""
     (order, ranges, offs, dest, rects, out_h, out_w, sh, sw, frame_w, image_size, out_ch,
@@ -341,15 +342,6 @@ def _pack(weight, bias, groups, flip, whole):
     return flat, packed, biases
 
 
-def _tap_ranges(out_n, in_n, lead, taps, dilation, stride):
-    """Per output position along one axis, the taps ``[lo, hi)`` that read inside the
-    input (``lo >= hi``: none); the others read the frame's zero padding."""
-    start = np.arange(out_n) * stride - lead  # the input index tap 0 reads
-    lo = np.maximum(0, -(start // dilation))
-    hi = np.minimum(taps, (in_n - 1 - start) // dilation + 1)
-    return lo, np.maximum(hi, lo)
-
-
 def _block_rects(lo_h, hi_h, lo_w, hi_w):
     """Each block of ``PIXELS`` slots' bounding rectangle of taps ``(r0, r1, s0, s1)``
     from its slots' own ranges (pixels that read nothing left out)."""
@@ -443,8 +435,8 @@ def _slots(batch, in_h, in_w, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw, sh, 
     (:func:`_blocks_by_taps`) if that saves at least ``_SORT_MIN_GAIN`` steps (a tap of
     one of the ``c_g`` input channels) per block: its slots' outputs are then scattered,
     and their stores cost more than a thin layer's few steps saved."""
-    lo_h, hi_h = _tap_ranges(out_h, in_h, lead_h, kh, dh, sh)
-    lo_w, hi_w = _tap_ranges(out_w, in_w, lead_w, kw, dw, sw)
+    lo_h, hi_h = live_taps(out_h, in_h, lead_h, kh, dh, sh)
+    lo_w, hi_w = live_taps(out_w, in_w, lead_w, kw, dw, sw)
     pixels = out_h * out_w
     total = batch * pixels
     order = np.arange(-(-total // PIXELS) * PIXELS).clip(max=total - 1)
@@ -461,10 +453,10 @@ def _slots(batch, in_h, in_w, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw, sh, 
 @functools.lru_cache(maxsize=64)
 def _layout(batch, in_h, in_w, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw, sh, sw, c_g):
     """The kernel's order of the slots (empty: slot order, :func:`_slots`) and the taps'
-    ranges along each axis (:func:`_tap_ranges`): ``(2, OH + OW)``, the rows' ``lo`` and
+    ranges along each axis (``_args.live_taps``): ``(2, OH + OW)``, the rows' ``lo`` and
     ``hi``, then the columns'.  Kept per layer shape: a few small arrays."""
-    lo_h, hi_h = _tap_ranges(out_h, in_h, lead_h, kh, dh, sh)
-    lo_w, hi_w = _tap_ranges(out_w, in_w, lead_w, kw, dw, sw)
+    lo_h, hi_h = live_taps(out_h, in_h, lead_h, kh, dh, sh)
+    lo_w, hi_w = live_taps(out_w, in_w, lead_w, kw, dw, sw)
     ranges = np.stack([np.r_[lo_h, lo_w], np.r_[hi_h, hi_w]]).astype(np.int64)
     order = np.zeros(0, np.int64)
     if batch * out_h * out_w <= _SORT_MOST:
