@@ -208,10 +208,11 @@ BLOCKED_GRAD_MAX_REDUCTION = 800
 # When 'auto' picks the channel-blocked direct convolution (vectors along the output
 # channels: kernels/cpu/conv/channel_blocked.py; the rule in
 # dispatch._channel_blocked_applies, the measurements in docs/benchmarks/cpu.md, "Session
-# 11" to "Session 13"): stride 1 (strided forwards ran faster tiled, but thin ones on
+# 11" to "Session 15"): stride 1 (strided forwards ran faster tiled, but thin ones on
 # narrow maps: dispatch._channel_blocked_applies), the forward
 # and the grad input whose output channels fill at least
-# CHANNEL_BLOCKED_MIN_FILL of its blocks of 2 vectors, with a reduction of at least
+# CHANNEL_BLOCKED_MIN_FILL of its blocks (a forward's: one vector of channels, as the
+# kernel runs; a grad input's: 2 vectors, as measured), with a reduction of at least
 # CHANNEL_BLOCKED_MIN_REDUCTION products per output, or of CHANNEL_BLOCKED_MIN_SHORT
 # where the blocked kernel would drop at least CHANNEL_BLOCKED_MIN_WASTE of its frame
 # columns (small maps); forwards also at a fill of CHANNEL_BLOCKED_MIN_FILL_LONG over

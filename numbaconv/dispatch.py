@@ -279,11 +279,14 @@ def _live_share(out_size, in_size, leads, kernel, dilation, stride) -> float:
     return live / (out_size[0] * out_size[1] * kernel[0] * kernel[1])
 
 
+_CHANNEL_BLOCK_BYTES = 64  # the channel-blocked kernel's block: one AVX-512 vector
+
+
 def _channel_blocked_applies(spec, kernel: str) -> bool:
-    """The channel-blocked direct conv (``kernels/cpu/conv/channel_blocked.py``: vectors
-    along the output channels, 2 per block) for ``kernel``, on an AVX-512 host (24
-    accumulators), at stride 1 (strided: see the end): the forward, or the grad input (a
-    conv whose output channels are the layer's input channels), where
+    """The channel-blocked direct conv (``kernels/cpu/conv/channel_blocked.py``: a vector
+    of output channels per block) for ``kernel``, on an AVX-512 host, at stride 1
+    (strided: see the end): the forward, or the grad input (a conv whose output
+    channels are the layer's input channels), where
 
     * its output channels fill at least ``config.CHANNEL_BLOCKED_MIN_FILL`` of its
       channel blocks (the last block's lanes past ``K_g`` are computed for nothing), and
@@ -329,7 +332,12 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
         outputs, reduction, width = k_g, c_g * taps, spec.out_size[1]
     else:
         outputs, reduction, width = c_g, k_g * taps, spec.in_size[1]
-    block = 2 * 64 // np.dtype(spec.dtype).itemsize  # 2 AVX-512 vectors of channels
+    # the fill of the kernel's blocks (one vector of channels) for a forward; a grad
+    # input keeps the fill of blocks of 2 vectors it was measured under, a stricter
+    # rule: the blocked kernel ran most of the grad inputs a finer fill would add faster
+    # (docs/benchmarks/cpu.md, "Session 15")
+    block = (_CHANNEL_BLOCK_BYTES * (1 if kernel == "conv2d_forward" else 2)
+             // np.dtype(spec.dtype).itemsize)
     fill = outputs / (-(-outputs // block) * block)
     waste = reach / (width + reach)
     if ((kernel == "conv2d_forward" or spec.stride == (1, 1))
@@ -474,7 +482,7 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       and tiles cost more than the work; and so a small strided forward (not 1x1) of at
       least ``config.GEMM_SMALL_FORWARD_MIN_OUT_CHANNELS`` output channels per group.
     * where :func:`_channel_blocked_applies` (a stride-1 forward or grad input whose
-      output channels fill the blocks of 2 vectors, over a long reduction or a small
+      output channels fill the blocks of a vector, over a long reduction or a small
       map, a thin strided forward on a narrow map or a strided forward of few pixels,
       and a layer whose taps mostly read padding, :func:`_live_taps`):
       ``'channel_blocked'``, vectors along the output channels, each block's pixels

@@ -850,8 +850,8 @@ def test_blocked_writes_a_non_contiguous_out(stride, width, dtype):
 
 def test_channel_blocked_rule(monkeypatch):
     """Where the channel-blocked kernel runs (AVX-512): forwards and stride-1 grad inputs
-    whose output channels fill 3/4 of its blocks (32 channels in float32, 16 in
-    float64), over a reduction of 256+ products, or 100+ on maps where the blocked
+    whose output channels fill 3/4 of its blocks (forwards: one vector, 16 channels in
+    float32, 8 in float64; grad inputs: twice that), over a reduction of 256+ products, or 100+ on maps where the blocked
     kernel drops 10%+ of its columns; forwards also 65% full over 1024+ products, and
     over 32+ where 30%+ of the columns would drop; a forward only where 15%+ of the
     columns would drop, and not on a deep input on a small narrow map; stride 1 only,
@@ -883,6 +883,10 @@ def test_channel_blocked_rule(monkeypatch):
     assert choose(128, 128, size=10, groups=4) == "channel_blocked"  # ... but 4 groups
     assert choose(31, 24, size=10) == "channel_blocked"  # 24 of 32 lanes
     assert choose(31, 23, size=10) != "channel_blocked"  # 23 of 32 lanes
+    assert choose(31, 12, size=10) == "channel_blocked"  # 12 of 16 lanes
+    assert choose(31, 11, size=10) != "channel_blocked"  # 11 of 16 lanes
+    assert choose(16, 31, size=10, kernel="conv2d_grad_input") != "channel_blocked"  # 16/32
+    assert choose(24, 31, size=10, kernel="conv2d_grad_input") == "channel_blocked"
     assert choose(31, 12, size=10, dtype=np.float64) == "channel_blocked"  # 12 of 16
     assert choose(16, 32, size=10) == "channel_blocked"  # 144 products, 2 of 12 columns
     assert choose(4, 32, size=10) != "channel_blocked"  # 36 products
@@ -912,7 +916,8 @@ def test_channel_blocked_rule(monkeypatch):
     assert choose(3, 64, stride=2, size=10, batch=3) != "channel_blocked"  # 27 products
     assert choose(3, 64, k=7, stride=2, size=40) != "channel_blocked"  # 20 columns
     assert choose(8, 64, k=7, stride=2, size=30) != "channel_blocked"
-    assert choose(3, 47, k=7, stride=2, size=30) != "channel_blocked"  # 47 of 64 lanes
+    assert choose(3, 36, k=7, stride=2, size=30) == "channel_blocked"  # 36 of 48 lanes
+    assert choose(3, 35, k=7, stride=2, size=30) != "channel_blocked"  # 35 of 48 lanes
     # ... and any strided forward (not 1x1) of at most 64 output pixels in all
     assert choose(74, 96, stride=2, size=10, batch=2) == "channel_blocked"  # 50 pixels
     assert choose(74, 96, stride=2, size=10, batch=3) != "channel_blocked"  # 75

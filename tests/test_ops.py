@@ -304,9 +304,10 @@ def test_conv_transpose_is_the_adjoint_of_conv(rng):
      "blocked"),
     ((2, 20, 7, 6), (32, 20, 3, 3), dict(padding=1), "channel_blocked"),  # narrow
     ((2, 40, 7, 6), (32, 40, 3, 3), dict(padding=1), "tiled"),  # ... and a deep input
-    # its grad input on the GEMM path: 45 input pixels for 15 output pixels
-    ((2, 16, 5, 9), (8, 16, 3, 5), {}, "blocked"),
-    ((1, 16, 7, 11), (8, 16, 3, 3), dict(dilation=2), "blocked"),  # 77 for 21
+    # its grad input on the GEMM path: 45 input pixels for 15 output pixels (9 channels
+    # out: under 3/4 of the channel-blocked kernel's 2 blocks in float64)
+    ((2, 16, 5, 9), (9, 16, 3, 5), {}, "blocked"),
+    ((1, 16, 7, 11), (9, 16, 3, 3), dict(dilation=2), "blocked"),  # 77 for 21
     ((1, 16, 9, 5), (6, 8, 3, 2), dict(groups=2, stride=(1, 2), padding=(2, 0)), "tiled"),
     ((1, 3, 9, 9), (8, 3, 3, 3), dict(stride=2, padding=1), "blocked"),  # an RGB stem
     ((2, 8, 11, 10), (12, 4, 3, 2), dict(groups=2, stride=(2, 3), padding=(1, 2),

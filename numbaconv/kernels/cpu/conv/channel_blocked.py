@@ -13,19 +13,21 @@ ow)`` starts at frame offset ``offs[p] = oh*sH*Wf + ow*sW`` and tap ``(r, s)`` a
     out[n, k, p] = bias[k] + sum over (c, r, s) of
                    w[k, c, r, s] * frame[n, c, offs[p] + r*dH*Wf + s*dW]
 
-How: a register block is 2 vectors of output channels (``2*lanes``: 32 in float32, 16
-in float64) x 12 slots, 24 accumulators (:mod:`..simd`).  A slot is one output pixel
+How: a register block is one vector of output channels (``lanes``: 16 in float32, 8
+in float64) x 12 slots, 12 accumulators (:mod:`..simd`).  A slot is one output pixel
 of one image, read at its own offset (every image's frames end to end), so a block's
 12 slots may come from any pixels of any images: no frame column is computed and
-dropped, whatever the map's width, stride or dilation.  Per tap, 2 weight vectors
+dropped, whatever the map's width, stride or dilation.  Per tap, one weight vector
 (packed so that a tap's output channels are adjacent: :func:`_pack_block`) and 12
-broadcast frame values make 24 fused multiply-adds.  A block runs only the rectangle
+broadcast frame values make 12 fused multiply-adds.  (Blocks of 2 vectors, 24
+accumulators, ran no faster per channel on AVX-512, and wasted up to twice the lanes
+past ``K_g``: docs/benchmarks/cpu.md, "Session 15".)  A block runs only the rectangle
 of taps that its slots read inside the input: taps that read zero padding for all 12
 are skipped, and where padding is much of what the taps read, the slots are grouped
 into blocks that read the same taps, across images (:func:`_slots`).  The slots'
 offsets, outputs and rectangles are listed once per layer shape (:func:`_tables`;
-per call past ``_CACHE_MOST`` slots).  A job is one group's block of output channels and a span
-of slots; it runs the reduction a chunk of input channels at a time
+per call past ``_CACHE_MOST`` slots).  A job is one group's block of output channels
+and a span of slots; it runs the reduction a chunk of input channels at a time
 (``_WEIGHT_BYTES`` of packed weights, which stay in L1 while every block of the span
 reads them), keeping the partial sums in the thread's tile, then writes the tile to
 ``out``.  With few spans, each job packs the chunk it reads as it goes; else the
@@ -38,17 +40,17 @@ Why: the blocked kernel (vectors along the pixels) computes every frame column, 
 OW`` of each row for nothing, which on small maps (14x14 at 3x3: 12%; 7x7: 22%; 19x19
 at 5x5 dilation 2: 30%) is much of the work, and its 4 output channels per block read
 the input window again for every 4 channels.  Here a block reuses each broadcast input
-value for 32 output channels and each weight vector for 12 pixels, and pays only for
-output channels past ``K_g`` in the last block (up to 31 in float32).  It is also the
+value for a vector of output channels and each weight vector for 12 pixels, and pays
+only for output channels past ``K_g`` in the last block (up to 15 in float32).  It is also the
 one kernel that skips padded taps: on an 8x8 map, a 5x5 kernel at dilation 3 reads
 padding with 70% of its taps.
 
-Rule: ``dispatch._channel_blocked_applies`` picks it, on AVX-512 hosts only (24
-accumulators and 2 weight vectors need 32 vector registers), where the output
+Rule: ``dispatch._channel_blocked_applies`` picks it, on AVX-512 hosts only (where it
+was measured; its 13 live vectors would fit AVX2's 16 registers too), where the output
 channels fill its blocks and the reduction is long, at stride 1; strided forwards ran
 faster tiled, but thin ones on narrow maps and those of few output pixels; and for
 layers whose taps mostly read padding (``dispatch._live_taps``) (measured:
-docs/benchmarks/cpu.md, "Session 11" to "Session 14").
+docs/benchmarks/cpu.md, "Session 11" to "Session 15").
 """
 
 import functools
@@ -65,85 +67,69 @@ from ..shares import run_shares, share, share_of
 from ..workspace import scratch
 from .blocked import _framed, adjoint_leads
 
-PIXELS = 12  # output pixels per register block (x 2 vectors of channels: 24 accumulators)
+PIXELS = 12  # output pixels per register block (x 1 vector of channels: 12 accumulators)
 _SPAN = 64 * PIXELS  # most slots (image, pixel) per job
 _TILE_BYTES = 96 * 1024  # a thread's partial sums: a job's span of slots
 _WEIGHT_BYTES = 24 * 1024  # packed weights per reduction chunk: half of L1
 
 
 @njit(inline="always", fastmath=CPU_FASTMATH)
-def _fma2(w0, w1, x, a0, a1):
-    return simd.fma(w0, x, a0), simd.fma(w1, x, a1)
-
-
-@njit(inline="always", fastmath=CPU_FASTMATH)
 def _taps(frame, ch0, packed, row0, offs, p, acc, c_n, kh, kw, row_step, dw, width, taps):
-    """The 24 accumulators ``acc`` (pixel ``j``, channel vector ``v``: ``2*j + v``) plus
-    the taps ``(r, s)`` in the rectangle ``taps = (r0, r1, s0, s1)`` of frame channels
-    ``ch0 .. ch0+c_n-1`` for the 12 pixels ``offs[p:p+12]``: ``packed[row0 + (c, r, s)]``
-    (2 vectors) times the broadcast ``frame[ch0 + c, offs[p+j] + r*row_step + s*dw]``."""
-    (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15,
-     a16, a17, a18, a19, a20, a21, a22, a23) = acc
+    """The 12 accumulators ``acc`` (pixel ``j``: ``acc[j]``, a vector of output channels)
+    plus the taps ``(r, s)`` in the rectangle ``taps = (r0, r1, s0, s1)`` of frame
+    channels ``ch0 .. ch0+c_n-1`` for the 12 pixels ``offs[p:p+12]``: ``packed[row0 + (c,
+    r, s)]`` times the broadcast ``frame[ch0 + c, offs[p+j] + r*row_step + s*dw]``."""
+    a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11 = acc
     o0, o1, o2, o3 = offs[p], offs[p + 1], offs[p + 2], offs[p + 3]
     o4, o5, o6, o7 = offs[p + 4], offs[p + 5], offs[p + 6], offs[p + 7]
     o8, o9, o10, o11 = offs[p + 8], offs[p + 9], offs[p + 10], offs[p + 11]
     r0, r1, s0, s1 = taps
+    f, b = simd.fma, simd.broadcast
     for c in range(c_n):
         ch = ch0 + c
         for r in range(r0, r1):
             col = r * row_step + s0 * dw
             j = row0 + (c * kh + r) * kw + s0
             for s in range(s0, s1):
-                w0, w1 = simd.load(packed, j, 0), simd.load(packed, j, width)
-                a0, a1 = _fma2(w0, w1, simd.broadcast(frame, ch, col + o0), a0, a1)
-                a2, a3 = _fma2(w0, w1, simd.broadcast(frame, ch, col + o1), a2, a3)
-                a4, a5 = _fma2(w0, w1, simd.broadcast(frame, ch, col + o2), a4, a5)
-                a6, a7 = _fma2(w0, w1, simd.broadcast(frame, ch, col + o3), a6, a7)
-                a8, a9 = _fma2(w0, w1, simd.broadcast(frame, ch, col + o4), a8, a9)
-                a10, a11 = _fma2(w0, w1, simd.broadcast(frame, ch, col + o5), a10, a11)
-                a12, a13 = _fma2(w0, w1, simd.broadcast(frame, ch, col + o6), a12, a13)
-                a14, a15 = _fma2(w0, w1, simd.broadcast(frame, ch, col + o7), a14, a15)
-                a16, a17 = _fma2(w0, w1, simd.broadcast(frame, ch, col + o8), a16, a17)
-                a18, a19 = _fma2(w0, w1, simd.broadcast(frame, ch, col + o9), a18, a19)
-                a20, a21 = _fma2(w0, w1, simd.broadcast(frame, ch, col + o10), a20, a21)
-                a22, a23 = _fma2(w0, w1, simd.broadcast(frame, ch, col + o11), a22, a23)
+                w = simd.load(packed, j, 0)
+                a0, a1 = f(w, b(frame, ch, col + o0), a0), f(w, b(frame, ch, col + o1), a1)
+                a2, a3 = f(w, b(frame, ch, col + o2), a2), f(w, b(frame, ch, col + o3), a3)
+                a4, a5 = f(w, b(frame, ch, col + o4), a4), f(w, b(frame, ch, col + o5), a5)
+                a6, a7 = f(w, b(frame, ch, col + o6), a6), f(w, b(frame, ch, col + o7), a7)
+                a8, a9 = f(w, b(frame, ch, col + o8), a8), f(w, b(frame, ch, col + o9), a9)
+                a10 = f(w, b(frame, ch, col + o10), a10)
+                a11 = f(w, b(frame, ch, col + o11), a11)
                 col += dw
                 j += 1
-    return (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15,
-            a16, a17, a18, a19, a20, a21, a22, a23)
+    return a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11
 
 
 @njit(inline="always")
 def _load_block(tile, at, width):
-    """The 24 accumulators of the block at ``tile[at:]`` (pixel-major, 2 vectors each)."""
+    """The 12 accumulators of the block at ``tile[at:]`` (pixel-major)."""
     v = simd.load_flat
     return (v(tile, at), v(tile, at + width), v(tile, at + 2 * width),
             v(tile, at + 3 * width), v(tile, at + 4 * width), v(tile, at + 5 * width),
             v(tile, at + 6 * width), v(tile, at + 7 * width), v(tile, at + 8 * width),
-            v(tile, at + 9 * width), v(tile, at + 10 * width), v(tile, at + 11 * width),
-            v(tile, at + 12 * width), v(tile, at + 13 * width), v(tile, at + 14 * width),
-            v(tile, at + 15 * width), v(tile, at + 16 * width), v(tile, at + 17 * width),
-            v(tile, at + 18 * width), v(tile, at + 19 * width), v(tile, at + 20 * width),
-            v(tile, at + 21 * width), v(tile, at + 22 * width), v(tile, at + 23 * width))
+            v(tile, at + 9 * width), v(tile, at + 10 * width), v(tile, at + 11 * width))
 
 
 @njit(inline="always")
 def _store_block(tile, at, width, acc):
     """:func:`_load_block`'s inverse."""
-    (a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15,
-     a16, a17, a18, a19, a20, a21, a22, a23) = acc
+    a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11 = acc
     v = simd.store_flat
     v(tile, at, a0), v(tile, at + width, a1), v(tile, at + 2 * width, a2)
     v(tile, at + 3 * width, a3), v(tile, at + 4 * width, a4), v(tile, at + 5 * width, a5)
     v(tile, at + 6 * width, a6), v(tile, at + 7 * width, a7), v(tile, at + 8 * width, a8)
     v(tile, at + 9 * width, a9), v(tile, at + 10 * width, a10)
-    v(tile, at + 11 * width, a11), v(tile, at + 12 * width, a12)
-    v(tile, at + 13 * width, a13), v(tile, at + 14 * width, a14)
-    v(tile, at + 15 * width, a15), v(tile, at + 16 * width, a16)
-    v(tile, at + 17 * width, a17), v(tile, at + 18 * width, a18)
-    v(tile, at + 19 * width, a19), v(tile, at + 20 * width, a20)
-    v(tile, at + 21 * width, a21), v(tile, at + 22 * width, a22)
-    v(tile, at + 23 * width, a23)
+    v(tile, at + 11 * width, a11)
+
+
+@njit(inline="always")
+def _bias(bias, row):
+    b = simd.load(bias, row, 0)
+    return b, b, b, b, b, b, b, b, b, b, b, b
 
 
 @njit(inline="always")
@@ -170,9 +156,9 @@ def _write(out, tile, dest, count, k0, kn, plane, kc):
 def _forward_share(t, threads, args):
     """``out`` (flat, N x K x ``plane``) from ``frames`` (N*C, L: each image's frames in
     turn, read at channel row ``c`` of image 0 and an offset that runs on into image
-    ``n``'s rows) and the weights: packed (G*KB*taps, 2*lanes), or, where ``packed`` is
+    ``n``'s rows) and the weights: packed (G*KB*taps, lanes), or, where ``packed`` is
     empty, ``flat`` (K, C_g*kH*kW) packed a chunk at a time by each job into
-    ``wbufs[t]`` (:func:`_pack_block`); ``bias`` (G*KB, 2*lanes).  Slot ``q`` is the
+    ``wbufs[t]`` (:func:`_pack_block`); ``bias`` (G*KB, lanes).  Slot ``q`` is the
     output whose frame offset is ``offs[q]`` and output position ``dest[q]`` (channel 0),
     in blocks of 12 that run the taps ``rects[b]`` (:func:`_slot_tables`).  Jobs:
     (slot span, group, channel block), channel blocks fastest; ``tiles[t]``: the job's
@@ -186,8 +172,7 @@ def _forward_share(t, threads, args):
     c_g = flat.shape[0] // groups if flip else flat.shape[1] // area
     outputs = flat.shape[1] // area if flip else k_g
     taps = c_g * area
-    width = simd.lanes(frames)
-    kc = 2 * width
+    kc = width = simd.lanes(frames)  # output channels per block
     kblocks = groups_kb // groups
     fused = packed.shape[0] == 0  # each job packs its chunks of weights into wbufs[t]
     wbuf, tile = wbufs[t], tiles[t]
@@ -207,14 +192,12 @@ def _forward_share(t, threads, args):
             for p in range(0, q1 - q0, PIXELS):
                 at = p * kc
                 if c0 == 0:
-                    b0, b1 = simd.load(bias, gkb, 0), simd.load(bias, gkb, width)
-                    acc = (b0, b1, b0, b1, b0, b1, b0, b1, b0, b1, b0, b1,
-                           b0, b1, b0, b1, b0, b1, b0, b1, b0, b1, b0, b1)
+                    acc = _bias(bias, gkb)
                 else:
                     acc = _load_block(tile, at, width)
                 b = (q0 + p) // PIXELS
-                acc = _taps(frames, g * c_g + c0, weights, row0, offs, q0 + p, acc, c_n, kh, kw,
-                            dh * frame_w, dw, width,
+                acc = _taps(frames, g * c_g + c0, weights, row0, offs, q0 + p, acc, c_n, kh,
+                            kw, dh * frame_w, dw, width,
                             (rects[b, 0], rects[b, 1], rects[b, 2], rects[b, 3]))
                 _store_block(tile, at, width, acc)
         _write(out, tile, dest[q0:q1], q1 - q0, g * outputs + kb * kc,
@@ -323,12 +306,12 @@ def _pack_share(t, threads, args):
 def _pack(weight, bias, groups, flip, whole):
     """``(K, C_g, R, S)`` weights and a bias of the packed conv's output channels ->
     ``(G*KB*taps, kc)`` (:func:`_pack_share`; where ``whole``, else left to the jobs) and
-    ``(G*KB, kc)``, ``kc = 2*lanes`` output channels per block, ``KB`` blocks per group,
+    ``(G*KB, kc)``, ``kc = lanes`` output channels per block, ``KB`` blocks per group,
     in reused buffers; and the weights as ``(K, C_g*R*S)``."""
     out_ch, c_g, kh, kw = weight.shape
     outputs, taps = ((c_g, out_ch // groups * kh * kw) if flip
                      else (out_ch // groups, c_g * kh * kw))
-    kc = 2 * simd.VECTOR_BYTES // weight.itemsize
+    kc = simd.VECTOR_BYTES // weight.itemsize
     kblocks = -(-outputs // kc)
     flat = np.ascontiguousarray(weight).reshape(out_ch, -1)
     biases = scratch("channel_blocked_bias", (groups * kblocks, kc), weight.dtype)
@@ -512,11 +495,12 @@ def _run(x, weight, bias, out, lead_h, lead_w, dh, dw, sh, sw, groups, flip=Fals
                                 kw, dh, dw, sh, sw, x.shape[1] // groups, frame_w,
                                 frames[0].size, out_ch)
     slots = len(offs)
-    kc = 2 * simd.VECTOR_BYTES // x.itemsize
+    outputs = out_ch // groups  # the conv run here: the layer's input channels if flip
+    kc = simd.VECTOR_BYTES // x.itemsize
     threads = numba.get_num_threads()
     # near-equal spans of whole blocks whose partial sums fit the tile, at most _SPAN
     # slots: enough jobs for every thread where there is work
-    kblocks = groups * -(-out_ch // groups // kc)
+    kblocks = groups * -(-outputs // kc)
     blocks = slots // PIXELS
     most = max(1, min(_SPAN, _TILE_BYTES // (kc * x.itemsize)) // PIXELS)
     spans = min(blocks, max(-(-blocks // most), -(-2 * threads // kblocks)))
