@@ -289,7 +289,8 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     channels are the layer's input channels), where
 
     * its output channels fill at least ``config.CHANNEL_BLOCKED_MIN_FILL`` of its
-      channel blocks (the last block's lanes past ``K_g`` are computed for nothing), and
+      channel blocks (the last block's lanes past ``K_g`` are computed for nothing; a
+      grad input counts blocks of 2 vectors, the rule it was measured under), and
       the reduction is at least ``config.CHANNEL_BLOCKED_MIN_REDUCTION`` products per
       output, or ``config.CHANNEL_BLOCKED_MIN_SHORT`` on maps where the blocked kernel
       would drop at least ``config.CHANNEL_BLOCKED_MIN_WASTE`` of its frame columns;
