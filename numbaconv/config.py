@@ -242,8 +242,12 @@ CHANNEL_BLOCKED_MAX_LIVE_STRIDED = 0.5
 CHANNEL_BLOCKED_MIN_FILL_LIVE = 0.6
 # ... and any strided forward (not 1x1) filling CHANNEL_BLOCKED_MIN_FILL of the blocks
 # over CHANNEL_BLOCKED_MIN_TINY products, with at most CHANNEL_BLOCKED_TINY_PIXELS output
-# pixels in all (batch included)
+# pixels in all (batch included), and any strided forward (not 1x1) of
+# TILED_MIN_CHANNELS up to CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS input channels per group
+# filling CHANNEL_BLOCKED_MIN_FILL of the blocks (the tiled kernel's runs of kW*C_g
+# values are short there: docs/benchmarks/cpu.md, "Session 15")
 CHANNEL_BLOCKED_TINY_PIXELS = 64
+CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS = 48
 
 # Register blocks (4 output channels x 4 vectors of pixels) per job of the blocked conv.
 BLOCKED_BLOCKS = 4

@@ -313,7 +313,11 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     ``config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE`` of its stride-phase frame's columns
     (the reach counted in phase columns), and any strided forward (not 1x1) of at most
     ``config.CHANNEL_BLOCKED_TINY_PIXELS`` output pixels in all (its blocks of 12 read
-    the few pixels where they are; the tiled kernel's jobs would each hold a few).
+    the few pixels where they are; the tiled kernel's jobs would each hold a few), and
+    any strided forward (not 1x1) of ``config.TILED_MIN_CHANNELS`` up to
+    ``config.CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS`` input channels per group whose
+    output channels fill ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks (the tiled
+    kernel's runs of ``kW*C_g`` values are short there).
 
     First of all, a forward at any stride, or a stride-1 grad input, whose output
     channels fill ``config.CHANNEL_BLOCKED_MIN_FILL_LIVE`` of the blocks over at least
@@ -355,7 +359,9 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
                 and reduction >= config.CHANNEL_BLOCKED_MIN_TINY
                 and ((c_g < config.TILED_MIN_CHANNELS and width < config.BLOCKED_NARROW
                       and waste >= config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE)
-                     or pixels <= config.CHANNEL_BLOCKED_TINY_PIXELS))
+                     or pixels <= config.CHANNEL_BLOCKED_TINY_PIXELS
+                     or config.TILED_MIN_CHANNELS <= c_g
+                     < config.CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS))
     if kernel == "conv2d_forward" and (waste < config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE
                                        or _narrow_deep(spec)):
         return False

@@ -851,11 +851,12 @@ def test_blocked_writes_a_non_contiguous_out(stride, width, dtype):
 def test_channel_blocked_rule(monkeypatch):
     """Where the channel-blocked kernel runs (AVX-512): forwards and stride-1 grad inputs
     whose output channels fill 3/4 of its blocks (forwards: one vector, 16 channels in
-    float32, 8 in float64; grad inputs: twice that), over a reduction of 256+ products, or 100+ on maps where the blocked
-    kernel drops 10%+ of its columns; forwards also 65% full over 1024+ products, and
+    float32, 8 in float64; grad inputs: twice that), over a reduction of 256+
+    products, or 100+ on maps where the blocked kernel drops 10%+ of its columns; forwards also 65% full over 1024+ products, and
     over 32+ where 30%+ of the columns would drop; a forward only where 15%+ of the
     columns would drop, and not on a deep input on a small narrow map; stride 1 only,
-    never a grad weight; strided, only thin forwards on narrow maps."""
+    never a grad weight; strided, only forwards: thin ones on narrow maps, those of
+    8-47 input channels per group, and those of few pixels."""
     from numbaconv import config
     from numbaconv._args import conv_spec
     from numbaconv.dispatch import choose_conv_algorithm
@@ -915,9 +916,18 @@ def test_channel_blocked_rule(monkeypatch):
     assert choose(4, 64, stride=2, size=12, batch=2) != "channel_blocked"  # 1 of 7
     assert choose(3, 64, stride=2, size=10, batch=3) != "channel_blocked"  # 27 products
     assert choose(3, 64, k=7, stride=2, size=40) != "channel_blocked"  # 20 columns
-    assert choose(8, 64, k=7, stride=2, size=30) != "channel_blocked"
+    assert choose(7, 64, k=7, stride=2, size=40) != "channel_blocked"
     assert choose(3, 36, k=7, stride=2, size=30) == "channel_blocked"  # 36 of 48 lanes
     assert choose(3, 35, k=7, stride=2, size=30) != "channel_blocked"  # 35 of 48 lanes
+    # ... any strided forward (not 1x1) of 8 up to 47 input channels per group whose
+    # output channels fill 3/4 of the blocks (the tiled kernel's runs are short there)
+    assert choose(8, 64, k=7, stride=2, size=30) == "channel_blocked"
+    assert choose(47, 24, stride=2, size=30) == "channel_blocked"  # 24 of 32 lanes
+    assert choose(47, 23, stride=2, size=30) != "channel_blocked"  # 23 of 32
+    assert choose(48, 64, stride=2, size=30) != "channel_blocked"  # 48 channels in
+    assert choose(47, 64, k=1, stride=2, size=30) != "channel_blocked"
+    assert choose(16, 64, stride=2, size=30,
+                  kernel="conv2d_grad_input") != "channel_blocked"
     # ... and any strided forward (not 1x1) of at most 64 output pixels in all
     assert choose(74, 96, stride=2, size=10, batch=2) == "channel_blocked"  # 50 pixels
     assert choose(74, 96, stride=2, size=10, batch=3) != "channel_blocked"  # 75
