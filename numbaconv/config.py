@@ -248,6 +248,11 @@ CHANNEL_BLOCKED_MIN_FILL_LIVE = 0.6
 # values are short there: docs/benchmarks/cpu.md, "Session 15")
 CHANNEL_BLOCKED_TINY_PIXELS = 64
 CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS = 48
+# ... and, at stride 1, forwards (not 1x1) of TILED_MIN_CHANNELS up to
+# CHANNEL_BLOCKED_NARROW_MAX_CHANNELS input channels per group on maps under
+# BLOCKED_NARROW output columns, filling CHANNEL_BLOCKED_MIN_FILL of the blocks, that
+# the blocked kernel's rules leave to the tiled kernel
+CHANNEL_BLOCKED_NARROW_MAX_CHANNELS = 16
 
 # Register blocks (4 output channels x 4 vectors of pixels) per job of the blocked conv.
 BLOCKED_BLOCKS = 4

@@ -317,7 +317,12 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     any strided forward (not 1x1) of ``config.TILED_MIN_CHANNELS`` up to
     ``config.CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS`` input channels per group whose
     output channels fill ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks (the tiled
-    kernel's runs of ``kW*C_g`` values are short there).
+    kernel's runs of ``kW*C_g`` values are short there); so, at stride 1, does a
+    forward (not 1x1) of ``config.TILED_MIN_CHANNELS`` up to
+    ``config.CHANNEL_BLOCKED_NARROW_MAX_CHANNELS`` input channels per group on a map
+    under ``config.BLOCKED_NARROW`` output columns whose output channels fill
+    ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks, where the blocked kernel's rules
+    would leave it to the tiled kernel.
 
     First of all, a forward at any stride, or a stride-1 grad input, whose output
     channels fill ``config.CHANNEL_BLOCKED_MIN_FILL_LIVE`` of the blocks over at least
@@ -362,6 +367,11 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
                      or pixels <= config.CHANNEL_BLOCKED_TINY_PIXELS
                      or config.TILED_MIN_CHANNELS <= c_g
                      < config.CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS))
+    if (kernel == "conv2d_forward" and spec.kernel != (1, 1)
+            and config.TILED_MIN_CHANNELS <= c_g < config.CHANNEL_BLOCKED_NARROW_MAX_CHANNELS
+            and width < config.BLOCKED_NARROW and fill >= config.CHANNEL_BLOCKED_MIN_FILL
+            and not _blocked_applies(spec, kernel)):
+        return True  # few input channels on a narrow map: the tiled kernel's runs are short
     if kernel == "conv2d_forward" and (waste < config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE
                                        or _narrow_deep(spec)):
         return False

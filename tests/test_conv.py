@@ -852,11 +852,13 @@ def test_channel_blocked_rule(monkeypatch):
     """Where the channel-blocked kernel runs (AVX-512): forwards and stride-1 grad inputs
     whose output channels fill 3/4 of its blocks (forwards: one vector, 16 channels in
     float32, 8 in float64; grad inputs: twice that), over a reduction of 256+
-    products, or 100+ on maps where the blocked kernel drops 10%+ of its columns; forwards also 65% full over 1024+ products, and
-    over 32+ where 30%+ of the columns would drop; a forward only where 15%+ of the
-    columns would drop, and not on a deep input on a small narrow map; stride 1 only,
-    never a grad weight; strided, only forwards: thin ones on narrow maps, those of
-    8-47 input channels per group, and those of few pixels."""
+    products, or 100+ on maps where the blocked kernel drops 10%+ of its columns;
+    forwards also 65% full over 1024+ products, and over 32+ where 30%+ of the columns
+    would drop; a forward only where 15%+ of the columns would drop, and not on a deep
+    input on a small narrow map, but forwards of 8-15 input channels per group on maps
+    under 20 columns that the blocked kernel leaves to tiled; never a grad weight;
+    strided, only forwards: thin ones on narrow maps, those of 8-47 input channels per
+    group, and those of few pixels."""
     from numbaconv import config
     from numbaconv._args import conv_spec
     from numbaconv.dispatch import choose_conv_algorithm
@@ -919,6 +921,16 @@ def test_channel_blocked_rule(monkeypatch):
     assert choose(7, 64, k=7, stride=2, size=40) != "channel_blocked"
     assert choose(3, 36, k=7, stride=2, size=30) == "channel_blocked"  # 36 of 48 lanes
     assert choose(3, 35, k=7, stride=2, size=30) != "channel_blocked"  # 35 of 48 lanes
+    # ... at stride 1, a forward of 8 up to 15 input channels per group on a map under
+    # 20 columns, filling 3/4 of the blocks, that the blocked kernel leaves to tiled
+    assert choose(8, 456, size=10, batch=6) == "channel_blocked"  # 72 products
+    assert choose(15, 64, size=18) == "channel_blocked"
+    assert choose(16, 64, size=18) != "channel_blocked"  # 16 channels in
+    assert choose(8, 64, size=19) == "channel_blocked"
+    assert choose(8, 64, size=20) != "channel_blocked"  # 20 columns
+    assert choose(10, 36, size=14) == "channel_blocked"  # 36 of 48 lanes
+    assert choose(10, 35, size=14) != "channel_blocked"  # 35 of 48
+    assert choose(9, 24, size=18, batch=8) == "blocked"  # the blocked kernel's own rule
     # ... any strided forward (not 1x1) of 8 up to 47 input channels per group whose
     # output channels fill 3/4 of the blocks (the tiled kernel's runs are short there)
     assert choose(8, 64, k=7, stride=2, size=30) == "channel_blocked"
