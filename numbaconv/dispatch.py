@@ -330,7 +330,7 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     ``config.CHANNEL_BLOCKED_MAX_LIVE`` of its (pixel, tap) pairs read inside the input
     (``config.CHANNEL_BLOCKED_MAX_LIVE_STRIDED`` strided; :func:`_live_taps`): the only
     kernel that skips the taps reading padding.  The
-    measurements behind it: ``docs/benchmarks/cpu.md``, "Session 11" to "Session 14"."""
+    measurements behind it: ``docs/benchmarks/cpu.md``, "Session 11" to "Session 15"."""
     if not _wide_simd() or kernel == "conv2d_grad_weight":
         return False
     k_g = spec.out_channels // spec.groups
@@ -500,8 +500,9 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       least ``config.GEMM_SMALL_FORWARD_MIN_OUT_CHANNELS`` output channels per group.
     * where :func:`_channel_blocked_applies` (a stride-1 forward or grad input whose
       output channels fill the blocks of a vector, over a long reduction or a small
-      map, a thin strided forward on a narrow map or a strided forward of few pixels,
-      and a layer whose taps mostly read padding, :func:`_live_taps`):
+      map, or of 8-15 input channels on a narrow map; a strided forward of 8-47 input
+      channels per group, a thin one on a narrow map or one of few pixels; and a layer
+      whose taps mostly read padding, :func:`_live_taps`):
       ``'channel_blocked'``, vectors along the output channels, each block's pixels
       read where they are, so no frame column is computed and dropped, and the taps
       that read only padding are skipped.

@@ -269,7 +269,8 @@ def test_channel_blocked_skips_the_taps_that_read_padding():
     """On a small map mostly padding, the blocks' slots cover every (image, pixel) once
     (the rest repeat a slot of their block), each block runs at least the taps its
     slots read inside the input, and sorting the slots by the taps they read leaves
-    fewer taps than row-major order; a thin layer's few steps saved do not sort."""
+    fewer taps than row-major order; a thin layer's few steps saved do not sort.  The
+    kernel's tables (:func:`_build_tables`, a share) agree with that NumPy layout."""
     from numbaconv._args import live_taps
     from numbaconv.kernels.cpu.conv import channel_blocked as cb
 
@@ -285,8 +286,17 @@ def test_channel_blocked_skips_the_taps_that_read_padding():
             assert r0 <= lo[oh] and hi[oh] <= r1 and s0 <= lo[ow] and hi[ow] <= s1
     exact = int((hi - lo).sum()) ** 2 * batch
     assert exact <= cb._work(rects) * cb.PIXELS < 0.4 * len(order) * k * k
-    natural, _ = cb._slots(*key, 3)  # 3 input channels: not worth sorting
+    natural, natural_rects = cb._slots(*key, 3)  # 3 input channels: not worth sorting
     assert (natural == np.arange(len(natural)).clip(max=batch * size * size - 1)).all()
+    # the tables the kernel reads (a numba share) hold the same slots and rectangles
+    frame_w, image_size, out_ch = size + 2 * pad, 40 * (size + 2 * pad) ** 2, 7
+    for c_g, slots, want in ((243, order, rects), (3, natural, natural_rects)):
+        offs, dest, got = cb._build_tables(*key, c_g, frame_w, image_size, out_ch)
+        n, pixel = np.divmod(slots, size * size)
+        oh, ow = np.divmod(pixel, size)
+        assert (got == want).all()
+        assert (offs == n * image_size + oh * frame_w + ow).all()
+        assert (dest == n * out_ch * size * size + pixel).all()
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])

@@ -26,8 +26,10 @@ of taps that its slots read inside the input: taps that read zero padding for al
 are skipped, and where padding is much of what the taps read, the slots are grouped
 into blocks that read the same taps, across images (:func:`_slots`).  The slots'
 offsets, outputs and rectangles are listed once per layer shape (:func:`_tables`;
-per call past ``_CACHE_MOST`` slots).  A job is one group's block of output channels
-and a span of slots; it runs the reduction a chunk of input channels at a time
+per call past ``_CACHE_MOST`` slots) by a share (:func:`_slot_tables`), which bounds
+each block's rectangle as :func:`_slots` does in NumPy to choose the order.  A job is
+one group's block of output channels and a span of slots; it runs the reduction a
+chunk of input channels at a time
 (``_WEIGHT_BYTES`` of packed weights, which stay in L1 while every block of the span
 reads them), keeping the partial sums in the thread's tile, then writes the tile to
 ``out``.  With few spans, each job packs the chunk it reads as it goes; else the
@@ -47,8 +49,9 @@ padding with 70% of its taps.
 
 Rule: ``dispatch._channel_blocked_applies`` picks it, on AVX-512 hosts only (where it
 was measured; its 13 live vectors would fit AVX2's 16 registers too), where the output
-channels fill its blocks and the reduction is long, at stride 1; strided forwards ran
-faster tiled, but thin ones on narrow maps and those of few output pixels; and for
+channels fill its blocks and the reduction is long, at stride 1 (and with 8-15 input
+channels on narrow maps); strided forwards of 8-47 input channels per group, thin ones
+on narrow maps and those of few output pixels (the others ran faster tiled); and
 layers whose taps mostly read padding (``dispatch._live_taps``) (measured:
 docs/benchmarks/cpu.md, "Session 11" to "Session 15").
 """
@@ -128,6 +131,7 @@ def _store_block(tile, at, width, acc):
 
 @njit(inline="always")
 def _bias(bias, row):
+    """The 12 accumulators of a block, each holding the bias of channel block ``row``."""
     b = simd.load(bias, row, 0)
     return b, b, b, b, b, b, b, b, b, b, b, b
 
@@ -409,6 +413,8 @@ def _blocks_by_taps(batch, lo_h, hi_h, lo_w, hi_w):
 _FUSE_MOST_SPANS = 2  # most spans whose jobs pack their own weights
 _SORT_MOST = 1 << 16  # most slots worth sorting into blocks by taps
 _SORT_MIN_GAIN = 32  # fewest steps (tap x input channel) per block that sorting saves
+
+
 def _slots(batch, in_h, in_w, out_h, out_w, lead_h, lead_w, kh, kw, dh, dw, sh, sw, c_g):
     """The slots of the blocks (image-major numbers ``n*OH*OW + pixel``, each block
     padded to whole by repeating a slot) and each block's rectangle of taps: taps that
