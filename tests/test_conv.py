@@ -335,6 +335,59 @@ def test_depthwise_matches_the_oracle_across_stride_phases(x_shape, mult, params
     _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, kernel, mult, params", [
+    ((2, 3, 14, 14), (5, 5), 1, dict(padding=2)),          # 12 rows + a block ending at 14
+    ((1, 2, 9, 9), (7, 7), 1, dict(padding=3)),
+    ((2, 2, 8, 8), (5, 5), 1, dict(padding=4, dilation=2)),  # two chains of rows 2 apart
+    ((1, 2, 11, 9), (5, 3), 1, dict(padding=(4, 1), dilation=(2, 1))),  # chains of 5, 6
+    ((1, 2, 5, 37), (4, 2), 1, dict(padding=(2, 1))),       # rows of 3 vectors
+    ((1, 2, 6, 6), (5, 5), 1, dict(padding=2)),             # few rows: the flat pass
+    ((1, 2, 4, 4), (5, 5), 1, dict(padding=3)),             # pads past the input
+    ((2, 2, 10, 10), (5, 5), 1, dict(stride=2, padding=4, dilation=2)),  # one row phase
+    ((1, 2, 17, 17), (5, 5), 1, dict(stride=2, padding=2)),  # two row phases: flat
+    ((1, 2, 12, 12), (5, 5), 2, dict(padding=2)),           # a multiplier: grad input adds
+    ((1, 2, 8, 21), (1, 5), 1, dict(padding=(0, 2))),       # one kernel row
+])
+def test_depthwise_taps_down_columns_match_the_oracle(x_shape, kernel, mult, params, dtype,
+                                                       rng, monkeypatch):
+    """The depthwise kernels past 3x3, whose forward and stride-1 grad input run blocks of
+    4 rows with a window of input vectors down each tap column (``_gather_rows``) where
+    that pays, the flat pass elsewhere: chains of rows a dilation apart, a last block
+    that overlaps the one before, rows of several vectors, strided layers of one row
+    phase, pads past the input and a channel multiplier, forward and both gradients."""
+    from numbaconv import config
+    from numbaconv._args import conv_spec
+    from numbaconv.dispatch import choose_conv_algorithm
+
+    monkeypatch.setattr(config, "DIRECT_MAX_MACS", 0)  # tiny layers: not the direct kernel
+    ch = x_shape[1]
+    x, w, b = _arrays(rng, x_shape, (ch * mult, 1) + kernel, dtype)
+    params = dict(params, groups=ch)
+    spec = conv_spec("conv2d", 2, x, w, b, params.get("stride", 1), params["padding"],
+                     params.get("dilation", 1), ch, "zeros", False)
+    assert choose_conv_algorithm("cpu", spec) == "depthwise"
+    _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
+
+
+def test_depthwise_rows_rule():
+    """Where the forward takes blocks of rows: every chain of rows has a block of 4, and
+    the blocks' vectors are at most 5/4 of the flat pass's; a tap step of whole rows only."""
+    from numbaconv.kernels.cpu.conv import depthwise as dw
+
+    assert dw._rows_pay(14, 14, 18, 1, 16)        # 16 vectors against the flat pass's 16
+    assert dw._rows_pay(28, 28, 34, 1, 16)        # 56 against 60
+    assert dw._rows_pay(56, 56, 62, 1, 16)        # 224 against 217: within 5/4
+    assert not dw._rows_pay(6, 6, 10, 1, 16)      # 8 against 4
+    assert not dw._rows_pay(7, 7, 15, 2, 16)      # a chain of 3 rows
+    offsets = np.array([r * 20 + s for r in range(5) for s in range(5)])
+    assert dw._row_step(offsets, 5, 5, 20) == 20
+    assert dw._row_step(offsets, 5, 5, 7) == 0    # not whole rows
+    offsets[7] += 1
+    assert dw._row_step(offsets, 5, 5, 20) == 0   # not one step
+    assert dw._row_step(offsets[:5], 1, 5, 20) == 0
+
+
 @pytest.mark.parametrize("x_shape, w_shape, params", [
     ((3, 1, 8, 8), (32, 1, 3, 3), dict(padding=1)),  # the main job's first layer
     ((2, 1, 11, 9), (6, 1, 5, 5), dict(padding=2)),
@@ -521,6 +574,8 @@ def test_chooser_rules(monkeypatch):
     # a tiny forward runs direct on one thread (one kernel call), whatever else would apply
     assert choose(spec(16, 32, 1)) not in ("direct", "serial")  # 1*32*6*6*144 = 165888
     assert choose(spec(3, 5, 1, size=5)) == "serial"  # 1215 products
+    assert choose(spec(8, 8, 8, size=5)) == "depthwise"  # 648: one pass a plane
+    assert choose(spec(1, 5, 1, size=5)) == "serial"  # one input channel: dense rules
     assert choose(spec(3, 5, 1, size=5), "conv2d_grad_input") != "direct"
     # a small grad input: the GEMM path, strided from 4 output channels per group, at
     # stride 1 from GEMM_SMALL_GRAD_INPUT_MIN_OUT_CHANNELS

@@ -20,9 +20,18 @@ unit-stride loop that vectorizes:
     grad weight  dw[r, s]          += dot(ext_grad, phase[off : off + len(ext)])
 
 All taps run in one pass with explicit SIMD vectors (:mod:`..simd`): the forward and the
-stride-1 grad input as a gather into one register per vector of the output
+stride-1 grad input as a gather into registers holding vectors of the output
 (:func:`_gather_taps`), the grad weight with one accumulator per tap
-(:func:`_dot_taps`); strided grad input keeps one ``axpy`` per tap.
+(:func:`_dot_taps`); strided grad input keeps one ``axpy`` per tap.  Past 3x3 (whose 9
+weights stay in registers), a gather loads an input vector and a weight for every
+product; where each tap row reads whole rows below the one above (stride 1, or a
+dilation that is a multiple of the stride), output rows ``rise`` apart read the same
+input vectors at successive tap rows, so blocks of 4 such rows keep a window of input
+vectors in registers down each tap column (:func:`_gather_rows`, about 2 loads for 3
+products): the stride-1 grad input of one output channel a channel always, the forward
+where its whole-vector rows cost
+at most 5/4 of the flat pass (:func:`_rows_pay`; on maps of a few rows the flat pass's
+junk columns cost less than a vector a row).
 
 At stride 1 there is one phase plane: the zero-padded input.  Each output plane
 (forward), input plane (grad input) or channel's weights (grad weight, summed over the
@@ -284,9 +293,10 @@ def _dot_taps(ext, phases, offsets, sums):
 @njit(inline="always", fastmath=CPU_FASTMATH)
 def _gather_taps(out, src, shifts, taps, start, accumulate, size):
     """``out[i] = (out[i] if accumulate else start) + sum over t of taps[t] *
-    src[i + shifts[t]]`` for ``i < size``: all taps in one pass, a vector of ``out`` kept
-    in a register (:mod:`..simd`) while the taps add into it in tap order, then stored
-    once; at 3x3 the 9 weights and shifts stay in registers too.  In whole vectors, the
+    src[i + shifts[t]]`` for ``i < size``: all taps in one pass, vectors of ``out`` kept
+    in registers (:mod:`..simd`) while the taps add into them in tap order, then stored
+    once; at 3x3 the 9 weights and shifts stay in registers too, other kernels run 4
+    vectors at a time (4 independent chains of products).  In whole vectors, the
     last one partly past ``size``: it writes ``out`` and reads ``src`` up to a vector
     past ``size`` (callers keep :data:`_VECTOR_SLACK` there), lanes whose results land
     only there.
@@ -319,13 +329,112 @@ def _gather_taps(out, src, shifts, taps, start, accumulate, size):
             acc = simd.fma(w7, simd.load_flat(src, o7 + i), acc)
             acc = simd.fma(w8, simd.load_flat(src, o8 + i), acc)
             simd.store_flat(out, i, acc)
-    else:
-        for step in range(steps):
-            i = step * width
-            acc = simd.load_flat(out, i) if accumulate else simd.splat(out, start)
-            for t in range(count):
-                acc = simd.fma(simd.splat(out, taps[t]), simd.load_flat(src, shifts[t] + i), acc)
-            simd.store_flat(out, i, acc)
+        return
+    blocked = steps - steps % 4
+    for step in range(0, blocked, 4):  # 4 vectors of out: 4 independent FMA chains
+        i = step * width
+        if accumulate:
+            a0, a1 = simd.load_flat(out, i), simd.load_flat(out, i + width)
+            a2, a3 = simd.load_flat(out, i + 2 * width), simd.load_flat(out, i + 3 * width)
+        else:
+            a0 = a1 = a2 = a3 = simd.splat(out, start)
+        for t in range(count):
+            w, j = simd.splat(out, taps[t]), shifts[t] + i
+            a0 = simd.fma(w, simd.load_flat(src, j), a0)
+            a1 = simd.fma(w, simd.load_flat(src, j + width), a1)
+            a2 = simd.fma(w, simd.load_flat(src, j + 2 * width), a2)
+            a3 = simd.fma(w, simd.load_flat(src, j + 3 * width), a3)
+        simd.store_flat(out, i, a0)
+        simd.store_flat(out, i + width, a1)
+        simd.store_flat(out, i + 2 * width, a2)
+        simd.store_flat(out, i + 3 * width, a3)
+    for step in range(blocked, steps):
+        i = step * width
+        acc = simd.load_flat(out, i) if accumulate else simd.splat(out, start)
+        for t in range(count):
+            acc = simd.fma(simd.splat(out, taps[t]), simd.load_flat(src, shifts[t] + i), acc)
+        simd.store_flat(out, i, acc)
+
+
+@njit(inline="always")
+def _row_step(shifts, kh, kw, pitch):
+    """The shift between a tap and the one a kernel row below it, where every tap has
+    the same one and it is whole rows of ``pitch`` (a stride-1 conv, or a strided one
+    whose dilation is a multiple of its stride: one row phase), else 0."""
+    if kh < 2:
+        return 0
+    step = shifts[kw] - shifts[0]
+    if step % pitch:
+        return 0
+    for t in range(kw, kh * kw):
+        if shifts[t] - shifts[t - kw] != step:
+            return 0
+    return step
+
+
+@njit(inline="always")
+def _rows_pay(rows, cols, pitch, rise, width):
+    """Whether :func:`_gather_rows` computes a forward's plane for less than the flat pass
+    (:func:`_gather_taps`): every chain of rows ``rise`` apart has a block of 4, and
+    its vectors (whole vectors of ``cols`` a row, in blocks of 4 rows, the last block
+    ending at the chain's end) are at most 5/4 of the flat pass's (``rows * pitch``
+    values, junk columns included), which cost more each: an input vector and a weight
+    loaded for every product, against about 2 for 3 here."""
+    if rows < 4 * rise:
+        return False
+    computed = 0
+    for rho in range(rise):
+        chain = (rows - rho + rise - 1) // rise
+        computed += 4 * ((chain + 3) // 4)
+    return 4 * computed * ((cols + width - 1) // width) <= 5 * ((rows * pitch + width - 1) // width)
+
+
+@njit(nogil=True, fastmath=CPU_FASTMATH)
+def _gather_rows(out, src, shifts, taps, start, row0, rows, col0, cols, pitch, rise, step,
+                 kh, kw):
+    """``out[i*pitch + c] = start + sum over s, then r, of taps[r*kw + s] * src[i*pitch +
+    c + shifts[r*kw + s]]`` for the rows ``row0 <= i < row0 + rows`` and the columns
+    ``col0 <= c < col0 + cols`` of a plane of row pitch ``pitch``, where a tap reads
+    ``step`` past the tap a kernel row above it, and ``step`` is ``rise`` rows of
+    ``out`` (``-rise`` for the grad input's adjoint, which reads backwards).
+
+    So the output ``rise`` rows below reads at tap ``r`` what this one reads at tap
+    ``r + 1``: a block is one vector of columns of 4 rows ``rise`` apart, and per column
+    tap ``s`` it keeps a window of 4 input vectors in registers, loading one new vector
+    and one weight per kernel row for 4 fused multiply-adds (:func:`_gather_taps` loads
+    an input vector for each, 1 + 1/4 loads per product; here ``(kh + 3 + kh) / (4 *
+    kh)``).  Each chain of rows ``rise`` apart needs at least 4 (``rows >= 4 * rise``);
+    its last block ends at its last row, overlapping the one before where the chain is
+    not a multiple of 4.  In whole vectors: a row's last
+    vector writes up to a vector less one past ``col0 + cols`` (the next row's values,
+    or the slack past the plane, which callers keep), the values that position's own
+    row computes, in the same order: so every block may run in any order, but ``out``
+    is overwritten, never added to."""
+    width = simd.lanes(out)
+    vectors = (cols + width - 1) // width
+    span = rise * pitch
+    for rho in range(rise):  # the rows row0 + rho, + rise, ...: a chain of blocks
+        chain = (rows - rho + rise - 1) // rise
+        for b in range((chain + 3) // 4):
+            m = min(4 * b, chain - 4)  # the last block ends at the chain's end
+            top = (row0 + rho + m * rise) * pitch + col0 + (3 * span if step < 0 else 0)
+            for v in range(vectors):
+                p = top + v * width
+                a0 = a1 = a2 = a3 = simd.splat(out, start)
+                for s in range(kw):
+                    j = p + shifts[s]
+                    x0, x1 = simd.load_flat(src, j), simd.load_flat(src, j + step)
+                    x2 = simd.load_flat(src, j + 2 * step)
+                    for r in range(kh):
+                        w = simd.splat(out, taps[r * kw + s])
+                        x3 = simd.load_flat(src, j + (r + 3) * step)
+                        a0, a1 = simd.fma(w, x0, a0), simd.fma(w, x1, a1)
+                        a2, a3 = simd.fma(w, x2, a2), simd.fma(w, x3, a3)
+                        x0, x1, x2 = x1, x2, x3
+                simd.store_flat(out, p, a0)
+                simd.store_flat(out, p + step, a1)
+                simd.store_flat(out, p + 2 * step, a2)
+                simd.store_flat(out, p + 3 * step, a3)
 
 
 @share(fastmath=CPU_FASTMATH)
@@ -346,13 +455,21 @@ def _conv2d_forward_depthwise(t, threads, args):
     # split_columns needs no row buffer; _pad_rows writes a vector past its rows
     rows = np.empty(0 if sw == 2 else hq * wq * sw + _VECTOR_SLACK, x.dtype)
     ext = np.empty(length + _VECTOR_SLACK, x.dtype)
+    step = _row_step(offsets, kh, kw, wq) if kh * kw != 9 else 0  # 3x3: weights in registers
+    if step and not _rows_pay(out_h, out_w, wq, step // wq, simd.lanes(ext)):
+        step = 0
+    origin = np.intp(0)  # row and column 0, typed as the grad input's (one compile)
     lo, hi = share_of(t, threads, jobs)
     for job in range(lo, hi):
         n = job // out_ch
         k = job % out_ch
         _split_phases(phases, rows, x[n, k // multiplier], sh, sw, ph, pw, hq, wq)
-        _gather_taps(ext, buffer, offsets, weight[k, 0].reshape(kh * kw), bias[k], False,
-                     length)
+        if step:  # a window of input vectors down each tap column, in registers
+            _gather_rows(ext, buffer, offsets, weight[k, 0].reshape(kh * kw), bias[k], origin,
+                         out_h, origin, out_w, wq, step // wq, step, kh, kw)
+        else:
+            _gather_taps(ext, buffer, offsets, weight[k, 0].reshape(kh * kw), bias[k],
+                         False, length)
         _store_rows(out[n, k], ext, wq)
 
 
@@ -383,15 +500,27 @@ def _conv2d_grad_input_depthwise(t, threads, args):
     fill(padded[:margin], zero)  # zeros around ext, for the gather
     fill(padded[margin + length:], zero)
     ext = padded[margin:margin + length]
+    # one output channel an input channel at stride 1: the window of input vectors
+    # (_gather_rows) computes the rows and columns _merge_phases reads, overwriting
+    step = (_row_step(shifts, kh, kw, wq)
+            if spread and multiplier == 1 and kh * kw != 9 else 0)
+    i_lo, i_hi = valid_range(-ph, 1, grad_in.shape[2], hq)
+    c0, c1 = _columns(pw, grad_in.shape[3], wq)
+    if i_hi - i_lo < 4 * (-step // wq):
+        step = 0  # a chain of rows under 4
     lo, hi = share_of(t, threads, jobs)
     for job in range(lo, hi):
         n = job // in_ch
         c = job % in_ch
-        fill(buffer, zero)
+        if not step:
+            fill(buffer, zero)
         for j in range(multiplier):
             k = c * multiplier + j
             _extend(ext, grad_out[n, k], wq)
-            if spread:
+            if step:
+                _gather_rows(buffer, padded, shifts, weight[k, 0].reshape(kh * kw), zero,
+                             i_lo, i_hi - i_lo, c0, c1 - c0, wq, -step // wq, step, kh, kw)
+            elif spread:
                 _gather_taps(buffer, padded, shifts, weight[k, 0].reshape(kh * kw), zero,
                              True, size)
             else:  # each tap reaches one phase plane of several: an axpy there
