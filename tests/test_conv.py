@@ -336,6 +336,30 @@ def test_depthwise_matches_the_oracle_across_stride_phases(x_shape, mult, params
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_simd_load_transposed_is_the_square_transposed(dtype):
+    """``simd.load_transposed``: the square of ``lanes`` vectors at an offset, channel ``c``
+    of each slot as vector ``c`` (how the channel-blocked kernel writes runs of slots)."""
+    from numba import njit
+
+    from numbaconv.kernels.cpu import simd
+
+    @njit
+    def columns(a, at, out, count):
+        width = simd.lanes(a)
+        square = simd.load_transposed(a, at)
+        for c in range(count):
+            simd.store_flat(out, c * width, square[c])
+
+    lanes = simd.VECTOR_BYTES // np.dtype(dtype).itemsize
+    a = np.arange(lanes * lanes + 3, dtype=dtype)
+    out = np.zeros(lanes * lanes, dtype)
+    columns(a, 3, out, lanes - 1)
+    want = a[3:].reshape(lanes, lanes).T
+    assert (out.reshape(lanes, lanes)[:-1] == want[:-1]).all()
+    assert (out[-lanes:] == 0).all()  # only the columns asked for are stored
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, kernel, mult, params", [
     ((2, 3, 14, 14), (5, 5), 1, dict(padding=2)),          # 12 rows + a block ending at 14
     ((1, 2, 9, 9), (7, 7), 1, dict(padding=3)),
@@ -346,6 +370,7 @@ def test_depthwise_matches_the_oracle_across_stride_phases(x_shape, mult, params
     ((1, 2, 4, 4), (5, 5), 1, dict(padding=3)),             # pads past the input
     ((2, 2, 10, 10), (5, 5), 1, dict(stride=2, padding=4, dilation=2)),  # one row phase
     ((1, 2, 17, 17), (5, 5), 1, dict(stride=2, padding=2)),  # two row phases: flat
+    ((1, 2, 40, 31), (5, 5), 1, dict(stride=2, padding=2)),  # two row phases, 20 rows
     ((1, 2, 12, 12), (5, 5), 2, dict(padding=2)),           # a multiplier: grad input adds
     ((1, 2, 8, 21), (1, 5), 1, dict(padding=(0, 2))),       # one kernel row
 ])
@@ -355,7 +380,8 @@ def test_depthwise_taps_down_columns_match_the_oracle(x_shape, kernel, mult, par
     4 rows with a window of input vectors down each tap column (``_gather_rows``) where
     that pays, the flat pass elsewhere: chains of rows a dilation apart, a last block
     that overlaps the one before, rows of several vectors, strided layers of one row
-    phase, pads past the input and a channel multiplier, forward and both gradients."""
+    phase and of two, pads past the input and a channel multiplier, forward and both
+    gradients."""
     from numbaconv import config
     from numbaconv._args import conv_spec
     from numbaconv.dispatch import choose_conv_algorithm

@@ -1,7 +1,8 @@
 """SIMD vectors in numba: a vector type and the few operations the matrix-product block
 (``gemm.block_runs``), the depthwise taps (``depthwise._gather_taps``, ``_dot_taps``), the
-blocked convs (``blocked._taps``, ``channel_blocked._taps``) and the stride-2 phase split
-and merge (``conv.split_columns``, ``tiled.merge_column_phases``) need, written as LLVM
+blocked convs (``blocked._taps``, ``channel_blocked._taps`` and its writes,
+``channel_blocked._write``) and the stride-2 phase split and merge
+(``conv.split_columns``, ``tiled.merge_column_phases``) need, written as LLVM
 intrinsics.
 
 numba has no vector types; a loop of scalar reductions is left to LLVM's loop
@@ -197,6 +198,41 @@ def store_flat(typingctx, arr, idx, vec):
         builder.store(args[2], ptr, align=vt.dtype.bitwidth // 8)
         return context.get_dummy_value()
     return types.none(arr, idx, vec), codegen
+
+
+@intrinsic
+def load_transposed(typingctx, arr, idx):
+    """The square of ``width`` vectors ``arr[idx + j*width : idx + (j+1)*width]`` (a
+    unit-stride 1-D array), transposed: a tuple whose vector ``c`` holds lane ``c`` of
+    each, in order.  ``log2(width)`` rounds of two-vector shuffles, each swapping one bit
+    of the row index with that bit of the lane index (64 shuffles for 16 lanes, where
+    the scalar copy makes 256 loads and stores)."""
+    vt = _vector_of(arr)
+    _check_1d("load_transposed", arr, idx)
+    width = vt.width
+    square = types.UniTuple(vt, width)
+
+    def codegen(context, builder, sig, args):
+        index = context.cast(builder, args[1], sig.args[1], types.intp)
+        ptr_ty = context.get_value_type(vt).as_pointer()
+        rows = []
+        for j in range(width):
+            at = builder.add(index, ir.Constant(index.type, j * width))
+            address = _flat_address(context, builder, sig.args[0], args[0], at)
+            rows.append(builder.load(builder.inttoptr(address, ptr_ty),
+                                     align=vt.dtype.bitwidth // 8))
+        step = 1
+        while step < width:  # swap bit `step` of the row with bit `step` of the lane
+            low = [lane if not lane & step else width + lane - step for lane in range(width)]
+            high = [lane + step if not lane & step else width + lane for lane in range(width)]
+            for i in range(width):
+                if not i & step:
+                    a, b = rows[i], rows[i + step]
+                    rows[i] = builder.shuffle_vector(a, b, _int_vector(low))
+                    rows[i + step] = builder.shuffle_vector(a, b, _int_vector(high))
+            step *= 2
+        return context.make_tuple(builder, sig.return_type, rows)
+    return square(arr, idx), codegen
 
 
 def _splatted(context, builder, vt, lane):

@@ -140,19 +140,26 @@ def _bias(bias, row):
 def _write(out, tile, dest, count, k0, kn, plane, kc):
     """The tile's ``count`` slots (slot-major, ``kc`` channels each) into ``out`` (flat)
     at ``dest[i] + (k0 + c) * plane``, channel ``c < kn``: in runs of slots whose outputs
-    are consecutive, 16 slots at a time, so that the stores are contiguous and the
-    tile's rows they read stay in L1."""
+    are consecutive, ``kc`` slots at a time, so that the stores are contiguous and the
+    tile's rows they read stay in L1.  A run of ``kc`` slots is a square of the tile,
+    transposed in registers (:func:`..simd.load_transposed`) and stored a vector a
+    channel; shorter runs are copied a value at a time."""
     i = 0
     while i < count:
-        stop = min(i + 16, count)
+        stop = min(i + kc, count)
         e = i + 1
         while e < stop and dest[e] == dest[e - 1] + 1:
             e += 1
         first = dest[i]
-        for c in range(kn):
-            at = first + (k0 + c) * plane
-            for u in range(e - i):
-                out[at + u] = tile[(i + u) * kc + c]
+        if e - i == kc:
+            channels = simd.load_transposed(tile, i * kc)
+            for c in range(kn):
+                simd.store_flat(out, first + (k0 + c) * plane, channels[c])
+        else:
+            for c in range(kn):
+                at = first + (k0 + c) * plane
+                for u in range(e - i):
+                    out[at + u] = tile[(i + u) * kc + c]
         i = e
 
 

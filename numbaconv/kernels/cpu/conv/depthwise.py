@@ -403,13 +403,13 @@ def _gather_rows(out, src, shifts, taps, start, row0, rows, col0, cols, pitch, r
     tap ``s`` it keeps a window of 4 input vectors in registers, loading one new vector
     and one weight per kernel row for 4 fused multiply-adds (:func:`_gather_taps` loads
     an input vector for each, 1 + 1/4 loads per product; here ``(kh + 3 + kh) / (4 *
-    kh)``).  Each chain of rows ``rise`` apart needs at least 4 (``rows >= 4 * rise``);
-    its last block ends at its last row, overlapping the one before where the chain is
-    not a multiple of 4.  In whole vectors: a row's last
-    vector writes up to a vector less one past ``col0 + cols`` (the next row's values,
-    or the slack past the plane, which callers keep), the values that position's own
-    row computes, in the same order: so every block may run in any order, but ``out``
-    is overwritten, never added to."""
+    kh)``).  Each chain of rows ``rise`` apart needs at least 4 (``rows >= 4 *
+    rise``); its last block ends at its last row, overlapping the one before where the
+    chain is not a multiple of 4.  In whole vectors: a row's last vector writes up to a
+    vector less one past ``col0 + cols`` (the next row's values, or the slack past the
+    plane, which callers keep), the values that position's own row computes, in the
+    same order: so every block may run in any order, but ``out`` is overwritten, never
+    added to."""
     width = simd.lanes(out)
     vectors = (cols + width - 1) // width
     span = rise * pitch
