@@ -248,6 +248,12 @@ CHANNEL_BLOCKED_MIN_FILL_LIVE = 0.6
 # values are short there: docs/benchmarks/cpu.md, "Session 15")
 CHANNEL_BLOCKED_TINY_PIXELS = 64
 CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS = 48
+# ... and thinner strided forwards (not 1x1, under TILED_MIN_CHANNELS input channels per
+# group) of at least CHANNEL_BLOCKED_THIN_STRIDED_MIN_OUT_CHANNELS output channels per
+# group filling CHANNEL_BLOCKED_MIN_FILL of the blocks: each broadcast input value
+# feeds a vector of channels, where the blocked kernel's stride phases feed 4
+# ("Session 16")
+CHANNEL_BLOCKED_THIN_STRIDED_MIN_OUT_CHANNELS = 64
 # ... and, at stride 1, forwards (not 1x1) of TILED_MIN_CHANNELS up to
 # CHANNEL_BLOCKED_NARROW_MAX_CHANNELS input channels per group on maps under
 # BLOCKED_NARROW output columns, filling CHANNEL_BLOCKED_MIN_FILL of the blocks, that

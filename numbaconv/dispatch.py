@@ -313,8 +313,12 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     ``config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE`` of its stride-phase frame's columns
     (the reach counted in phase columns), and any strided forward (not 1x1) of at most
     ``config.CHANNEL_BLOCKED_TINY_PIXELS`` output pixels in all (its blocks of 12 read
-    the few pixels where they are; the tiled kernel's jobs would each hold a few), and
-    any strided forward (not 1x1) of ``config.TILED_MIN_CHANNELS`` up to
+    the few pixels where they are; the tiled kernel's jobs would each hold a few), any
+    thin strided forward (not 1x1) of at least
+    ``config.CHANNEL_BLOCKED_THIN_STRIDED_MIN_OUT_CHANNELS`` output channels per group
+    (each broadcast input value feeds a vector of them, where the blocked kernel's
+    stride phases feed 4), and any strided forward (not 1x1) of
+    ``config.TILED_MIN_CHANNELS`` up to
     ``config.CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS`` input channels per group whose
     output channels fill ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks (the tiled
     kernel's runs of ``kW*C_g`` values are short there); so, at stride 1, does a
@@ -330,7 +334,7 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     ``config.CHANNEL_BLOCKED_MAX_LIVE`` of its (pixel, tap) pairs read inside the input
     (``config.CHANNEL_BLOCKED_MAX_LIVE_STRIDED`` strided; :func:`_live_taps`): the only
     kernel that skips the taps reading padding.  The
-    measurements behind it: ``docs/benchmarks/cpu.md``, "Session 11" to "Session 15"."""
+    measurements behind it: ``docs/benchmarks/cpu.md``, "Session 11" to "Session 16"."""
     if not _wide_simd() or kernel == "conv2d_grad_weight":
         return False
     k_g = spec.out_channels // spec.groups
@@ -365,6 +369,8 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
                 and ((c_g < config.TILED_MIN_CHANNELS and width < config.BLOCKED_NARROW
                       and waste >= config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE)
                      or pixels <= config.CHANNEL_BLOCKED_TINY_PIXELS
+                     or (c_g < config.TILED_MIN_CHANNELS
+                         and k_g >= config.CHANNEL_BLOCKED_THIN_STRIDED_MIN_OUT_CHANNELS)
                      or config.TILED_MIN_CHANNELS <= c_g
                      < config.CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS))
     if (kernel == "conv2d_forward" and spec.kernel != (1, 1)
@@ -503,7 +509,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
     * where :func:`_channel_blocked_applies` (a stride-1 forward or grad input whose
       output channels fill the blocks of a vector, over a long reduction or a small
       map, or of 8-15 input channels on a narrow map; a strided forward of 8-47 input
-      channels per group, a thin one on a narrow map or one of few pixels; and a layer
+      channels per group, a thin one on a narrow map or into 64+ output channels, or one
+      of few pixels; and a layer
       whose taps mostly read padding, :func:`_live_taps`):
       ``'channel_blocked'``, vectors along the output channels, each block's pixels
       read where they are, so no frame column is computed and dropped, and the taps

@@ -51,9 +51,10 @@ Rule: ``dispatch._channel_blocked_applies`` picks it, on AVX-512 hosts only (whe
 was measured; its 13 live vectors would fit AVX2's 16 registers too), where the output
 channels fill its blocks and the reduction is long, at stride 1 (and with 8-15 input
 channels on narrow maps); strided forwards of 8-47 input channels per group, thin ones
-on narrow maps and those of few output pixels (the others ran faster tiled); and
+on narrow maps or into 64+ output channels, and those of few output pixels (the others
+ran faster tiled or blocked); and
 layers whose taps mostly read padding (``dispatch._live_taps``) (measured:
-docs/benchmarks/cpu.md, "Session 11" to "Session 15").
+docs/benchmarks/cpu.md, "Session 11" to "Session 16").
 """
 
 import functools
