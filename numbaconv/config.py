@@ -254,6 +254,10 @@ CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS = 48
 # feeds a vector of channels, where the blocked kernel's stride phases feed 4
 # ("Session 16")
 CHANNEL_BLOCKED_THIN_STRIDED_MIN_OUT_CHANNELS = 64
+# ... which may reduce over fewer than CHANNEL_BLOCKED_MIN_TINY products (a 3x3 kernel
+# over 1-3 channels) on maps of at most CHANNEL_BLOCKED_THIN_STRIDED_SHORT_MAX_PIXELS
+# output pixels (on larger maps the blocked kernel's long rows won)
+CHANNEL_BLOCKED_THIN_STRIDED_SHORT_MAX_PIXELS = 1024
 # ... and, at stride 1, forwards (not 1x1) of TILED_MIN_CHANNELS up to
 # CHANNEL_BLOCKED_NARROW_MAX_CHANNELS input channels per group on maps under
 # BLOCKED_NARROW output columns, filling CHANNEL_BLOCKED_MIN_FILL of the blocks, that

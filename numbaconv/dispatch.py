@@ -317,7 +317,9 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     thin strided forward (not 1x1) of at least
     ``config.CHANNEL_BLOCKED_THIN_STRIDED_MIN_OUT_CHANNELS`` output channels per group
     (each broadcast input value feeds a vector of them, where the blocked kernel's
-    stride phases feed 4), and any strided forward (not 1x1) of
+    stride phases feed 4; under ``config.CHANNEL_BLOCKED_MIN_TINY`` products only on
+    maps of at most ``config.CHANNEL_BLOCKED_THIN_STRIDED_SHORT_MAX_PIXELS`` output
+    pixels), and any strided forward (not 1x1) of
     ``config.TILED_MIN_CHANNELS`` up to
     ``config.CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS`` input channels per group whose
     output channels fill ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks (the tiled
@@ -362,15 +364,20 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
                                              else config.CHANNEL_BLOCKED_MAX_LIVE_STRIDED)):
         return True  # mostly padding: the only kernel that skips the padded taps
     if spec.stride != (1, 1):
+        if kernel != "conv2d_forward" or spec.kernel == (1, 1):
+            return False
         pixels = spec.batch * spec.out_size[0] * spec.out_size[1]
-        return (kernel == "conv2d_forward" and spec.kernel != (1, 1)
-                and fill >= config.CHANNEL_BLOCKED_MIN_FILL
+        if (c_g < config.TILED_MIN_CHANNELS
+                and k_g >= config.CHANNEL_BLOCKED_THIN_STRIDED_MIN_OUT_CHANNELS
+                and (reduction >= config.CHANNEL_BLOCKED_MIN_TINY
+                     or spec.out_size[0] * spec.out_size[1]
+                     <= config.CHANNEL_BLOCKED_THIN_STRIDED_SHORT_MAX_PIXELS)):
+            return True  # thin into many channels: a broadcast feeds a vector of them
+        return (fill >= config.CHANNEL_BLOCKED_MIN_FILL
                 and reduction >= config.CHANNEL_BLOCKED_MIN_TINY
                 and ((c_g < config.TILED_MIN_CHANNELS and width < config.BLOCKED_NARROW
                       and waste >= config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE)
                      or pixels <= config.CHANNEL_BLOCKED_TINY_PIXELS
-                     or (c_g < config.TILED_MIN_CHANNELS
-                         and k_g >= config.CHANNEL_BLOCKED_THIN_STRIDED_MIN_OUT_CHANNELS)
                      or config.TILED_MIN_CHANNELS <= c_g
                      < config.CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS))
     if (kernel == "conv2d_forward" and spec.kernel != (1, 1)

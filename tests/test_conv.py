@@ -948,8 +948,9 @@ def test_channel_blocked_rule(monkeypatch):
     would drop; a forward only where 15%+ of the columns would drop, and not on a deep
     input on a small narrow map, but forwards of 8-15 input channels per group on maps
     under 20 columns that the blocked kernel leaves to tiled; never a grad weight;
-    strided, only forwards: thin ones on narrow maps or of 64+ output channels, those of
-    8-47 input channels per group, and those of few pixels."""
+    strided, only forwards: thin ones on narrow maps or of 64+ output channels (over a
+    short reduction only on maps of up to 1024 pixels), those of 8-47 input channels per
+    group, and those of few pixels."""
     from numbaconv import config
     from numbaconv._args import conv_spec
     from numbaconv.dispatch import choose_conv_algorithm
@@ -1007,7 +1008,7 @@ def test_channel_blocked_rule(monkeypatch):
     assert choose(3, 60, k=5, stride=2, size=30) != "channel_blocked"  # 2 of 17
     assert choose(4, 60, stride=2, size=10) == "channel_blocked"  # 1 of 6 columns
     assert choose(4, 60, stride=2, size=12, batch=2) != "channel_blocked"  # 1 of 7
-    assert choose(3, 64, stride=2, size=10, batch=3) != "channel_blocked"  # 27 products
+    assert choose(3, 60, stride=2, size=10, batch=3) != "channel_blocked"  # 27 products
     assert choose(3, 60, k=7, stride=2, size=40) != "channel_blocked"  # 20 columns
     assert choose(7, 60, k=7, stride=2, size=40) != "channel_blocked"
     assert choose(3, 36, k=7, stride=2, size=30) == "channel_blocked"  # 36 of 48 lanes
@@ -1017,6 +1018,9 @@ def test_channel_blocked_rule(monkeypatch):
     assert choose(3, 64, k=7, stride=2, size=224) == "channel_blocked"  # a ResNet stem
     assert choose(7, 97, k=5, stride=2, size=40, dtype=np.float64) == "channel_blocked"
     assert choose(3, 63, k=7, stride=2, size=224) != "channel_blocked"
+    # ... over fewer than 32 products only on maps of up to 1024 output pixels
+    assert choose(3, 64, stride=2, size=64) == "channel_blocked"  # 27 products, 32x32
+    assert choose(3, 64, stride=2, size=66) != "channel_blocked"  # 33x33
     assert choose(6, 128, k=1, stride=2, size=40) != "channel_blocked"  # 1x1
     assert choose(3, 64, k=7, stride=2, size=224, kernel="conv2d_grad_input") != (
         "channel_blocked")

@@ -28,10 +28,11 @@ product; where each tap row reads whole rows below the one above (stride 1, or a
 dilation that is a multiple of the stride), output rows ``rise`` apart read the same
 input vectors at successive tap rows, so blocks of 4 such rows keep a window of input
 vectors in registers down each tap column (:func:`_gather_rows`, about 2 loads for 3
-products): the stride-1 grad input of one output channel a channel always, the forward
-where its whole-vector rows cost
-at most 5/4 of the flat pass (:func:`_rows_pay`; on maps of a few rows the flat pass's
-junk columns cost less than a vector a row).
+products): the stride-1 grad input of one output channel a channel always (of 4 input
+rows or more), the forward where its whole-vector rows cost at most 5/4 of the flat
+pass (:func:`_rows_pay`; on maps of a few rows the flat pass's junk columns cost less
+than a vector a row).  Strided layers of several row phases keep the flat pass: chains
+of 2-3 tap rows a phase ran slower than it (docs/benchmarks/cpu.md, "Session 16").
 
 At stride 1 there is one phase plane: the zero-padded input.  Each output plane
 (forward), input plane (grad input) or channel's weights (grad weight, summed over the
