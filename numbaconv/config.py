@@ -255,14 +255,19 @@ CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS = 48
 # ("Session 16")
 CHANNEL_BLOCKED_THIN_STRIDED_MIN_OUT_CHANNELS = 64
 # ... which may reduce over fewer than CHANNEL_BLOCKED_MIN_TINY products (a 3x3 kernel
-# over 1-3 channels) on maps of at most CHANNEL_BLOCKED_THIN_STRIDED_SHORT_MAX_PIXELS
-# output pixels (on larger maps the blocked kernel's long rows won)
-CHANNEL_BLOCKED_THIN_STRIDED_SHORT_MAX_PIXELS = 1024
+# over 1-3 channels) on maps of at most CHANNEL_BLOCKED_THIN_MAX_PIXELS output pixels
+# per image (on larger maps the blocked kernel's long rows won)
+CHANNEL_BLOCKED_THIN_MAX_PIXELS = 1024
 # ... and, at stride 1, forwards (not 1x1) of TILED_MIN_CHANNELS up to
 # CHANNEL_BLOCKED_NARROW_MAX_CHANNELS input channels per group on maps under
 # BLOCKED_NARROW output columns, filling CHANNEL_BLOCKED_MIN_FILL of the blocks, that
 # the blocked kernel's rules leave to the tiled kernel
 CHANNEL_BLOCKED_NARROW_MAX_CHANNELS = 16
+# ... and, at stride 1, thin forwards (not 1x1) of 2 up to TILED_MIN_CHANNELS input
+# channels per group into at least CHANNEL_BLOCKED_THIN_MIN_OUT_CHANNELS output channels
+# per group, on maps of at most CHANNEL_BLOCKED_THIN_MAX_PIXELS output pixels per image
+# (one input channel, and larger maps, ran faster blocked: "Session 16")
+CHANNEL_BLOCKED_THIN_MIN_OUT_CHANNELS = 100
 
 # Register blocks (4 output channels x 4 vectors of pixels) per job of the blocked conv.
 BLOCKED_BLOCKS = 4

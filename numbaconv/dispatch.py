@@ -318,7 +318,7 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     ``config.CHANNEL_BLOCKED_THIN_STRIDED_MIN_OUT_CHANNELS`` output channels per group
     (each broadcast input value feeds a vector of them, where the blocked kernel's
     stride phases feed 4; under ``config.CHANNEL_BLOCKED_MIN_TINY`` products only on
-    maps of at most ``config.CHANNEL_BLOCKED_THIN_STRIDED_SHORT_MAX_PIXELS`` output
+    maps of at most ``config.CHANNEL_BLOCKED_THIN_MAX_PIXELS`` output
     pixels), and any strided forward (not 1x1) of
     ``config.TILED_MIN_CHANNELS`` up to
     ``config.CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS`` input channels per group whose
@@ -328,7 +328,10 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     ``config.CHANNEL_BLOCKED_NARROW_MAX_CHANNELS`` input channels per group on a map
     under ``config.BLOCKED_NARROW`` output columns whose output channels fill
     ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks, where the blocked kernel's rules
-    would leave it to the tiled kernel.
+    would leave it to the tiled kernel, and a thin forward (not 1x1) of 2 up to
+    ``config.TILED_MIN_CHANNELS`` input channels per group into at least
+    ``config.CHANNEL_BLOCKED_THIN_MIN_OUT_CHANNELS`` output channels per group on a map
+    of at most ``config.CHANNEL_BLOCKED_THIN_MAX_PIXELS`` output pixels.
 
     First of all, a forward at any stride, or a stride-1 grad input, whose output
     channels fill ``config.CHANNEL_BLOCKED_MIN_FILL_LIVE`` of the blocks over at least
@@ -371,7 +374,7 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
                 and k_g >= config.CHANNEL_BLOCKED_THIN_STRIDED_MIN_OUT_CHANNELS
                 and (reduction >= config.CHANNEL_BLOCKED_MIN_TINY
                      or spec.out_size[0] * spec.out_size[1]
-                     <= config.CHANNEL_BLOCKED_THIN_STRIDED_SHORT_MAX_PIXELS)):
+                     <= config.CHANNEL_BLOCKED_THIN_MAX_PIXELS)):
             return True  # thin into many channels: a broadcast feeds a vector of them
         return (fill >= config.CHANNEL_BLOCKED_MIN_FILL
                 and reduction >= config.CHANNEL_BLOCKED_MIN_TINY
@@ -380,6 +383,11 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
                      or pixels <= config.CHANNEL_BLOCKED_TINY_PIXELS
                      or config.TILED_MIN_CHANNELS <= c_g
                      < config.CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS))
+    if (kernel == "conv2d_forward" and spec.kernel != (1, 1)
+            and 2 <= c_g < config.TILED_MIN_CHANNELS
+            and k_g >= config.CHANNEL_BLOCKED_THIN_MIN_OUT_CHANNELS
+            and spec.out_size[0] * spec.out_size[1] <= config.CHANNEL_BLOCKED_THIN_MAX_PIXELS):
+        return True  # thin into many channels: a broadcast feeds a vector of them
     if (kernel == "conv2d_forward" and spec.kernel != (1, 1)
             and config.TILED_MIN_CHANNELS <= c_g < config.CHANNEL_BLOCKED_NARROW_MAX_CHANNELS
             and width < config.BLOCKED_NARROW and fill >= config.CHANNEL_BLOCKED_MIN_FILL
@@ -515,7 +523,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       least ``config.GEMM_SMALL_FORWARD_MIN_OUT_CHANNELS`` output channels per group.
     * where :func:`_channel_blocked_applies` (a stride-1 forward or grad input whose
       output channels fill the blocks of a vector, over a long reduction or a small
-      map, or of 8-15 input channels on a narrow map; a strided forward of 8-47 input
+      map, or of 8-15 input channels on a narrow map, or of 2-7 into 100+ output
+      channels on a map of up to 1024 pixels; a strided forward of 8-47 input
       channels per group, a thin one on a narrow map or into 64+ output channels, or one
       of few pixels; and a layer
       whose taps mostly read padding, :func:`_live_taps`):

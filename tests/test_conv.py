@@ -947,7 +947,8 @@ def test_channel_blocked_rule(monkeypatch):
     forwards also 65% full over 1024+ products, and over 32+ where 30%+ of the columns
     would drop; a forward only where 15%+ of the columns would drop, and not on a deep
     input on a small narrow map, but forwards of 8-15 input channels per group on maps
-    under 20 columns that the blocked kernel leaves to tiled; never a grad weight;
+    under 20 columns that the blocked kernel leaves to tiled, and of 2-7 into 100+
+    output channels on maps of up to 1024 pixels; never a grad weight;
     strided, only forwards: thin ones on narrow maps or of 64+ output channels (over a
     short reduction only on maps of up to 1024 pixels), those of 8-47 input channels per
     group, and those of few pixels."""
@@ -1034,6 +1035,12 @@ def test_channel_blocked_rule(monkeypatch):
     assert choose(10, 36, size=14) == "channel_blocked"  # 36 of 48 lanes
     assert choose(10, 35, size=14) != "channel_blocked"  # 35 of 48
     assert choose(9, 24, size=18, batch=8) == "blocked"  # the blocked kernel's own rule
+    # ... and a thin one (2-7 input channels per group) into 100+ output channels per
+    # group on maps of up to 1024 output pixels
+    assert choose(3, 128, size=32, batch=4) == "channel_blocked"  # 27 products
+    assert choose(3, 128, size=33) != "channel_blocked"  # 1089 pixels
+    assert choose(1, 128, size=16) != "channel_blocked"  # one input channel
+    assert choose(3, 99, size=16) != "channel_blocked"
     # ... any strided forward (not 1x1) of 8 up to 47 input channels per group whose
     # output channels fill 3/4 of the blocks (the tiled kernel's runs are short there)
     assert choose(8, 64, k=7, stride=2, size=30) == "channel_blocked"

@@ -32,7 +32,8 @@ one group's block of output channels and a span of slots; it runs the reduction 
 chunk of input channels at a time
 (``_WEIGHT_BYTES`` of packed weights, which stay in L1 while every block of the span
 reads them), keeping the partial sums in the thread's tile, then writes the tile to
-``out``.  With few spans, each job packs the chunk it reads as it goes; else the
+``out`` (runs of ``lanes`` consecutive outputs, each a square transposed in registers:
+:func:`_write`).  With few spans, each job packs the chunk it reads as it goes; else the
 weights are packed once for all.  Each output is one sum in a fixed order (skipped
 taps add exact zeros): deterministic.  The stride-1 grad input is the same conv on
 ``grad_out`` with the weights flipped and transposed (``blocked.adjoint``'s transform,
@@ -50,9 +51,9 @@ padding with 70% of its taps.
 Rule: ``dispatch._channel_blocked_applies`` picks it, on AVX-512 hosts only (where it
 was measured; its 13 live vectors would fit AVX2's 16 registers too), where the output
 channels fill its blocks and the reduction is long, at stride 1 (and with 8-15 input
-channels on narrow maps); strided forwards of 8-47 input channels per group, thin ones
-on narrow maps or into 64+ output channels, and those of few output pixels (the others
-ran faster tiled or blocked); and
+channels on narrow maps, and 2-7 into 100+ output channels on small maps); strided
+forwards of 8-47 input channels per group, thin ones on narrow maps or into 64+ output
+channels, and those of few output pixels (the others ran faster tiled or blocked); and
 layers whose taps mostly read padding (``dispatch._live_taps``) (measured:
 docs/benchmarks/cpu.md, "Session 11" to "Session 16").
 """
