@@ -250,9 +250,8 @@ CHANNEL_BLOCKED_TINY_PIXELS = 64
 CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS = 48
 # ... and thinner strided forwards (not 1x1, under TILED_MIN_CHANNELS input channels per
 # group) of at least CHANNEL_BLOCKED_THIN_STRIDED_MIN_OUT_CHANNELS output channels per
-# group filling CHANNEL_BLOCKED_MIN_FILL of the blocks: each broadcast input value
-# feeds a vector of channels, where the blocked kernel's stride phases feed 4
-# ("Session 16")
+# group (which fill 4/5 of the blocks or more): each broadcast input value feeds a
+# vector of channels, where the blocked kernel's stride phases feed 4 ("Session 16")
 CHANNEL_BLOCKED_THIN_STRIDED_MIN_OUT_CHANNELS = 64
 # ... which may reduce over fewer than CHANNEL_BLOCKED_MIN_TINY products (a 3x3 kernel
 # over 1-3 channels) on maps of at most CHANNEL_BLOCKED_THIN_MAX_PIXELS output pixels

@@ -318,9 +318,8 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
     ``config.CHANNEL_BLOCKED_THIN_STRIDED_MIN_OUT_CHANNELS`` output channels per group
     (each broadcast input value feeds a vector of them, where the blocked kernel's
     stride phases feed 4; under ``config.CHANNEL_BLOCKED_MIN_TINY`` products only on
-    maps of at most ``config.CHANNEL_BLOCKED_THIN_MAX_PIXELS`` output
-    pixels), and any strided forward (not 1x1) of
-    ``config.TILED_MIN_CHANNELS`` up to
+    maps of at most ``config.CHANNEL_BLOCKED_THIN_MAX_PIXELS`` output pixels), and any
+    strided forward (not 1x1) of ``config.TILED_MIN_CHANNELS`` up to
     ``config.CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS`` input channels per group whose
     output channels fill ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks (the tiled
     kernel's runs of ``kW*C_g`` values are short there); so, at stride 1, does a
@@ -359,6 +358,8 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
              // np.dtype(spec.dtype).itemsize)
     fill = outputs / (-(-outputs // block) * block)
     waste = reach / (width + reach)
+    # a small map per image: where the thin rules below send many output channels here
+    small_map = spec.out_size[0] * spec.out_size[1] <= config.CHANNEL_BLOCKED_THIN_MAX_PIXELS
     if ((kernel == "conv2d_forward" or spec.stride == (1, 1))
             and fill >= config.CHANNEL_BLOCKED_MIN_FILL_LIVE
             and reduction >= config.CHANNEL_BLOCKED_MIN_TINY
@@ -372,9 +373,7 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
         pixels = spec.batch * spec.out_size[0] * spec.out_size[1]
         if (c_g < config.TILED_MIN_CHANNELS
                 and k_g >= config.CHANNEL_BLOCKED_THIN_STRIDED_MIN_OUT_CHANNELS
-                and (reduction >= config.CHANNEL_BLOCKED_MIN_TINY
-                     or spec.out_size[0] * spec.out_size[1]
-                     <= config.CHANNEL_BLOCKED_THIN_MAX_PIXELS)):
+                and (reduction >= config.CHANNEL_BLOCKED_MIN_TINY or small_map)):
             return True  # thin into many channels: a broadcast feeds a vector of them
         return (fill >= config.CHANNEL_BLOCKED_MIN_FILL
                 and reduction >= config.CHANNEL_BLOCKED_MIN_TINY
@@ -385,8 +384,7 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
                      < config.CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS))
     if (kernel == "conv2d_forward" and spec.kernel != (1, 1)
             and 2 <= c_g < config.TILED_MIN_CHANNELS
-            and k_g >= config.CHANNEL_BLOCKED_THIN_MIN_OUT_CHANNELS
-            and spec.out_size[0] * spec.out_size[1] <= config.CHANNEL_BLOCKED_THIN_MAX_PIXELS):
+            and k_g >= config.CHANNEL_BLOCKED_THIN_MIN_OUT_CHANNELS and small_map):
         return True  # thin into many channels: a broadcast feeds a vector of them
     if (kernel == "conv2d_forward" and spec.kernel != (1, 1)
             and config.TILED_MIN_CHANNELS <= c_g < config.CHANNEL_BLOCKED_NARROW_MAX_CHANNELS
@@ -470,7 +468,7 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       all): ``'serial'``, the direct kernel on the calling thread: one kernel call where
       the others add a frame or a tile, and no wake-up of numba's threads; but not a
       depthwise one that the depthwise rule below takes (a pass a plane, where the direct
-      kernel makes a call a tap and row: 4x faster on 1x1 outputs).
+      kernel makes a call a tap and row; cpu.md, "Session 16").
     * the forward of a 1x1 kernel over a single input channel (any stride or padding,
       but an unpadded strided one runs on its subsample: :func:`subsampled_pointwise`):
       ``'direct'``, an outer product, where BLAS (K = 1) and the column copy of a
@@ -526,8 +524,7 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       map, or of 8-15 input channels on a narrow map, or of 2-7 into 100+ output
       channels on a map of up to 1024 pixels; a strided forward of 8-47 input
       channels per group, a thin one on a narrow map or into 64+ output channels, or one
-      of few pixels; and a layer
-      whose taps mostly read padding, :func:`_live_taps`):
+      of few pixels; and a layer whose taps mostly read padding, :func:`_live_taps`):
       ``'channel_blocked'``, vectors along the output channels, each block's pixels
       read where they are, so no frame column is computed and dropped, and the taps
       that read only padding are skipped.

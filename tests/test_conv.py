@@ -939,6 +939,35 @@ def test_blocked_writes_a_non_contiguous_out(stride, width, dtype):
     assert (wide[..., :2] == 7).all() and (wide[..., 2 + ow:] == 7).all()
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, params", [
+    ((3, 1, 16, 13), (64, 1, 3, 3), dict(stride=2, padding=1)),  # 9 products: a short run
+    ((2, 3, 15, 15), (70, 3, 3, 3), dict(stride=2, dilation=3, padding=2)),  # 27 products
+    ((2, 2, 19, 17), (66, 2, 5, 5), dict(stride=2, padding=2)),  # 50 products
+    ((2, 3, 10, 12), (100, 3, 3, 3), dict(padding=1)),  # stride 1: 100 out, 120 pixels
+    ((1, 6, 9, 23), (240, 3, 5, 5), dict(groups=2, padding=(2, 0))),  # 120 a group
+])
+def test_thin_layers_into_many_channels_run_channel_blocked_and_match_the_oracle(
+        x_shape, w_shape, params, dtype, rng, monkeypatch):
+    """The thin forwards the chooser sends to the channel-blocked kernel (under 8 input
+    channels per group: strided into 64+ output channels, over fewer than 32 products on
+    small maps too; stride 1 into 100+ on small maps): runs of slots written through
+    the in-register transpose and shorter ones, short reductions, groups, crops, against
+    the oracle, with both gradients."""
+    from numbaconv import config
+    from numbaconv._args import conv_spec
+    from numbaconv.dispatch import choose_conv_algorithm
+    from numbaconv.kernels.cpu import simd
+
+    monkeypatch.setattr(config, "GEMM_SMALL_MACS", 0)  # small layers: not the GEMM path
+    x, w, b = _arrays(rng, x_shape, w_shape, dtype)
+    spec = conv_spec("conv2d", 2, x, w, b, params.get("stride", 1), params["padding"],
+                     params.get("dilation", 1), params.get("groups", 1), "zeros", False)
+    if simd.WIDE:
+        assert choose_conv_algorithm("cpu", spec) == "channel_blocked"
+    _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
+
+
 def test_channel_blocked_rule(monkeypatch):
     """Where the channel-blocked kernel runs (AVX-512): forwards and stride-1 grad inputs
     whose output channels fill 3/4 of its blocks (forwards: one vector, 16 channels in
