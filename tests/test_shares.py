@@ -1,10 +1,16 @@
 """kernels/cpu/shares.py: a serial kernel run once per thread through one parallel
 driver (a call through a function pointer), compiled with numba's IR clean-up."""
 
+import sys
+
 import numpy as np
 import pytest
+from numba import types
+from numba.core import cgutils
+from numba.core.extending import intrinsic
 
 from numbaconv.kernels.cpu import shares
+from numbaconv.kernels.cpu.workspace import scratch
 
 
 @shares.share()
@@ -78,3 +84,70 @@ def test_one_thread_runs_the_share_on_the_caller_and_raises_its_error():
     np.testing.assert_array_equal(out, x * x + 1)
     with pytest.raises(ZeroDivisionError):
         shares.run_shares(_squares, 1, (x, np.empty(4), 0.0, 1))
+
+
+@intrinsic
+def _unmanaged(typingctx, arr):
+    """Whether ``arr`` carries no meminfo (numba then skips its reference counts)."""
+    def codegen(context, builder, signature, values):
+        array = context.make_array(arr)(context, builder, value=values[0])
+        return builder.icmp_unsigned("==", array.meminfo,
+                                     cgutils.get_null_value(array.meminfo.type))
+    return types.boolean(arr), codegen
+
+
+@shares.share()
+def _views(t, threads, args):
+    # each row a view of x taken in the loop (a view adds to the count of the array it
+    # views, where the array has one); seen[t] = whether x came without a meminfo
+    x, out, seen = args
+    lo, hi = shares.share_of(t, threads, x.shape[0])
+    for i in range(lo, hi):
+        row = x[i]
+        out[i] = row.sum()
+    seen[t] = _unmanaged(x)
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_shares_see_their_arrays_without_reference_counts(threads):
+    """Run in parallel, a share's arrays arrive without a meminfo (numba's parallel
+    driver passes them borrowed): the views a share takes touch no reference count that
+    every thread would write, and the arrays come back with the references they had."""
+    x = np.arange(24.0).reshape(8, 3)
+    out, seen = np.zeros(8), np.zeros(threads, np.bool_)
+    before = sys.getrefcount(x), sys.getrefcount(out)
+    shares.run_shares(_views, threads, (x, out, seen))
+    assert seen.all()
+    np.testing.assert_array_equal(out, x.sum(axis=1))
+    assert (sys.getrefcount(x), sys.getrefcount(out)) == before
+
+
+@shares.share()
+def _private(t, threads, args):
+    # per thread: each buffer's address modulo a line and its size, after filling it
+    counts, report = args
+    for j in range(counts.shape[0]):
+        a, b = shares.private(counts[j], np.float32), shares.private(counts[j], np.int64)
+        a[:] = t
+        b[:] = t
+        report[t, j, 0] = a.ctypes.data % shares.LINE_BYTES
+        report[t, j, 1] = b.ctypes.data % shares.LINE_BYTES
+        report[t, j, 2] = a.size + b.size
+        report[t, j, 3] = a.sum() + b.sum()
+
+
+def test_private_buffers_start_on_a_cache_line_of_their_own():
+    counts = np.array([0, 1, 5, 16, 17, 1000])
+    report = np.zeros((2, len(counts), 4), np.int64)
+    shares.run_shares(_private, 2, (counts, report))
+    np.testing.assert_array_equal(report[..., :2], 0)
+    np.testing.assert_array_equal(report[..., 2], [2 * counts] * 2)
+    np.testing.assert_array_equal(report[1, :, 3], 2 * counts)
+
+
+def test_scratch_starts_on_a_cache_line():
+    for key, shape, dtype in (("a", (3, 5), np.float32), ("b", (7,), np.float64),
+                              ("a", (100, 3), np.float32)):  # grown
+        buf = scratch(f"test_line_{key}", shape, dtype)
+        assert buf.shape == shape and buf.dtype == dtype and buf.flags.c_contiguous
+        assert buf.ctypes.data % shares.LINE_BYTES == 0

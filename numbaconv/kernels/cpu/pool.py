@@ -16,7 +16,7 @@ from numba import njit
 
 from .._window import build
 from .rows import axpy, copy, fill
-from .shares import run_shares, share, share_of
+from .shares import private, run_shares, share, share_of
 
 _el = build(njit(inline="always"))
 _avg_pool, _interp = _el.avg_pool, _el.interp
@@ -49,8 +49,9 @@ def _max_pool2d_forward(t, threads, args):
     ch, in_h, in_w = x.shape[1], x.shape[2], x.shape[3]
     out_h, out_w = out.shape[2], out.shape[3]
     lowest = x.dtype.type(-np.inf)
-    row_max = np.empty((in_h, out_w), x.dtype)  # allocated once for all the planes
-    row_arg = np.empty((in_h, out_w), np.int64)
+    # allocated once for all the planes
+    row_max = private(in_h * out_w, x.dtype).reshape((in_h, out_w))
+    row_arg = private(in_h * out_w, np.int64).reshape((in_h, out_w))
     for job in range(first, stop):
         n = job // ch
         c = job % ch
@@ -165,7 +166,7 @@ def _avg_pool2d_forward(t, threads, args):
     # one buffer for the share's planes (out_w / in_w of their size): no allocation per
     # plane, which dominated small planes (a global pool of 7x7 planes)
     lo, hi = share_of(t, threads, batch * ch)
-    sums = np.empty((hi - lo, in_h, out_w), x.dtype)
+    sums = private((hi - lo) * in_h * out_w, x.dtype).reshape((hi - lo, in_h, out_w))
     for job in range(lo, hi):
         n = job // ch
         c = job % ch

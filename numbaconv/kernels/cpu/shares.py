@@ -22,6 +22,11 @@ The rule: a share splits its work by ``t`` alone (:func:`share_of` for a contigu
 range of items, or a per-thread buffer indexed by ``t``), so results do not depend on
 which OS thread runs which share; the caller validates the arguments, as for every
 kernel; a share that fails anyway (out of memory) makes :func:`run_shares` raise.
+Threads share no cache line they write: jobs go in contiguous runs (dealt in turn, two
+threads wrote neighbouring outputs at the same moment), a buffer a share allocates is
+:func:`private`; and numba's parallel driver passes a share its arrays without their
+meminfo, so the views a share takes change no reference count that all threads write.
+Measurements: ``docs/benchmarks/cpu.md``, "Session 17".
 ``RECORDER`` lets ``numbaconv warmup`` list a share and its driver without compiling or
 running them.
 """
@@ -34,6 +39,8 @@ from numba.core.compiler import CompilerBase, DefaultPassBuilder
 from numba.core.compiler_machinery import FunctionPass, register_pass
 from numba.core.extending import intrinsic
 from numba.core.typed_passes import NopythonRewrites
+
+from .simd import LINE_BYTES
 
 # set by numbaconv warmup's recording pass: called instead of compiling and running
 RECORDER = None
@@ -110,6 +117,19 @@ def share(**options):
 def share_of(t, threads, items):
     """Share ``t`` of ``items`` in ``threads`` contiguous near-equal runs: ``[lo, hi)``."""
     return t * items // threads, (t + 1) * items // threads
+
+
+@njit(inline="always")
+def private(count, dtype):
+    """A buffer of ``count`` values of ``dtype`` that a share allocates for its own
+    use: it starts on a cache line and has a line to spare either side, so no line of
+    it holds another thread's data (or the allocation's own header, whose reference
+    count numba changes).  Two threads' buffers allocated side by side otherwise shared
+    a line: the depthwise kernels, which write theirs for every plane, ran 1.7x slower
+    in the processes whose heap put them there (docs/benchmarks/cpu.md, "Session 17")."""
+    raw = np.empty(count + 3 * LINE_BYTES, dtype)  # 3 lines to spare, or more
+    start = (LINE_BYTES + (-raw.ctypes.data) % LINE_BYTES) // raw.itemsize
+    return raw[start:start + count]
 
 
 _addresses = {}

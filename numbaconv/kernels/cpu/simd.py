@@ -41,6 +41,7 @@ from numba.extending import intrinsic, models, register_model
 
 WIDE = bool(llvm.get_host_cpu_features().get("avx512f"))
 VECTOR_BYTES = 64 if WIDE else 32
+LINE_BYTES = 64  # a cache line (x86-64, Arm's Neoverse): what threads must not share
 
 
 class Vector(types.Type):

@@ -58,7 +58,7 @@ from ....config import CPU_FASTMATH
 from .. import simd
 from ..gemm import BLOCK, _fma_4x4, block_runs
 from ..rows import copy, fill, frame_span, split_columns
-from ..shares import run_shares, share, share_of
+from ..shares import private, run_shares, share, share_of
 from ..workspace import scratch
 
 
@@ -217,10 +217,11 @@ def _forward_share(t, threads, frames, packed, bias, out, span, kh, kw, dh, dw, 
     spans = (length + span - 1) // span
     jobs = batch * groups * spans * kblocks
     zero = out.dtype.type(0)
-    block = np.empty(BLOCK * step, out.dtype)  # a register block, channel by channel
-    # jobs dealt in turn, output-channel blocks fastest: a thread's next job reads the
-    # same input window (in L2) with other weights
-    for job in range(t, jobs, threads):
+    block = private(BLOCK * step, out.dtype)  # a register block, channel by channel
+    # a contiguous run of jobs per thread (shares.py), output-channel blocks fastest: a
+    # thread's next job reads the same input window (in L2) with other weights
+    first, stop = share_of(t, threads, jobs)
+    for job in range(first, stop):
         kb, rest = job % kblocks, job // kblocks
         q0 = (rest % spans) * span
         g, n = (rest // spans) % groups, rest // (spans * groups)
@@ -292,14 +293,15 @@ def _grad_weight_blocked(t, threads, args):
     tblocks = (taps + BLOCK - 1) // BLOCK
     per_group = (k_g + BLOCK - 1) // BLOCK * tblocks
     zero = grad_weight.dtype.type(0)
-    for job in range(t, groups * per_group, threads):
+    first, stop = share_of(t, threads, groups * per_group)
+    for job in range(first, stop):
         g, kb, tb = job // per_group, (job % per_group) // tblocks, job % tblocks
         m0 = g * k_g + kb * BLOCK
         for i in range(m0, min(m0 + BLOCK, (g + 1) * k_g)):
             fill(grad_weight[i, tb * BLOCK:min(tb * BLOCK + BLOCK, taps)], zero)
     for n in range(batch):
         a, b = grads[n], frames[n]
-        for job in range(t, groups * per_group, threads):
+        for job in range(first, stop):
             g, kb, tb = job // per_group, (job % per_group) // tblocks, job % tblocks
             m0, j0 = g * k_g + kb * BLOCK, tb * BLOCK
             rows_ = min(BLOCK, k_g - kb * BLOCK)

@@ -189,7 +189,8 @@ def _forward_share(t, threads, args):
     kblocks = groups_kb // groups
     fused = packed.shape[0] == 0  # each job packs its chunks of weights into wbufs[t]
     wbuf, tile = wbufs[t], tiles[t]
-    for job in range(t, (slots + span - 1) // span * groups_kb, threads):
+    first, stop = share_of(t, threads, (slots + span - 1) // span * groups_kb)
+    for job in range(first, stop):
         gkb = job % groups_kb
         g, kb = gkb // kblocks, gkb % kblocks
         q0 = (job // groups_kb) * span

@@ -49,7 +49,7 @@ from numba import njit
 from ....config import CPU_FASTMATH
 from .. import simd
 from ..rows import axpy, copy, copy_from, copy_into, dot, fill, split_columns, valid_range
-from ..shares import run_shares, share, share_of
+from ..shares import private, run_shares, share, share_of
 
 
 # what a pass in whole vectors (:func:`..rows.split_columns`, :func:`_gather_taps`,
@@ -450,12 +450,12 @@ def _conv2d_forward_depthwise(t, threads, args):
     offsets = _tap_offsets(kh, kw, sh, sw, dh, dw, wq, size)
     jobs = batch * out_ch
     zero = x.dtype.type(0)
-    buffer = np.empty(sh * sw * size + _VECTOR_SLACK, x.dtype)
+    buffer = private(sh * sw * size + _VECTOR_SLACK, x.dtype)
     fill(buffer[sh * sw * size:], zero)
     phases = buffer[:sh * sw * size]
     # split_columns needs no row buffer; _pad_rows writes a vector past its rows
-    rows = np.empty(0 if sw == 2 else hq * wq * sw + _VECTOR_SLACK, x.dtype)
-    ext = np.empty(length + _VECTOR_SLACK, x.dtype)
+    rows = private(0 if sw == 2 else hq * wq * sw + _VECTOR_SLACK, x.dtype)
+    ext = private(length + _VECTOR_SLACK, x.dtype)
     step = _row_step(offsets, kh, kw, wq) if kh * kw != 9 else 0  # 3x3: weights in registers
     if step and not _rows_pay(out_h, out_w, wq, step // wq, simd.lanes(ext)):
         step = 0
@@ -494,10 +494,10 @@ def _conv2d_grad_input_depthwise(t, threads, args):
     shifts = margin - offsets  # where a tap reads ext in the buffer, for the gather
     zero = grad_in.dtype.type(0)
     jobs = batch * in_ch
-    buffer = np.empty(sh * sw * size + _VECTOR_SLACK, grad_in.dtype)
+    buffer = private(sh * sw * size + _VECTOR_SLACK, grad_in.dtype)
     phases = buffer[:sh * sw * size]
-    rows = np.empty(hq * wq * sw, grad_in.dtype)
-    padded = np.empty(margin + (size if spread else length) + _VECTOR_SLACK, grad_in.dtype)
+    rows = private(hq * wq * sw, grad_in.dtype)
+    padded = private(margin + (size if spread else length) + _VECTOR_SLACK, grad_in.dtype)
     fill(padded[:margin], zero)  # zeros around ext, for the gather
     fill(padded[margin + length:], zero)
     ext = padded[margin:margin + length]
@@ -546,11 +546,11 @@ def _conv2d_grad_weight_depthwise(t, threads, args):
     multiplier = out_ch // in_ch
     hq, wq, length, size = _layout(out_h, out_w, kh, kw, sh, sw, dh, dw)
     offsets = _tap_offsets(kh, kw, sh, sw, dh, dw, wq, size)
-    acc = np.empty(kh * kw, np.float64)
-    phases = np.empty(sh * sw * size, x.dtype)
+    acc = private(kh * kw, np.float64)
+    phases = private(sh * sw * size, x.dtype)
     # split_columns needs no row buffer; _pad_rows writes a vector past its rows
-    rows = np.empty(0 if sw == 2 else hq * wq * sw + _VECTOR_SLACK, x.dtype)
-    ext = np.empty(length + _VECTOR_SLACK, x.dtype)  # _extend writes into the slack
+    rows = private(0 if sw == 2 else hq * wq * sw + _VECTOR_SLACK, x.dtype)
+    ext = private(length + _VECTOR_SLACK, x.dtype)  # _extend writes into the slack
     lo, hi = share_of(t, threads, out_ch)
     for k in range(lo, hi):
         acc[:] = 0.0

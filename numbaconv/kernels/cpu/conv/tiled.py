@@ -64,7 +64,7 @@ from .. import simd
 from ..gemm import BLOCK, _fma_4x4, block, block_runs, whole_block
 from ..im2col import plane_to_columns
 from ..rows import copy, fill, frame_span
-from ..shares import run_shares, share, share_of
+from ..shares import private, run_shares, share, share_of
 from ..workspace import scratch
 
 
@@ -195,7 +195,8 @@ def _forward_tiles(t, threads, args):
     out_w, length = out.shape[3], out.shape[2] * out.shape[3]
     jobs, per_image, tile_pixels = _jobs(out, groups, tiles.shape[1], threads)
     tile = tiles[t]
-    for job in range(t, jobs, threads):
+    first, stop = share_of(t, threads, jobs)
+    for job in range(first, stop):
         n, g = job // (groups * per_image), (job // per_image) % groups
         p0 = (job % per_image) * tile_pixels
         count = min(tile_pixels, length - p0)
@@ -225,8 +226,9 @@ def _forward_runs(t, threads, args):
     jobs, per_image, tile_pixels = _jobs(out, groups, most, threads)
     c_g = wp.shape[2] // (kh * kw)
     run = kw * c_g
-    edge = np.zeros((BLOCK, BLOCK), wp.dtype)
-    for job in range(t, jobs, threads):
+    edge = private(BLOCK * BLOCK, wp.dtype).reshape((BLOCK, BLOCK))
+    first, stop = share_of(t, threads, jobs)
+    for job in range(first, stop):
         n, g = job // (groups * per_image), (job // per_image) % groups
         p0 = (job % per_image) * tile_pixels
         count = min(tile_pixels, length - p0)
