@@ -283,62 +283,48 @@ _CHANNEL_BLOCK_BYTES = 64  # the channel-blocked kernel's block: one AVX-512 vec
 
 
 def _channel_blocked_applies(spec, kernel: str) -> bool:
-    """The channel-blocked direct conv (``kernels/cpu/conv/channel_blocked.py``: a vector
-    of output channels per block) for ``kernel``, on an AVX-512 host, at stride 1
-    (strided: see the end): the forward, or the grad input (a conv whose output
-    channels are the layer's input channels), where
+    """Whether the channel-blocked direct conv (``kernels/cpu/conv/channel_blocked.py``:
+    a vector of output channels per block, each block's pixels read where they are)
+    runs ``kernel``, a forward or a stride-1 grad input (a conv whose outputs are the
+    layer's input channels), on an AVX-512 host.
 
-    * its output channels fill at least ``config.CHANNEL_BLOCKED_MIN_FILL`` of its
-      channel blocks (the last block's lanes past ``K_g`` are computed for nothing; a
-      grad input counts blocks of 2 vectors, the rule it was measured under), and
-      the reduction is at least ``config.CHANNEL_BLOCKED_MIN_REDUCTION`` products per
-      output, or ``config.CHANNEL_BLOCKED_MIN_SHORT`` on maps where the blocked kernel
-      would drop at least ``config.CHANNEL_BLOCKED_MIN_WASTE`` of its frame columns;
-    * a forward only: a fill down to ``config.CHANNEL_BLOCKED_MIN_FILL_LONG`` over at
-      least ``config.CHANNEL_BLOCKED_LONG_REDUCTION`` products, and reductions down to
-      ``config.CHANNEL_BLOCKED_MIN_TINY`` products where at least
-      ``config.CHANNEL_BLOCKED_MIN_WASTE_HIGH`` of the blocked kernel's frame columns
-      would be dropped, in layers of ``config.GEMM_SMALL_MACS`` multiply-adds or more;
-    * but a forward only where the blocked kernel would drop at least
-      ``config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE`` of its frame columns (on wider maps
-      it ran faster; those of many output channels on maps under 20 columns run tiled
-      by the blocked kernel's own rule), and not where :func:`_narrow_deep` sends it
-      to the tiled kernel.
+    Terms: *fill*, the share of its channel lanes holding real output channels (a grad
+    input counts blocks of 2 vectors, the stricter rule it was measured under);
+    *waste*, the share of the blocked kernel's frame columns that kernel would compute
+    and drop, ``reach / (width + reach)``; *products*, ``C_g*kH*kW`` an output; *thin*,
+    under ``config.TILED_MIN_CHANNELS`` input channels per group; *narrow*, under
+    ``config.BLOCKED_NARROW`` output columns; *small map*, at most
+    ``CHANNEL_BLOCKED_THIN_MAX_PIXELS`` output pixels an image.  The config names below
+    drop their ``CHANNEL_BLOCKED_`` prefix.  The first rule that decides wins:
 
-    Strided forwards ran faster tiled (or blocked) on most layers, so they run here only
-    where thin (under ``config.TILED_MIN_CHANNELS`` input channels per group, not 1x1)
-    on a narrow map (``OW < config.BLOCKED_NARROW``) whose output channels fill
-    ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks, over at least
-    ``config.CHANNEL_BLOCKED_MIN_TINY`` products, where the blocked kernel would drop
-    ``config.CHANNEL_BLOCKED_FORWARD_MIN_WASTE`` of its stride-phase frame's columns
-    (the reach counted in phase columns), and any strided forward (not 1x1) of at most
-    ``config.CHANNEL_BLOCKED_TINY_PIXELS`` output pixels in all (its blocks of 12 read
-    the few pixels where they are; the tiled kernel's jobs would each hold a few), any
-    thin strided forward (not 1x1) of at least
-    ``config.CHANNEL_BLOCKED_THIN_STRIDED_MIN_OUT_CHANNELS`` output channels per group
-    (each broadcast input value feeds a vector of them, where the blocked kernel's
-    stride phases feed 4; under ``config.CHANNEL_BLOCKED_MIN_TINY`` products only on
-    maps of at most ``config.CHANNEL_BLOCKED_THIN_MAX_PIXELS`` output pixels), and any
-    strided forward (not 1x1) of ``config.TILED_MIN_CHANNELS`` up to
-    ``config.CHANNEL_BLOCKED_STRIDED_MAX_CHANNELS`` input channels per group whose
-    output channels fill ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks (the tiled
-    kernel's runs of ``kW*C_g`` values are short there); so, at stride 1, does a
-    forward (not 1x1) of ``config.TILED_MIN_CHANNELS`` up to
-    ``config.CHANNEL_BLOCKED_NARROW_MAX_CHANNELS`` input channels per group on a map
-    under ``config.BLOCKED_NARROW`` output columns whose output channels fill
-    ``config.CHANNEL_BLOCKED_MIN_FILL`` of the blocks, where the blocked kernel's rules
-    would leave it to the tiled kernel, and a thin forward (not 1x1) of 2 up to
-    ``config.TILED_MIN_CHANNELS`` input channels per group into at least
-    ``config.CHANNEL_BLOCKED_THIN_MIN_OUT_CHANNELS`` output channels per group on a map
-    of at most ``config.CHANNEL_BLOCKED_THIN_MAX_PIXELS`` output pixels.
+    1. Taps mostly on padding: a forward or stride-1 grad input at fill
+       ``MIN_FILL_LIVE`` over ``MIN_TINY`` products whose (pixel, tap) pairs read inside
+       the input at most ``MAX_LIVE`` of the time (``MAX_LIVE_STRIDED`` strided;
+       :func:`_live_taps`): yes, the one kernel that skips those taps.
+    2. Strided: a forward only, never 1x1.  Yes where thin into
+       ``THIN_STRIDED_MIN_OUT_CHANNELS`` output channels or more (over ``MIN_TINY``
+       products, or on a small map), or at fill ``MIN_FILL`` over ``MIN_TINY`` products
+       where thin on a narrow map with waste ``FORWARD_MIN_WASTE``, or of at most
+       ``TINY_PIXELS`` output pixels in all, or of ``TILED_MIN_CHANNELS`` up to
+       ``STRIDED_MAX_CHANNELS`` input channels per group; else no.
+    3. A stride-1 forward, not 1x1, of 2 input channels per group up to thin, into
+       ``THIN_MIN_OUT_CHANNELS`` or more, on a small map: yes.
+    4. A stride-1 forward, not 1x1, of ``TILED_MIN_CHANNELS`` up to
+       ``NARROW_MAX_CHANNELS`` input channels per group on a narrow map at fill
+       ``MIN_FILL``, which the blocked kernel's rules leave to the tiled kernel: yes.
+    5. A forward with waste under ``FORWARD_MIN_WASTE`` (the blocked kernel ran wider
+       maps faster), or deep inputs on a small narrow map (:func:`_narrow_deep`): no.
+    6. Fill ``MIN_FILL`` over ``MIN_REDUCTION`` products, or ``MIN_SHORT`` with waste
+       ``MIN_WASTE``: yes.
+    7. A forward at fill ``MIN_FILL_LONG`` over ``LONG_REDUCTION`` products, or at fill
+       ``MIN_FILL`` over ``MIN_TINY`` with waste ``MIN_WASTE_HIGH`` in a layer of
+       ``config.GEMM_SMALL_MACS`` multiply-adds or more: yes; else no.
 
-    First of all, a forward at any stride, or a stride-1 grad input, whose output
-    channels fill ``config.CHANNEL_BLOCKED_MIN_FILL_LIVE`` of the blocks over at least
-    ``config.CHANNEL_BLOCKED_MIN_TINY`` products runs here where at most
-    ``config.CHANNEL_BLOCKED_MAX_LIVE`` of its (pixel, tap) pairs read inside the input
-    (``config.CHANNEL_BLOCKED_MAX_LIVE_STRIDED`` strided; :func:`_live_taps`): the only
-    kernel that skips the taps reading padding.  The
-    measurements behind it: ``docs/benchmarks/cpu.md``, "Session 11" to "Session 16"."""
+    Why: a block's lanes are output channels, so each broadcast input value feeds a
+    vector of them (the blocked kernel's stride phases feed 4, the tiled kernel's runs
+    of ``kW*C_g`` values are short in thin layers), and its pixels are read where they
+    lie, so no frame column is computed and dropped.  The measurements behind each rule:
+    ``docs/benchmarks/cpu.md``, "Session 11" to "Session 16"."""
     if not _wide_simd() or kernel == "conv2d_grad_weight":
         return False
     k_g = spec.out_channels // spec.groups
@@ -477,7 +463,9 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       ``config.GEMM_POINTWISE_GRAD_MIN_CHANNELS`` input channels per group: ``'gemm'``,
       the images' products ``dy @ x^T`` summed, split by images (along the pixels for
       a batch shorter than the threads; no columns to build); thinner, BLAS's products
-      of a few columns run slowly, and the rules below apply.
+      of a few columns run slowly, and the rules below apply.  But into more than
+      ``config.GEMM_POINTWISE_GRAD_MAX_OUT_CHANNELS`` output channels per group:
+      ``'tiled'``, whose 4 x 4 blocks of dot products over the pixels ran faster.
     * the grad weight of a layer with few output channels per group whose kernel rows
       are long runs in the channels-last frame (:func:`_tiled_grad_in_place`):
       ``'tiled'``, which then sums outer products of ``grad_out`` values and frame
@@ -594,6 +582,8 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
         return "direct"  # an outer product: BLAS is slow at K = 1
     if (kernel == "conv2d_grad_weight" and pointwise
             and spec.in_channels // spec.groups >= config.GEMM_POINTWISE_GRAD_MIN_CHANNELS):
+        if spec.out_channels // spec.groups > config.GEMM_POINTWISE_GRAD_MAX_OUT_CHANNELS:
+            return "tiled"  # its 4 x 4 blocks of dot products over the pixels
         return "gemm"  # the images' products summed (blas.matmul_sum): no columns to build
     if (kernel == "conv2d_grad_weight" and spec.kernel != (1, 1)
             and (spec.groups != spec.in_channels or spec.in_channels == 1)

@@ -759,9 +759,14 @@ def test_chooser_rules(monkeypatch):
     pointwise = conv_spec("conv2d", 2, np.zeros((2, 347, 10, 10), np.float32),
                           np.zeros((36, 347, 1, 1), np.float32), None, 1, 0, 1, 1, "zeros",
                           False)
-    # ... but a pointwise grad weight is the images' products summed: no columns either
-    assert choose(pointwise, "conv2d_grad_weight") == "gemm"
+    # ... but a pointwise grad weight into at most 31 output channels is the images'
+    # products summed: no columns either; into more, tiled (4 x 4 blocks of dot products)
+    assert choose(pointwise, "conv2d_grad_weight") == "tiled"  # 36 output channels
     assert choose(pointwise) == "gemm"
+    narrow = conv_spec("conv2d", 2, np.zeros((2, 347, 10, 10), np.float32),
+                       np.zeros((31, 347, 1, 1), np.float32), None, 1, 0, 1, 1, "zeros",
+                       False)
+    assert choose(narrow, "conv2d_grad_weight") == "gemm"
     assert choose(spec(32, 64, 1, size=30), "conv2d_grad_weight") == blocked("tiled")
     assert choose(spec(1, 32, 1), "conv2d_grad_weight") == "tiled"  # runs of 3: tiles
     # ... and within 'tiled', long reductions (at least 2048 values) read in place too
@@ -769,7 +774,8 @@ def test_chooser_rules(monkeypatch):
     assert (tiled._grad_runs(68, 338, 7, 7, 1, 4) is not None) == simd.WIDE
     assert tiled._grad_runs(64, 64, 3, 3, 1, 4) is None  # 576 values: the tiles
     assert tiled._grad_runs(48, 64, 3, 3, 1, 4) == ((1, 192, 192) if simd.WIDE else None)
-    assert choose(spec(64, 64, 1, k=1), "conv2d_grad_weight") == "gemm"
+    assert choose(spec(64, 64, 1, k=1), "conv2d_grad_weight") == "tiled"
+    assert choose(spec(64, 16, 1, k=1), "conv2d_grad_weight") == "gemm"
     assert choose(spec(64, 64, 1, k=1)) == "gemm"  # 1x1
     assert choose(spec(8, 64, 1, k=1)) == "gemm"  # 1x1 from TILED_MIN_CHANNELS
     # a thin pointwise forward: flat axpys on one thread up to 4096 products; past them,
