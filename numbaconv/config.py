@@ -78,8 +78,8 @@ GEMM_GRAD_WEIGHT_IMAGE_MIN_PIXELS = 256
 # channels per group; thinner, the tiled kernel's rules (BLAS is slow at a few columns).
 GEMM_POINTWISE_GRAD_MIN_CHANNELS = 16
 # ... but into at most GEMM_POINTWISE_GRAD_MAX_OUT_CHANNELS output channels per group:
-# with more, the tiled kernel's blocks of 4 x 4 dot products over the pixels ran faster
-# (docs/benchmarks/cpu.md, "Session 17")
+# with more, on AVX-512 hosts, the tiled kernel's explicit-vector blocks ran faster (outer
+# products on the input in place, or dot products over column tiles: cpu.md, "Session 17")
 GEMM_POINTWISE_GRAD_MAX_OUT_CHANNELS = 31
 
 # A strided 1x1 forward copies its input's subsample with NumPy up to this many bytes,

@@ -290,12 +290,16 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
 
     Terms: *fill*, the share of its channel lanes holding real output channels (a grad
     input counts blocks of 2 vectors, the stricter rule it was measured under);
-    *waste*, the share of the blocked kernel's frame columns that kernel would compute
-    and drop, ``reach / (width + reach)``; *products*, ``C_g*kH*kW`` an output; *thin*,
-    under ``config.TILED_MIN_CHANNELS`` input channels per group; *narrow*, under
+    *products*, the reduction an output (a forward's ``C_g*kH*kW``, a grad input's
+    ``K_g*kH*kW``); *waste*, the share of the blocked kernel's frame columns that
+    kernel would compute and drop, ``reach / (width + reach)``, ``reach`` the last
+    tap's shift along a frame row ``(kW-1)*dW // sW`` (in stride-phase columns) and
+    ``width`` the map's (the output's; a grad input's, the input's); *thin*, under
+    ``config.TILED_MIN_CHANNELS`` input channels per group; *narrow*, under
     ``config.BLOCKED_NARROW`` output columns; *small map*, at most
-    ``CHANNEL_BLOCKED_THIN_MAX_PIXELS`` output pixels an image.  The config names below
-    drop their ``CHANNEL_BLOCKED_`` prefix.  The first rule that decides wins:
+    ``config.CHANNEL_BLOCKED_THIN_MAX_PIXELS`` output pixels an image.  The config names
+    in the rules drop their ``CHANNEL_BLOCKED_`` prefix; "from a to b" includes a,
+    excludes b; "over n products" means n or more.  The first rule that decides wins:
 
     1. Taps mostly on padding: a forward or stride-1 grad input at fill
        ``MIN_FILL_LIVE`` over ``MIN_TINY`` products whose (pixel, tap) pairs read inside
@@ -303,22 +307,24 @@ def _channel_blocked_applies(spec, kernel: str) -> bool:
        :func:`_live_taps`): yes, the one kernel that skips those taps.
     2. Strided: a forward only, never 1x1.  Yes where thin into
        ``THIN_STRIDED_MIN_OUT_CHANNELS`` output channels or more (over ``MIN_TINY``
-       products, or on a small map), or at fill ``MIN_FILL`` over ``MIN_TINY`` products
-       where thin on a narrow map with waste ``FORWARD_MIN_WASTE``, or of at most
-       ``TINY_PIXELS`` output pixels in all, or of ``TILED_MIN_CHANNELS`` up to
-       ``STRIDED_MAX_CHANNELS`` input channels per group; else no.
-    3. A stride-1 forward, not 1x1, of 2 input channels per group up to thin, into
-       ``THIN_MIN_OUT_CHANNELS`` or more, on a small map: yes.
-    4. A stride-1 forward, not 1x1, of ``TILED_MIN_CHANNELS`` up to
+       products, or on a small map); else, at fill ``MIN_FILL`` over ``MIN_TINY``
+       products, yes where any of: thin on a narrow map with waste
+       ``FORWARD_MIN_WASTE`` or more; at most ``TINY_PIXELS`` output pixels in all; from
+       ``TILED_MIN_CHANNELS`` to ``STRIDED_MAX_CHANNELS`` input channels per group.
+       Else no.
+    3. A stride-1 forward, not 1x1, from 2 input channels per group to thin, into
+       ``THIN_MIN_OUT_CHANNELS`` output channels or more, on a small map: yes.
+    4. A stride-1 forward, not 1x1, from ``TILED_MIN_CHANNELS`` to
        ``NARROW_MAX_CHANNELS`` input channels per group on a narrow map at fill
        ``MIN_FILL``, which the blocked kernel's rules leave to the tiled kernel: yes.
     5. A forward with waste under ``FORWARD_MIN_WASTE`` (the blocked kernel ran wider
-       maps faster), or deep inputs on a small narrow map (:func:`_narrow_deep`): no.
-    6. Fill ``MIN_FILL`` over ``MIN_REDUCTION`` products, or ``MIN_SHORT`` with waste
-       ``MIN_WASTE``: yes.
+       maps faster), or one that :func:`_narrow_deep` sends to the tiled kernel (deep
+       inputs on small narrow maps): no.
+    6. Fill ``MIN_FILL`` over ``MIN_REDUCTION`` products, or over ``MIN_SHORT`` with
+       waste ``MIN_WASTE`` or more: yes.
     7. A forward at fill ``MIN_FILL_LONG`` over ``LONG_REDUCTION`` products, or at fill
-       ``MIN_FILL`` over ``MIN_TINY`` with waste ``MIN_WASTE_HIGH`` in a layer of
-       ``config.GEMM_SMALL_MACS`` multiply-adds or more: yes; else no.
+       ``MIN_FILL`` over ``MIN_TINY`` with waste ``MIN_WASTE_HIGH`` or more in a layer
+       of ``config.GEMM_SMALL_MACS`` multiply-adds or more: yes; else no.
 
     Why: a block's lanes are output channels, so each broadcast input value feeds a
     vector of them (the blocked kernel's stride phases feed 4, the tiled kernel's runs
@@ -464,8 +470,10 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
       the images' products ``dy @ x^T`` summed, split by images (along the pixels for
       a batch shorter than the threads; no columns to build); thinner, BLAS's products
       of a few columns run slowly, and the rules below apply.  But into more than
-      ``config.GEMM_POINTWISE_GRAD_MAX_OUT_CHANNELS`` output channels per group:
-      ``'tiled'``, whose 4 x 4 blocks of dot products over the pixels ran faster.
+      ``config.GEMM_POINTWISE_GRAD_MAX_OUT_CHANNELS`` output channels per group, on an
+      AVX-512 host: ``'tiled'``, whose explicit-vector blocks ran faster (outer products
+      on the input in place up to ``config.TILED_GRAD_RUNS_MAX_CHANNELS`` output
+      channels, :func:`_tiled_grad_in_place`; dot products over column tiles above).
     * the grad weight of a layer with few output channels per group whose kernel rows
       are long runs in the channels-last frame (:func:`_tiled_grad_in_place`):
       ``'tiled'``, which then sums outer products of ``grad_out`` values and frame
@@ -582,8 +590,9 @@ def choose_conv_algorithm(device: str, spec, kernel: str = "conv2d_forward") -> 
         return "direct"  # an outer product: BLAS is slow at K = 1
     if (kernel == "conv2d_grad_weight" and pointwise
             and spec.in_channels // spec.groups >= config.GEMM_POINTWISE_GRAD_MIN_CHANNELS):
-        if spec.out_channels // spec.groups > config.GEMM_POINTWISE_GRAD_MAX_OUT_CHANNELS:
-            return "tiled"  # its 4 x 4 blocks of dot products over the pixels
+        if (_wide_simd()
+                and spec.out_channels // spec.groups > config.GEMM_POINTWISE_GRAD_MAX_OUT_CHANNELS):
+            return "tiled"  # its explicit-vector blocks: outer products, or dot products
         return "gemm"  # the images' products summed (blas.matmul_sum): no columns to build
     if (kernel == "conv2d_grad_weight" and spec.kernel != (1, 1)
             and (spec.groups != spec.in_channels or spec.in_channels == 1)

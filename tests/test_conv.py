@@ -760,13 +760,15 @@ def test_chooser_rules(monkeypatch):
                           np.zeros((36, 347, 1, 1), np.float32), None, 1, 0, 1, 1, "zeros",
                           False)
     # ... but a pointwise grad weight into at most 31 output channels is the images'
-    # products summed: no columns either; into more, tiled (4 x 4 blocks of dot products)
-    assert choose(pointwise, "conv2d_grad_weight") == "tiled"  # 36 output channels
+    # products summed: no columns either; into more, tiled (AVX-512: its vector blocks)
+    avx512 = (lambda yes, no: yes) if simd.WIDE else (lambda yes, no: no)
+    assert choose(pointwise, "conv2d_grad_weight") == avx512("tiled", "gemm")  # 36
     assert choose(pointwise) == "gemm"
-    narrow = conv_spec("conv2d", 2, np.zeros((2, 347, 10, 10), np.float32),
-                       np.zeros((31, 347, 1, 1), np.float32), None, 1, 0, 1, 1, "zeros",
-                       False)
-    assert choose(narrow, "conv2d_grad_weight") == "gemm"
+    for out_ch, wide in ((31, "gemm"), (32, "tiled")):
+        edge = conv_spec("conv2d", 2, np.zeros((2, 347, 10, 10), np.float32),
+                         np.zeros((out_ch, 347, 1, 1), np.float32), None, 1, 0, 1, 1, "zeros",
+                         False)
+        assert choose(edge, "conv2d_grad_weight") == avx512(wide, "gemm")
     assert choose(spec(32, 64, 1, size=30), "conv2d_grad_weight") == blocked("tiled")
     assert choose(spec(1, 32, 1), "conv2d_grad_weight") == "tiled"  # runs of 3: tiles
     # ... and within 'tiled', long reductions (at least 2048 values) read in place too
@@ -774,7 +776,7 @@ def test_chooser_rules(monkeypatch):
     assert (tiled._grad_runs(68, 338, 7, 7, 1, 4) is not None) == simd.WIDE
     assert tiled._grad_runs(64, 64, 3, 3, 1, 4) is None  # 576 values: the tiles
     assert tiled._grad_runs(48, 64, 3, 3, 1, 4) == ((1, 192, 192) if simd.WIDE else None)
-    assert choose(spec(64, 64, 1, k=1), "conv2d_grad_weight") == "tiled"
+    assert choose(spec(64, 64, 1, k=1), "conv2d_grad_weight") == avx512("tiled", "gemm")
     assert choose(spec(64, 16, 1, k=1), "conv2d_grad_weight") == "gemm"
     assert choose(spec(64, 64, 1, k=1)) == "gemm"  # 1x1
     assert choose(spec(8, 64, 1, k=1)) == "gemm"  # 1x1 from TILED_MIN_CHANNELS

@@ -122,9 +122,20 @@ def test_shares_see_their_arrays_without_reference_counts(threads):
     assert (sys.getrefcount(x), sys.getrefcount(out)) == before
 
 
+@intrinsic
+def _allocation_start(typingctx, arr):
+    """Where the allocation that ``arr`` views starts (its meminfo's data pointer)."""
+    def codegen(context, builder, signature, values):
+        array = context.make_array(arr)(context, builder, value=values[0])
+        data = context.nrt.meminfo_data(builder, array.meminfo)
+        return builder.ptrtoint(data, cgutils.intp_t)
+    return types.intp(arr), codegen
+
+
 @shares.share()
 def _private(t, threads, args):
-    # per thread: each buffer's address modulo a line and its size, after filling it
+    # per thread: each buffer's address modulo a line, its bytes after the start of its
+    # allocation (the header's line), and its size and sum after filling it
     counts, report = args
     for j in range(counts.shape[0]):
         a, b = shares.private(counts[j], np.float32), shares.private(counts[j], np.int64)
@@ -132,22 +143,30 @@ def _private(t, threads, args):
         b[:] = t
         report[t, j, 0] = a.ctypes.data % shares.LINE_BYTES
         report[t, j, 1] = b.ctypes.data % shares.LINE_BYTES
-        report[t, j, 2] = a.size + b.size
-        report[t, j, 3] = a.sum() + b.sum()
+        report[t, j, 2] = min(a.ctypes.data - _allocation_start(a),
+                              b.ctypes.data - _allocation_start(b))
+        report[t, j, 3] = a.size + b.size
+        report[t, j, 4] = a.sum() + b.sum()
 
 
 def test_private_buffers_start_on_a_cache_line_of_their_own():
+    """A line-aligned buffer with a whole line between it and the start of its
+    allocation (the line of the allocation's header, and of whatever lies before)."""
     counts = np.array([0, 1, 5, 16, 17, 1000])
-    report = np.zeros((2, len(counts), 4), np.int64)
+    report = np.zeros((2, len(counts), 5), np.int64)
     shares.run_shares(_private, 2, (counts, report))
     np.testing.assert_array_equal(report[..., :2], 0)
-    np.testing.assert_array_equal(report[..., 2], [2 * counts] * 2)
-    np.testing.assert_array_equal(report[1, :, 3], 2 * counts)
+    assert (report[..., 2] >= shares.LINE_BYTES).all()
+    np.testing.assert_array_equal(report[..., 3], [2 * counts] * 2)
+    np.testing.assert_array_equal(report[1, :, 4], 2 * counts)
 
 
 def test_scratch_starts_on_a_cache_line():
-    for key, shape, dtype in (("a", (3, 5), np.float32), ("b", (7,), np.float64),
-                              ("a", (100, 3), np.float32)):  # grown
-        buf = scratch(f"test_line_{key}", shape, dtype)
-        assert buf.shape == shape and buf.dtype == dtype and buf.flags.c_contiguous
-        assert buf.ctypes.data % shares.LINE_BYTES == 0
+    """Every buffer, new or grown, whatever its size and dtype (NumPy's own
+    allocations are 16-byte aligned: a quarter of them would start on a line)."""
+    for i in range(40):
+        for dtype in (np.float32, np.float64):
+            shape = (3, 5 + 7 * i) if i % 2 else (11 * i + 1,)
+            buf = scratch(f"test_line_{i % 10}_{np.dtype(dtype).char}", shape, dtype)
+            assert buf.shape == shape and buf.dtype == dtype and buf.flags.c_contiguous
+            assert buf.ctypes.data % shares.LINE_BYTES == 0

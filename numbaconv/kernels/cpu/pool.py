@@ -141,8 +141,8 @@ def max_pool2d_backward(grad_out, indices, grad_in, geometry):
 def _avg_axis(in_len, out_len, k, stride, pad, adaptive):
     """Per-output clipped window ``[lo, hi)`` of the averaging windows along one axis
     (the shared ``_window.avg_window``)."""
-    lo = np.empty(out_len, np.int64)
-    hi = np.empty(out_len, np.int64)
+    lo = private(out_len, np.int64)  # allocated in a share
+    hi = private(out_len, np.int64)
     for o in range(out_len):
         lo[o], hi[o], _ = _avg_window(o, in_len, out_len, k, stride, pad, adaptive)
     return lo, hi
@@ -158,7 +158,8 @@ def _avg_pool2d_forward(t, threads, args):
     batch, ch, in_h, in_w = x.shape
     h_lo, h_hi = _avg_axis(in_h, out_h, kh, sh, ph, adaptive)
     w_lo, w_hi = _avg_axis(in_w, out_w, kw, sw, pw, adaptive)
-    divisor = np.empty((out_h, out_w), x.dtype)  # of every output: the shared rule
+    # of every output: the shared rule
+    divisor = private(out_h * out_w, x.dtype).reshape((out_h, out_w))
     for oh in range(out_h):
         for ow in range(out_w):
             divisor[oh, ow] = _avg_divisor(oh, ow, in_h, in_w, geometry, count_include_pad,

@@ -22,10 +22,12 @@ The rule: a share splits its work by ``t`` alone (:func:`share_of` for a contigu
 range of items, or a per-thread buffer indexed by ``t``), so results do not depend on
 which OS thread runs which share; the caller validates the arguments, as for every
 kernel; a share that fails anyway (out of memory) makes :func:`run_shares` raise.
-Threads share no cache line they write: jobs go in contiguous runs (dealt in turn, two
-threads wrote neighbouring outputs at the same moment), a buffer a share allocates is
-:func:`private`; and numba's parallel driver passes a share its arrays without their
-meminfo, so the views a share takes change no reference count that all threads write.
+Threads write apart: a share's jobs that write the output go in a contiguous run (dealt
+in turn, two threads wrote neighbouring outputs at the same moment; runs meet at one
+boundary), a buffer a share allocates is :func:`private`, per-thread rows of scratch
+start on a cache line (``workspace.scratch``); and numba's parallel driver passes a share
+its arrays without their meminfo, so the views a share takes change no reference count
+that all threads write.
 Measurements: ``docs/benchmarks/cpu.md``, "Session 17".
 ``RECORDER`` lets ``numbaconv warmup`` list a share and its driver without compiling or
 running them.

@@ -214,7 +214,10 @@ def _forward_share(t, threads, frames, packed, bias, out, span, kh, kw, dh, dw, 
     width = simd.lanes(frames)
     step = BLOCK * width  # pixels per register block
     length = out_h * frame_w  # flat output positions of an image
+    # near-equal spans of whole register blocks, at most ``span``: with a short last
+    # span an image's work would not divide evenly among contiguous runs of jobs
     spans = (length + span - 1) // span
+    span = ((length + spans - 1) // spans + step - 1) // step * step
     jobs = batch * groups * spans * kblocks
     zero = out.dtype.type(0)
     block = private(BLOCK * step, out.dtype)  # a register block, channel by channel

@@ -246,7 +246,7 @@ def _extend(ext, go_plane, wq):
 @njit(inline="always")
 def _tap_offsets(kh, kw, sh, sw, dh, dw, wq, size):
     """Every tap's start in the flat phase buffer (:func:`_tap`), in ``(r, s)`` order."""
-    offsets = np.empty(kh * kw, np.intp)
+    offsets = private(kh * kw, np.intp)  # allocated in a share
     for r in range(kh):
         for s in range(kw):
             offsets[r * kw + s] = _tap(r, s, sw, sh, dh, dw, wq, size)

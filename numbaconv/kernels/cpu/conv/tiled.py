@@ -158,8 +158,8 @@ def _even_tiles(length, most):
     """(tiles per image, pixels per tile): as few tiles of at most ``most`` pixels as
     cover ``length``, of near-equal size (a multiple of the block's 4 where ``most``
     allows).  Tiles of ``most`` and a short last one left the threads unequal shares:
-    a 14x14 image in tiles of 64 is 64+64+64+4, and with two threads one took the
-    first and third tile of every image, 128 pixels against 68."""
+    a 14x14 image in tiles of 64 is 64+64+64+4, 128 pixels against 68 where two threads
+    split one image."""
     count = (length + most - 1) // most
     size = (length + count - 1) // count
     return count, min((size + BLOCK - 1) // BLOCK * BLOCK, most)
