@@ -191,6 +191,52 @@ def test_blocked_matches_the_oracle_across_jobs(x_shape, w_shape, params, dtype,
     _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("x_shape, w_shape, params", [
+    ((1, 8, 22, 22), (16, 8, 3, 3), dict(padding=1)),  # 528 positions: 3 spans of 192
+    ((2, 4, 9, 61), (10, 4, 5, 5), dict(padding=2)),  # spans across rows, 2 images
+    ((1, 4, 23, 45), (8, 4, 3, 3), dict(stride=2, padding=1)),  # a strided frame
+])
+def test_blocked_spans_split_evenly_and_match_the_oracle(x_shape, w_shape, params, dtype,
+                                                         threads, rng, monkeypatch):
+    """The blocked kernel with its default spans (4 register blocks, cut near-equal so
+    that each thread's contiguous run of jobs holds an even share of every image): spans
+    that end inside rows and past the image, on one thread and two, against the oracle,
+    forward and gradients."""
+    import numba
+
+    from numbaconv import config
+
+    if threads > numba.config.NUMBA_NUM_THREADS:
+        pytest.skip(f"{threads} threads: this host has {numba.config.NUMBA_NUM_THREADS}")
+    monkeypatch.setattr(config, "CONV_ALGORITHM", "blocked")
+    x, w, b = _arrays(rng, x_shape, w_shape, dtype)
+    before = numba.get_num_threads()
+    numba.set_num_threads(threads)
+    try:
+        _assert_forward_and_backward_match_oracle(x, w, b, params, dtype, rng)
+    finally:
+        numba.set_num_threads(before)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("out_ch", [32, 40, 64])
+def test_pointwise_grad_weights_of_many_channels_match_the_oracle(out_ch, dtype, rng):
+    """Pointwise grad weights into 32+ output channels per group, which the chooser sends
+    to the tiled kernel on AVX-512 hosts (outer products on the input up to 48 output
+    channels, dot products over column tiles above), against the oracle."""
+    from numbaconv._args import conv_spec
+    from numbaconv.dispatch import choose_conv_algorithm
+    from numbaconv.kernels.cpu import simd
+
+    x, w, b = _arrays(rng, (3, 20, 9, 11), (out_ch, 20, 1, 1), dtype)
+    spec = conv_spec("conv2d", 2, x, w, b, 1, 0, 1, 1, "zeros", False)
+    assert choose_conv_algorithm("cpu", spec, "conv2d_grad_weight") == (
+        "tiled" if simd.WIDE else "gemm")
+    _assert_forward_and_backward_match_oracle(x, w, b, {}, dtype, rng)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("x_shape, w_shape, params", [
     ((2, 8, 13, 11), (10, 8, 3, 3), dict(padding=(1, 2))),  # K_g below one block

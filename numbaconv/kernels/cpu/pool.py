@@ -141,8 +141,8 @@ def max_pool2d_backward(grad_out, indices, grad_in, geometry):
 def _avg_axis(in_len, out_len, k, stride, pad, adaptive):
     """Per-output clipped window ``[lo, hi)`` of the averaging windows along one axis
     (the shared ``_window.avg_window``)."""
-    lo = private(out_len, np.int64)  # allocated in a share
-    hi = private(out_len, np.int64)
+    lo = np.empty(out_len, np.int64)  # written once, then only read
+    hi = np.empty(out_len, np.int64)
     for o in range(out_len):
         lo[o], hi[o], _ = _avg_window(o, in_len, out_len, k, stride, pad, adaptive)
     return lo, hi

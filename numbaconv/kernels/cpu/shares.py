@@ -121,14 +121,16 @@ def share_of(t, threads, items):
     return t * items // threads, (t + 1) * items // threads
 
 
-@njit(inline="always")
+@njit(cache=True, nogil=True)
 def private(count, dtype):
     """A buffer of ``count`` values of ``dtype`` that a share allocates for its own
     use: it starts on a cache line and has a line to spare either side, so no line of
     it holds another thread's data (or the allocation's own header, whose reference
-    count numba changes).  Two threads' buffers allocated side by side otherwise shared
-    a line: the depthwise kernels, which write theirs for every plane, ran 1.7x slower
-    in the processes whose heap put them there (docs/benchmarks/cpu.md, "Session 17")."""
+    count numba changes).  Two threads' buffers allocated side by side otherwise could
+    share a line, which slowed the kernels that write theirs in their inner loops in
+    the processes whose heap put them there (docs/benchmarks/cpu.md, "Session 17").
+    Compiled once per dtype and called, not inlined: inlined in every share it added
+    compile time."""
     raw = np.empty(count + 3 * LINE_BYTES, dtype)  # 3 lines to spare, or more
     start = (LINE_BYTES + (-raw.ctypes.data) % LINE_BYTES) // raw.itemsize
     return raw[start:start + count]

@@ -246,7 +246,7 @@ def _extend(ext, go_plane, wq):
 @njit(inline="always")
 def _tap_offsets(kh, kw, sh, sw, dh, dw, wq, size):
     """Every tap's start in the flat phase buffer (:func:`_tap`), in ``(r, s)`` order."""
-    offsets = private(kh * kw, np.intp)  # allocated in a share
+    offsets = np.empty(kh * kw, np.intp)  # written once, then only read
     for r in range(kh):
         for s in range(kw):
             offsets[r * kw + s] = _tap(r, s, sw, sh, dh, dw, wq, size)
